@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The one set-up, used by `make`, CI and the Dockerfile alike. Idempotent.
+#   1. system packages the toolchain needs (installed with apt-get when run as root; otherwise named)
+#   2. the converter's environment: a venv of the current Python with pinned packages
+#   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
+# Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain), MYRIAD_BLOB_EXTRAS (default test).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${MYRIAD_BLOB_VENV:-$root/.venv}
+python=${MYRIAD_BLOB_PYTHON:-python3}
+extras=${MYRIAD_BLOB_EXTRAS-test}
+
+fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
+
+# 1. System packages: libusb (the Myriad plugin loads it even with no device), a C++ compiler
+#    for the compile helper, and libfaketime (shortens the plugin's 5 s device search; see README).
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(libfaketime)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "myriad-blob setup: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        fail "missing system packages: ${missing[*]}; install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and run this again"
+    fi
+fi
+
+# 2. The converter's environment.
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
+    || fail "$python is not Python 3.10 or newer; set MYRIAD_BLOB_PYTHON to one"
+stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "myriad-blob setup: installing the converter into $venv"
+    "$python" -m venv "$venv"
+    spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install \
+        -c "$root/requirements/constraints.txt" -e "$spec"
+    echo "$stamp" > "$venv/.myriad-blob-stamp"
+fi
+
+# 3. The legacy toolchain, where the converter will look for it.
+"$venv/bin/myriad-blob" setup

@@ -1,0 +1,147 @@
+"""The command line: `myriad-blob convert ...`, `myriad-blob setup`, `myriad-blob --version`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, toolchain
+from .errors import ConversionError, Stage
+from .options import PRECISIONS, ConversionOptions, parse_input_shape, parse_per_channel
+
+
+def _version_message() -> str:
+    lines = [f"myriad-blob {__version__}",
+             "toolchain (pinned): " + ", ".join(f"{k}=={v}" for k, v in toolchain.PINNED.items())]
+    manifest = toolchain.default_dir() / "toolchain.json"
+    if manifest.exists():
+        versions = json.loads(manifest.read_text())
+        lines.append(f"toolchain (set up in {manifest.parent}): inference engine {versions.get('inference_engine_build')}, "
+                     f"Python {versions.get('legacy_python')}, g++ {versions.get('gxx')}")
+    else:
+        lines.append(f"toolchain: not set up yet in {manifest.parent} (run `myriad-blob setup`)")
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, message=_version_message())
+def main() -> None:
+    """Convert PyTorch and ONNX models to Myriad X blobs for OAK cameras and the NCS2."""
+
+
+def _precision(_ctx, _param, value: str) -> str:
+    upper = value.upper()
+    if upper not in PRECISIONS:
+        raise click.BadParameter(f"must be one of {', '.join(PRECISIONS)}")
+    return upper
+
+
+@main.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="Model file: ONNX, TorchScript, torch.export (.pt2), a state dict or checkpoint (with --model-class), "
+                   "or a full-model pickle (with --trust-pickle). Told apart by content.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="SHAPE",
+              help="Input shape, e.g. '[1, 3, 240, 320]'; for several inputs 'name=[...]', repeated. "
+                   "Required for PyTorch models and ONNX models with dynamic shapes.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Where to write the blob. Default: the input's name with .blob, in the current directory.")
+@click.option("--reverse-input-channels/--no-reverse-input-channels", default=False, show_default=True,
+              help="Swap RGB<->BGR in the blob (cameras give BGR; PyTorch models usually expect RGB).")
+@click.option("--input-type", default="U8", show_default=True, callback=_precision,
+              help="Blob input precision (compile tool names: U8, FP16, FP32, ...); ONNX keeps the model's own.")
+@click.option("--output-type", default="FP16", show_default=True, callback=_precision,
+              help="Blob output precision; ONNX keeps the model's own.")
+@click.option("--mean", "means", multiple=True, metavar="VALUES",
+              help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).")
+@click.option("--scale", "scales", multiple=True, metavar="VALUES",
+              help="Per-channel divisor applied in the blob after --mean, e.g. 'input=[58.4, 57.12, 57.38]'.")
+@click.option("--model-key", default="model", show_default=True, help="Key of the model in a checkpoint dict.")
+@click.option("--model-dtype", default="float32", show_default=True,
+              help="torch dtype to cast the model to before export (the blob is FP16 either way).")
+@click.option("--model-class", metavar="MODULE:CLASS",
+              help="Class to load a state dict into, e.g. mypackage.models:Detector (imported from the current directory).")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow loading a full-model pickle. Loading one runs code from the file: only for files you trust.")
+@click.option("--nshaves", type=click.IntRange(1, 16), default=6, show_default=True, help="SHAVE cores the blob uses.")
+@click.option("--nslices", type=click.IntRange(1, 16), default=None,
+              help="CMX slices the blob uses.  [default: same as --nshaves]")
+@click.option("--nstreams", type=click.IntRange(1, 3), default=1, show_default=True, help="Throughput streams.")
+@click.option("--opset", type=click.IntRange(7, 20), default=12, show_default=True, help="ONNX opset for the PyTorch export.")
+@click.option("--new-export", is_flag=True, help="Use the torch.export-based ONNX exporter instead of the TorchScript one.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
+              help="Where to write the JSON report (Markdown beside it, .md). Default: <blob>.report.json.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+def convert(input_path: Path, input_shapes, output, reverse_input_channels, input_type, output_type, means, scales,
+            model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
+            report_path, debug) -> None:
+    """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
+    from .pipeline import convert as run_conversion  # torch is imported only when converting
+
+    output = output or Path(input_path.stem + ".blob")
+    options = ConversionOptions(input=input_path, output=output, report=report_path)
+    try:
+        options = ConversionOptions(
+            input=input_path, output=output, report=report_path,
+            input_shapes=tuple(parse_input_shape(text) for text in input_shapes),
+            reverse_input_channels=reverse_input_channels, input_type=input_type, output_type=output_type,
+            mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
+            model_key=model_key, model_dtype=model_dtype, model_class=model_class, trust_pickle=trust_pickle,
+            nshaves=nshaves, nslices=nslices or nshaves, nstreams=nstreams, opset=opset, new_export=new_export)
+    except ValueError as error:
+        _exit_with(ConversionError(Stage.OPTIONS, str(error)), options, None)
+    try:
+        report = run_conversion(options)
+    except Exception:
+        if debug:
+            raise
+        click.echo(f"myriad-blob: internal error (a bug; rerun with --debug for the traceback). "
+                   f"Report: {options.report_json}", err=True)
+        sys.exit(1)
+    if report.error:
+        _exit_with(None, options, report)
+    click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")
+    click.echo(f"report: {options.report_json}")
+    click.echo(f"        {options.report_markdown}")
+
+
+def _per_channel(values, flag: str) -> dict:
+    table = {}
+    for text in values:
+        name, numbers = parse_per_channel(text, flag)
+        if name in table:
+            raise ValueError(f"{flag} given twice for {'input ' + name if name else 'the input'}")
+        table[name] = numbers
+    return table
+
+
+def _exit_with(error: ConversionError | None, options: ConversionOptions, report) -> None:
+    """Print one line naming the stage and what to change, write the report, exit with the stage's code."""
+    if error is not None:
+        from .report import ConversionReport
+
+        report = ConversionReport(options.to_dict())
+        report.fail(error)
+        try:
+            report.write(options.report_json, options.report_markdown)
+        except ConversionError:
+            pass  # the options error is the one to show
+    stage, code, message = report.error["stage"], report.error["exit_code"], report.error["message"]
+    click.echo(f"myriad-blob: {stage} failed: {message}", err=True)
+    if Path(options.report_json).exists():
+        click.echo(f"report: {options.report_json}", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="Where to set up the toolchain. Default: $MYRIAD_BLOB_TOOLCHAIN or ~/.cache/myriad-blob/.")
+def setup(directory: Path | None) -> None:
+    """Set up the pinned OpenVINO 2021.4.2 Myriad toolchain (idempotent)."""
+    sys.exit(toolchain.setup(directory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Stage 4, compile: IR -> Myriad X blob with the plugin of OpenVINO 2021.4, no device attached.
+
+First the plugin's per-layer query (a layer it cannot run fails here, named); then our compile
+helper loads the network for MYRIAD and exports the blob.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+
+from .errors import ConversionError, Stage
+from .ir import IRModel
+from .options import ConversionOptions
+from .toolchain import Toolchain
+
+# Layers the query does not list because they are not executed (weights, graph I/O plumbing).
+_NOT_EXECUTED = {"Const", "Parameter", "Result"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSupport:
+    total: int
+    by_type: dict  # type -> {"count": n, "unsupported": m}
+    unsupported: tuple  # ({"name", "type"}, ...)
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "supported": self.total - len(self.unsupported),
+                "by_type": self.by_type, "unsupported": list(self.unsupported)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledBlob:
+    path: Path
+    settings: dict
+    layer_support: LayerSupport
+
+
+def _fail(message: str) -> ConversionError:
+    return ConversionError(Stage.COMPILE, message)
+
+
+def compile_settings(options: ConversionOptions) -> dict:
+    return {
+        "platform": "VPU_MYRIAD_2480",
+        "input_type": options.input_type,
+        "output_type": options.output_type,
+        "nshaves": options.nshaves,
+        "nslices": options.nslices,
+        "nstreams": options.nstreams,
+    }
+
+
+def query_layers(ir: IRModel, toolchain: Toolchain) -> LayerSupport:
+    result = toolchain.run([str(toolchain.compile_helper), "query", str(ir.xml)])
+    if result.returncode != 0:
+        raise _fail("the Myriad plugin could not read the IR: " + helper_error(result.stderr))
+    supported = set(result.stdout.splitlines())
+    counts: dict = collections.defaultdict(lambda: {"count": 0, "unsupported": 0})
+    unsupported = []
+    executed = [layer for layer in ir.layers if layer.type not in _NOT_EXECUTED]
+    for layer in executed:
+        counts[layer.type]["count"] += 1
+        if layer.name not in supported:
+            counts[layer.type]["unsupported"] += 1
+            unsupported.append({"name": layer.name, "type": layer.type})
+    return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported))
+
+
+def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, blob_path: Path) -> CompiledBlob:
+    support = query_layers(ir, toolchain)
+    if support.unsupported:
+        listed = ", ".join(f"{layer['name']} ({layer['type']})" for layer in support.unsupported[:10])
+        more = f" and {len(support.unsupported) - 10} more" if len(support.unsupported) > 10 else ""
+        raise _fail(f"the Myriad plugin does not support {len(support.unsupported)} layer(s): {listed}{more}; "
+                    "replace these ops in the model or run them on the host")
+    settings = compile_settings(options)
+    args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
+    if options.input_type != "ONNX":
+        args += ["-ip", options.input_type]
+    if options.output_type != "ONNX":
+        args += ["-op", options.output_type]
+    args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
+             f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
+    result = toolchain.run(args, fast_clock=True)
+    if result.returncode != 0 or not blob_path.exists():
+        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr))
+    settings["fast_clock"] = toolchain.faketime is not None
+    return CompiledBlob(blob_path, settings, support)
+
+
+def helper_error(stderr: str) -> str:
+    """The helper's error line, without the plugin's colour-coded warnings."""
+    lines = [line for line in stderr.splitlines() if line.strip() and "[Warning]" not in line]
+    errors = [line[len("ERROR: "):] for line in lines if line.startswith("ERROR: ")]
+    message = (errors or lines or ["no message"])[-1]
+    return message.splitlines()[0].strip()

@@ -1,0 +1,53 @@
+"""Conversion stages, their exit codes, and the one error type the pipeline raises."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Stage(str, enum.Enum):
+    """A pipeline stage; each failure is reported against one, with its own exit code."""
+
+    OPTIONS = "options"
+    TOOLCHAIN = "toolchain"
+    LOAD = "load"
+    EXPORT = "export"
+    IR = "ir"
+    COMPILE = "compile"
+    VERIFY = "verify"
+    OUTPUT = "output"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self]
+
+
+# Documented in the README ("Exit codes"); 1 is an internal error. 2 is a usage error, as click's own.
+EXIT_CODES = {
+    Stage.OPTIONS: 2,
+    Stage.TOOLCHAIN: 3,
+    Stage.LOAD: 10,
+    Stage.EXPORT: 11,
+    Stage.IR: 12,
+    Stage.COMPILE: 13,
+    Stage.VERIFY: 14,
+    Stage.OUTPUT: 15,
+}
+
+
+class ConversionError(Exception):
+    """A failure the user can act on: one line naming what went wrong and what to change."""
+
+    def __init__(self, stage: Stage, message: str):
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.stage.value}: {self.message}"
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message, cut to its first line, for one-line errors."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

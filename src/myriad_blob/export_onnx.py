@@ -1,0 +1,108 @@
+"""Stage 2, export: PyTorch model -> ONNX (opset --opset), or inspect a given ONNX file."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from .errors import ConversionError, Stage, first_line
+from .load import LoadedModel
+from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
+from .tensors import TensorInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxModel:
+    path: Path
+    opset: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    exported: bool  # False when the user gave ONNX
+
+
+def _fail(message: str) -> ConversionError:
+    return ConversionError(Stage.EXPORT, message)
+
+
+def describe_onnx(path: Path, exported: bool) -> OnnxModel:
+    import onnx
+
+    model = onnx.load_model(str(path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    def info(value) -> TensorInfo:
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+        return TensorInfo(value.name, dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
+
+    inputs = tuple(info(v) for v in model.graph.input if v.name not in initializers)
+    return OnnxModel(path, opset, inputs, tuple(info(v) for v in model.graph.output), exported)
+
+
+def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path) -> OnnxModel:
+    """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
+    if loaded.onnx_path is not None:
+        onnx_model = describe_onnx(loaded.onnx_path, exported=False)
+        _check_shapes_fit(onnx_model, options.input_shapes)
+        return onnx_model
+    return export_torch(loaded.module, options, workdir / "model.onnx")
+
+
+def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
+    names = [t.name for t in onnx_model.inputs]
+    for spec in specs:
+        if spec.name is not None and spec.name not in names:
+            raise _fail(f"--input-shape names input {spec.name!r}, but the model's inputs are {', '.join(names)}")
+    if not specs:
+        dynamic = [t for t in onnx_model.inputs if not all(isinstance(d, int) and d > 0 for d in t.shape)]
+        if dynamic:
+            t = dynamic[0]
+            raise _fail(f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes")
+    elif len(specs) > 1 and any(s.name is None for s in specs):
+        raise _fail("with several --input-shape values, name each one: --input-shape 'name=[...]'")
+
+
+def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
+    import torch
+
+    if not options.input_shapes:
+        raise _fail("--input-shape is required for PyTorch models, e.g. --input-shape '[1, 3, 240, 320]'")
+    if len(options.input_shapes) > 1 and any(s.name is None for s in options.input_shapes):
+        raise _fail("with several --input-shape values, name each one: --input-shape 'name=[...]'")
+    dtype = getattr(torch, options.model_dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise _fail(f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)")
+    input_names = [s.name or (DEFAULT_INPUT_NAME if len(options.input_shapes) == 1 else f"input{i}")
+                   for i, s in enumerate(options.input_shapes)]
+    module = module.to(dtype).eval()
+    args = tuple(torch.zeros(s.shape, dtype=dtype) for s in options.input_shapes)
+    shapes = ", ".join(str(list(s.shape)) for s in options.input_shapes)
+    try:
+        with torch.no_grad():
+            sample = module(*args)
+    except Exception as error:
+        raise _fail(f"the model rejects input shape {shapes}: {first_line(error)}; check --input-shape") from error
+    outputs = _flatten(sample)
+    output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, args, str(path), opset_version=options.opset, dynamo=options.new_export,
+                input_names=input_names, output_names=output_names, do_constant_folding=True,
+                **({} if options.new_export else {"dynamic_axes": None}),
+            )
+    except Exception as error:
+        hint = "try another --opset" if not options.new_export else "try without --new-export"
+        raise _fail(f"torch.onnx.export failed (opset {options.opset}): {first_line(error)}; {hint}") from error
+    return describe_onnx(path, exported=True)
+
+
+def _flatten(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _flatten(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _flatten(item)]
+    return [value]

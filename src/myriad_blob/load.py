@@ -1,0 +1,213 @@
+"""Stage 1, load: tell the model file's format by its content, and load it.
+
+ONNX files are only inspected here; PyTorch files are loaded into an nn.Module in this
+(current) Python. Full-model pickles run code when loaded, so they are refused unless the
+user says --trust-pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ConversionError, Stage, first_line
+from .options import ConversionOptions
+
+
+class ModelFormat:
+    ONNX = "onnx"
+    TORCHSCRIPT = "torchscript"
+    TORCH_EXPORT = "torch.export"
+    STATE_DICT = "state-dict"
+    CHECKPOINT = "checkpoint"
+    PICKLE = "full-model pickle"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    path: str
+    size: int
+    sha256: str
+    format: str | None = None
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    source: SourceInfo
+    module: Any = None  # torch.nn.Module for PyTorch formats; None for ONNX
+    onnx_path: Path | None = None
+
+
+def _fail(message: str) -> ConversionError:
+    return ConversionError(Stage.LOAD, message)
+
+
+def describe_source(path: Path) -> SourceInfo:
+    if not path.exists():
+        raise _fail(f"{path} does not exist: check --input")
+    if not path.is_file():
+        raise _fail(f"{path} is not a file: --input takes a model file")
+    data = path.read_bytes()
+    if not data:
+        raise _fail(f"{path} is empty (0 bytes): re-export or re-download the model")
+    return SourceInfo(str(path), len(data), hashlib.sha256(data).hexdigest())
+
+
+def sniff_format(path: Path) -> str:
+    """The model format, from the file's bytes (never its extension)."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise _fail(f"{path} is a damaged zip archive (truncated?): save the PyTorch model again") from None
+        if any(n.endswith("/archive_format") for n in names):
+            return ModelFormat.TORCH_EXPORT
+        if any("/code/__torch__" in n for n in names) and any(n.endswith("/constants.pkl") for n in names):
+            return ModelFormat.TORCHSCRIPT
+        if any(n.endswith("/data.pkl") for n in names):
+            return ModelFormat.PICKLE  # refined to state dict / checkpoint when loaded
+        raise _fail(f"{path} is a zip archive but not one PyTorch wrote: expected ONNX, TorchScript, .pt2 or torch.save output")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return ModelFormat.PICKLE  # torch.save's legacy (non-zip) format
+    return _sniff_onnx(path, head)
+
+
+def _sniff_onnx(path: Path, head: bytes) -> str:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError):
+        model = None
+    if model is not None and model.ir_version > 0 and model.opset_import and len(model.graph.node) > 0:
+        return ModelFormat.ONNX
+    if _looks_like_text(head):
+        raise _fail(f"{path} is a text file, not a model: point --input at the .onnx/.pt file itself (a Git LFS pointer? run `git lfs pull`)")
+    raise _fail(
+        f"{path} is not a model this tool reads (ONNX, TorchScript, torch.export .pt2, torch.save); "
+        "if it is one, it is truncated or corrupt: export it again"
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def load_model(options: ConversionOptions) -> LoadedModel:
+    path = options.input
+    source = describe_source(path)
+    fmt = sniff_format(path)
+    if fmt == ModelFormat.ONNX:
+        return LoadedModel(dataclasses.replace(source, format=fmt), onnx_path=path)
+
+    import torch
+
+    # As `python -m`: modules named by --model-class (or a pickle) resolve from the current directory.
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    if fmt == ModelFormat.TORCHSCRIPT:
+        module = _torch_call(lambda: torch.jit.load(str(path), map_location="cpu"), path, fmt)
+    elif fmt == ModelFormat.TORCH_EXPORT:
+        module = _torch_call(lambda: torch.export.load(str(path)).module(), path, fmt)
+    else:
+        fmt, module = _load_pickle(path, options)
+    if not isinstance(module, torch.nn.Module):
+        raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")
+    return LoadedModel(dataclasses.replace(source, format=fmt), module=module)
+
+
+def _torch_call(load, path: Path, fmt: str):
+    try:
+        return load()
+    except Exception as error:  # torch raises many types here; the message is what the user needs
+        raise _fail(f"{path} could not be loaded as {fmt}: {first_line(error)}") from error
+
+
+def _load_pickle(path: Path, options: ConversionOptions):
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return ModelFormat.PICKLE, _load_trusted_pickle(path, options)
+    except Exception as error:
+        raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
+
+    fmt = ModelFormat.STATE_DICT
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        if options.model_key not in obj:
+            keys = ", ".join(sorted(map(str, obj))[:8])
+            raise _fail(f"{path} is a checkpoint dict without key {options.model_key!r} (keys: {keys}): pass --model-key")
+        fmt, obj = ModelFormat.CHECKPOINT, obj[options.model_key]
+    if not _is_state_dict(obj):
+        raise _fail(f"{path} holds a {type(obj).__name__}, not a state dict or a model")
+    if not options.model_class:
+        raise _fail(
+            f"{path} is a {fmt} (weights only): pass --model-class package.module:ClassName "
+            "so the weights can be loaded into your model's class"
+        )
+    module = instantiate_model_class(options.model_class)
+    try:
+        module.load_state_dict(obj, strict=True)
+    except RuntimeError as error:
+        raise _fail(f"the weights in {path} do not fit {options.model_class}: {first_line(error)}") from error
+    return fmt, module
+
+
+def _is_state_dict(obj) -> bool:
+    import torch
+
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _load_trusted_pickle(path: Path, options: ConversionOptions):
+    import torch
+
+    if not options.trust_pickle:
+        raise _fail(
+            f"{path} is a full-model pickle, and loading one runs code from the file: save a state dict "
+            "or TorchScript instead, or pass --trust-pickle if you trust where it came from"
+        )
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except (AttributeError, ModuleNotFoundError, ImportError) as error:
+        raise _fail(
+            f"the pickle {path} needs a class that cannot be imported here ({first_line(error)}): "
+            "run from the directory holding its module, or save a state dict and pass --model-class"
+        ) from error
+    except Exception as error:
+        raise _fail(f"{path} could not be unpickled: {first_line(error)}") from error
+    if isinstance(obj, dict) and options.model_key in obj:
+        obj = obj[options.model_key]
+    return obj
+
+
+def instantiate_model_class(spec: str):
+    """Import 'package.module:ClassName' and construct it with no arguments."""
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise _fail(f"--model-class must look like package.module:ClassName, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise _fail(f"cannot import module {module_name!r} for --model-class: {first_line(error)} (is it on PYTHONPATH?)") from error
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise _fail(f"module {module_name!r} has no class {class_name!r} (--model-class)")
+    try:
+        return cls()
+    except Exception as error:
+        raise _fail(f"{spec}() failed: {first_line(error)}; --model-class needs a class constructible with no arguments") from error

@@ -1,0 +1,97 @@
+"""What the user asked for, parsed once from the command line into plain data."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+# The compile tool's precision names; "ONNX" keeps the model's own.
+PRECISIONS = ("U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "BF16", "FP16", "FP32", "BOOL", "ONNX")
+DEFAULT_INPUT_NAME = "input"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name (None: the model's only/first input) and shape."""
+
+    name: str | None
+    shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionOptions:
+    input: Path
+    output: Path
+    input_shapes: tuple[InputSpec, ...] = ()
+    reverse_input_channels: bool = False
+    input_type: str = "U8"
+    output_type: str = "FP16"
+    mean: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    scale: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    model_key: str = "model"
+    model_dtype: str = "float32"
+    model_class: str | None = None
+    trust_pickle: bool = False
+    nshaves: int = 6
+    nslices: int = 6
+    nstreams: int = 1
+    opset: int = 12
+    new_export: bool = False
+    report: Path | None = None
+
+    @property
+    def report_json(self) -> Path:
+        return self.report if self.report else self.output.with_name(self.output.name + ".report.json")
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.report_json.with_suffix(".md")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["input"], data["output"] = str(self.input), str(self.output)
+        data["report"] = str(self.report_json)
+        data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
+        data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
+        data["scale"] = {k or "": list(v) for k, v in self.scale.items()}
+        return data
+
+
+def _split_named(text: str) -> tuple[str | None, str]:
+    """'name=[1, 2]' -> ('name', '[1, 2]'); '[1, 2]' -> (None, '[1, 2]')."""
+    text = text.strip()
+    if not text.startswith("[") and "=" in text:
+        name, _, rest = text.partition("=")
+        return name.strip() or None, rest.strip()
+    return None, text
+
+
+def _literal_list(text: str, what: str) -> list:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{what} must be a list like [1, 3, 240, 320], got {text!r}") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{what} must be a non-empty list like [1, 3, 240, 320], got {text!r}")
+    return list(value)
+
+
+def parse_input_shape(text: str) -> InputSpec:
+    """Parse '[1, 3, 240, 320]' or 'name=[1, 3, 240, 320]'."""
+    name, rest = _split_named(text)
+    dims = _literal_list(rest, "--input-shape")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ValueError(f"--input-shape dimensions must be positive integers, got {rest!r}")
+    return InputSpec(name, tuple(dims))
+
+
+def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ...]]:
+    """Parse '[123.675, 116.28, 103.53]' or 'input=[...]' for --mean and --scale."""
+    name, rest = _split_named(text)
+    values = _literal_list(rest, flag)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{flag} values must be numbers, got {rest!r}")
+    if flag == "--scale" and any(v == 0 for v in values):
+        raise ValueError("--scale values divide the input and must not be 0")
+    return name, tuple(float(v) for v in values)

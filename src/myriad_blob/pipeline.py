@@ -1,0 +1,99 @@
+"""The conversion: load -> export -> IR -> compile -> verify, with a report whatever happens."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__, toolchain as toolchain_module
+from .blob import BlobFormatError, parse_blob, verify_blob
+from .compile import compile_blob, compile_settings
+from .errors import ConversionError, Stage
+from .export_onnx import prepare_onnx
+from .ir import convert_to_ir
+from .load import load_model
+from .options import ConversionOptions
+from .report import ConversionReport, write_atomically
+
+
+def _torch_versions() -> dict:
+    import onnx
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def convert(options: ConversionOptions, toolchain_dir: Path | None = None) -> ConversionReport:
+    """Convert one model; the report says how it went. Raises nothing the user caused:
+    a ConversionError ends up in report.error. The blob appears at options.output only on success."""
+    report = ConversionReport(options.to_dict())
+    started = time.perf_counter()
+    try:
+        _run(options, toolchain_dir, report)
+        report.status = "succeeded"
+    except ConversionError as error:
+        report.fail(error)
+    except Exception as error:  # a bug of ours: still leave a report, then let the CLI show it
+        report.status = "failed"
+        report.error = {"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"}
+        report.write(options.report_json, options.report_markdown)
+        raise
+    finally:
+        report.total_duration_s = round(time.perf_counter() - started, 3)
+    report.write(options.report_json, options.report_markdown)
+    return report
+
+
+def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport) -> None:
+    toolchain = toolchain_module.locate(toolchain_dir)
+    report.toolchain = {"dir": str(toolchain.root), **toolchain.versions}
+    legacy = {"python": toolchain.versions.get("legacy_python"), "openvino-dev": toolchain.versions.get("openvino_dev")}
+    with tempfile.TemporaryDirectory(prefix="myriad-blob-") as tmp:
+        workdir = Path(tmp)
+        with report.stage("load", **_torch_versions()):
+            loaded = load_model(options)
+        report.source = {"path": loaded.source.path, "format": loaded.source.format,
+                         "size": loaded.source.size, "sha256": loaded.source.sha256}
+
+        if loaded.onnx_path is not None:
+            report.skip("export", "the input is ONNX already")
+            onnx_model = prepare_onnx(loaded, options, workdir)
+        else:
+            with report.stage("export", **_torch_versions(), opset=options.opset,
+                              exporter="torch.export" if options.new_export else "torchscript"):
+                onnx_model = prepare_onnx(loaded, options, workdir)
+        report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
+                       "inputs": [t.to_dict() for t in onnx_model.inputs],
+                       "outputs": [t.to_dict() for t in onnx_model.outputs]}
+
+        with report.stage("ir", **{"model-optimizer": legacy["openvino-dev"], "python": legacy["python"]}):
+            ir = convert_to_ir(onnx_model, options, toolchain, workdir)
+        report.preprocessing = ir.preprocessing
+        report.ir = {"version": ir.version, "inputs": [t.to_dict() for t in ir.inputs],
+                     "outputs": [t.to_dict() for t in ir.outputs]}
+
+        report.compile_settings = compile_settings(options)
+        compile_tools = {"openvino": toolchain.versions.get("openvino"),
+                         "inference-engine": toolchain.versions.get("inference_engine_build"),
+                         "g++": toolchain.versions.get("gxx")}
+        with report.stage("compile", **compile_tools):
+            compiled = compile_blob(ir, options, toolchain, workdir / "model.blob")
+        report.compile_settings = compiled.settings
+        report.layers = compiled.layer_support.to_dict()
+
+        with report.stage("verify", **{"myriad-blob": __version__}):
+            data = compiled.path.read_bytes()
+            try:
+                info = parse_blob(data)
+            except BlobFormatError as error:
+                raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
+            verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+        try:
+            write_atomically(options.output, data)
+        except OSError as error:
+            raise ConversionError(Stage.OUTPUT, f"cannot write the blob to {options.output}: {error.strerror}") from error
+        report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                       "header": info.to_dict()}

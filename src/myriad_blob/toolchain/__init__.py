@@ -1,0 +1,84 @@
+"""The pinned legacy Myriad toolchain: where it lives, how to set it up, how to run its tools.
+
+OpenVINO 2021.4.2 is the last release whose PyPI wheel carries the Myriad plugin, and it
+installs only for Python 3.8/3.9. It lives in its own directory (a venv plus our compile
+helper), set up by setup-toolchain.sh and run only through subprocesses from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import ConversionError, Stage
+
+PINNED = {"openvino": "2021.4.2", "openvino-dev": "2021.4.2"}
+SETUP_SCRIPT = Path(__file__).with_name("setup-toolchain.sh")
+# The plugin spends a fixed 5 s of wall-clock time searching for devices on every LoadNetwork
+# (see README, "Why compiling is fast"). Under libfaketime the clock runs this much faster, so
+# the window closes in milliseconds; the blob is byte-identical.
+FAKETIME_SPEEDUP = 200
+FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def default_dir() -> Path:
+    if os.environ.get("MYRIAD_BLOB_TOOLCHAIN"):
+        return Path(os.environ["MYRIAD_BLOB_TOOLCHAIN"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "myriad-blob" / f"toolchain-openvino-{PINNED['openvino']}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    root: Path
+    versions: dict
+
+    @property
+    def python(self) -> Path:
+        return self.root / "venv" / "bin" / "python"
+
+    @property
+    def model_optimizer(self) -> Path:
+        return self.root / "venv" / "bin" / "mo"
+
+    @property
+    def compile_helper(self) -> Path:
+        return self.root / "bin" / "myriad_compile_blob"
+
+    @property
+    def faketime(self) -> Path | None:
+        return FAKETIME_LIBRARY if FAKETIME_LIBRARY.exists() else None
+
+    def run(self, args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "FAKETIME"))}
+        if fast_clock and self.faketime:
+            env["LD_PRELOAD"] = str(self.faketime)
+            env["FAKETIME"] = f"+0 x{FAKETIME_SPEEDUP}"
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def locate(root: Path | None = None) -> Toolchain:
+    """The set-up toolchain, or a TOOLCHAIN error saying how to set it up."""
+    root = root or default_dir()
+    manifest = root / "toolchain.json"
+    if not manifest.exists():
+        raise ConversionError(
+            Stage.TOOLCHAIN,
+            f"the Myriad toolchain is not set up in {root}: run `myriad-blob setup` "
+            "(or `make setup` in a checkout), or set MYRIAD_BLOB_TOOLCHAIN to where it is",
+        )
+    versions = json.loads(manifest.read_text())
+    versions.pop("stamp", None)
+    toolchain = Toolchain(root, versions)
+    for tool in (toolchain.python, toolchain.model_optimizer, toolchain.compile_helper):
+        if not tool.exists():
+            raise ConversionError(Stage.TOOLCHAIN, f"the Myriad toolchain in {root} is incomplete ({tool.name} missing): run `myriad-blob setup`")
+    return toolchain
+
+
+def setup(root: Path | None = None) -> int:
+    """Run the set-up script (idempotent); returns its exit status."""
+    return subprocess.call(["bash", str(SETUP_SCRIPT), str(root or default_dir())])
