@@ -83,6 +83,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     output = output or Path(input_path.stem + ".blob")
     options = ConversionOptions(input=input_path, output=output, report=report_path)
     try:
+        if nslices is not None and nshaves > nslices:
+            raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: the compiler needs at least as many CMX slices as SHAVEs")
         options = ConversionOptions(
             input=input_path, output=output, report=report_path,
             input_shapes=tuple(parse_input_shape(text) for text in input_shapes),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 from pathlib import Path
 
 from .errors import ConversionError, Stage
@@ -90,9 +91,19 @@ def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, 
     return CompiledBlob(blob_path, settings, support)
 
 
+_STATUS_PREFIX = re.compile(r"^\[ [A-Z_]+ \]\s*")  # "[ GENERAL_ERROR ] "
+_SOURCE_LOCATION = re.compile(r"^\S+\.(?:cpp|hpp|h):\d+\s*")  # "/home/jenkins/.../graph_transformer.cpp:88 "
+
+
 def helper_error(stderr: str) -> str:
-    """The helper's error line, without the plugin's colour-coded warnings."""
-    lines = [line for line in stderr.splitlines() if line.strip() and "[Warning]" not in line]
-    errors = [line[len("ERROR: "):] for line in lines if line.startswith("ERROR: ")]
-    message = (errors or lines or ["no message"])[-1]
-    return message.splitlines()[0].strip()
+    """The helper's error as one line: OpenVINO's message without its status tag, source path
+    and the plugin's colour-coded warnings."""
+    text = stderr.split("ERROR: ", 1)[1] if "ERROR: " in stderr else stderr
+    parts = []
+    for line in text.splitlines():
+        if "[Warning]" in line:
+            continue
+        line = _SOURCE_LOCATION.sub("", _STATUS_PREFIX.sub("", line.strip()))
+        if line:
+            parts.append(line)
+    return " ".join(parts) or "no message"

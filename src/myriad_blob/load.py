@@ -121,12 +121,37 @@ def load_model(options: ConversionOptions) -> LoadedModel:
     if fmt == ModelFormat.TORCHSCRIPT:
         module = _torch_call(lambda: torch.jit.load(str(path), map_location="cpu"), path, fmt)
     elif fmt == ModelFormat.TORCH_EXPORT:
-        module = _torch_call(lambda: torch.export.load(str(path)).module(), path, fmt)
+        module = _EvalOnly(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
     else:
         fmt, module = _load_pickle(path, options)
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")
     return LoadedModel(dataclasses.replace(source, format=fmt), module=module)
+
+
+def _eval_only_class():
+    import torch
+
+    class EvalOnly(torch.nn.Module):
+        """A torch.export program's module refuses train()/eval(), which exporters call: it is
+        fixed in inference mode already, so mode switches are no-ops here."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.training = False
+
+        def train(self, mode: bool = True):
+            return self
+
+        def forward(self, *args):
+            return self.inner(*args)
+
+    return EvalOnly
+
+
+def _EvalOnly(inner):  # noqa: N802 - a class built lazily so torch is imported only for PyTorch input
+    return _eval_only_class()(inner)
 
 
 def _torch_call(load, path: Path, fmt: str):

@@ -1,0 +1,60 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+import models  # noqa: E402
+
+SHAPE = [1, 3, 64, 80]
+SHAPE_ARG = "[1, 3, 64, 80]"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def toolchain_ready():
+    from myriad_blob import toolchain
+
+    manifest = toolchain.default_dir() / "toolchain.json"
+    if not manifest.exists():
+        pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up)", 3)
+
+
+def _small_cnn():
+    torch.manual_seed(0)
+    return models.SmallCNN().eval()
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """Every accepted model format, saved from the same SmallCNN weights; names hide the format."""
+    root = tmp_path_factory.mktemp("models")
+    model = _small_cnn()
+    sample = torch.zeros(SHAPE)
+    files = {}
+    files["torchscript"] = root / "ts.bin"
+    torch.jit.save(torch.jit.trace(model, sample), str(files["torchscript"]))
+    files["torch.export"] = root / "exported.pt2"
+    torch.export.save(torch.export.export(model, (sample,)), str(files["torch.export"]))
+    files["state-dict"] = root / "weights.pth"
+    torch.save(model.state_dict(), files["state-dict"])
+    files["checkpoint"] = root / "checkpoint.ckpt"
+    torch.save({"model": model.state_dict(), "epoch": 7, "lr": 0.01}, files["checkpoint"])
+    files["full-model pickle"] = root / "full.pt"
+    torch.save(model, files["full-model pickle"])
+    files["onnx"] = root / "model.onnx"
+    torch.onnx.export(model, (sample,), str(files["onnx"]), opset_version=12, dynamo=False,
+                      input_names=["input"], output_names=["scores"])
+    return files
+
+
+def run_cli(*args, cwd=None, env_extra=None):
+    """Run `myriad-blob` as a user would, in a subprocess (real exit codes, real stderr)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "myriad_blob.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
