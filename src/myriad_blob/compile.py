@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import re
 from pathlib import Path
 
 from .errors import ConversionError, Stage
 from .ir import IRModel
 from .options import ConversionOptions
-from .toolchain import Toolchain
+from .toolchain import Toolchain, helper_error
 
 # Layers the query does not list because they are not executed (weights, graph I/O plumbing).
 _NOT_EXECUTED = {"Const", "Parameter", "Result"}
@@ -53,24 +52,20 @@ def compile_settings(options: ConversionOptions) -> dict:
     }
 
 
-def query_layers(ir: IRModel, toolchain: Toolchain) -> LayerSupport:
-    result = toolchain.run([str(toolchain.compile_helper), "query", str(ir.xml)])
-    if result.returncode != 0:
-        raise _fail("the Myriad plugin could not read the IR: " + helper_error(result.stderr))
-    supported = set(result.stdout.splitlines())
+def layer_support(ir: IRModel) -> LayerSupport:
     counts: dict = collections.defaultdict(lambda: {"count": 0, "unsupported": 0})
     unsupported = []
     executed = [layer for layer in ir.layers if layer.type not in _NOT_EXECUTED]
     for layer in executed:
         counts[layer.type]["count"] += 1
-        if layer.name not in supported:
+        if layer.name not in ir.myriad_supported:
             counts[layer.type]["unsupported"] += 1
             unsupported.append({"name": layer.name, "type": layer.type})
     return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported))
 
 
 def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, blob_path: Path) -> CompiledBlob:
-    support = query_layers(ir, toolchain)
+    support = layer_support(ir)
     if support.unsupported:
         listed = ", ".join(f"{layer['name']} ({layer['type']})" for layer in support.unsupported[:10])
         more = f" and {len(support.unsupported) - 10} more" if len(support.unsupported) > 10 else ""
@@ -89,21 +84,3 @@ def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, 
         raise _fail("the Myriad compiler failed: " + helper_error(result.stderr))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings, support)
-
-
-_STATUS_PREFIX = re.compile(r"^\[ [A-Z_]+ \]\s*")  # "[ GENERAL_ERROR ] "
-_SOURCE_LOCATION = re.compile(r"^\S+\.(?:cpp|hpp|h):\d+\s*")  # "/home/jenkins/.../graph_transformer.cpp:88 "
-
-
-def helper_error(stderr: str) -> str:
-    """The helper's error as one line: OpenVINO's message without its status tag, source path
-    and the plugin's colour-coded warnings."""
-    text = stderr.split("ERROR: ", 1)[1] if "ERROR: " in stderr else stderr
-    parts = []
-    for line in text.splitlines():
-        if "[Warning]" in line:
-            continue
-        line = _SOURCE_LOCATION.sub("", _STATUS_PREFIX.sub("", line.strip()))
-        if line:
-            parts.append(line)
-    return " ".join(parts) or "no message"

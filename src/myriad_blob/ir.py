@@ -15,7 +15,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
 from .tensors import TensorInfo
-from .toolchain import Toolchain
+from .toolchain import Toolchain, helper_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,7 @@ class IRModel:
     outputs: tuple[TensorInfo, ...]
     layers: tuple[IRLayer, ...]
     preprocessing: dict
+    myriad_supported: frozenset = frozenset()  # layer names the Myriad plugin's query accepts
 
 
 def _fail(message: str) -> ConversionError:
@@ -78,7 +79,17 @@ def convert_to_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: 
     xml, weights = output_dir / "model.xml", output_dir / "model.bin"
     if result.returncode != 0 or not xml.exists():
         raise _fail(explain_model_optimizer_error(result.stdout + result.stderr))
-    return read_ir(xml, weights, preprocessing)
+    ir = read_ir(xml, weights, preprocessing)
+    return dataclasses.replace(ir, myriad_supported=query_myriad_support(ir, toolchain))
+
+
+def query_myriad_support(ir: IRModel, toolchain: Toolchain) -> frozenset:
+    """Have the Myriad plugin read the IR (Model Optimizer can write one that does not validate,
+    e.g. for a wrong --input-shape) and say which layers it supports; no device needed."""
+    result = toolchain.run([str(toolchain.compile_helper), "query", str(ir.xml)])
+    if result.returncode != 0:
+        raise _fail(f"the IR does not validate (is --input-shape right?): {helper_error(result.stderr)}")
+    return frozenset(result.stdout.splitlines())
 
 
 _NO_INFER = re.compile(r'no registered "infer" function for node "([^"]*)" with op = "([^"]*)"')

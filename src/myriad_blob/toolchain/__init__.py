@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -82,3 +83,21 @@ def locate(root: Path | None = None) -> Toolchain:
 def setup(root: Path | None = None) -> int:
     """Run the set-up script (idempotent); returns its exit status."""
     return subprocess.call(["bash", str(SETUP_SCRIPT), str(root or default_dir())])
+
+
+_STATUS_PREFIX = re.compile(r"^\[ [A-Z_]+ \]\s*")  # "[ GENERAL_ERROR ] "
+_SOURCE_LOCATION = re.compile(r"^\S+\.(?:cpp|hpp|h):\d+\s*")  # "/home/jenkins/.../graph_transformer.cpp:88 "
+
+
+def helper_error(stderr: str) -> str:
+    """The helper's error as one line: OpenVINO's message without its status tag, source path
+    and the plugin's colour-coded warnings."""
+    text = stderr.split("ERROR: ", 1)[1] if "ERROR: " in stderr else stderr
+    parts = []
+    for line in text.splitlines():
+        if "[Warning]" in line:
+            continue
+        line = _SOURCE_LOCATION.sub("", _STATUS_PREFIX.sub("", line.strip()))
+        if line:
+            parts.append(line)
+    return " ".join(parts) or "no message"

@@ -1,0 +1,166 @@
+"""Bad input fails at a named stage: one readable line, a documented exit code, no traceback,
+no blob left behind, and still a report."""
+
+import json
+import os
+
+import torch
+from conftest import SHAPE, SHAPE_ARG, run_cli
+
+import models
+
+
+def assert_fails(tmp_path, args, stage, exit_code, *fragments, env_extra=None):
+    blob = tmp_path / "out" / "model.blob"
+    result = run_cli("convert", *args, "--output", blob, env_extra=env_extra)
+    assert result.returncode == exit_code, (result.returncode, result.stderr)
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith(f"myriad-blob: {stage} failed: "), result.stderr
+    for fragment in fragments:
+        assert fragment in first_line, first_line
+    assert "Traceback" not in result.stderr
+    assert not blob.exists()
+    assert not [p for p in blob.parent.glob("*") if p.suffix in (".blob", ".partial")]
+    report = json.loads((tmp_path / "out" / "model.blob.report.json").read_text())
+    assert report["status"] == "failed"
+    assert report["error"]["stage"] == stage and report["error"]["exit_code"] == exit_code
+    assert (tmp_path / "out" / "model.blob.report.md").read_text().count(f"Failed** at stage `{stage}`") == 1
+    return report
+
+
+def test_missing_file(tmp_path):
+    assert_fails(tmp_path, ["--input", tmp_path / "nope.onnx"], "load", 10, "does not exist")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert_fails(tmp_path, ["--input", tmp_path / "empty.onnx"], "load", 10, "is empty")
+
+
+def test_truncated_onnx(tmp_path, model_files):
+    data = model_files["onnx"].read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    assert_fails(tmp_path, ["--input", tmp_path / "cut.onnx"], "load", 10, "truncated or corrupt")
+
+
+def test_truncated_torch_archive(tmp_path, model_files):
+    data = model_files["torchscript"].read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    assert_fails(tmp_path, ["--input", tmp_path / "cut.pt", "--input-shape", SHAPE_ARG], "load", 10, "cut.pt")
+
+
+def test_random_bytes(tmp_path):
+    (tmp_path / "noise.onnx").write_bytes(os.urandom(4096))
+    assert_fails(tmp_path, ["--input", tmp_path / "noise.onnx"], "load", 10, "not a model this tool reads")
+
+
+def test_text_file_named_onnx(tmp_path):
+    (tmp_path / "model.onnx").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    assert_fails(tmp_path, ["--input", tmp_path / "model.onnx"], "load", 10, "is a text file, not a model")
+
+
+def test_missing_input_shape_for_pytorch(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["torchscript"]], "export", 11, "--input-shape is required")
+
+
+def test_input_shape_the_model_rejects(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["torchscript"], "--input-shape", "[1, 1, 64, 80]"],
+                 "export", 11, "rejects input shape [1, 1, 64, 80]", "check --input-shape")
+
+
+def test_malformed_input_shape(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "1x3x64x80"],
+                 "options", 2, "--input-shape must be a list")
+
+
+def test_input_shape_naming_an_unknown_input(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "image=[1, 3, 64, 80]"],
+                 "export", 11, "names input 'image'", "inputs are input")
+
+
+def test_onnx_input_shape_that_does_not_fit(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "[1, 1, 64, 80]"],
+                 "ir", 12, "is --input-shape right?", "does not match filter input channel count")
+
+
+def _torchscript(tmp_path, model):
+    path = tmp_path / f"{type(model).__name__}.pt"
+    torch.jit.save(torch.jit.trace(model.eval(), torch.zeros(SHAPE)), str(path))
+    return path
+
+
+def test_op_model_optimizer_does_not_support(tmp_path):
+    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.IsNanNet()), "--input-shape", SHAPE_ARG],
+                          "ir", 12, "does not support op IsNaN")
+    assert report["stages"][2]["status"] == "failed"
+
+
+def test_op_the_myriad_plugin_does_not_support(tmp_path):
+    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG],
+                          "compile", 13, "does not support 1 layer(s)", "(Sign)")
+    assert report["layers"] is None  # nothing was compiled
+    assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
+
+
+class _Payload:
+    """Unpickling this writes a file: proof that code from the pickle ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_is_refused_without_trust_pickle_and_runs_nothing(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(str(marker))}, path)
+    assert_fails(tmp_path, ["--input", path, "--input-shape", SHAPE_ARG], "load", 10,
+                 "full-model pickle", "--trust-pickle")
+    assert not marker.exists()
+
+
+def test_full_model_pickle_without_trust_pickle(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG], "load", 10,
+                 "loading one runs code from the file")
+
+
+def test_trusted_pickle_whose_class_cannot_be_imported(tmp_path, model_files):
+    # The pickle refers to models.SmallCNN; with tests/ off PYTHONPATH that module is not importable.
+    assert_fails(tmp_path, ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG, "--trust-pickle"],
+                 "load", 10, "needs a class that cannot be imported", "models",
+                 env_extra={"PYTHONPATH": ""})
+
+
+def test_model_class_that_cannot_be_imported(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG,
+                            "--model-class", "no_such_package.nets:Detector"],
+                 "load", 10, "cannot import module 'no_such_package.nets'")
+
+
+def test_model_class_that_needs_arguments(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG,
+                            "--model-class", "models:NeedsArguments"], "load", 10, "constructible with no arguments")
+
+
+def test_state_dict_without_model_class(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG], "load", 10,
+                 "pass --model-class")
+
+
+def test_checkpoint_without_the_model_key(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["checkpoint"], "--input-shape", SHAPE_ARG,
+                            "--model-class", "models:SmallCNN", "--model-key", "net"], "load", 10,
+                 "without key 'net'", "epoch")
+
+
+def test_toolchain_not_set_up(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["onnx"]], "toolchain", 3, "myriad-blob setup",
+                 env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(tmp_path / "none")})
+
+
+def test_debug_shows_the_traceback(tmp_path, model_files):
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "m.blob",
+                     "--nshaves", "5", "--nslices", "4", "--debug")
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # an options error is not a bug
