@@ -1,0 +1,85 @@
+"""`make bench`: time each stage of real conversions, and the compile with and without the fast clock.
+
+Prints numbers; asserts nothing about speed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+from networks import MobileNetV2  # noqa: E402
+from tiny_cnn import TinyCNN  # noqa: E402
+
+from myriad_blob import toolchain as toolchain_module  # noqa: E402
+
+CASES = [("small CNN (TinyCNN)", TinyCNN, [1, 3, 240, 320]), ("MobileNetV2", MobileNetV2, [1, 3, 224, 224])]
+STAGES = ("load", "export", "ir", "compile", "verify")
+
+
+def convert(model_path, shape, output):
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "myriad_blob.cli", "convert", "--input", str(model_path),
+                             "--input-shape", str(shape), "--output", str(output)], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"conversion failed: {result.stderr}")
+    report = json.loads(output.with_name(output.name + ".report.json").read_text())
+    return wall, {s["name"]: s["duration_s"] or 0.0 for s in report["stages"]}, report
+
+
+def time_compile(toolchain, xml, blob, fast_clock):
+    start = time.perf_counter()
+    result = toolchain.run([str(toolchain.compile_helper), "compile", str(xml), str(blob), "-ip", "U8", "-op", "FP16",
+                            "MYRIAD_NUMBER_OF_SHAVES=6", "MYRIAD_NUMBER_OF_CMX_SLICES=6"], fast_clock=fast_clock)
+    assert result.returncode == 0, result.stderr
+    return time.perf_counter() - start, blob.read_bytes()
+
+
+def main():
+    warnings.filterwarnings("ignore")  # the exporter's deprecation notices would bury the table
+    toolchain = toolchain_module.locate()
+    print(f"machine: {os.cpu_count()} cores; toolchain {toolchain.root}")
+    print(f"{'network':22} {'params':>7} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'total':>8} {'wall':>8}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, cls, shape in CASES:
+            torch.manual_seed(0)
+            model = cls().eval()
+            path = tmp / f"{cls.__name__}.pt"
+            torch.jit.save(torch.jit.trace(model, torch.zeros(shape)), str(path))
+            wall, stages, report = convert(path, shape, tmp / f"{cls.__name__}.blob")
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            print(f"{name:22} {params:6.2f}M " + " ".join(f"{stages[s]:8.2f}" for s in STAGES)
+                  + f" {report['total_duration_s']:8.2f} {wall:8.2f}")
+            rows.append((name, cls.__name__, shape))
+
+        print("\ncompile step alone (helper process: read IR, LoadNetwork for MYRIAD, export blob)")
+        print(f"{'network':22} {'real clock':>11} {'fast clock':>11}  blob identical")
+        for name, stem, shape in rows:
+            # Rebuild the IR the conversion used, in the toolchain, to time the compile alone.
+            ir_dir = tmp / f"{stem}-ir"
+            onnx_path = tmp / f"{stem}.onnx"
+            model = torch.jit.load(str(tmp / f"{stem}.pt"))
+            torch.onnx.export(model, (torch.zeros(shape),), str(onnx_path), opset_version=12, dynamo=False)
+            subprocess.run([str(toolchain.python), str(toolchain.model_optimizer), "--input_model", str(onnx_path),
+                            "--output_dir", str(ir_dir), "--data_type", "FP16"], capture_output=True, check=True)
+            xml = ir_dir / f"{stem}.xml"
+            real, real_blob = time_compile(toolchain, xml, tmp / "real.blob", fast_clock=False)
+            fast, fast_blob = time_compile(toolchain, xml, tmp / "fast.blob", fast_clock=True)
+            print(f"{name:22} {real:10.2f}s {fast:10.2f}s  {'yes' if real_blob == fast_blob else 'NO'}")
+    if toolchain.faketime is None:
+        print("\nlibfaketime is not installed: 'fast clock' equals 'real clock' (apt-get install libfaketime)")
+
+
+if __name__ == "__main__":
+    main()
