@@ -164,3 +164,8 @@ def test_debug_shows_the_traceback(tmp_path, model_files):
     result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "m.blob",
                      "--nshaves", "5", "--nslices", "4", "--debug")
     assert result.returncode == 2 and "Traceback" not in result.stderr  # an options error is not a bug
+
+
+def test_new_export_of_a_torchscript_model(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--new-export"],
+                 "export", 11, "cannot export a TorchScript model", "drop --new-export")

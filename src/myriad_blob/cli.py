@@ -102,6 +102,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
         click.echo(f"myriad-blob: internal error (a bug; rerun with --debug for the traceback). "
                    f"Report: {options.report_json}", err=True)
         sys.exit(1)
+    for warning in report.warnings:
+        click.echo(f"myriad-blob: warning: {warning}", err=True)
     if report.error:
         _exit_with(None, options, report)
     click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")

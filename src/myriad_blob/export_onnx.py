@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -67,6 +70,8 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
 def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
     import torch
 
+    if options.new_export and isinstance(module, torch.jit.ScriptModule):
+        raise _fail("--new-export cannot export a TorchScript model (torch.export needs the Python code): drop --new-export")
     if not options.input_shapes:
         raise _fail("--input-shape is required for PyTorch models, e.g. --input-shape '[1, 3, 240, 320]'")
     if len(options.input_shapes) > 1 and any(s.name is None for s in options.input_shapes):
@@ -87,8 +92,7 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
     outputs = _flatten(sample)
     output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             torch.onnx.export(
                 module, args, str(path), opset_version=options.opset, dynamo=options.new_export,
                 input_names=input_names, output_names=output_names, do_constant_folding=True,
@@ -98,6 +102,20 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         hint = "try another --opset" if not options.new_export else "try without --new-export"
         raise _fail(f"torch.onnx.export failed (opset {options.opset}): {first_line(error)}; {hint}") from error
     return describe_onnx(path, exported=True)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress, warnings and logged tracebacks of steps they recover from;
+    the user gets our one line instead (and --opset fallbacks as a report warning)."""
+    sink = io.StringIO()
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _flatten(value) -> list:

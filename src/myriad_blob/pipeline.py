@@ -65,6 +65,9 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             with report.stage("export", **_torch_versions(), opset=options.opset,
                               exporter="torch.export" if options.new_export else "torchscript"):
                 onnx_model = prepare_onnx(loaded, options, workdir)
+            if onnx_model.opset != options.opset:
+                report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
+                                       f"to --opset {options.opset}")
         report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
                        "inputs": [t.to_dict() for t in onnx_model.inputs],
                        "outputs": [t.to_dict() for t in onnx_model.outputs]}

@@ -35,6 +35,7 @@ class ConversionReport:
     stages: dict = dataclasses.field(default_factory=lambda: {name: StageRecord(name) for name in STAGES})
     status: str = "running"
     error: dict | None = None
+    warnings: list = dataclasses.field(default_factory=list)
     source: dict | None = None
     onnx: dict | None = None
     ir: dict | None = None
@@ -122,6 +123,7 @@ def render_markdown(report: dict) -> str:
         error = report["error"]
         out.append(f"**Failed** at stage `{error['stage']}` (exit code {error['exit_code']}): {error['message']}")
     out.append("")
+    out += [f"> **Warning:** {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
     if report["source"]:
         src = report["source"]
         out.append(f"Source: `{src['path']}`, {src['format'] or 'unknown format'}, {src['size']:,} bytes, sha256 `{src['sha256'][:16]}…`")
