@@ -98,7 +98,7 @@ def test_op_model_optimizer_does_not_support(tmp_path):
 def test_op_the_myriad_plugin_does_not_support(tmp_path):
     report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG],
                           "compile", 13, "does not support 1 layer(s)", "(Sign)")
-    assert report["layers"] is None  # nothing was compiled
+    assert report["layers"]["unsupported"][0]["type"] == "Sign"  # the report names it too
     assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
 
 

@@ -73,10 +73,21 @@ def _precision(_ctx, _param, value: str) -> str:
 @click.option("--new-export", is_flag=True, help="Use the torch.export-based ONNX exporter instead of the TorchScript one.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Where to write the JSON report (Markdown beside it, .md). Default: <blob>.report.json.")
+@click.option("--sample", type=click.Path(path_type=Path),
+              help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
+                   "default: seeded random data.")
+@click.option("--strict", is_flag=True, help="Fail (exit 14) when the numeric check misses its tolerances, "
+                                             "instead of warning.")
+@click.option("--max-relative-error", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.")
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=0.999, show_default=True,
+              help="Numeric check: smallest allowed cosine similarity of IR and original outputs.")
+@click.option("--nn-archive", is_flag=True,
+              help="Also write a depthai NN Archive (<blob name>.tar.xz: config.json and the blob) beside the blob.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks.")
 def convert(input_path: Path, input_shapes, output, reverse_input_channels, input_type, output_type, means, scales,
             model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
-            report_path, debug) -> None:
+            report_path, sample, strict, max_relative_error, min_cosine, nn_archive, debug) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion  # torch is imported only when converting
 
@@ -91,7 +102,9 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             reverse_input_channels=reverse_input_channels, input_type=input_type, output_type=output_type,
             mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
             model_key=model_key, model_dtype=model_dtype, model_class=model_class, trust_pickle=trust_pickle,
-            nshaves=nshaves, nslices=nslices or nshaves, nstreams=nstreams, opset=opset, new_export=new_export)
+            nshaves=nshaves, nslices=nslices or nshaves, nstreams=nstreams, opset=opset, new_export=new_export,
+            sample=sample, strict=strict, max_relative_error=max_relative_error, min_cosine=min_cosine,
+            nn_archive=nn_archive)
     except ValueError as error:
         _exit_with(ConversionError(Stage.OPTIONS, str(error)), options, None)
     try:
@@ -107,6 +120,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     if report.error:
         _exit_with(None, options, report)
     click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")
+    if report.nn_archive:
+        click.echo(f"nn archive: {report.nn_archive['path']}")
     click.echo(f"report: {options.report_json}")
     click.echo(f"        {options.report_markdown}")
 

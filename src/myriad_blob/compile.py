@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from .errors import ConversionError, Stage
+from .export_onnx import OnnxModel
 from .ir import IRModel
 from .options import ConversionOptions
 from .toolchain import Toolchain, helper_error
@@ -34,11 +35,17 @@ class LayerSupport:
 class CompiledBlob:
     path: Path
     settings: dict
-    layer_support: LayerSupport
 
 
 def _fail(message: str) -> ConversionError:
     return ConversionError(Stage.COMPILE, message)
+
+
+def _describe(layer: dict) -> str:
+    text = f"{layer['name']} ({layer['type']})"
+    if layer.get("onnx_node"):
+        text += f" from ONNX node {layer['onnx_node']} ({layer['onnx_op']})"
+    return text
 
 
 def compile_settings(options: ConversionOptions) -> dict:
@@ -52,7 +59,7 @@ def compile_settings(options: ConversionOptions) -> dict:
     }
 
 
-def layer_support(ir: IRModel) -> LayerSupport:
+def layer_support(ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupport:
     counts: dict = collections.defaultdict(lambda: {"count": 0, "unsupported": 0})
     unsupported = []
     executed = [layer for layer in ir.layers if layer.type not in _NOT_EXECUTED]
@@ -60,14 +67,17 @@ def layer_support(ir: IRModel) -> LayerSupport:
         counts[layer.type]["count"] += 1
         if layer.name not in ir.myriad_supported:
             counts[layer.type]["unsupported"] += 1
-            unsupported.append({"name": layer.name, "type": layer.type})
+            origin = onnx_model.origin(layer.name) if onnx_model else None
+            unsupported.append({"name": layer.name, "type": layer.type, "onnx_node": origin and origin["node"],
+                                "onnx_op": origin and origin["op"]})
     return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported))
 
 
-def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, blob_path: Path) -> CompiledBlob:
-    support = layer_support(ir)
+def compile_blob(ir: IRModel, support: LayerSupport, options: ConversionOptions, toolchain: Toolchain,
+                 blob_path: Path) -> CompiledBlob:
+    """Refuse before compiling when the plugin's query found layers it cannot run; else compile."""
     if support.unsupported:
-        listed = ", ".join(f"{layer['name']} ({layer['type']})" for layer in support.unsupported[:10])
+        listed = ", ".join(_describe(layer) for layer in support.unsupported[:10])
         more = f" and {len(support.unsupported) - 10} more" if len(support.unsupported) > 10 else ""
         raise _fail(f"the Myriad plugin does not support {len(support.unsupported)} layer(s): {listed}{more}; "
                     "replace these ops in the model or run them on the host")
@@ -83,4 +93,4 @@ def compile_blob(ir: IRModel, options: ConversionOptions, toolchain: Toolchain, 
     if result.returncode != 0 or not blob_path.exists():
         raise _fail("the Myriad compiler failed: " + helper_error(result.stderr))
     settings["fast_clock"] = toolchain.faketime is not None
-    return CompiledBlob(blob_path, settings, support)
+    return CompiledBlob(blob_path, settings)

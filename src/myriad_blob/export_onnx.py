@@ -22,6 +22,19 @@ class OnnxModel:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     exported: bool  # False when the user gave ONNX
+    nodes: dict = dataclasses.field(default_factory=dict, repr=False)  # node name -> op type
+    producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
+
+    def origin(self, layer_name: str) -> dict | None:
+        """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
+        the node's own name, a tensor it produced, or either with a suffix MO appended."""
+        candidate = layer_name
+        while candidate:
+            node = candidate if candidate in self.nodes else self.producers.get(candidate)
+            if node is not None:
+                return {"node": node, "op": self.nodes[node]}
+            candidate = candidate.rpartition("/")[0]
+        return None
 
 
 def _fail(message: str) -> ConversionError:
@@ -41,7 +54,9 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
         return TensorInfo(value.name, dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
 
     inputs = tuple(info(v) for v in model.graph.input if v.name not in initializers)
-    return OnnxModel(path, opset, inputs, tuple(info(v) for v in model.graph.output), exported)
+    nodes = {node.name: node.op_type for node in model.graph.node if node.name}
+    producers = {out: node.name for node in model.graph.node if node.name for out in node.output}
+    return OnnxModel(path, opset, inputs, tuple(info(v) for v in model.graph.output), exported, nodes, producers)
 
 
 def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path) -> OnnxModel:
@@ -89,7 +104,7 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
             sample = module(*args)
     except Exception as error:
         raise _fail(f"the model rejects input shape {shapes}: {first_line(error)}; check --input-shape") from error
-    outputs = _flatten(sample)
+    outputs = flatten_outputs(sample)
     output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     try:
         with _quiet():
@@ -118,9 +133,9 @@ def _quiet():
         logging.disable(logging.NOTSET)
 
 
-def _flatten(value) -> list:
+def flatten_outputs(value) -> list:
     if isinstance(value, (list, tuple)):
-        return [leaf for item in value for leaf in _flatten(item)]
+        return [leaf for item in value for leaf in flatten_outputs(item)]
     if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in _flatten(item)]
+        return [leaf for item in value.values() for leaf in flatten_outputs(item)]
     return [value]

@@ -39,10 +39,19 @@ class ConversionOptions:
     opset: int = 12
     new_export: bool = False
     report: Path | None = None
+    sample: Path | None = None
+    strict: bool = False
+    max_relative_error: float = 0.02
+    min_cosine: float = 0.999
+    nn_archive: bool = False
 
     @property
     def report_json(self) -> Path:
         return self.report if self.report else self.output.with_name(self.output.name + ".report.json")
+
+    @property
+    def nn_archive_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".tar.xz")
 
     @property
     def report_markdown(self) -> Path:
@@ -52,6 +61,7 @@ class ConversionOptions:
         data = dataclasses.asdict(self)
         data["input"], data["output"] = str(self.input), str(self.output)
         data["report"] = str(self.report_json)
+        data["sample"] = str(self.sample) if self.sample else None
         data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
         data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
         data["scale"] = {k or "": list(v) for k, v in self.scale.items()}

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 from . import __version__, toolchain as toolchain_module
+from .archive import camera_frame_type, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
-from .compile import compile_blob, compile_settings
+from .compile import compile_blob, compile_settings, layer_support
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
 from .ir import convert_to_ir
 from .load import load_model
+from .numeric import Tolerances, numeric_check
 from .options import ConversionOptions
 from .report import ConversionReport, write_atomically
 
@@ -24,6 +26,16 @@ def _torch_versions() -> dict:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def _runtime_version(onnx_input: bool) -> str:
+    if onnx_input:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    import torch
+
+    return torch.__version__
 
 
 def convert(options: ConversionOptions, toolchain_dir: Path | None = None) -> ConversionReport:
@@ -83,20 +95,42 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
                          "inference-engine": toolchain.versions.get("inference_engine_build"),
                          "g++": toolchain.versions.get("gxx")}
         with report.stage("compile", **compile_tools):
-            compiled = compile_blob(ir, options, toolchain, workdir / "model.blob")
+            support = layer_support(ir, onnx_model)
+            report.layers = support.to_dict()
+            compiled = compile_blob(ir, support, options, toolchain, workdir / "model.blob")
         report.compile_settings = compiled.settings
-        report.layers = compiled.layer_support.to_dict()
 
-        with report.stage("verify", **{"myriad-blob": __version__}):
+        with report.stage("verify", **{"myriad-blob": __version__, "onnxruntime" if loaded.module is None else "torch":
+                                       _runtime_version(loaded.module is None), "openvino-cpu": toolchain.versions.get("openvino")}):
             data = compiled.path.read_bytes()
             try:
                 info = parse_blob(data)
             except BlobFormatError as error:
                 raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
             verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+            check = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type=options.input_type,
+                                  sample=options.sample,
+                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine))
+            report.numeric = check.to_dict()
+            if not check.passed:
+                failed = ", ".join(o.name for o in check.outputs if not o.passed)
+                message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
+                           "check --reverse-input-channels, --mean and --scale, and FP16 range")
+                if options.strict:
+                    raise ConversionError(Stage.VERIFY, message + " (--strict)")
+                report.warnings.append(message)
         try:
             write_atomically(options.output, data)
         except OSError as error:
             raise ConversionError(Stage.OUTPUT, f"cannot write the blob to {options.output}: {error.strerror}") from error
         report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict()}
+                       "header": info.to_dict(),
+                       "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+        if options.nn_archive:
+            config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels)
+            try:
+                write_nn_archive(options.nn_archive_path, data, options.output.name, config)
+            except OSError as error:
+                raise ConversionError(Stage.OUTPUT, f"cannot write the NN Archive to {options.nn_archive_path}: "
+                                                    f"{error.strerror}") from error
+            report.nn_archive = {"path": str(options.nn_archive_path), "config": config}

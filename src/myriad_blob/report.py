@@ -42,7 +42,9 @@ class ConversionReport:
     preprocessing: dict | None = None
     compile_settings: dict | None = None
     layers: dict | None = None
+    numeric: dict | None = None
     blob: dict | None = None
+    nn_archive: dict | None = None
     toolchain: dict = dataclasses.field(default_factory=dict)
     total_duration_s: float | None = None
 

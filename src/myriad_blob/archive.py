@@ -1,0 +1,55 @@
+"""Camera-ready output: the depthai NN Archive (config.json + the blob, as .tar.xz) that depthai v3 loads.
+
+Mean, scale and channel order are baked into the blob, so the archive declares mean 0 and
+scale 1: a pipeline that applied the archive's values would otherwise apply them twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from .blob import BlobInfo
+from .report import write_atomically
+
+_DTYPES = {"U8": "uint8", "FP16": "float16", "FP32": "float32", "I32": "int32", "I8": "int8"}
+_LAYOUTS = {"NCHW": "NCHW", "NC": "NC", "NHWC": "NHWC", "CHW": "CHW", "C": "C"}
+
+
+def camera_frame_type(reverse_input_channels: bool) -> str:
+    """What the camera should send. PyTorch models expect RGB: with --reverse-input-channels the
+    blob takes the camera's BGR and flips it; without, the camera must send RGB."""
+    return "BGR888p" if reverse_input_channels else "RGB888p"
+
+
+def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool) -> dict:
+    inputs = []
+    for tensor in info.inputs:
+        is_image = len(tensor.shape) == 4 and tensor.shape[1] == 3
+        preprocessing = {"mean": [0.0] * tensor.shape[1] if is_image else None,
+                         "scale": [1.0] * tensor.shape[1] if is_image else None,
+                         "reverse_channels": not reverse_input_channels if is_image else None,
+                         "interleaved_to_planar": False,
+                         "dai_type": camera_frame_type(reverse_input_channels) if is_image else None}
+        inputs.append({"name": tensor.name, "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
+                       "input_type": "image" if is_image else "raw", "shape": list(tensor.shape),
+                       "layout": _LAYOUTS.get(tensor.order, tensor.order),
+                       "preprocessing": {k: v for k, v in preprocessing.items() if v is not None}})
+    outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": list(t.shape),
+                "layout": _LAYOUTS.get(t.order, t.order)} for t in info.outputs]
+    return {"config_version": "1.0",
+            "model": {"metadata": {"name": name, "path": blob_name, "precision": "float16"},
+                      "inputs": inputs, "outputs": outputs, "heads": []}}
+
+
+def write_nn_archive(path: Path, blob: bytes, blob_name: str, config: dict) -> None:
+    buffer = io.BytesIO()
+    # Fixed mtimes and owners: the same blob gives the same archive bytes.
+    with tarfile.open(fileobj=buffer, mode="w:xz") as archive:
+        for member_name, content in (("config.json", json.dumps(config, indent=2).encode()), (blob_name, blob)):
+            member = tarfile.TarInfo(member_name)
+            member.size, member.mode, member.mtime = len(content), 0o644, 0
+            archive.addfile(member, io.BytesIO(content))
+    write_atomically(path, buffer.getvalue())

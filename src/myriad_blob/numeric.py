@@ -1,0 +1,229 @@
+"""The numeric check: does the FP16 IR compute what the original model computes?
+
+The same deterministic input goes through the original model (PyTorch, or ONNX Runtime for
+ONNX input) and through the FP16 IR on OpenVINO's CPU plugin in the legacy toolchain. The IR
+has the preprocessing baked in (U8 input, channel reversal, mean, scale), so the original model
+gets exactly that preprocessing applied in NumPy first. The blob is compiled from this same IR;
+what differs on the camera is the VPU's FP16 arithmetic, which the tolerances allow for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConversionError, Stage
+from .export_onnx import OnnxModel
+from .ir import IRModel
+from .toolchain import Toolchain
+
+RUN_IR_ON_CPU = Path(__file__).parent / "toolchain" / "run_ir_on_cpu.py"
+SEED = 20190101
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    """A miss is a warning, or an error with --strict. Relative error is measured against the
+    output's largest magnitude, so values near zero do not inflate it."""
+
+    max_relative_error: float = 0.02
+    min_cosine: float = 0.999
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputComparison:
+    name: str
+    shape: tuple
+    max_abs_error: float
+    max_relative_error: float
+    cosine: float
+    top1_reference: int | None
+    top1_ir: int | None
+    nonfinite: int
+    passed: bool
+
+    @property
+    def top1_agrees(self) -> bool | None:
+        return None if self.top1_reference is None else self.top1_reference == self.top1_ir
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"shape": list(self.shape), "top1_agrees": self.top1_agrees}
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericCheck:
+    input_source: str  # "seeded" or the --sample path
+    tolerances: Tolerances
+    outputs: tuple[OutputComparison, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def summary(self) -> str:
+        worst_cos = min(o.cosine for o in self.outputs)
+        worst_rel = max(o.max_relative_error for o in self.outputs)
+        return f"cosine {worst_cos:.6f}, max relative error {worst_rel:.2e}"
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "input": self.input_source, "seed": SEED,
+                "tolerances": dataclasses.asdict(self.tolerances), "outputs": [o.to_dict() for o in self.outputs]}
+
+
+def _fail(message: str) -> ConversionError:
+    return ConversionError(Stage.VERIFY, message)
+
+
+def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_channels: bool) -> tuple[dict, str]:
+    """The blob-side inputs (what a camera would send), seeded, or from --sample for the first input."""
+    rng = np.random.default_rng(SEED)
+    integer_input = input_type in ("U8", "ONNX") or bool(ir.preprocessing.get("mean") or ir.preprocessing.get("scale"))
+    inputs = {tensor.name: seeded_input(rng, tensor.shape, integer_input) for tensor in ir.inputs}
+    if sample is None:
+        return inputs, "seeded"
+    first = ir.inputs[0]
+    inputs[first.name] = load_sample(sample, first.shape, reverse_channels)
+    return inputs, str(sample)
+
+
+def seeded_input(rng: np.random.Generator, shape: tuple, integer: bool) -> np.ndarray:
+    """Image-like data: a smooth gradient plus noise, each channel at its own level. Uniform noise
+    would look the same in every channel and hide a channel-order mistake."""
+    if len(shape) < 3:
+        noise = rng.integers(0, 256, size=shape) if integer else rng.standard_normal(size=shape)
+        return noise.astype(np.float32)
+    channels, height, width = shape[1], shape[-2], shape[-1]
+    gradient = np.add.outer(np.linspace(0, 1, height), np.linspace(0, 1, width))[None, None] / 2
+    levels = np.linspace(0.85, 0.15, channels).reshape((1, channels) + (1,) * (len(shape) - 2))
+    if integer:
+        values = 255 * (0.5 * levels + 0.4 * gradient) + rng.normal(0, 12, size=shape)
+        return np.clip(np.round(values), 0, 255).astype(np.float32)
+    return (4 * (levels - 0.5) + gradient + 0.3 * rng.standard_normal(size=shape)).astype(np.float32)
+
+
+def load_sample(path: Path, shape: tuple, reverse_channels: bool) -> np.ndarray:
+    if not path.exists():
+        raise _fail(f"--sample {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise _fail(f"--sample {path} is not a plain .npy array: {error}") from error
+        if tuple(array.shape) != tuple(shape):
+            raise _fail(f"--sample {path} has shape {list(array.shape)}, the input needs {list(shape)}")
+        return array.astype(np.float32)
+    if len(shape) != 4 or shape[1] != 3:
+        raise _fail(f"--sample image needs a 3-channel NCHW input, the model's first input is {list(shape)}: use a .npy")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path).convert("RGB").resize((shape[3], shape[2]), Image.BILINEAR)
+    except (UnidentifiedImageError, OSError) as error:
+        raise _fail(f"--sample {path} is not an image Pillow reads: {error}") from error
+    planar = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)  # HWC RGB -> CHW
+    # With --reverse-input-channels the blob expects the camera's BGR and flips it to RGB itself.
+    if reverse_channels:
+        planar = planar[::-1]
+    return np.ascontiguousarray(planar[None].repeat(shape[0], axis=0))
+
+
+def reference_inputs(blob_inputs: dict, preprocessing: dict) -> dict:
+    """Apply what the IR bakes in (Model Optimizer order: reverse channels, then mean, then scale)."""
+    result = {}
+    for name, value in blob_inputs.items():
+        value = value.astype(np.float32)
+        if preprocessing.get("reverse_input_channels") and value.ndim == 4 and value.shape[1] == 3:
+            value = value[:, ::-1]
+        mean = preprocessing.get("mean", {}).get(name)
+        scale = preprocessing.get("scale", {}).get(name)
+        channels = (1, -1) + (1,) * (value.ndim - 2)
+        if mean:
+            value = value - np.asarray(mean, dtype=np.float32).reshape(channels)
+        if scale:
+            value = value / np.asarray(scale, dtype=np.float32).reshape(channels)
+        result[name] = np.ascontiguousarray(value)
+    return result
+
+
+def run_reference(module, onnx_model: OnnxModel, inputs: dict) -> dict:
+    """The original model's outputs, by ONNX output name."""
+    names = [t.name for t in onnx_model.outputs]
+    return dict(zip(names, _reference_outputs(module, onnx_model, inputs)))
+
+
+def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
+    ordered = [inputs[t.name] for t in onnx_model.inputs]
+    if module is None:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(onnx_model.path), providers=["CPUExecutionProvider"])
+        feeds = {arg.name: value.astype(_ort_dtype(arg.type)) for arg, value in zip(session.get_inputs(), ordered)}
+        return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+    import torch
+
+    from .export_onnx import flatten_outputs
+
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)
+    with torch.no_grad():
+        outputs = module(*(torch.from_numpy(v).to(dtype) for v in ordered))
+    return [o.detach().float().numpy() for o in flatten_outputs(outputs)]
+
+
+def _ort_dtype(onnx_type: str):
+    return {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(onnx_type, np.float32)
+
+
+def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain) -> dict:
+    with tempfile.TemporaryDirectory(prefix="myriad-blob-cpu-") as tmp:
+        inputs_path, outputs_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
+        np.savez(inputs_path, **inputs)
+        result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path), str(outputs_path)])
+        if result.returncode != 0:
+            last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+            raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last[0]}")
+        with np.load(outputs_path, allow_pickle=False) as outputs:
+            return {name: outputs[name] for name in outputs.files}
+
+
+def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: Tolerances) -> OutputComparison:
+    shape = tuple(reference.shape)
+    reference, actual = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
+    nonfinite = int(np.count_nonzero(~np.isfinite(actual)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_error = float(np.max(np.abs(actual - reference))) if reference.size else 0.0
+        peak = float(np.max(np.abs(reference))) if reference.size else 0.0
+        rel_error = abs_error / peak if peak > 0 else abs_error
+        norms = np.linalg.norm(reference) * np.linalg.norm(actual)
+        cosine = float(np.dot(reference, actual) / norms) if norms > 0 else (1.0 if abs_error == 0 else 0.0)
+    top1_ref = top1_ir = None
+    if reference.size == actual.size and _looks_like_scores(shape):
+        top1_ref, top1_ir = int(np.argmax(reference)), int(np.nanargmax(np.nan_to_num(actual, nan=-np.inf)))
+    passed = (nonfinite == 0 and np.isfinite(cosine) and cosine >= tolerances.min_cosine
+              and rel_error <= tolerances.max_relative_error and top1_ref == top1_ir)
+    return OutputComparison(name, shape, abs_error, rel_error, cosine, top1_ref, top1_ir, nonfinite, bool(passed))
+
+
+def _looks_like_scores(shape: tuple) -> bool:
+    """A classifier's output: (N,) or (1, N) scores, where the top-1 index is what users read."""
+    return len(shape) in (1, 2) and shape[-1] > 1 and (len(shape) == 1 or shape[0] == 1)
+
+
+def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolchain, *, input_type: str,
+                  sample: Path | None = None, tolerances: Tolerances = Tolerances(),
+                  reference_preprocessing: dict | None = None) -> NumericCheck:
+    """Compare the original model with the FP16 IR. reference_preprocessing defaults to the IR's own
+    (it differs only in tests that prove a wrong conversion is caught)."""
+    preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
+    blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False))
+    references = run_reference(module, onnx_model, reference_inputs(blob_inputs, preprocessing))
+    actual = run_ir(ir, blob_inputs, toolchain)
+    comparisons = []
+    for index, tensor in enumerate(ir.outputs):
+        # Model Optimizer keeps ONNX output names; fall back to position if one was renamed.
+        reference = references.get(tensor.name, list(references.values())[index])
+        value = actual.get(tensor.name, list(actual.values())[index])
+        comparisons.append(compare(tensor.name, reference, value, tolerances))
+    return NumericCheck(source, tolerances, tuple(comparisons))

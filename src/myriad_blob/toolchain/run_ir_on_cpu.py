@@ -1,0 +1,30 @@
+"""Run an OpenVINO 2021.4 IR on the CPU plugin (in the legacy toolchain's Python 3.8/3.9).
+
+Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz
+Inputs are fed as FP32 (the values a camera would send: for a U8 blob, integers 0..255);
+every output is written as float32. The numeric check compares these with the original model.
+"""
+
+import sys
+
+import numpy as np
+from openvino.inference_engine import IECore
+
+
+def main():
+    xml, inputs_path, outputs_path = sys.argv[1:]
+    core = IECore()
+    network = core.read_network(xml, xml[: -len(".xml")] + ".bin")
+    for info in network.input_info.values():
+        info.precision = "FP32"
+    for data in network.outputs.values():
+        data.precision = "FP32"
+    executable = core.load_network(network, "CPU")
+    with np.load(inputs_path, allow_pickle=False) as inputs:
+        feed = {name: inputs[name] for name in inputs.files}
+    results = executable.infer(feed)
+    np.savez(outputs_path, **{name: np.asarray(value, dtype=np.float32) for name, value in results.items()})
+
+
+if __name__ == "__main__":
+    main()
