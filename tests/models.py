@@ -56,3 +56,17 @@ class NeedsArguments(nn.Module):
     def __init__(self, width):
         super().__init__()
         self.conv = nn.Conv2d(3, width, 3)
+
+
+class HugeWeights(nn.Module):
+    """A weight far beyond FP16's range (65504): the FP16 IR cannot hold it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 6)
+        with torch.no_grad():
+            self.head.weight[0, 0] = 3.0e6
+
+    def forward(self, x):
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(x), 1), 1))

@@ -55,7 +55,7 @@ def test_each_format_converts_to_a_blob_depthai_reads(fmt, model_files, tmp_path
         "ir": "succeeded", "compile": "succeeded", "verify": "succeeded"}
     assert report["layers"]["total"] > 0 and report["layers"]["unsupported"] == []
     assert report["toolchain"]["openvino"] == "2021.4.2"
-    assert (tmp_path / "out" / "model.blob.report.md").read_text().startswith("## myriad-blob")
+    assert (tmp_path / "out" / "model.blob.report.md").read_text().startswith("### myriad-blob")
 
 
 def test_settings_and_preprocessing_reach_the_blob(model_files, tmp_path):

@@ -24,7 +24,7 @@ def assert_fails(tmp_path, args, stage, exit_code, *fragments, env_extra=None):
     report = json.loads((tmp_path / "out" / "model.blob.report.json").read_text())
     assert report["status"] == "failed"
     assert report["error"]["stage"] == stage and report["error"]["exit_code"] == exit_code
-    assert (tmp_path / "out" / "model.blob.report.md").read_text().count(f"Failed** at stage `{stage}`") == 1
+    assert (tmp_path / "out" / "model.blob.report.md").read_text().count(f"**Failed** at stage `{stage}`") == 1
     return report
 
 

@@ -111,53 +111,108 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _tensor_rows(stage: str, tensors: list[dict]) -> list[list]:
-    return [[stage, f"`{t['name']}`", "×".join(map(str, t["shape"])), t.get("dtype") or t.get("data_type")] for t in tensors]
+def _shape(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+
+
+def _details(summary: str, body: list[str]) -> list[str]:
+    # Blank lines around the body let GitHub render Markdown inside <details>.
+    return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
+
+
+def verdict(report: dict) -> str:
+    """The report's first line: converted or not, do the numbers match, size, time."""
+    name = Path(report["options"]["input"]).name
+    if report["status"] != "succeeded":
+        error = report["error"]
+        return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
+    numeric = report["numeric"]
+    if numeric and numeric["passed"]:
+        numbers = f"numbers match (worst cosine {min(o['cosine'] for o in numeric['outputs']):.5f})"
+    elif numeric:
+        numbers = "⚠️ **numbers differ** from the original model"
+    else:
+        numbers = "numbers not checked"
+    icon = "✅" if numeric and numeric["passed"] else "⚠️"
+    return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
+            f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s")
 
 
 def render_markdown(report: dict) -> str:
-    out = [f"## myriad-blob: `{Path(report['options']['input']).name}`", ""]
-    if report["status"] == "succeeded":
-        blob = report["blob"]
-        out.append(f"**Converted** to `{Path(blob['path']).name}`: {blob['size']:,} bytes, "
-                   f"{report['compile_settings']['nshaves']} shaves, in {report['total_duration_s']:.1f} s.")
-    else:
-        error = report["error"]
-        out.append(f"**Failed** at stage `{error['stage']}` (exit code {error['exit_code']}): {error['message']}")
-    out.append("")
-    out += [f"> **Warning:** {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
-    if report["source"]:
-        src = report["source"]
-        out.append(f"Source: `{src['path']}`, {src['format'] or 'unknown format'}, {src['size']:,} bytes, sha256 `{src['sha256'][:16]}…`")
-        out.append("")
+    out = [f"### myriad-blob: `{Path(report['options']['input']).name}`", "", verdict(report), ""]
+    out += [f"> ⚠️ {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
+
     rows = []
-    if report["onnx"]:
-        rows += _tensor_rows("ONNX in", report["onnx"]["inputs"]) + _tensor_rows("ONNX out", report["onnx"]["outputs"])
     if report["blob"]:
         header = report["blob"]["header"]
-        rows += [["blob in", f"`{t['name']}`", "×".join(map(str, t["shape"])), f"{t['data_type']} ({t['order']})"] for t in header["inputs"]]
-        rows += [["blob out", f"`{t['name']}`", "×".join(map(str, t["shape"])), f"{t['data_type']} ({t['order']})"] for t in header["outputs"]]
+        rows += [["input", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["inputs"]]
+        rows += [["output", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["outputs"]]
+    elif report["onnx"]:
+        rows += [["input (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["inputs"]]
+        rows += [["output (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["outputs"]]
     if rows:
-        out += ["### Inputs and outputs", "", _table(["where", "name", "shape", "type"], rows), ""]
-    if report["preprocessing"]:
-        pre = report["preprocessing"]
-        out += ["### Preprocessing baked into the blob", "",
-                f"- mean: {pre['mean'] or 'none'}", f"- scale: {pre['scale'] or 'none'}",
-                f"- reverse input channels: {'yes' if pre['reverse_input_channels'] else 'no'}", ""]
-    out += ["### Stages", "", _table(["stage", "status", "seconds", "tools"], [
-        [s["name"], s["status"] + (f": {s['error']}" if s["error"] and s["status"] == "failed" else ""),
-         "" if s["duration_s"] is None else f"{s['duration_s']:.2f}",
-         ", ".join(f"{k} {v}" for k, v in s["tools"].items())] for s in report["stages"]]), ""]
-    if report["layers"]:
-        layers = report["layers"]
-        out += ["<details><summary>Layer support: "
-                f"{layers['supported']} of {layers['total']} layers run on the Myriad X</summary>", "",
-                _table(["layer type", "count", "unsupported"],
-                       [[kind, v["count"], v["unsupported"]] for kind, v in layers["by_type"].items()]), "", "</details>", ""]
-    if report["compile_settings"]:
-        settings = report["compile_settings"]
-        out += ["### Compile settings", "", ", ".join(f"{k}: `{v}`" for k, v in settings.items()), ""]
+        out += ["**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**", "",
+                _table(["", "name", "shape", "type"], rows), ""]
+        if report["blob"]:
+            out += [f"Camera frames: `{report['blob']['camera_frame_type']}`. " + _preprocessing_line(report), ""]
+
+    numeric = report["numeric"]
+    if numeric:
+        tolerances = numeric["tolerances"]
+        out += [f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
+                f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})", "",
+                _table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
+                    [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.6f}",
+                     {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
+                     "✅" if o["passed"] else "❌" + (f" {o['nonfinite']} non-finite" if o["nonfinite"] else "")]
+                    for o in numeric["outputs"]]), ""]
+
+    out += ["**Stages**", "", _table(["stage", "status", "seconds"], [
+        [s["name"], {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
+         + (f": {s['error']}" if s["status"] == "skipped" else ""),
+         "" if s["duration_s"] is None else f"{s['duration_s']:.2f}"] for s in report["stages"]]), ""]
+
+    layers = report["layers"]
+    if layers:
+        if layers["unsupported"]:
+            out += [f"**{len(layers['unsupported'])} layer(s) the Myriad X cannot run**", "",
+                    _table(["layer", "type", "from ONNX node"], [
+                        [f"`{u['name']}`", u["type"], f"`{u['onnx_node']}` ({u['onnx_op']})" if u["onnx_node"] else "—"]
+                        for u in layers["unsupported"]]), ""]
+        out += _details(f"Layer support: {layers['supported']} of {layers['total']} layers run on the Myriad X",
+                        [_table(["layer type", "count", "unsupported"],
+                                [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
+
+    details = []
+    if report["source"]:
+        src = report["source"]
+        details.append(f"- Source: `{src['path']}` ({src['format'] or 'unknown format'}, {src['size']:,} bytes, "
+                       f"sha256 `{src['sha256']}`)")
     if report["blob"]:
-        out += [f"Blob sha256 `{report['blob']['sha256']}`, format version {report['blob']['header']['version']}, "
-                f"{report['blob']['header']['stage_count']} stages.", ""]
+        blob = report["blob"]
+        details.append(f"- Blob: `{blob['path']}` ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
+                       f"{blob['header']['version']}, {blob['header']['stage_count']} stages, "
+                       f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices")
+    if report["compile_settings"]:
+        details.append("- Compile settings: " + ", ".join(f"{k} `{v}`" for k, v in report["compile_settings"].items()))
+    if report["nn_archive"]:
+        details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
+    tools = {k: v for s in report["stages"] for k, v in s["tools"].items() if k not in ("opset", "exporter")}
+    details.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()))
+    out += _details("Details: source, blob, settings, tool versions", details)
     return "\n".join(out)
+
+
+def _preprocessing_line(report: dict) -> str:
+    pre = report["preprocessing"] or {}
+    parts = []
+    if pre.get("reverse_input_channels"):
+        parts.append("channels reversed (BGR → RGB)")
+    for key in ("mean", "scale"):
+        for name, values in (pre.get(key) or {}).items():
+            parts.append(f"{key} `{name}` {values}")
+    return "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
