@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,16 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench.py
+
+# The README's example report: a conversion with every section filled, rendered as GitHub shows it.
+report-screenshot: setup
+	@command -v chromium >/dev/null || { echo "needs chromium and fonts-noto-color-emoji (apt-get install chromium fonts-noto-color-emoji)"; exit 1; }
+	npm ci --prefix docs --silent
+	$(BIN)/myriad-blob convert --input examples/tiny_cnn.pt --input-shape '[1, 3, 240, 320]' \
+	    --output out/example/tiny_cnn.blob --reverse-input-channels --nn-archive \
+	    --mean '[123.675, 116.28, 103.53]' --scale '[58.4, 57.12, 57.38]'
+	cp out/example/tiny_cnn.blob.report.md docs/example-report.md
+	$(BIN)/python scripts/render_report.py docs/example-report.md docs/example-report.png
 
 clean:
 	rm -rf out .pytest_cache

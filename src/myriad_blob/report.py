@@ -132,7 +132,8 @@ def verdict(report: dict) -> str:
         return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
     numeric = report["numeric"]
     if numeric and numeric["passed"]:
-        numbers = f"numbers match (worst cosine {min(o['cosine'] for o in numeric['outputs']):.5f})"
+        worst = max(o["max_relative_error"] for o in numeric["outputs"])
+        numbers = f"numbers match (max relative error {worst:.1e})"
     elif numeric:
         numbers = "⚠️ **numbers differ** from the original model"
     else:
@@ -166,7 +167,7 @@ def render_markdown(report: dict) -> str:
         out += [f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
                 f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})", "",
                 _table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
-                    [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.6f}",
+                    [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.7f}",
                      {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
                      "✅" if o["passed"] else "❌" + (f" {o['nonfinite']} non-finite" if o["nonfinite"] else "")]
                     for o in numeric["outputs"]]), ""]
@@ -201,8 +202,9 @@ def render_markdown(report: dict) -> str:
         details.append("- Compile settings: " + ", ".join(f"{k} `{v}`" for k, v in report["compile_settings"].items()))
     if report["nn_archive"]:
         details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
-    tools = {k: v for s in report["stages"] for k, v in s["tools"].items() if k not in ("opset", "exporter")}
-    details.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()))
+    for stage in report["stages"]:
+        if stage["tools"]:
+            details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))
     out += _details("Details: source, blob, settings, tool versions", details)
     return "\n".join(out)
 
