@@ -36,6 +36,12 @@ def convert(model_path, shape, output):
     return wall, {s["name"]: s["duration_s"] or 0.0 for s in report["stages"]}, report
 
 
+def _numeric(numeric: dict) -> str:
+    worst = max(o["max_relative_error"] for o in numeric["outputs"])
+    cosine = min(o["cosine"] for o in numeric["outputs"])
+    return f"{'pass' if numeric['passed'] else 'MISS'} (rel {worst:.1e}, cos {cosine:.6f})"
+
+
 def time_compile(toolchain, xml, blob, fast_clock):
     start = time.perf_counter()
     result = toolchain.run([str(toolchain.compile_helper), "compile", str(xml), str(blob), "-ip", "U8", "-op", "FP16",
@@ -48,7 +54,7 @@ def main():
     warnings.filterwarnings("ignore")  # the exporter's deprecation notices would bury the table
     toolchain = toolchain_module.locate()
     print(f"machine: {os.cpu_count()} cores; toolchain {toolchain.root}")
-    print(f"{'network':22} {'params':>7} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'total':>8} {'wall':>8}")
+    print(f"{'network':22} {'params':>7} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'total':>8} {'wall':>8}  numeric check")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -60,7 +66,7 @@ def main():
             wall, stages, report = convert(path, shape, tmp / f"{cls.__name__}.blob")
             params = sum(p.numel() for p in model.parameters()) / 1e6
             print(f"{name:22} {params:6.2f}M " + " ".join(f"{stages[s]:8.2f}" for s in STAGES)
-                  + f" {report['total_duration_s']:8.2f} {wall:8.2f}")
+                  + f" {report['total_duration_s']:8.2f} {wall:8.2f}  {_numeric(report['numeric'])}")
             rows.append((name, cls.__name__, shape))
 
         print("\ncompile step alone (helper process: read IR, LoadNetwork for MYRIAD, export blob)")
