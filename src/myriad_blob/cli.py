@@ -10,7 +10,7 @@ import click
 
 from . import __version__, toolchain
 from .errors import ConversionError, Stage
-from .options import PRECISIONS, ConversionOptions, parse_input_shape, parse_per_channel
+from .options import PRECISIONS, ConversionOptions, parse_options
 
 
 def _version_message() -> str:
@@ -89,24 +89,20 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
             report_path, sample, strict, max_relative_error, min_cosine, nn_archive, debug) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
-    from .pipeline import convert as run_conversion  # torch is imported only when converting
+    from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
 
     output = output or Path(input_path.stem + ".blob")
-    options = ConversionOptions(input=input_path, output=output, report=report_path)
     try:
-        if nslices is not None and nshaves > nslices:
-            raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: the compiler needs at least as many CMX slices as SHAVEs")
-        options = ConversionOptions(
-            input=input_path, output=output, report=report_path,
-            input_shapes=tuple(parse_input_shape(text) for text in input_shapes),
-            reverse_input_channels=reverse_input_channels, input_type=input_type, output_type=output_type,
-            mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
-            model_key=model_key, model_dtype=model_dtype, model_class=model_class, trust_pickle=trust_pickle,
-            nshaves=nshaves, nslices=nslices or nshaves, nstreams=nstreams, opset=opset, new_export=new_export,
-            sample=sample, strict=strict, max_relative_error=max_relative_error, min_cosine=min_cosine,
-            nn_archive=nn_archive)
+        options = parse_options(
+            input=input_path, output=output, report=report_path, input_shapes=input_shapes, means=means,
+            scales=scales, reverse_input_channels=reverse_input_channels, input_type=input_type,
+            output_type=output_type, model_key=model_key, model_dtype=model_dtype, model_class=model_class,
+            trust_pickle=trust_pickle, nshaves=nshaves, nslices=nslices, nstreams=nstreams, opset=opset,
+            new_export=new_export, sample=sample, strict=strict, max_relative_error=max_relative_error,
+            min_cosine=min_cosine, nn_archive=nn_archive)
     except ValueError as error:
-        _exit_with(ConversionError(Stage.OPTIONS, str(error)), options, None)
+        options = ConversionOptions(input_path, output, report=report_path)
+        _exit_with(options, report_options_error(options, ConversionError(Stage.OPTIONS, str(error))))
     try:
         report = run_conversion(options)
     except Exception:
@@ -118,7 +114,7 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     for warning in report.warnings:
         click.echo(f"myriad-blob: warning: {warning}", err=True)
     if report.error:
-        _exit_with(None, options, report)
+        _exit_with(options, report)
     click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")
     if report.nn_archive:
         click.echo(f"nn archive: {report.nn_archive['path']}")
@@ -126,27 +122,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     click.echo(f"        {options.report_markdown}")
 
 
-def _per_channel(values, flag: str) -> dict:
-    table = {}
-    for text in values:
-        name, numbers = parse_per_channel(text, flag)
-        if name in table:
-            raise ValueError(f"{flag} given twice for {'input ' + name if name else 'the input'}")
-        table[name] = numbers
-    return table
-
-
-def _exit_with(error: ConversionError | None, options: ConversionOptions, report) -> None:
-    """Print one line naming the stage and what to change, write the report, exit with the stage's code."""
-    if error is not None:
-        from .report import ConversionReport
-
-        report = ConversionReport(options.to_dict())
-        report.fail(error)
-        try:
-            report.write(options.report_json, options.report_markdown)
-        except ConversionError:
-            pass  # the options error is the one to show
+def _exit_with(options: ConversionOptions, report) -> None:
+    """Print one line naming the stage and what to change, and exit with the stage's code."""
     stage, code, message = report.error["stage"], report.error["exit_code"], report.error["message"]
     click.echo(f"myriad-blob: {stage} failed: {message}", err=True)
     if Path(options.report_json).exists():

@@ -105,3 +105,26 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
     if flag == "--scale" and any(v == 0 for v in values):
         raise ValueError("--scale values divide the input and must not be 0")
     return name, tuple(float(v) for v in values)
+
+
+def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
+                  nshaves: int = 6, nslices: int | None = None, **rest) -> ConversionOptions:
+    """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
+    if nslices is not None and nshaves > nslices:
+        raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
+                         "the compiler needs at least as many CMX slices as SHAVEs")
+    return ConversionOptions(
+        input=Path(input), output=Path(output) if output else Path(Path(input).stem + ".blob"),
+        input_shapes=tuple(parse_input_shape(text) for text in input_shapes),
+        mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
+        nshaves=nshaves, nslices=nslices or nshaves, **rest)
+
+
+def _per_channel(values, flag: str) -> dict:
+    table = {}
+    for text in values:
+        name, numbers = parse_per_channel(text, flag)
+        if name in table:
+            raise ValueError(f"{flag} given twice for {'input ' + name if name else 'the input'}")
+        table[name] = numbers
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import tempfile
@@ -56,6 +57,15 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None) -> Co
     finally:
         report.total_duration_s = round(time.perf_counter() - started, 3)
     report.write(options.report_json, options.report_markdown)
+    return report
+
+
+def report_options_error(options: ConversionOptions, error: ConversionError) -> ConversionReport:
+    """The report for options that could not even be parsed (written where it can be)."""
+    report = ConversionReport(options.to_dict())
+    report.fail(error)
+    with contextlib.suppress(ConversionError):  # the options error is the one to show
+        report.write(options.report_json, options.report_markdown)
     return report
 
 
