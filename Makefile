@@ -11,8 +11,13 @@ setup:
 demo: setup
 	$(BIN)/myriad-blob convert --input examples/tiny_cnn.pt --input-shape '[1, 3, 240, 320]' --output out/tiny_cnn.blob
 
-test: setup
+test: setup tests/node_modules
 	$(BIN)/python -m pytest
+
+# GitHub's published webhook payloads, the action tests' event fixtures (npm registry).
+tests/node_modules: tests/package.json tests/package-lock.json
+	npm ci --prefix tests --silent
+	@touch $@
 
 bench: setup
 	$(BIN)/python bench/bench.py

@@ -110,6 +110,13 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
 def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
                   nshaves: int = 6, nslices: int | None = None, **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
+    for flag in ("input_type", "output_type"):
+        if rest.get(flag, "U8").upper() not in PRECISIONS:
+            raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(PRECISIONS)}, got {rest[flag]!r}")
+    for flag, value, low, high in (("--nshaves", nshaves, 1, 16), ("--nslices", nslices, 1, 16),
+                                   ("--nstreams", rest.get("nstreams", 1), 1, 3)):
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{flag} must be between {low} and {high}, got {value}")
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")

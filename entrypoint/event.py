@@ -1,0 +1,56 @@
+"""What triggered the workflow, from GITHUB_EVENT_NAME and the payload at GITHUB_EVENT_PATH."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    name: str
+    payload: dict
+    repository: str  # owner/name
+
+    @classmethod
+    def from_environment(cls) -> Event:
+        name = os.environ.get("GITHUB_EVENT_NAME", "")
+        path = os.environ.get("GITHUB_EVENT_PATH")
+        payload = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+        repository = os.environ.get("GITHUB_REPOSITORY") or payload.get("repository", {}).get("full_name", "")
+        return cls(name, payload, repository)
+
+    @property
+    def pull_request(self) -> dict | None:
+        return self.payload.get("pull_request") if self.name in ("pull_request", "pull_request_target") else None
+
+    @property
+    def pull_request_number(self) -> int | None:
+        return self.pull_request["number"] if self.pull_request else None
+
+    @property
+    def from_fork(self) -> bool:
+        """A pull request whose head lives in another repository: its token cannot write here."""
+        if not self.pull_request:
+            return False
+        head_repo = (self.pull_request.get("head") or {}).get("repo") or {}
+        return head_repo.get("full_name") != self.payload.get("repository", {}).get("full_name")
+
+    def release_tag(self, override: str = "") -> str | None:
+        """The tag to publish to: the input, a published release, or a pushed (not deleted) tag."""
+        if override:
+            return override
+        if self.name == "release" and self.payload.get("action") == "published":
+            return self.payload["release"]["tag_name"]
+        ref = self.payload.get("ref") or os.environ.get("GITHUB_REF", "")
+        if self.name == "push" and ref.startswith("refs/tags/") and not self.payload.get("deleted"):
+            return ref[len("refs/tags/"):]
+        return None
+
+    @property
+    def release_id(self) -> int | None:
+        if self.name == "release" and self.payload.get("action") == "published":
+            return self.payload["release"]["id"]
+        return None

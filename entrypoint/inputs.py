@@ -1,0 +1,94 @@
+"""The action's inputs, read once from the INPUT_* variables GitHub sets (hyphens kept, upper-cased)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import github_action_utils as gha
+
+from myriad_blob.options import ConversionOptions, parse_options
+
+
+class InputError(ValueError):
+    """An input a user must fix; the message names the input."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionInputs:
+    options: ConversionOptions
+    model: str  # as the user wrote it (for annotations and the comment marker)
+    github_token: str
+    comment_on_pr: bool
+    upload_to_release: bool
+    release_tag: str
+
+
+def _text(name: str, default: str = "") -> str:
+    value = gha.get_user_input(name, trim_whitespace=True)
+    return value if value else default
+
+
+def _boolean(name: str, default: bool) -> bool:
+    if not _text(name):
+        return default
+    try:
+        return bool(gha.get_boolean_input(name))
+    except ValueError:
+        raise InputError(f"input {name} must be true or false (YAML 1.2: true, True, TRUE, false, False, FALSE), "
+                         f"got {_text(name)!r}") from None
+
+
+def _integer(name: str, default: int | None) -> int | None:
+    text = _text(name)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"input {name} must be a whole number, got {text!r}") from None
+
+
+def _number(name: str, default: float) -> float:
+    text = _text(name)
+    try:
+        return float(text) if text else default
+    except ValueError:
+        raise InputError(f"input {name} must be a number, got {text!r}") from None
+
+
+def _lines(name: str) -> list[str]:
+    """Several values, one per line (e.g. one --input-shape per model input)."""
+    return gha.get_multiline_input(name)
+
+
+def read_inputs() -> ActionInputs:
+    model = _text("model")
+    if not model:
+        raise InputError("input model is required: the path of the .pt/.onnx file in your repository")
+    precision = {}
+    for name, default in (("input-type", "U8"), ("output-type", "FP16")):
+        precision[name] = _text(name, default).upper()
+    try:
+        options = parse_options(
+            input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
+            means=_lines("mean"), scales=_lines("scale"),
+            reverse_input_channels=_boolean("reverse-input-channels", False),
+            input_type=precision["input-type"], output_type=precision["output-type"],
+            model_key=_text("model-key", "model"), model_dtype=_text("model-dtype", "float32"),
+            model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
+            nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),
+            strict=_boolean("strict", False), max_relative_error=_number("max-relative-error", 0.02),
+            min_cosine=_number("min-cosine", 0.999))
+    except InputError:
+        raise
+    except ValueError as error:
+        raise InputError(str(error).replace("--", "input ")) from None
+    inputs = ActionInputs(options=options, model=model, github_token=_text("github-token"),
+                          comment_on_pr=_boolean("comment-on-pr", True),
+                          upload_to_release=_boolean("upload-to-release", True), release_tag=_text("release-tag"))
+    # Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token.
+    for key in [k for k in os.environ if k.startswith("INPUT_")]:
+        del os.environ[key]
+    return inputs
