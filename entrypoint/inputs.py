@@ -67,15 +67,12 @@ def read_inputs() -> ActionInputs:
     model = _text("model")
     if not model:
         raise InputError("input model is required: the path of the .pt/.onnx file in your repository")
-    precision = {}
-    for name, default in (("input-type", "U8"), ("output-type", "FP16")):
-        precision[name] = _text(name, default).upper()
     try:
         options = parse_options(
             input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
             means=_lines("mean"), scales=_lines("scale"),
             reverse_input_channels=_boolean("reverse-input-channels", False),
-            input_type=precision["input-type"], output_type=precision["output-type"],
+            input_type=_text("input-type", "U8").upper(), output_type=_text("output-type", "FP16").upper(),
             model_key=_text("model-key", "model"), model_dtype=_text("model-dtype", "float32"),
             model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
             nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),

@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# The myriad-blob action image. The build stage runs scripts/setup.sh, the same set-up `make`
+# runs on a laptop and in CI; the final stage keeps only what converting needs (no compiler).
+# Base images are pinned by digest (python:3.9-slim-bookworm, python:3.11-slim-bookworm).
+
+# Python 3.9 for the legacy toolchain: openvino 2021.4.2, the last wheel with the Myriad plugin,
+# exists only for CPython 3.6-3.9. Its files sit beside 3.11 in /usr/local without clashing.
+FROM python:3.9-slim-bookworm@sha256:a02e9c5406c416c504d6c9a1a306ff4080c3173f1008d192f953bd20382a2d5c AS legacy-python
+
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS build
+COPY --from=legacy-python /usr/local/bin/python3.9 /usr/local/bin/python3.9
+COPY --from=legacy-python /usr/local/lib/python3.9 /usr/local/lib/python3.9
+COPY --from=legacy-python /usr/local/lib/libpython3.9.so.1.0 /usr/local/lib/libpython3.9.so.1.0
+RUN ldconfig
+ENV MYRIAD_BLOB_LEGACY_PYTHON=/usr/local/bin/python3.9 \
+    MYRIAD_BLOB_PYTHON=/usr/local/bin/python3.11 \
+    MYRIAD_BLOB_VENV=/opt/myriad-blob/venv \
+    MYRIAD_BLOB_TOOLCHAIN=/opt/myriad-blob/toolchain \
+    MYRIAD_BLOB_EXTRAS=action \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+WORKDIR /opt/myriad-blob/app
+COPY pyproject.toml README.md ./
+COPY requirements ./requirements
+COPY scripts ./scripts
+COPY src ./src
+COPY entrypoint ./entrypoint
+RUN bash scripts/setup.sh \
+    && find /opt/myriad-blob -name __pycache__ -type d -prune -exec rm -rf {} +
+
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
+# Runtime needs of the Myriad plugin (libusb, loaded even with no device) and of the fast clock.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libusb-1.0-0=2:1.0.26-1 libfaketime=0.9.10-2.1 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=legacy-python /usr/local/bin/python3.9 /usr/local/bin/python3.9
+COPY --from=legacy-python /usr/local/lib/python3.9 /usr/local/lib/python3.9
+COPY --from=legacy-python /usr/local/lib/libpython3.9.so.1.0 /usr/local/lib/libpython3.9.so.1.0
+RUN ldconfig
+COPY --from=build /opt/myriad-blob /opt/myriad-blob
+# Absolute paths only: GitHub runs the container with its own working directory, PATH and HOME.
+# -P keeps the workspace (a user's repository) off sys.path, so only our `entrypoint` package runs.
+ENV MYRIAD_BLOB_TOOLCHAIN=/opt/myriad-blob/toolchain \
+    PYTHONPATH=/opt/myriad-blob/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+ENTRYPOINT ["/opt/myriad-blob/venv/bin/python", "-P", "-m", "entrypoint"]
