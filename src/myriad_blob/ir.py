@@ -15,7 +15,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
 from .tensors import TensorInfo
-from .toolchain import Toolchain, helper_error
+from .toolchain import LegacyWorker, Toolchain, helper_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +72,18 @@ def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, outp
     return args, preprocessing
 
 
-def convert_to_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path) -> IRModel:
+def convert_to_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
+                  worker: LegacyWorker | None = None) -> IRModel:
     output_dir = workdir / "ir"
     args, preprocessing = model_optimizer_args(onnx_model, options, output_dir)
-    result = toolchain.run([str(toolchain.python), str(toolchain.model_optimizer), *args])
+    if worker is not None:
+        returncode, output = worker.call("mo", args=args)
+    else:
+        result = toolchain.run(toolchain.model_optimizer_command(args))
+        returncode, output = result.returncode, result.stdout + result.stderr
     xml, weights = output_dir / "model.xml", output_dir / "model.bin"
-    if result.returncode != 0 or not xml.exists():
-        raise _fail(explain_model_optimizer_error(result.stdout + result.stderr))
+    if returncode != 0 or not xml.exists():
+        raise _fail(explain_model_optimizer_error(output))
     ir = read_ir(xml, weights, preprocessing)
     return dataclasses.replace(ir, myriad_supported=query_myriad_support(ir, toolchain))
 

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
-from .toolchain import Toolchain
+from .toolchain import LegacyWorker, Toolchain
 
 RUN_IR_ON_CPU = Path(__file__).parent / "toolchain" / "run_ir_on_cpu.py"
 SEED = 20190101
@@ -176,13 +176,18 @@ def _ort_dtype(onnx_type: str):
     return {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(onnx_type, np.float32)
 
 
-def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain) -> dict:
+def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="myriad-blob-cpu-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         np.savez(inputs_path, **inputs)
-        result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path), str(outputs_path)])
-        if result.returncode != 0:
-            last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+        if worker is not None:
+            returncode, output = worker.call("infer", xml=str(ir.xml), inputs=str(inputs_path), outputs=str(outputs_path))
+        else:
+            result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
+                                    str(outputs_path)])
+            returncode, output = result.returncode, result.stderr
+        if returncode != 0:
+            last = [line for line in output.splitlines() if line.strip()][-1:] or ["no message"]
             raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last[0]}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
             return {name: outputs[name] for name in outputs.files}
@@ -213,13 +218,13 @@ def _looks_like_scores(shape: tuple) -> bool:
 
 def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolchain, *, input_type: str,
                   sample: Path | None = None, tolerances: Tolerances = Tolerances(),
-                  reference_preprocessing: dict | None = None) -> NumericCheck:
+                  reference_preprocessing: dict | None = None, worker: LegacyWorker | None = None) -> NumericCheck:
     """Compare the original model with the FP16 IR. reference_preprocessing defaults to the IR's own
     (it differs only in tests that prove a wrong conversion is caught)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
     blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False))
     references = run_reference(module, onnx_model, reference_inputs(blob_inputs, preprocessing))
-    actual = run_ir(ir, blob_inputs, toolchain)
+    actual = run_ir(ir, blob_inputs, toolchain, worker)
     comparisons = []
     for index, tensor in enumerate(ir.outputs):
         # Model Optimizer keeps ONNX output names; fall back to position if one was renamed.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import platform
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from .compile import compile_blob, compile_settings, layer_support
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
 from .ir import convert_to_ir
-from .load import load_model
+from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .options import ConversionOptions
 from .report import ConversionReport, write_atomically
+from .toolchain import WorkerPool
 
 
 def _torch_versions() -> dict:
@@ -39,13 +42,57 @@ def _runtime_version(onnx_input: bool) -> str:
     return torch.__version__
 
 
-def convert(options: ConversionOptions, toolchain_dir: Path | None = None) -> ConversionReport:
+@dataclasses.dataclass
+class Session:
+    """What the conversions of one batch share: a work directory, warm legacy-toolchain workers,
+    and the loads, ONNX exports and IRs that several variants have in common (variants that
+    differ only in compile settings share one IR)."""
+
+    workdir: Path
+    workers: WorkerPool | None = None
+    _memo: dict = dataclasses.field(default_factory=dict)
+    _locks: dict = dataclasses.field(default_factory=dict)
+    _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # The TorchScript tracer and the exporters keep global state: one export at a time.
+    torch_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def once(self, key: tuple, compute):
+        """compute() the first time key is asked for, else the stored result; (result, reused)."""
+        key = repr(key)  # options hold dicts; their repr is stable
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._memo:
+                return self._memo[key], True
+            self._memo[key] = compute()  # a failure is not stored: the next variant tries again
+            return self._memo[key], False
+
+    def directory(self, key: tuple) -> Path:
+        path = self.workdir / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextlib.contextmanager
+    def worker(self):
+        if self.workers is None:
+            yield None
+        else:
+            with self.workers.borrow() as worker:
+                yield worker
+
+
+def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
+            session: Session | None = None) -> ConversionReport:
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
     report = ConversionReport(options.to_dict())
     started = time.perf_counter()
     try:
-        _run(options, toolchain_dir, report)
+        if session is not None:
+            _run(options, toolchain_dir, report, session)
+        else:
+            with tempfile.TemporaryDirectory(prefix="myriad-blob-") as tmp:
+                _run(options, toolchain_dir, report, Session(Path(tmp)))
         report.status = "succeeded"
     except ConversionError as error:
         report.fail(error)
@@ -69,78 +116,93 @@ def report_options_error(options: ConversionOptions, error: ConversionError) -> 
     return report
 
 
-def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport) -> None:
+def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport, session: Session) -> None:
     toolchain = toolchain_module.locate(toolchain_dir)
     report.toolchain = {"dir": str(toolchain.root), **toolchain.versions}
     legacy = {"python": toolchain.versions.get("legacy_python"), "openvino-dev": toolchain.versions.get("openvino_dev")}
-    with tempfile.TemporaryDirectory(prefix="myriad-blob-") as tmp:
-        workdir = Path(tmp)
-        with report.stage("load", **_torch_versions()):
-            loaded = load_model(options)
-        report.source = {"path": loaded.source.path, "format": loaded.source.format,
-                         "size": loaded.source.size, "sha256": loaded.source.sha256}
+    workdir = session.directory(("variant", options))
+    with report.stage("load", **_torch_versions()) as stage:
+        source = describe_source(options.input)
+        load_key = ("load", source.sha256, options.model_class, options.model_key, options.trust_pickle,
+                    options.model_dtype)
+        loaded, stage.reused = session.once(load_key, lambda: load_model(options))
+    report.source = {"path": loaded.source.path, "format": loaded.source.format,
+                     "size": loaded.source.size, "sha256": loaded.source.sha256}
 
-        if loaded.onnx_path is not None:
-            report.skip("export", "the input is ONNX already")
-            onnx_model = prepare_onnx(loaded, options, workdir)
-        else:
-            with report.stage("export", **_torch_versions(), opset=options.opset,
-                              exporter="torch.export" if options.new_export else "torchscript"):
-                onnx_model = prepare_onnx(loaded, options, workdir)
+    export_key = load_key + (options.input_shapes, options.opset, options.new_export)
+
+    def export():
+        with session.torch_lock:
+            return prepare_onnx(loaded, options, session.directory(export_key))
+
+    if loaded.onnx_path is not None:
+        report.skip("export", "the input is ONNX already")
+        onnx_model, _ = session.once(export_key, export)
+    else:
+        with report.stage("export", **_torch_versions(), opset=options.opset,
+                          exporter="torch.export" if options.new_export else "torchscript") as stage:
+            onnx_model, stage.reused = session.once(export_key, export)
             if onnx_model.opset != options.opset:
                 report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
                                        f"to --opset {options.opset}")
-        report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
-                       "inputs": [t.to_dict() for t in onnx_model.inputs],
-                       "outputs": [t.to_dict() for t in onnx_model.outputs]}
+    report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
+                   "inputs": [t.to_dict() for t in onnx_model.inputs],
+                   "outputs": [t.to_dict() for t in onnx_model.outputs]}
 
-        with report.stage("ir", **{"model-optimizer": legacy["openvino-dev"], "python": legacy["python"]}):
-            ir = convert_to_ir(onnx_model, options, toolchain, workdir)
-        report.preprocessing = ir.preprocessing
-        report.ir = {"version": ir.version, "inputs": [t.to_dict() for t in ir.inputs],
-                     "outputs": [t.to_dict() for t in ir.outputs]}
+    ir_key = export_key + (options.mean, options.scale, options.reverse_input_channels)
 
-        report.compile_settings = compile_settings(options)
-        compile_tools = {"openvino": toolchain.versions.get("openvino"),
-                         "inference-engine": toolchain.versions.get("inference_engine_build"),
-                         "g++": toolchain.versions.get("gxx")}
-        with report.stage("compile", **compile_tools):
-            support = layer_support(ir, onnx_model)
-            report.layers = support.to_dict()
-            compiled = compile_blob(ir, support, options, toolchain, workdir / "model.blob")
-        report.compile_settings = compiled.settings
+    def make_ir():
+        with session.worker() as worker:
+            return convert_to_ir(onnx_model, options, toolchain, session.directory(ir_key), worker)
 
-        with report.stage("verify", **{"myriad-blob": __version__, "onnxruntime" if loaded.module is None else "torch":
-                                       _runtime_version(loaded.module is None), "openvino-cpu": toolchain.versions.get("openvino")}):
-            data = compiled.path.read_bytes()
-            try:
-                info = parse_blob(data)
-            except BlobFormatError as error:
-                raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
-            verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
-            check = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type=options.input_type,
-                                  sample=options.sample,
-                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine))
-            report.numeric = check.to_dict()
-            if not check.passed:
-                failed = ", ".join(o.name for o in check.outputs if not o.passed)
-                message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
-                           "check --reverse-input-channels, --mean and --scale, and FP16 range")
-                if options.strict:
-                    raise ConversionError(Stage.VERIFY, message + " (--strict)")
-                report.warnings.append(message)
+    with report.stage("ir", **{"model-optimizer": legacy["openvino-dev"], "python": legacy["python"]}) as stage:
+        ir, stage.reused = session.once(ir_key, make_ir)
+    report.preprocessing = ir.preprocessing
+    report.ir = {"version": ir.version, "inputs": [t.to_dict() for t in ir.inputs],
+                 "outputs": [t.to_dict() for t in ir.outputs]}
+
+    report.compile_settings = compile_settings(options)
+    compile_tools = {"openvino": toolchain.versions.get("openvino"),
+                     "inference-engine": toolchain.versions.get("inference_engine_build"),
+                     "g++": toolchain.versions.get("gxx")}
+    with report.stage("compile", **compile_tools):
+        support = layer_support(ir, onnx_model)
+        report.layers = support.to_dict()
+        compiled = compile_blob(ir, support, options, toolchain, workdir / "model.blob")
+    report.compile_settings = compiled.settings
+
+    with report.stage("verify", **{"myriad-blob": __version__, "onnxruntime" if loaded.module is None else "torch":
+                                   _runtime_version(loaded.module is None), "openvino-cpu": toolchain.versions.get("openvino")}):
+        data = compiled.path.read_bytes()
         try:
-            write_atomically(options.output, data)
+            info = parse_blob(data)
+        except BlobFormatError as error:
+            raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
+        verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+        with session.worker() as worker:
+            check = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type=options.input_type,
+                                  sample=options.sample, worker=worker,
+                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine))
+        report.numeric = check.to_dict()
+        if not check.passed:
+            failed = ", ".join(o.name for o in check.outputs if not o.passed)
+            message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
+                       "check --reverse-input-channels, --mean and --scale, and FP16 range")
+            if options.strict:
+                raise ConversionError(Stage.VERIFY, message + " (--strict)")
+            report.warnings.append(message)
+    try:
+        write_atomically(options.output, data)
+    except OSError as error:
+        raise ConversionError(Stage.OUTPUT, f"cannot write the blob to {options.output}: {error.strerror}") from error
+    report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                   "header": info.to_dict(),
+                   "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+    if options.nn_archive:
+        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels)
+        try:
+            write_nn_archive(options.nn_archive_path, data, options.output.name, config)
         except OSError as error:
-            raise ConversionError(Stage.OUTPUT, f"cannot write the blob to {options.output}: {error.strerror}") from error
-        report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict(),
-                       "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
-        if options.nn_archive:
-            config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels)
-            try:
-                write_nn_archive(options.nn_archive_path, data, options.output.name, config)
-            except OSError as error:
-                raise ConversionError(Stage.OUTPUT, f"cannot write the NN Archive to {options.nn_archive_path}: "
-                                                    f"{error.strerror}") from error
-            report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+            raise ConversionError(Stage.OUTPUT, f"cannot write the NN Archive to {options.nn_archive_path}: "
+                                                f"{error.strerror}") from error
+        report.nn_archive = {"path": str(options.nn_archive_path), "config": config}

@@ -27,6 +27,7 @@ class StageRecord:
     duration_s: float | None = None
     tools: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
+    reused: bool = False  # in a batch: the result of another variant's identical stage
 
 
 @dataclasses.dataclass

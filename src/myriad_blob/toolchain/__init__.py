@@ -7,9 +7,11 @@ helper), set up by setup-toolchain.sh and run only through subprocesses from her
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import queue
 import re
 import subprocess
 from pathlib import Path
@@ -53,12 +55,68 @@ class Toolchain:
     def faketime(self) -> Path | None:
         return FAKETIME_LIBRARY if FAKETIME_LIBRARY.exists() else None
 
-    def run(self, args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+    def environment(self, fast_clock: bool = False) -> dict:
+        """Our environment without anything that would steer the legacy Python or the clock."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "FAKETIME"))}
         if fast_clock and self.faketime:
             env["LD_PRELOAD"] = str(self.faketime)
             env["FAKETIME"] = f"+0 x{FAKETIME_SPEEDUP}"
-        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        return env
+
+    def run(self, args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return subprocess.run(args, capture_output=True, text=True, env=self.environment(fast_clock),
+                              timeout=timeout, check=False)
+
+    def model_optimizer_command(self, args: list[str]) -> list[str]:
+        return [str(self.python), str(self.model_optimizer), *args]
+
+
+class LegacyWorker:
+    """One warm legacy-toolchain process (legacy_worker.py); one job at a time."""
+
+    SCRIPT = Path(__file__).with_name("legacy_worker.py")
+
+    def __init__(self, toolchain: Toolchain):
+        self.process = subprocess.Popen([str(toolchain.python), str(self.SCRIPT)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env=toolchain.environment())
+
+    def call(self, op: str, **job) -> tuple[int, str]:
+        """(returncode, everything the job printed)."""
+        self.process.stdin.write(json.dumps({"op": op, **job}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            return 1, "the legacy toolchain worker exited"
+        answer = json.loads(line)
+        return answer["returncode"], answer["output"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+class WorkerPool:
+    """Warm workers for a batch, one per core that can use one; a job borrows one at a time."""
+
+    def __init__(self, toolchain: Toolchain, size: int):
+        self._idle: queue.Queue = queue.Queue()
+        self._all = [LegacyWorker(toolchain) for _ in range(size)]
+        for worker in self._all:
+            self._idle.put(worker)
+
+    @contextlib.contextmanager
+    def borrow(self):
+        worker = self._idle.get()
+        try:
+            yield worker
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.close()
 
 
 def locate(root: Path | None = None) -> Toolchain:

@@ -11,9 +11,7 @@ import numpy as np
 from openvino.inference_engine import IECore
 
 
-def main():
-    xml, inputs_path, outputs_path = sys.argv[1:]
-    core = IECore()
+def run(core, xml, inputs_path, outputs_path):
     network = core.read_network(xml, xml[: -len(".xml")] + ".bin")
     for info in network.input_info.values():
         info.precision = "FP32"
@@ -26,6 +24,10 @@ def main():
         feed = {name: inputs[name] for name in inputs.files}
     results = executable.infer(feed)
     np.savez(outputs_path, **{name: np.asarray(value, dtype=np.float32) for name, value in results.items()})
+
+
+def main():
+    run(IECore(), *sys.argv[1:])
 
 
 if __name__ == "__main__":
