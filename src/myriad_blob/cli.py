@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -84,10 +85,17 @@ def _precision(_ctx, _param, value: str) -> str:
               help="Numeric check: smallest allowed cosine similarity of IR and original outputs.")
 @click.option("--nn-archive", is_flag=True,
               help="Also write a depthai NN Archive (<blob name>.tar.xz: config.json and the blob) beside the blob.")
+@click.option("--superblob", is_flag=True,
+              help="Also write <blob name>.superblob: one file depthai unpacks for any of 1-16 SHAVEs.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Content-addressed cache of converted blobs.  [default: $MYRIAD_BLOB_CACHE_DIR or "
+                   "~/.cache/myriad-blob/blobs]")
+@click.option("--no-cache", is_flag=True, help="Convert even when the cache holds this exact conversion.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks.")
 def convert(input_path: Path, input_shapes, output, reverse_input_channels, input_type, output_type, means, scales,
             model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
-            report_path, sample, strict, max_relative_error, min_cosine, nn_archive, debug) -> None:
+            report_path, sample, strict, max_relative_error, min_cosine, nn_archive, superblob, cache_dir, no_cache,
+            debug) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
 
@@ -99,12 +107,12 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             output_type=output_type, model_key=model_key, model_dtype=model_dtype, model_class=model_class,
             trust_pickle=trust_pickle, nshaves=nshaves, nslices=nslices, nstreams=nstreams, opset=opset,
             new_export=new_export, sample=sample, strict=strict, max_relative_error=max_relative_error,
-            min_cosine=min_cosine, nn_archive=nn_archive)
+            min_cosine=min_cosine, nn_archive=nn_archive, superblob=superblob)
     except ValueError as error:
         options = ConversionOptions(input_path, output, report=report_path)
         _exit_with(options, report_options_error(options, ConversionError(Stage.OPTIONS, str(error))))
     try:
-        report = run_conversion(options)
+        report = run_conversion(options, cache=_cache(cache_dir, no_cache))
     except Exception:
         if debug:
             raise
@@ -118,6 +126,10 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")
     if report.nn_archive:
         click.echo(f"nn archive: {report.nn_archive['path']}")
+    if report.superblob:
+        click.echo(f"superblob: {report.superblob['path']} ({report.superblob['size']:,} bytes, 1-16 SHAVEs)")
+    if (report.cache or {}).get("hit"):
+        click.echo("        (from the cache: the same model, options and toolchain were converted before)")
     click.echo(f"report: {options.report_json}")
     click.echo(f"        {options.report_markdown}")
 
@@ -129,6 +141,71 @@ def _exit_with(options: ConversionOptions, report) -> None:
     if Path(options.report_json).exists():
         click.echo(f"report: {options.report_json}", err=True)
     sys.exit(code)
+
+
+def _cache(cache_dir: Path | None, no_cache: bool):
+    from .cache import BlobCache, default_cache_dir
+
+    return None if no_cache else BlobCache(cache_dir or default_cache_dir())
+
+
+_manifest_option = click.option("--manifest", type=click.Path(path_type=Path), default=Path("myriad-blob.toml"),
+                                show_default=True, help="The manifest of models and variants.")
+
+
+def _load_variants(manifest: Path, only=()):
+    from .batch import select
+    from .manifest import ManifestError, load_manifest
+
+    try:
+        return select(load_manifest(manifest), only)
+    except (ManifestError, ValueError) as error:
+        click.echo(f"myriad-blob: manifest failed: {error}", err=True)
+        sys.exit(EXIT_MANIFEST)
+
+
+EXIT_MANIFEST = 16
+
+
+@main.command("convert-all")
+@_manifest_option
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("blobs"), show_default=True,
+              help="Where the blobs (<model>-<variant>.blob), their reports and batch-report.{json,md} go.")
+@click.option("--only", multiple=True, metavar="MODEL[/VARIANT]", help="Convert only these (repeatable).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1, show_default="the number of cores",
+              help="Variants converted at once, each with its own warm toolchain process.")
+@click.option("--superblob", is_flag=True, help="Also write a SuperBlob (1-16 SHAVEs) for every variant.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Content-addressed cache.  [default: $MYRIAD_BLOB_CACHE_DIR or ~/.cache/myriad-blob/blobs]")
+@click.option("--no-cache", is_flag=True, help="Convert every variant even when the cache has it.")
+def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, no_cache) -> None:
+    """Convert every variant of every model in a manifest (myriad-blob.toml)."""
+    from .batch import EXIT_SOME_FAILED, convert_all
+
+    variants = _load_variants(manifest, only)
+
+    def progress(result) -> None:
+        report = result.report
+        if report.status == "succeeded":
+            cached = " (cached)" if (report.cache or {}).get("hit") else ""
+            click.echo(f"ok      {result.variant.id}: {report.blob['path']}{cached}")
+        else:
+            click.echo(f"FAILED  {result.variant.id}: {report.error['stage']}: {report.error['message']}", err=True)
+
+    summary = convert_all(variants, output_dir, cache=_cache(cache_dir, no_cache), jobs=jobs, superblob=superblob,
+                          progress=progress)
+    click.echo(f"{summary['succeeded']} of {len(variants)} variants converted ({summary['cached']} from the cache) "
+               f"in {summary['total_s']:.1f} s; report: {output_dir / 'batch-report.md'}")
+    sys.exit(EXIT_SOME_FAILED if summary["failed"] else 0)
+
+
+@main.command("matrix")
+@_manifest_option
+def matrix_command(manifest) -> None:
+    """Print the manifest's variants as a GitHub Actions matrix (JSON for fromJSON)."""
+    from .batch import matrix
+
+    click.echo(matrix(_load_variants(manifest)))
 
 
 @main.command()

@@ -44,6 +44,7 @@ class ConversionOptions:
     max_relative_error: float = 0.02
     min_cosine: float = 0.999
     nn_archive: bool = False
+    superblob: bool = False
 
     @property
     def report_json(self) -> Path:
@@ -52,6 +53,10 @@ class ConversionOptions:
     @property
     def nn_archive_path(self) -> Path:
         return self.output.with_name(self.output.stem + ".tar.xz")
+
+    @property
+    def superblob_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".superblob")
 
     @property
     def report_markdown(self) -> Path:

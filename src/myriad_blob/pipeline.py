@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__, toolchain as toolchain_module
 from .archive import camera_frame_type, nn_archive_config, write_nn_archive
+from .cache import BlobCache
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .compile import compile_blob, compile_settings, layer_support
 from .errors import ConversionError, Stage
@@ -22,6 +23,7 @@ from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .options import ConversionOptions
 from .report import ConversionReport, write_atomically
+from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import WorkerPool
 
 
@@ -82,9 +84,16 @@ class Session:
 
 
 def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
-            session: Session | None = None) -> ConversionReport:
+            session: Session | None = None, cache: BlobCache | None = None) -> ConversionReport:
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
+    key = None
+    if cache is not None:
+        with contextlib.suppress(ConversionError):  # no toolchain: the conversion below says so
+            key = cache.key(options, toolchain_module.locate(toolchain_dir).versions)
+        hit = cache.restore(key, options) if key else None
+        if hit is not None:
+            return hit
     report = ConversionReport(options.to_dict())
     started = time.perf_counter()
     try:
@@ -103,6 +112,8 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
         raise
     finally:
         report.total_duration_s = round(time.perf_counter() - started, 3)
+    if key and report.status == "succeeded":
+        cache.store(key, options, report)
     report.write(options.report_json, options.report_markdown)
     return report
 
@@ -206,3 +217,14 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             raise ConversionError(Stage.OUTPUT, f"cannot write the NN Archive to {options.nn_archive_path}: "
                                                 f"{error.strerror}") from error
         report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+    if options.superblob:
+        with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
+            blobs = compile_every_shave_count(ir, support, options, toolchain, workdir / "superblob")
+            superblob = build_superblob(options.nshaves, blobs)
+            try:
+                write_atomically(options.superblob_path, superblob)
+            except OSError as error:
+                raise ConversionError(Stage.OUTPUT, f"cannot write the SuperBlob to {options.superblob_path}: "
+                                                    f"{error.strerror}") from error
+        report.superblob = {"path": str(options.superblob_path), "size": len(superblob), "base_shaves": options.nshaves,
+                            "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}

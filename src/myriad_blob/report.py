@@ -46,12 +46,14 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
+    superblob: dict | None = None
+    cache: dict | None = None
     toolchain: dict = dataclasses.field(default_factory=dict)
     total_duration_s: float | None = None
 
     @contextlib.contextmanager
     def stage(self, name: str, **tools):
-        """Time one stage and record how it ended."""
+        """Time one stage and record how it ended (time adds up if a stage is entered again)."""
         record = self.stages[name]
         record.tools.update(tools)
         start = time.perf_counter()
@@ -66,7 +68,7 @@ class ConversionReport:
         else:
             record.status = "succeeded"
         finally:
-            record.duration_s = round(time.perf_counter() - start, 4)
+            record.duration_s = round((record.duration_s or 0) + time.perf_counter() - start, 4)
 
     def skip(self, name: str, why: str) -> None:
         self.stages[name].status, self.stages[name].error = "skipped", why
@@ -74,6 +76,13 @@ class ConversionReport:
     def fail(self, error: ConversionError) -> None:
         self.status = "failed"
         self.error = {"stage": error.stage.value, "exit_code": error.stage.exit_code, "message": error.message}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConversionReport:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        report = cls(**{k: v for k, v in data.items() if k in fields and k != "stages"})
+        report.stages = {s["name"]: StageRecord(**s) for s in data["stages"]}
+        return report
 
     def to_dict(self) -> dict:
         data = {"$schema": SCHEMA, "tool": {"name": "myriad-blob", "version": __version__}}
@@ -106,7 +115,7 @@ def write_atomically(path: Path, content: str | bytes) -> None:
         raise
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -140,8 +149,9 @@ def verdict(report: dict) -> str:
     else:
         numbers = "numbers not checked"
     icon = "✅" if numeric and numeric["passed"] else "⚠️"
+    cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
-            f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s")
+            f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}")
 
 
 def render_markdown(report: dict) -> str:
@@ -158,7 +168,7 @@ def render_markdown(report: dict) -> str:
         rows += [["output (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["outputs"]]
     if rows:
         out += ["**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**", "",
-                _table(["", "name", "shape", "type"], rows), ""]
+                markdown_table(["", "name", "shape", "type"], rows), ""]
         if report["blob"]:
             out += [f"Camera frames: `{report['blob']['camera_frame_type']}`. " + _preprocessing_line(report), ""]
 
@@ -167,13 +177,13 @@ def render_markdown(report: dict) -> str:
         tolerances = numeric["tolerances"]
         out += [f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
                 f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})", "",
-                _table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
+                markdown_table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
                     [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.7f}",
                      {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
                      "✅" if o["passed"] else "❌" + (f" {o['nonfinite']} non-finite" if o["nonfinite"] else "")]
                     for o in numeric["outputs"]]), ""]
 
-    out += ["**Stages**", "", _table(["stage", "status", "seconds"], [
+    out += ["**Stages**", "", markdown_table(["stage", "status", "seconds"], [
         [s["name"], {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
          + (f": {s['error']}" if s["status"] == "skipped" else ""),
          "" if s["duration_s"] is None else f"{s['duration_s']:.2f}"] for s in report["stages"]]), ""]
@@ -182,11 +192,11 @@ def render_markdown(report: dict) -> str:
     if layers:
         if layers["unsupported"]:
             out += [f"**{len(layers['unsupported'])} layer(s) the Myriad X cannot run**", "",
-                    _table(["layer", "type", "from ONNX node"], [
+                    markdown_table(["layer", "type", "from ONNX node"], [
                         [f"`{u['name']}`", u["type"], f"`{u['onnx_node']}` ({u['onnx_op']})" if u["onnx_node"] else "—"]
                         for u in layers["unsupported"]]), ""]
         out += _details(f"Layer support: {layers['supported']} of {layers['total']} layers run on the Myriad X",
-                        [_table(["layer type", "count", "unsupported"],
+                        [markdown_table(["layer type", "count", "unsupported"],
                                 [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
 
     details = []

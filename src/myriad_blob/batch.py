@@ -1,0 +1,145 @@
+"""convert-all: every variant of a manifest, sharing work, across both cores, never stopping at a failure.
+
+Cache hits are restored first (no torch, no toolchain processes). The rest run in a thread pool,
+one warm legacy-toolchain worker per thread, in one Session so variants that share a model,
+an export or an IR compute it once. Each variant gets its own report; the batch report lists them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from . import toolchain as toolchain_module
+from .cache import BlobCache
+from .errors import ConversionError
+from .manifest import Variant
+from .pipeline import Session, convert, report_options_error
+from .report import ConversionReport, markdown_table, verdict, write_atomically
+
+EXIT_SOME_FAILED = 17
+
+
+@dataclasses.dataclass
+class BatchResult:
+    variant: Variant
+    report: ConversionReport
+
+    def to_dict(self) -> dict:
+        report = self.report
+        return {"id": self.variant.id, "model": self.variant.model, "variant": self.variant.name,
+                "status": report.status, "error": report.error,
+                "blob": report.blob["path"] if report.blob else None,
+                "sha256": report.blob["sha256"] if report.blob else None,
+                "size": report.blob["size"] if report.blob else None,
+                "superblob": report.superblob["path"] if report.superblob else None,
+                "report": report.options["report"], "cached": bool((report.cache or {}).get("hit")),
+                "warnings": report.warnings}
+
+
+def output_options(variant: Variant, output_dir: Path, superblob: bool):
+    blob = output_dir / f"{variant.model}-{variant.name}.blob"
+    return dataclasses.replace(variant.options, output=blob, superblob=superblob or variant.options.superblob)
+
+
+def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache | None, jobs: int = 2,
+                superblob: bool = False, toolchain_dir: Path | None = None, progress=lambda result: None) -> dict:
+    started = time.perf_counter()
+    planned = [(variant, output_options(variant, output_dir, superblob)) for variant in variants]
+    results: dict[str, BatchResult] = {}
+
+    pending = []
+    versions = None
+    if cache is not None:
+        try:
+            versions = toolchain_module.locate(toolchain_dir).versions
+        except ConversionError:
+            pass  # each conversion will report the missing toolchain
+    for variant, options in planned:
+        key = cache.key(options, versions) if cache is not None and versions else None
+        hit = cache.restore(key, options) if key else None
+        if hit is not None:
+            results[variant.id] = BatchResult(variant, hit)
+            progress(results[variant.id])
+        else:
+            pending.append((variant, options))
+
+    if pending:
+        results.update(_convert_pending(pending, cache, jobs, toolchain_dir, progress))
+    ordered = [results[variant.id] for variant, _ in planned]
+    summary = {"total_s": round(time.perf_counter() - started, 3), "jobs": jobs,
+               "succeeded": sum(r.report.status == "succeeded" for r in ordered),
+               "failed": sum(r.report.status != "succeeded" for r in ordered),
+               "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
+               "variants": [r.to_dict() for r in ordered]}
+    write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
+    write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
+    return summary
+
+
+def _convert_pending(pending, cache, jobs, toolchain_dir, progress) -> dict:
+    results = {}
+    jobs = max(1, min(jobs, len(pending)))
+    try:
+        toolchain = toolchain_module.locate(toolchain_dir)
+    except ConversionError as error:
+        for variant, options in pending:
+            results[variant.id] = BatchResult(variant, report_options_error(options, error))
+        return results
+    workers = toolchain_module.WorkerPool(toolchain, jobs)
+    try:
+        with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
+            session = Session(Path(tmp), workers)
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                futures = {pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
+                           for variant, options in pending}
+                for future in concurrent.futures.as_completed(futures):
+                    variant, options = futures[future]
+                    try:
+                        report = future.result()
+                    except Exception as error:  # a bug of ours in one variant must not stop the others
+                        report = ConversionReport(options.to_dict(), status="failed",
+                                                  error={"stage": "internal", "exit_code": 1,
+                                                         "message": f"internal error: {error!r}"})
+                    results[variant.id] = BatchResult(variant, report)
+                    progress(results[variant.id])
+    finally:
+        workers.close()
+    return results
+
+
+def render_batch_markdown(summary: dict, results: list[BatchResult]) -> str:
+    rows = []
+    for result in results:
+        report = result.report.to_dict()
+        rows.append([f"`{result.variant.id}`", verdict(report).replace("|", "\\\\|")])
+    parts = [f"{summary['succeeded']} of {len(results)} variants converted"]
+    if summary["failed"]:
+        parts.append(f"{summary['failed']} failed")
+    if summary["cached"]:
+        parts.append(f"{summary['cached']} from the cache")
+    head = f"### myriad-blob: {', '.join(parts)} · {summary['total_s']:.1f} s"
+    return "\n".join([head, "", markdown_table(["variant", "result"], rows), ""])
+
+
+def matrix(variants: list[Variant]) -> str:
+    """The variants as a GitHub Actions matrix, for `strategy.matrix: ${{ fromJSON(...) }}`."""
+    include = [{"model": v.model, "variant": v.name, "id": v.id} for v in variants]
+    return json.dumps({"include": include}, separators=(",", ":"))
+
+
+def select(variants: list[Variant], only: tuple[str, ...]) -> list[Variant]:
+    """Variants named by --only: 'model' (all its variants) or 'model/variant'."""
+    if not only:
+        return variants
+    chosen = [v for v in variants if v.id in only or v.model in only]
+    known = {v.id for v in variants} | {v.model for v in variants}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ValueError(f"--only {unknown[0]!r} is not in the manifest (it has {', '.join(sorted(v.id for v in variants))})")
+    return chosen
+

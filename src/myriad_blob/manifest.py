@@ -1,0 +1,190 @@
+"""myriad-blob.toml: the models of a repository, their shared options, and variants of each.
+
+    [defaults]                      # optional; every model and variant starts from these
+    nshaves = 6
+
+    [[models]]
+    name = "detector"               # required: letters, digits, . _ -
+    model = "models/detector.pt"    # required: relative to the manifest
+    input-shape = "[1, 3, 240, 320]"
+
+    [[models.variants]]             # optional; without any, the model has one variant, "default"
+    name = "4-shaves"               # required
+    nshaves = 4
+
+Option fields are the CLI flags without their dashes (the action's input names). Every invalid
+field is reported with its name and line: `myriad-blob.toml:12: models[0].variants[1].nshaves ...`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+from pathlib import Path
+
+from .options import ConversionOptions, parse_options
+
+# field -> (accepted Python types, what to call it in an error)
+OPTION_FIELDS = {
+    "input-shape": ((str, list), "a shape string like \"[1, 3, 240, 320]\" or a list of 'name=[...]' strings"),
+    "mean": ((str, list), "a string like \"[123.675, 116.28, 103.53]\" or a list of them"),
+    "scale": ((str, list), "a string like \"[58.4, 57.12, 57.38]\" or a list of them"),
+    "reverse-input-channels": ((bool,), "true or false"),
+    "input-type": ((str,), "a precision name such as \"U8\""),
+    "output-type": ((str,), "a precision name such as \"FP16\""),
+    "model-key": ((str,), "a string"),
+    "model-dtype": ((str,), "a torch dtype name"),
+    "model-class": ((str,), "\"package.module:ClassName\""),
+    "trust-pickle": ((bool,), "true or false"),
+    "nshaves": ((int,), "a whole number"),
+    "nslices": ((int,), "a whole number"),
+    "nstreams": ((int,), "a whole number"),
+    "opset": ((int,), "a whole number"),
+    "new-export": ((bool,), "true or false"),
+    "strict": ((bool,), "true or false"),
+    "max-relative-error": ((int, float), "a number"),
+    "min-cosine": ((int, float), "a number"),
+    "nn-archive": ((bool,), "true or false"),
+    "sample": ((str,), "a path"),
+}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ManifestError(ValueError):
+    """One invalid field: where it is and what it should be."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    model: str
+    name: str
+    options: ConversionOptions
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.name}"
+
+
+class _Lines:
+    """Which line each field sits on (tomllib does not say): tracks [[models]] and
+    [[models.variants]] headers and `key =` lines."""
+
+    def __init__(self, text: str):
+        self.lines: dict = {}
+        section: tuple = ()
+        models = variants = -1
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0].strip()
+            if line == "[defaults]":
+                section = ("defaults",)
+            elif line == "[[models]]":
+                models, variants = models + 1, -1
+                section = ("models", models)
+            elif line == "[[models.variants]]":
+                variants += 1
+                section = ("models", models, "variants", variants)
+            elif line.startswith("["):
+                section = (line.strip("[]"),)
+            else:
+                match = re.match(r'([A-Za-z0-9_-]+|"[^"]*")\s*=', line)
+                if match:
+                    self.lines[section + (match.group(1).strip('"'),)] = number
+                    continue
+            self.lines.setdefault(section, number)
+
+    def of(self, path: tuple) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+def _where(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def load_manifest(path: Path) -> list[Variant]:
+    if not path.exists():
+        raise ManifestError(f"{path} does not exist: write a myriad-blob.toml (see the README) or pass --manifest")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ManifestError(f"{path}: not valid TOML: {error}") from None
+    lines = _Lines(text)
+
+    def fail(where: tuple, message: str) -> ManifestError:
+        line = lines.of(where)
+        return ManifestError(f"{path}{f':{line}' if line else ''}: {_where(where)} {message}")
+
+    unknown = set(data) - {"defaults", "models"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise fail((key,), "is not a manifest field (expected [defaults] and [[models]])")
+    defaults = _check_options(data.get("defaults", {}), ("defaults",), fail)
+    models = data.get("models")
+    if not isinstance(models, list) or not models:
+        raise fail(("models",), "is missing: add at least one [[models]] table with name and model")
+    variants, seen = [], set()
+    for index, model in enumerate(models):
+        where = ("models", index)
+        for required in ("name", "model"):
+            if not isinstance(model.get(required), str) or not model[required]:
+                raise fail(where + (required,), f"is required (a string) in every [[models]] table")
+        if not NAME.fullmatch(model["name"]):
+            raise fail(where + ("name",), f"{model['name']!r} may hold only letters, digits, '.', '_' and '-'")
+        shared = {**defaults, **_check_options(
+            {k: v for k, v in model.items() if k not in ("name", "model", "variants")}, where, fail)}
+        model_path = (path.parent / model["model"])
+        for vindex, variant in enumerate(model.get("variants") or [{"name": "default"}]):
+            vwhere = where + ("variants", vindex)
+            name = variant.get("name")
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                raise fail(vwhere + ("name",), "is required: letters, digits, '.', '_' and '-'")
+            if (model["name"], name) in seen:
+                raise fail(vwhere + ("name",), f"{name!r} is used twice for model {model['name']!r}")
+            seen.add((model["name"], name))
+            fields = {**shared, **_check_options({k: v for k, v in variant.items() if k != "name"}, vwhere, fail)}
+            try:
+                options = _to_options(model_path, fields, path.parent)
+            except ValueError as error:
+                key = next((k for k in fields if k.replace("-", " ") in str(error) or f"--{k}" in str(error)), None)
+                raise fail(vwhere + ((key,) if key else ()), f"is invalid: {str(error)}") from None
+            variants.append(Variant(model["name"], name, options))
+    return variants
+
+
+def _check_options(table: dict, where: tuple, fail) -> dict:
+    for key, value in table.items():
+        if key not in OPTION_FIELDS:
+            close = difflib.get_close_matches(key, OPTION_FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(where + (key,), f"is not an option{hint}")
+        types, expected = OPTION_FIELDS[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise fail(where + (key,), f"must be {expected}, got {value!r}")
+    return dict(table)
+
+
+def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions:
+    def many(key):
+        value = fields.get(key, [])
+        return [value] if isinstance(value, str) else list(value)
+
+    return parse_options(
+        input=model_path, output=Path("unused.blob"), input_shapes=many("input-shape"), means=many("mean"),
+        scales=many("scale"), nshaves=fields.get("nshaves", 6), nslices=fields.get("nslices"),
+        reverse_input_channels=fields.get("reverse-input-channels", False),
+        input_type=fields.get("input-type", "U8").upper(), output_type=fields.get("output-type", "FP16").upper(),
+        model_key=fields.get("model-key", "model"), model_dtype=fields.get("model-dtype", "float32"),
+        model_class=fields.get("model-class"), trust_pickle=fields.get("trust-pickle", False),
+        nstreams=fields.get("nstreams", 1), opset=fields.get("opset", 12), new_export=fields.get("new-export", False),
+        strict=fields.get("strict", False), max_relative_error=float(fields.get("max-relative-error", 0.02)),
+        min_cosine=float(fields.get("min-cosine", 0.999)), nn_archive=fields.get("nn-archive", False),
+        sample=root / fields["sample"] if "sample" in fields else None)
