@@ -23,6 +23,14 @@ def toolchain_ready():
         pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up)", 3)
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty blob cache, so conversions really convert unless a test
+    is about the cache (subprocesses inherit the variable)."""
+    monkeypatch.setenv("MYRIAD_BLOB_CACHE_DIR", str(tmp_path / "blob-cache"))
+    return tmp_path / "blob-cache"
+
+
 def _small_cnn():
     torch.manual_seed(0)
     return models.SmallCNN().eval()

@@ -78,6 +78,7 @@ def run_action(workspace, github, event_name, payload, **inputs):
         "PATH": "/nonexistent",  # the entrypoint must not rely on the caller's PATH (or HOME: unset)
         "PYTHONPATH": str(ROOT),
         "MYRIAD_BLOB_TOOLCHAIN": str(toolchain.default_dir()),
+        "MYRIAD_BLOB_CACHE_DIR": os.environ["MYRIAD_BLOB_CACHE_DIR"],
         "GITHUB_ACTIONS": "true",
         "GITHUB_EVENT_NAME": event_name,
         "GITHUB_EVENT_PATH": str(runner / "event.json"),

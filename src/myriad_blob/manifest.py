@@ -154,8 +154,11 @@ def load_manifest(path: Path) -> list[Variant]:
             try:
                 options = _to_options(model_path, fields, path.parent)
             except ValueError as error:
-                key = next((k for k in fields if k.replace("-", " ") in str(error) or f"--{k}" in str(error)), None)
-                raise fail(vwhere + ((key,) if key else ()), f"is invalid: {str(error)}") from None
+                key = next((k for k in fields if f"--{k}" in str(error)), None)
+                # Point at the most specific table that sets the field: the variant, the model, or [defaults].
+                origin = next((w for w, table in ((vwhere, variant), (where, model), (("defaults",), data.get("defaults", {})))
+                               if key in table), vwhere)
+                raise fail(origin + ((key,) if key else ()), f"is invalid: {str(error)}") from None
             variants.append(Variant(model["name"], name, options))
     return variants
 
