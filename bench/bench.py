@@ -50,6 +50,46 @@ def time_compile(toolchain, xml, blob, fast_clock):
     return time.perf_counter() - start, blob.read_bytes()
 
 
+BATCH_SIZES = (224, 192, 160, 128)
+BATCH_SHAVES = (4, 6)
+
+
+def batch_case(tmp: Path) -> None:
+    """8 variants of MobileNetV2 (4 input sizes x 2 SHAVE counts): 8 separate `convert` runs
+    against one `convert-all`, then the same `convert-all` again, all from the cache."""
+    torch.manual_seed(0)
+    model_path = tmp / "mobilenet.pt"
+    torch.jit.save(torch.jit.trace(MobileNetV2().eval(), torch.zeros(1, 3, 224, 224)), str(model_path))
+    variants = [(size, shaves) for size in BATCH_SIZES for shaves in BATCH_SHAVES]
+    manifest = ['[[models]]', 'name = "mobilenet"', f'model = "{model_path}"']
+    for size, shaves in variants:
+        manifest += ["[[models.variants]]", f'name = "{size}-{shaves}"', f'input-shape = "[1, 3, {size}, {size}]"',
+                     f"nshaves = {shaves}"]
+    (tmp / "myriad-blob.toml").write_text("\n".join(manifest) + "\n")
+    cli = [sys.executable, "-m", "myriad_blob.cli"]
+    env = dict(os.environ, MYRIAD_BLOB_CACHE_DIR=str(tmp / "cache"))
+
+    start = time.perf_counter()
+    for size, shaves in variants:
+        subprocess.run([*cli, "convert", "--no-cache", "--input", str(model_path), "--input-shape",
+                        f"[1, 3, {size}, {size}]", "--nshaves", str(shaves), "--output", str(tmp / "single.blob")],
+                       check=True, capture_output=True, env=env)
+    separate = time.perf_counter() - start
+
+    timings = []
+    for _ in range(2):  # the first run converts (and fills the cache), the second is all hits
+        start = time.perf_counter()
+        subprocess.run([*cli, "convert-all", "--manifest", str(tmp / "myriad-blob.toml"), "--output-dir",
+                        str(tmp / "blobs")], check=True, capture_output=True, env=env)
+        timings.append(time.perf_counter() - start)
+    summary = json.loads((tmp / "blobs" / "batch-report.json").read_text())
+    print(f"\nbatch: {len(variants)} MobileNetV2 variants ({len(BATCH_SIZES)} input sizes x SHAVEs {BATCH_SHAVES}), "
+          f"{os.cpu_count()} cores")
+    print(f"  8 separate convert runs   {separate:7.2f} s")
+    print(f"  convert-all               {timings[0]:7.2f} s  ({timings[0] / separate:.0%} of separate runs)")
+    print(f"  convert-all, all cached   {timings[1]:7.2f} s  ({summary['cached']} of {len(variants)} from the cache)")
+
+
 def main():
     warnings.filterwarnings("ignore")  # the exporter's deprecation notices would bury the table
     toolchain = toolchain_module.locate()
@@ -83,6 +123,7 @@ def main():
             real, real_blob = time_compile(toolchain, xml, tmp / "real.blob", fast_clock=False)
             fast, fast_blob = time_compile(toolchain, xml, tmp / "fast.blob", fast_clock=True)
             print(f"{name:22} {real:10.2f}s {fast:10.2f}s  {'yes' if real_blob == fast_blob else 'NO'}")
+        batch_case(tmp)
     if toolchain.faketime is None:
         print("\nlibfaketime is not installed: 'fast clock' equals 'real clock' (apt-get install libfaketime)")
 

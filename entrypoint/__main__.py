@@ -6,6 +6,7 @@ or 20 when the conversion succeeded but publishing failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 import github_action_utils as gha
 
 from myriad_blob.errors import ConversionError, Stage
-from myriad_blob.options import ConversionOptions
 from myriad_blob.pipeline import convert, report_options_error
 
 from .event import Event
@@ -54,41 +54,85 @@ def main() -> int:
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
     event = Event.from_environment()
-    options = inputs.options
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
+    try:
+        outcome = convert_manifest(inputs, event) if inputs.manifest else convert_model(inputs, event)
+    except Exception as error:  # a bug of ours; the reports written so far stay
+        gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
+        return 1
+    give_back_to_workspace_owner([p for p in outcome.files if p.exists()], workspace)
+    gha.append_job_summary(outcome.markdown)
+    set_outputs(**outcome.outputs)
+    publish_failed = publish(inputs, event, outcome)
+    if outcome.exit_code:
+        return outcome.exit_code
+    return EXIT_PUBLISH if publish_failed else 0
 
+
+@dataclasses.dataclass
+class Outcome:
+    """What a run produced: the step's outputs, the Markdown to show, the files to publish."""
+
+    exit_code: int
+    markdown: str
+    outputs: dict
+    files: list  # everything written into the workspace
+    uploads: list  # what goes to the release (nothing when the conversion failed)
+
+
+def convert_model(inputs, event: Event) -> Outcome:
+    options = inputs.options
     if event.name == "pull_request_target" and event.from_fork and options.trust_pickle:
         report = report_options_error(options, ConversionError(
             Stage.OPTIONS, "refusing trust-pickle for a fork's pull request under pull_request_target: loading a "
                            "pickle runs its code with this repository's token (see the README's fork pattern)"))
     else:
-        try:
-            report = convert(options)
-        except Exception as error:  # a bug of ours; the report was written, the message is all we have
-            gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
-            return 1
-
-    written = [options.output, options.report_json, options.report_markdown]
-    give_back_to_workspace_owner([p for p in written if p.exists()], workspace)
+        report = convert(options)
+    files = [options.output, options.report_json, options.report_markdown]
     markdown = options.report_markdown.read_text() if options.report_markdown.exists() else report.to_markdown()
-    gha.append_job_summary(markdown)
     failed = report.status != "succeeded"
     if failed:
         gha.error(report.error["message"], title=f"myriad-blob: {report.error['stage']} failed", file=inputs.model)
     for warning in report.warnings:
         gha.warning(warning, title="myriad-blob: check the conversion", file=inputs.model)
-    set_outputs(status=report.status, report_path=options.report_json, report_markdown_path=options.report_markdown,
-                blob_path=None if failed else options.output,
-                blob_sha256=None if failed else report.blob["sha256"],
-                blob_size=None if failed else report.blob["size"])
-
-    publish_failed = publish(inputs, event, options, markdown, failed)
-    if failed:
-        return report.error["exit_code"]
-    return EXIT_PUBLISH if publish_failed else 0
+    outputs = dict(status=report.status, report_path=options.report_json,
+                   report_markdown_path=options.report_markdown, blob_path=None if failed else options.output,
+                   blob_sha256=None if failed else report.blob["sha256"],
+                   blob_size=None if failed else report.blob["size"])
+    return Outcome(report.error["exit_code"] if failed else 0, markdown, outputs, files, [] if failed else files)
 
 
-def publish(inputs, event: Event, options: ConversionOptions, markdown: str, failed: bool) -> bool:
+def convert_manifest(inputs, event: Event) -> Outcome:
+    from myriad_blob.batch import EXIT_SOME_FAILED, convert_all
+    from myriad_blob.cache import BlobCache, default_cache_dir
+    from myriad_blob.manifest import ManifestError, load_manifest
+
+    output_dir = Path(inputs.output_dir or "blobs")
+    try:
+        variants = load_manifest(inputs.manifest)
+    except ManifestError as error:
+        gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
+        return Outcome(16, f"myriad-blob: invalid manifest: {error}", dict(status="failed"), [], [])
+    summary = convert_all(variants, output_dir, cache=BlobCache(default_cache_dir()))
+    files, uploads = [output_dir / "batch-report.json", output_dir / "batch-report.md"], []
+    for variant in summary["variants"]:
+        written = [Path(variant["report"]), Path(variant["report"]).with_suffix(".md")]
+        if variant["status"] == "succeeded":
+            written += [Path(variant["blob"])] + ([Path(variant["superblob"])] if variant["superblob"] else [])
+            uploads += written
+        else:
+            gha.error(f"{variant['id']}: {variant['error']['message']}",
+                      title=f"myriad-blob: {variant['error']['stage']} failed", file=str(inputs.manifest))
+        files += written
+    uploads += files[:2]
+    markdown = (output_dir / "batch-report.md").read_text()
+    outputs = dict(status="failed" if summary["failed"] else "succeeded", report_path=output_dir / "batch-report.json",
+                   report_markdown_path=output_dir / "batch-report.md", blob_path=None, blob_sha256=None,
+                   blob_size=None)
+    return Outcome(EXIT_SOME_FAILED if summary["failed"] else 0, markdown, outputs, files, uploads)
+
+
+def publish(inputs, event: Event, outcome: Outcome) -> bool:
     """Comment on the pull request and upload to the release, as the event calls for. True if it failed."""
     comment_status, comment_url, release_url, assets = "skipped-no-pr", "", "", []
     api_url = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
@@ -102,12 +146,11 @@ def publish(inputs, event: Event, options: ConversionOptions, markdown: str, fai
                        "instead of a comment (see the README for the two-workflow pattern that comments)",
                        title="myriad-blob: no comment for a fork")
         elif event.pull_request:
-            result = comment_report(client(inputs.github_token, api_url), event, inputs.model, markdown)
+            result = comment_report(client(inputs.github_token, api_url), event, inputs.model, outcome.markdown)
             comment_status, comment_url = result.status, result.url
         tag = event.release_tag(inputs.release_tag)
-        if tag and inputs.upload_to_release and not failed:
-            files = [options.output, options.report_json, options.report_markdown]
-            result = upload_release_assets(client(inputs.github_token, api_url), event, tag, files)
+        if tag and inputs.upload_to_release and outcome.uploads:
+            result = upload_release_assets(client(inputs.github_token, api_url), event, tag, outcome.uploads)
             release_url, assets = result.url, result.assets
     except PublishError as error:
         gha.error(str(error), title="myriad-blob: publishing failed")

@@ -17,8 +17,10 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ActionInputs:
-    options: ConversionOptions
-    model: str  # as the user wrote it (for annotations and the comment marker)
+    options: ConversionOptions | None  # None with a manifest
+    model: str  # the model or manifest path as the user wrote it (annotations, the comment marker)
+    manifest: Path | None
+    output_dir: str  # with a manifest: where the blobs go
     github_token: str
     comment_on_pr: bool
     upload_to_release: bool
@@ -64,11 +66,12 @@ def _lines(name: str) -> list[str]:
 
 
 def read_inputs() -> ActionInputs:
-    model = _text("model")
-    if not model:
-        raise InputError("input model is required: the path of the .pt/.onnx file in your repository")
+    model, manifest = _text("model"), _text("manifest")
+    if bool(model) == bool(manifest):
+        raise InputError("give exactly one of the inputs model (a .pt/.onnx file in your repository) "
+                         "and manifest (a myriad-blob.toml)")
     try:
-        options = parse_options(
+        options = None if manifest else parse_options(
             input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
             means=_lines("mean"), scales=_lines("scale"),
             reverse_input_channels=_boolean("reverse-input-channels", False),
@@ -82,7 +85,9 @@ def read_inputs() -> ActionInputs:
         raise
     except ValueError as error:
         raise InputError(str(error).replace("--", "input ")) from None
-    inputs = ActionInputs(options=options, model=model, github_token=_text("github-token"),
+    inputs = ActionInputs(options=options, model=model or manifest, manifest=Path(manifest) if manifest else None,
+                          output_dir=_text("output") if manifest else "",
+                          github_token=_text("github-token"),
                           comment_on_pr=_boolean("comment-on-pr", True),
                           upload_to_release=_boolean("upload-to-release", True), release_tag=_text("release-tag"))
     # Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token.

@@ -258,3 +258,30 @@ def test_files_are_given_back_to_the_workspace_owner(workspace, github, webhooks
                  "out/blobs/detector.blob.report.md"]:
         stat = (workspace / path).stat()
         assert (stat.st_uid, stat.st_gid) == (1234, 1234), path
+
+
+def test_manifest_converts_every_variant_with_one_comment_and_one_upload(workspace, github, webhooks):
+    (workspace / "myriad-blob.toml").write_text(
+        '[[models]]\nname = "detector"\nmodel = "models/detector.onnx"\n'
+        '[[models.variants]]\nname = "six"\n[[models.variants]]\nname = "four"\nnshaves = 4\n')
+    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
+                     model="", manifest="myriad-blob.toml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.outputs["status"] == "succeeded" and run.outputs["report-path"] == "blobs/batch-report.json"
+    (comment,) = github.comments[2]
+    assert "2 of 2 variants converted" in comment["body"] and "`detector/four`" in comment["body"]
+
+    payload = example(webhooks, "release", action="published")
+    github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
+    run = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml")
+    assert run.returncode == 0, run.stdout
+    names = sorted(a["name"] for a in github.releases[0]["assets"])
+    assert names == sorted(["detector-six.blob", "detector-six.blob.report.json", "detector-six.blob.report.md",
+                            "detector-four.blob", "detector-four.blob.report.json", "detector-four.blob.report.md",
+                            "batch-report.json", "batch-report.md"])
+
+
+def test_model_and_manifest_together_are_refused(workspace, github, webhooks):
+    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
+                     manifest="myriad-blob.toml")
+    assert run.returncode == 2 and "give exactly one of the inputs model" in run.stdout

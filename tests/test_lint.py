@@ -47,8 +47,8 @@ def test_action_inputs_outputs_code_and_readme_agree():
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
     assert set(action["inputs"]) <= read, "inputs the entrypoint never reads"
     main = (ROOT / "entrypoint" / "__main__.py").read_text()
-    written = {name.replace("_", "-") for name in re.findall(r"\b([a-z0-9_]+)=", " ".join(
-        re.findall(r"set_outputs\(([^)]*)\)", main, re.S)))}
+    calls = re.findall(r"(?:set_outputs|outputs = dict)\(([^)]*)\)", main, re.S)
+    written = {name.replace("_", "-") for name in re.findall(r"\b([a-z0-9_]+)=", " ".join(calls))}
     assert written == set(action["outputs"]), "outputs set but not declared, or declared but never set"
     for name in [*action["inputs"], *action["outputs"]]:
         assert f"`{name}`" in readme, f"{name} is not documented in the README"
