@@ -75,7 +75,7 @@ def read_inputs() -> ActionInputs:
             input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
             means=_lines("mean"), scales=_lines("scale"),
             reverse_input_channels=_boolean("reverse-input-channels", False),
-            input_type=_text("input-type", "U8").upper(), output_type=_text("output-type", "FP16").upper(),
+            input_type=_text("input-type", "U8"), output_type=_text("output-type", "FP16"),
             model_key=_text("model-key", "model"), model_dtype=_text("model-dtype", "float32"),
             model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
             nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),

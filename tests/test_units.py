@@ -79,3 +79,15 @@ def test_blob_parser_reads_a_synthetic_blob():
 def test_blob_parser_rejects_malformed_blobs(data, message):
     with pytest.raises(BlobFormatError, match=message):
         parse_blob(data)
+
+
+def test_options_normalize_precisions_and_require_named_inputs():
+    from pathlib import Path
+
+    from myriad_blob.options import parse_options
+
+    assert parse_options(input=Path("m.onnx"), input_type="fp16", output_type="onnx").input_type == "FP16"
+    with pytest.raises(ValueError, match="--output-type must be one of"):
+        parse_options(input=Path("m.onnx"), output_type="FP8")
+    with pytest.raises(ValueError, match="name each one"):
+        parse_options(input=Path("m.onnx"), input_shapes=["[1, 3, 8, 8]", "depth=[1, 1, 8, 8]"])

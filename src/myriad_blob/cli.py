@@ -11,7 +11,7 @@ import click
 
 from . import __version__, toolchain
 from .errors import ConversionError, Stage
-from .options import PRECISIONS, ConversionOptions, parse_options
+from .options import ConversionOptions, parse_options
 
 
 def _version_message() -> str:
@@ -33,13 +33,6 @@ def main() -> None:
     """Convert PyTorch and ONNX models to Myriad X blobs for OAK cameras and the NCS2."""
 
 
-def _precision(_ctx, _param, value: str) -> str:
-    upper = value.upper()
-    if upper not in PRECISIONS:
-        raise click.BadParameter(f"must be one of {', '.join(PRECISIONS)}")
-    return upper
-
-
 @main.command()
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="Model file: ONNX, TorchScript, torch.export (.pt2), a state dict or checkpoint (with --model-class), "
@@ -51,9 +44,9 @@ def _precision(_ctx, _param, value: str) -> str:
               help="Where to write the blob. Default: the input's name with .blob, in the current directory.")
 @click.option("--reverse-input-channels/--no-reverse-input-channels", default=False, show_default=True,
               help="Swap RGB<->BGR in the blob (cameras give BGR; PyTorch models usually expect RGB).")
-@click.option("--input-type", default="U8", show_default=True, callback=_precision,
+@click.option("--input-type", default="U8", show_default=True,
               help="Blob input precision (compile tool names: U8, FP16, FP32, ...); ONNX keeps the model's own.")
-@click.option("--output-type", default="FP16", show_default=True, callback=_precision,
+@click.option("--output-type", default="FP16", show_default=True,
               help="Blob output precision; ONNX keeps the model's own.")
 @click.option("--mean", "means", multiple=True, metavar="VALUES",
               help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).")

@@ -78,8 +78,6 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
         if dynamic:
             t = dynamic[0]
             raise _fail(f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes")
-    elif len(specs) > 1 and any(s.name is None for s in specs):
-        raise _fail("with several --input-shape values, name each one: --input-shape 'name=[...]'")
 
 
 def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
@@ -89,8 +87,6 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         raise _fail("--new-export cannot export a TorchScript model (torch.export needs the Python code): drop --new-export")
     if not options.input_shapes:
         raise _fail("--input-shape is required for PyTorch models, e.g. --input-shape '[1, 3, 240, 320]'")
-    if len(options.input_shapes) > 1 and any(s.name is None for s in options.input_shapes):
-        raise _fail("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     dtype = getattr(torch, options.model_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise _fail(f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)")

@@ -8,6 +8,7 @@ user says --trust-pickle.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import pickle
@@ -121,7 +122,7 @@ def load_model(options: ConversionOptions) -> LoadedModel:
     if fmt == ModelFormat.TORCHSCRIPT:
         module = _torch_call(lambda: torch.jit.load(str(path), map_location="cpu"), path, fmt)
     elif fmt == ModelFormat.TORCH_EXPORT:
-        module = _EvalOnly(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
+        module = _eval_only_class()(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
     else:
         fmt, module = _load_pickle(path, options)
     if not isinstance(module, torch.nn.Module):
@@ -129,7 +130,9 @@ def load_model(options: ConversionOptions) -> LoadedModel:
     return LoadedModel(dataclasses.replace(source, format=fmt), module=module)
 
 
+@functools.cache
 def _eval_only_class():
+    """Built on first use, so torch is imported only for PyTorch input."""
     import torch
 
     class EvalOnly(torch.nn.Module):
@@ -148,10 +151,6 @@ def _eval_only_class():
             return self.inner(*args)
 
     return EvalOnly
-
-
-def _EvalOnly(inner):  # noqa: N802 - a class built lazily so torch is imported only for PyTorch input
-    return _eval_only_class()(inner)
 
 
 def _torch_call(load, path: Path, fmt: str):

@@ -136,7 +136,7 @@ def load_manifest(path: Path) -> list[Variant]:
         where = ("models", index)
         for required in ("name", "model"):
             if not isinstance(model.get(required), str) or not model[required]:
-                raise fail(where + (required,), f"is required (a string) in every [[models]] table")
+                raise fail(where + (required,), "is required (a string) in every [[models]] table")
         if not NAME.fullmatch(model["name"]):
             raise fail(where + ("name",), f"{model['name']!r} may hold only letters, digits, '.', '_' and '-'")
         shared = {**defaults, **_check_options(
@@ -184,7 +184,7 @@ def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions
         input=model_path, output=Path("unused.blob"), input_shapes=many("input-shape"), means=many("mean"),
         scales=many("scale"), nshaves=fields.get("nshaves", 6), nslices=fields.get("nslices"),
         reverse_input_channels=fields.get("reverse-input-channels", False),
-        input_type=fields.get("input-type", "U8").upper(), output_type=fields.get("output-type", "FP16").upper(),
+        input_type=fields.get("input-type", "U8"), output_type=fields.get("output-type", "FP16"),
         model_key=fields.get("model-key", "model"), model_dtype=fields.get("model-dtype", "float32"),
         model_class=fields.get("model-class"), trust_pickle=fields.get("trust-pickle", False),
         nstreams=fields.get("nstreams", 1), opset=fields.get("opset", 12), new_export=fields.get("new-export", False),

@@ -116,8 +116,10 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
                   nshaves: int = 6, nslices: int | None = None, **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
     for flag in ("input_type", "output_type"):
-        if rest.get(flag, "U8").upper() not in PRECISIONS:
-            raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(PRECISIONS)}, got {rest[flag]!r}")
+        if flag in rest:
+            if rest[flag].upper() not in PRECISIONS:
+                raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(PRECISIONS)}, got {rest[flag]!r}")
+            rest[flag] = rest[flag].upper()
     for flag, value, low, high in (("--nshaves", nshaves, 1, 16), ("--nslices", nslices, 1, 16),
                                    ("--nstreams", rest.get("nstreams", 1), 1, 3)):
         if value is not None and not low <= value <= high:
@@ -125,6 +127,8 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")
+    if len(input_shapes) > 1 and any(parse_input_shape(text).name is None for text in input_shapes):
+        raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else Path(Path(input).stem + ".blob"),
         input_shapes=tuple(parse_input_shape(text) for text in input_shapes),
