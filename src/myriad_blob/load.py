@@ -107,9 +107,10 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
-def load_model(options: ConversionOptions) -> LoadedModel:
+def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> LoadedModel:
+    """source: the file's SourceInfo when the caller has read it already (saves hashing it twice)."""
     path = options.input
-    source = describe_source(path)
+    source = source or describe_source(path)
     fmt = sniff_format(path)
     if fmt == ModelFormat.ONNX:
         return LoadedModel(dataclasses.replace(source, format=fmt), onnx_path=path)

@@ -136,7 +136,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         source = describe_source(options.input)
         load_key = ("load", source.sha256, options.model_class, options.model_key, options.trust_pickle,
                     options.model_dtype)
-        loaded, stage.reused = session.once(load_key, lambda: load_model(options))
+        loaded, stage.reused = session.once(load_key, lambda: load_model(options, source))
     report.source = {"path": loaded.source.path, "format": loaded.source.format,
                      "size": loaded.source.size, "sha256": loaded.source.sha256}
 
