@@ -169,3 +169,8 @@ def test_debug_shows_the_traceback(tmp_path, model_files):
 def test_new_export_of_a_torchscript_model(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--new-export"],
                  "export", 11, "cannot export a TorchScript model", "drop --new-export")
+
+
+def test_out_of_range_shaves_is_an_options_error_with_a_report(tmp_path, model_files):
+    assert_fails(tmp_path, ["--input", model_files["onnx"], "--nshaves", "17"], "options", 2,
+                 "--nshaves must be between 1 and 16, got 17")

@@ -11,7 +11,7 @@ import click
 
 from . import __version__, toolchain
 from .errors import ConversionError, Stage
-from .options import ConversionOptions, parse_options
+from .options import ConversionOptions, default_output, parse_options
 
 
 def _version_message() -> str:
@@ -59,10 +59,10 @@ def main() -> None:
               help="Class to load a state dict into, e.g. mypackage.models:Detector (imported from the current directory).")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading a full-model pickle. Loading one runs code from the file: only for files you trust.")
-@click.option("--nshaves", type=click.IntRange(1, 16), default=6, show_default=True, help="SHAVE cores the blob uses.")
-@click.option("--nslices", type=click.IntRange(1, 16), default=None,
-              help="CMX slices the blob uses.  [default: same as --nshaves]")
-@click.option("--nstreams", type=click.IntRange(1, 3), default=1, show_default=True, help="Throughput streams.")
+@click.option("--nshaves", type=int, default=6, show_default=True, help="SHAVE cores the blob uses (1-16).")
+@click.option("--nslices", type=int, default=None,
+              help="CMX slices the blob uses (1-16, at least --nshaves).  [default: same as --nshaves]")
+@click.option("--nstreams", type=int, default=1, show_default=True, help="Throughput streams (1-3).")
 @click.option("--opset", type=click.IntRange(7, 20), default=12, show_default=True, help="ONNX opset for the PyTorch export.")
 @click.option("--new-export", is_flag=True, help="Use the torch.export-based ONNX exporter instead of the TorchScript one.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
@@ -92,7 +92,6 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
 
-    output = output or Path(input_path.stem + ".blob")
     try:
         options = parse_options(
             input=input_path, output=output, report=report_path, input_shapes=input_shapes, means=means,
@@ -102,7 +101,7 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             new_export=new_export, sample=sample, strict=strict, max_relative_error=max_relative_error,
             min_cosine=min_cosine, nn_archive=nn_archive, superblob=superblob)
     except ValueError as error:
-        options = ConversionOptions(input_path, output, report=report_path)
+        options = ConversionOptions(input_path, output or default_output(input_path), report=report_path)
         _exit_with(options, report_options_error(options, ConversionError(Stage.OPTIONS, str(error))))
     try:
         report = run_conversion(options, cache=_cache(cache_dir, no_cache))

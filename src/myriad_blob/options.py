@@ -112,6 +112,11 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
     return name, tuple(float(v) for v in values)
 
 
+def default_output(input: Path) -> Path:
+    """The input's name with .blob, in the current directory."""
+    return Path(Path(input).stem + ".blob")
+
+
 def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
                   nshaves: int = 6, nslices: int | None = None, **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
@@ -127,11 +132,11 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")
-    if len(input_shapes) > 1 and any(parse_input_shape(text).name is None for text in input_shapes):
+    specs = tuple(parse_input_shape(text) for text in input_shapes)
+    if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     return ConversionOptions(
-        input=Path(input), output=Path(output) if output else Path(Path(input).stem + ".blob"),
-        input_shapes=tuple(parse_input_shape(text) for text in input_shapes),
+        input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
         mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
         nshaves=nshaves, nslices=nslices or nshaves, **rest)
 
