@@ -163,3 +163,15 @@ def test_superblob_matches_separately_compiled_blobs(model_files, tmp_path):
         assert bytes(unpacked.data) == single.read_bytes()
     report = json.loads((tmp_path / "m.blob.report.json").read_text())
     assert report["superblob"]["size"] < sum(report["superblob"]["blob_sizes"].values()) / 4
+
+
+def test_a_cache_hit_restores_the_superblob_and_nn_archive_too(model_files, tmp_path):
+    args = ["convert", "--input", model_files["onnx"], "--superblob", "--nn-archive"]
+    assert run_cli(*args, "--output", tmp_path / "a" / "m.blob").returncode == 0
+    hit = run_cli(*args, "--output", tmp_path / "b" / "m.blob")
+    assert hit.returncode == 0 and "from the cache" in hit.stdout
+    assert (tmp_path / "b" / "m.superblob").read_bytes() == (tmp_path / "a" / "m.superblob").read_bytes()
+    assert (tmp_path / "b" / "m.tar.xz").exists()
+    report = json.loads((tmp_path / "b" / "m.blob.report.json").read_text())
+    assert report["superblob"]["path"] == str(tmp_path / "b" / "m.superblob")
+    assert report["nn_archive"]["path"] == str(tmp_path / "b" / "m.tar.xz")

@@ -2,7 +2,7 @@
 
 Key: the model file's sha256 (and, for --model-class, its module's source; for --sample, the
 sample's), every option that changes the blob or its report, and the pinned toolchain's and
-myriad-blob's versions. A hit copies the blob (and NN Archive) and rewrites the report for the
+myriad-blob's versions. A hit copies the blob (and NN Archive, SuperBlob) and rewrites the report for the
 new paths, saying it came from the cache. Nothing here imports torch: a hit is quick.
 """
 
@@ -22,6 +22,8 @@ from .report import ConversionReport, write_atomically
 
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")
+# Files a conversion may write beside the blob: (report field, ConversionOptions path property, name in the cache).
+_ARTIFACTS = (("nn_archive", "nn_archive_path", "model.tar.xz"), ("superblob", "superblob_path", "model.superblob"))
 
 
 def default_cache_dir() -> Path:
@@ -73,14 +75,18 @@ class BlobCache:
         started = time.perf_counter()
         data = json.loads((entry / "report.json").read_text())
         report = ConversionReport.from_dict(data)
+        if any(getattr(report, field) and not (entry / name).exists() for field, _, name in _ARTIFACTS):
+            return None  # an incomplete entry is a miss; the conversion will store a whole one
         original = report.blob["path"]
         write_atomically(options.output, (entry / "model.blob").read_bytes())
         report.options = options.to_dict()
         report.source["path"] = str(options.input)
         report.blob["path"] = str(options.output)
-        if report.nn_archive and (entry / "model.tar.xz").exists():
-            write_atomically(options.nn_archive_path, (entry / "model.tar.xz").read_bytes())
-            report.nn_archive["path"] = str(options.nn_archive_path)
+        for field, path_property, name in _ARTIFACTS:
+            if getattr(report, field):
+                destination = getattr(options, path_property)
+                write_atomically(destination, (entry / name).read_bytes())
+                getattr(report, field)["path"] = str(destination)
         report.cache = {"hit": True, "key": key, "converted_as": original,
                         "restore_s": round(time.perf_counter() - started, 4)}
         report.write(options.report_json, options.report_markdown)
@@ -92,8 +98,9 @@ class BlobCache:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         shutil.copyfile(options.output, partial / "model.blob")
-        if report.nn_archive:
-            shutil.copyfile(options.nn_archive_path, partial / "model.tar.xz")
+        for field, path_property, name in _ARTIFACTS:
+            if getattr(report, field):
+                shutil.copyfile(getattr(options, path_property), partial / name)
         report.cache = {"hit": False, "key": key}
         (partial / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
         shutil.rmtree(entry, ignore_errors=True)
