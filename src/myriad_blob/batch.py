@@ -1,8 +1,8 @@
 """convert-all: every variant of a manifest, sharing work, across both cores, never stopping at a failure.
 
-Cache hits are restored first (no torch, no toolchain processes). The rest run in a thread pool,
-one warm legacy-toolchain worker per thread, in one Session so variants that share a model,
-an export or an IR compute it once. Each variant gets its own report; the batch report lists them.
+Every variant runs in a thread pool, in one Session, so variants that share a model, an export
+or an IR compute it once; a thread that needs the legacy toolchain borrows a warm worker
+(started on first use). Cache hits are restored inside convert() without torch or workers. Each variant gets its own report; the batch report lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from . import toolchain as toolchain_module
 from .cache import BlobCache
 from .errors import ConversionError
 from .manifest import Variant
-from .pipeline import Session, convert, report_options_error
+from .pipeline import Session, convert
 from .report import ConversionReport, markdown_table, verdict, write_atomically
 
 EXIT_SOME_FAILED = 17
@@ -50,53 +50,18 @@ def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache |
                 superblob: bool = False, toolchain_dir: Path | None = None, progress=lambda result: None) -> dict:
     started = time.perf_counter()
     planned = [(variant, output_options(variant, output_dir, superblob)) for variant in variants]
-    results: dict[str, BatchResult] = {}
-
-    pending = []
-    versions = None
-    if cache is not None:
-        try:
-            versions = toolchain_module.locate(toolchain_dir).versions
-        except ConversionError:
-            pass  # each conversion will report the missing toolchain
-    for variant, options in planned:
-        key = cache.key(options, versions) if cache is not None and versions else None
-        hit = cache.restore(key, options) if key else None
-        if hit is not None:
-            results[variant.id] = BatchResult(variant, hit)
-            progress(results[variant.id])
-        else:
-            pending.append((variant, options))
-
-    if pending:
-        results.update(_convert_pending(pending, cache, jobs, toolchain_dir, progress))
-    ordered = [results[variant.id] for variant, _ in planned]
-    summary = {"total_s": round(time.perf_counter() - started, 3), "jobs": jobs,
-               "succeeded": sum(r.report.status == "succeeded" for r in ordered),
-               "failed": sum(r.report.status != "succeeded" for r in ordered),
-               "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
-               "variants": [r.to_dict() for r in ordered]}
-    write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
-    write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
-    return summary
-
-
-def _convert_pending(pending, cache, jobs, toolchain_dir, progress) -> dict:
-    results = {}
-    jobs = max(1, min(jobs, len(pending)))
+    jobs = max(1, min(jobs, len(planned)))
     try:
-        toolchain = toolchain_module.locate(toolchain_dir)
-    except ConversionError as error:
-        for variant, options in pending:
-            results[variant.id] = BatchResult(variant, report_options_error(options, error))
-        return results
-    workers = toolchain_module.WorkerPool(toolchain, jobs)
+        workers = toolchain_module.WorkerPool(toolchain_module.locate(toolchain_dir), jobs)
+    except ConversionError:
+        workers = None  # each conversion reports the missing toolchain itself
+    results: dict[str, BatchResult] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
             session = Session(Path(tmp), workers)
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 futures = {pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
-                           for variant, options in pending}
+                           for variant, options in planned}
                 for future in concurrent.futures.as_completed(futures):
                     variant, options = futures[future]
                     try:
@@ -108,8 +73,17 @@ def _convert_pending(pending, cache, jobs, toolchain_dir, progress) -> dict:
                     results[variant.id] = BatchResult(variant, report)
                     progress(results[variant.id])
     finally:
-        workers.close()
-    return results
+        if workers is not None:
+            workers.close()
+    ordered = [results[variant.id] for variant, _ in planned]
+    summary = {"total_s": round(time.perf_counter() - started, 3), "jobs": jobs,
+               "succeeded": sum(r.report.status == "succeeded" for r in ordered),
+               "failed": sum(r.report.status != "succeeded" for r in ordered),
+               "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
+               "variants": [r.to_dict() for r in ordered]}
+    write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
+    write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
+    return summary
 
 
 def render_batch_markdown(summary: dict, results: list[BatchResult]) -> str:

@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 from ..errors import ConversionError, Stage
@@ -98,16 +99,21 @@ class LegacyWorker:
 
 
 class WorkerPool:
-    """Warm workers for a batch, one per core that can use one; a job borrows one at a time."""
+    """Warm workers for a batch, at most one per thread that converts; a job borrows one at a
+    time. Workers start on first use, so a batch served from the cache starts none."""
 
     def __init__(self, toolchain: Toolchain, size: int):
+        self._toolchain, self._size = toolchain, size
         self._idle: queue.Queue = queue.Queue()
-        self._all = [LegacyWorker(toolchain) for _ in range(size)]
-        for worker in self._all:
-            self._idle.put(worker)
+        self._all: list[LegacyWorker] = []
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def borrow(self):
+        with self._lock:
+            if self._idle.empty() and len(self._all) < self._size:
+                self._all.append(LegacyWorker(self._toolchain))
+                self._idle.put(self._all[-1])
         worker = self._idle.get()
         try:
             yield worker
