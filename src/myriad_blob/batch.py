@@ -52,13 +52,14 @@ def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache |
     planned = [(variant, output_options(variant, output_dir, superblob)) for variant in variants]
     jobs = max(1, min(jobs, len(planned)))
     try:
-        workers = toolchain_module.WorkerPool(toolchain_module.locate(toolchain_dir), jobs)
+        toolchain = toolchain_module.locate(toolchain_dir)
     except ConversionError:
-        workers = None  # each conversion reports the missing toolchain itself
+        toolchain = None  # each conversion reports the missing toolchain itself
     results: dict[str, BatchResult] = {}
+    session = None
     try:
         with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
-            session = Session(Path(tmp), workers)
+            session = Session.for_batch(Path(tmp), toolchain, jobs) if toolchain else Session(Path(tmp))
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 futures = {pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
                            for variant, options in planned}
@@ -73,8 +74,8 @@ def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache |
                     results[variant.id] = BatchResult(variant, report)
                     progress(results[variant.id])
     finally:
-        if workers is not None:
-            workers.close()
+        if session is not None:
+            session.close()
     ordered = [results[variant.id] for variant, _ in planned]
     summary = {"total_s": round(time.perf_counter() - started, 3), "jobs": jobs,
                "succeeded": sum(r.report.status == "succeeded" for r in ordered),

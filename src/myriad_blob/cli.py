@@ -11,7 +11,7 @@ import click
 
 from . import __version__, toolchain
 from .errors import ConversionError, Stage
-from .options import ConversionOptions, default_output, parse_options
+from .options import DEFAULT_COMPILE_TIMEOUT_S, FRONTENDS, ConversionOptions, default_output, parse_options
 
 
 def _version_message() -> str:
@@ -63,8 +63,18 @@ def main() -> None:
 @click.option("--nslices", type=int, default=None,
               help="CMX slices the blob uses (1-16, at least --nshaves).  [default: same as --nshaves]")
 @click.option("--nstreams", type=int, default=1, show_default=True, help="Throughput streams (1-3).")
-@click.option("--opset", type=click.IntRange(7, 20), default=12, show_default=True, help="ONNX opset for the PyTorch export.")
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
+                   "when the exporter fails]")
 @click.option("--new-export", is_flag=True, help="Use the torch.export-based ONNX exporter instead of the TorchScript one.")
+@click.option("--frontend", type=click.Choice(FRONTENDS, case_sensitive=False), default="auto", show_default=True,
+              help="IR front end: ov2022 (OpenVINO 2022.3.1's ONNX reader), mo2021 (Model Optimizer 2021.4), "
+                   "or auto: ov2022, falling back to mo2021 when it fails.")
+@click.option("--output-names", "output_names", multiple=True, metavar="NAME,...",
+              help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
+                   "before its decode/NMS.")
+@click.option("--compile-timeout", type=float, default=DEFAULT_COMPILE_TIMEOUT_S, show_default=True,
+              help="Seconds the Myriad compiler may run before it is stopped (exit 13).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Where to write the JSON report (Markdown beside it, .md). Default: <blob>.report.json.")
 @click.option("--sample", type=click.Path(path_type=Path),
@@ -87,7 +97,7 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Show Python tracebacks.")
 def convert(input_path: Path, input_shapes, output, reverse_input_channels, input_type, output_type, means, scales,
             model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
-            report_path, sample, strict, max_relative_error, min_cosine, nn_archive, superblob, cache_dir, no_cache,
+            frontend, output_names, compile_timeout, report_path, sample, strict, max_relative_error, min_cosine, nn_archive, superblob, cache_dir, no_cache,
             debug) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
@@ -98,7 +108,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             scales=scales, reverse_input_channels=reverse_input_channels, input_type=input_type,
             output_type=output_type, model_key=model_key, model_dtype=model_dtype, model_class=model_class,
             trust_pickle=trust_pickle, nshaves=nshaves, nslices=nslices, nstreams=nstreams, opset=opset,
-            new_export=new_export, sample=sample, strict=strict, max_relative_error=max_relative_error,
+            new_export=new_export, frontend=frontend, output_names=output_names, compile_timeout=compile_timeout,
+            sample=sample, strict=strict, max_relative_error=max_relative_error,
             min_cosine=min_cosine, nn_archive=nn_archive, superblob=superblob)
     except ValueError as error:
         options = ConversionOptions(input_path, output or default_output(input_path), report=report_path)

@@ -1,13 +1,15 @@
 """Stage 4, compile: IR -> Myriad X blob with the plugin of OpenVINO 2021.4, no device attached.
 
-First the plugin's per-layer query (a layer it cannot run fails here, named); then our compile
-helper loads the network for MYRIAD and exports the blob.
+The compiler decides what the Myriad X can run. The plugin's per-layer query is reported, but it
+is not the compiler's verdict (it lists ShuffleChannels as unsupported, which compiles): only
+when the compiler fails are the query's suspect layers named beside its message.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import subprocess
 from pathlib import Path
 
 from .errors import ConversionError, Stage
@@ -75,12 +77,7 @@ def layer_support(ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupp
 
 def compile_blob(ir: IRModel, support: LayerSupport, options: ConversionOptions, toolchain: Toolchain,
                  blob_path: Path) -> CompiledBlob:
-    """Refuse before compiling when the plugin's query found layers it cannot run; else compile."""
-    if support.unsupported:
-        listed = ", ".join(_describe(layer) for layer in support.unsupported[:10])
-        more = f" and {len(support.unsupported) - 10} more" if len(support.unsupported) > 10 else ""
-        raise _fail(f"the Myriad plugin does not support {len(support.unsupported)} layer(s): {listed}{more}; "
-                    "replace these ops in the model or run them on the host")
+    """Compile (within --compile-timeout); on failure, the compiler's message and the query's suspects."""
     settings = compile_settings(options)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
     if options.input_type != "ONNX":
@@ -89,8 +86,22 @@ def compile_blob(ir: IRModel, support: LayerSupport, options: ConversionOptions,
         args += ["-op", options.output_type]
     args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
              f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
-    result = toolchain.run(args, fast_clock=True)
+    try:
+        result = toolchain.run(args, fast_clock=True, timeout=options.compile_timeout)
+    except subprocess.TimeoutExpired:
+        blob_path.unlink(missing_ok=True)
+        raise _fail(f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
+                    f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout"
+                    + _suspects(support)) from None
     if result.returncode != 0 or not blob_path.exists():
-        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr))
+        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr) + _suspects(support))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
+
+
+def _suspects(support: LayerSupport) -> str:
+    if not support.unsupported:
+        return ""
+    listed = ", ".join(_describe(layer) for layer in support.unsupported[:5])
+    more = f" and {len(support.unsupported) - 5} more" if len(support.unsupported) > 5 else ""
+    return f"; the plugin's query lists as unsupported: {listed}{more}"

@@ -14,6 +14,12 @@ from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
 from .tensors import TensorInfo
 
+# The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
+# attention (scaled_dot_product_attention) and native HardSwish; the OpenVINO 2022.3 front end
+# reads 13-17 alike (measured on the corpus), but opset 17 turns LayerNorm into
+# LayerNormalization, which it crashes on. Later entries are fallbacks for the exporter.
+OPSET_PREFERENCE = (14, 16, 13, 12, 11, 17)
+
 
 @dataclasses.dataclass(frozen=True)
 class OnnxModel:
@@ -24,6 +30,7 @@ class OnnxModel:
     exported: bool  # False when the user gave ONNX
     nodes: dict = dataclasses.field(default_factory=dict, repr=False)  # node name -> op type
     producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
+    opset_fallbacks: tuple = ()  # (opset, why the exporter failed at it) before the one used
 
     def origin(self, layer_name: str) -> dict | None:
         """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
@@ -90,11 +97,11 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
     dtype = getattr(torch, options.model_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise _fail(f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)")
-    input_names = [s.name or (DEFAULT_INPUT_NAME if len(options.input_shapes) == 1 else f"input{i}")
-                   for i, s in enumerate(options.input_shapes)]
+    specs = bind_inputs(module, options.input_shapes)
+    input_names = [s.name or (DEFAULT_INPUT_NAME if len(specs) == 1 else f"input{i}") for i, s in enumerate(specs)]
     module = module.to(dtype).eval()
-    args = tuple(torch.zeros(s.shape, dtype=dtype) for s in options.input_shapes)
-    shapes = ", ".join(str(list(s.shape)) for s in options.input_shapes)
+    args = tuple(torch.zeros(s.shape, dtype=dtype) for s in specs)
+    shapes = ", ".join(str(list(s.shape)) for s in specs)
     try:
         with torch.no_grad():
             sample = module(*args)
@@ -102,17 +109,51 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         raise _fail(f"the model rejects input shape {shapes}: {first_line(error)}; check --input-shape") from error
     outputs = flatten_outputs(sample)
     output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+    fallbacks = []
+    for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    module, args, str(path), opset_version=opset, dynamo=options.new_export,
+                    input_names=input_names, output_names=output_names, do_constant_folding=True,
+                    **({} if options.new_export else {"dynamic_axes": None}),
+                )
+        except Exception as error:
+            fallbacks.append((opset, first_line(error)))
+            continue
+        return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks))
+    hint = "try another --opset" if not options.new_export else "try without --new-export"
+    tried = ", ".join(str(o) for o, _ in fallbacks)
+    raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")
+
+
+def forward_parameters(module) -> list[str] | None:
+    """The names of forward's positional parameters, where they can be known."""
+    import inspect
+
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:  # TorchScript
+        return [a.name for a in schema.arguments][1:]
     try:
-        with _quiet():
-            torch.onnx.export(
-                module, args, str(path), opset_version=options.opset, dynamo=options.new_export,
-                input_names=input_names, output_names=output_names, do_constant_folding=True,
-                **({} if options.new_export else {"dynamic_axes": None}),
-            )
-    except Exception as error:
-        hint = "try another --opset" if not options.new_export else "try without --new-export"
-        raise _fail(f"torch.onnx.export failed (opset {options.opset}): {first_line(error)}; {hint}") from error
-    return describe_onnx(path, exported=True)
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return None if any(p.kind == p.VAR_POSITIONAL for p in parameters) else names
+
+
+def bind_inputs(module, specs: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
+    """Named --input-shape values in the order of forward's parameters: the name binds, not the flag order."""
+    if len(specs) < 2 or any(s.name is None for s in specs):
+        return specs
+    parameters = forward_parameters(module)
+    if parameters is None:
+        return specs
+    unknown = [s.name for s in specs if s.name not in parameters]
+    if unknown:
+        raise _fail(f"--input-shape names {', '.join(map(repr, unknown))}, but the model's forward takes "
+                    f"({', '.join(parameters)}): name each shape after a forward parameter")
+    return tuple(sorted(specs, key=lambda s: parameters.index(s.name)))
 
 
 @contextlib.contextmanager

@@ -1,13 +1,21 @@
-"""Stage 3, IR: ONNX -> OpenVINO IR (FP16) with Model Optimizer 2021.4, in the legacy toolchain.
+"""Stage 3, IR: ONNX -> OpenVINO IR v10 (FP16 weights) that the 2021.4 Myriad compiler reads.
 
-The preprocessing the camera should not do on the host is baked in here: mean, then scale,
-then (on the original channel order) reversed input channels, exactly as `mo` applies them.
+Two front ends, each in a child process:
+- ov2022: OpenVINO 2022.3.1's C++ ONNX reader (toolchain/ov2022_ir.py), legalized for the 2021.4
+  compiler by one table of rewrites. Fast (well under a second) and reads current exports
+  (opset 13-17, dynamic axes).
+- mo2021: Model Optimizer 2021.4, the fallback (--frontend auto tries ov2022 first).
+Either IR must then be readable by the 2021.4 Myriad plugin (its per-layer query), or this stage
+fails (or falls back). The preprocessing the camera should not do on the host is baked in here,
+in the order the numeric check assumes: reversed input channels, then mean, then scale.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -15,7 +23,12 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
 from .tensors import TensorInfo
-from .toolchain import LegacyWorker, Toolchain, helper_error
+from . import toolchain as toolchain_module
+from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
+
+FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}
+FRONTEND_ORDER = {"auto": ("ov2022", "mo2021"), "ov2022": ("ov2022",), "mo2021": ("mo2021",)}
+IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is only a safety net
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +47,9 @@ class IRModel:
     layers: tuple[IRLayer, ...]
     preprocessing: dict
     myriad_supported: frozenset = frozenset()  # layer names the Myriad plugin's query accepts
+    frontend: str = ""
+    frontend_fallback: str | None = None  # why the preferred front end was not used
+    rewrites: dict = dataclasses.field(default_factory=dict)  # legalization rule -> layers rewritten
 
 
 def _fail(message: str) -> ConversionError:
@@ -61,31 +77,101 @@ def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, outp
     if options.input_shapes:
         names = [_resolve_name(s.name, onnx_model, "--input-shape") for s in options.input_shapes]
         args += ["--input", ",".join(names), "--input_shape", ",".join(_format_values(s.shape) for s in options.input_shapes)]
-    preprocessing: dict = {"reverse_input_channels": options.reverse_input_channels, "mean": {}, "scale": {}}
-    for flag, table, mo_flag in (("--mean", options.mean, "--mean_values"), ("--scale", options.scale, "--scale_values")):
-        if table:
-            resolved = {_resolve_name(name, onnx_model, flag): values for name, values in table.items()}
-            preprocessing[flag.strip("-")] = {name: list(values) for name, values in resolved.items()}
-            args += [mo_flag, ",".join(f"{name}{_format_values(values)}" for name, values in resolved.items())]
+    preprocessing = resolve_preprocessing(onnx_model, options)
+    for key, mo_flag in (("mean", "--mean_values"), ("scale", "--scale_values")):
+        if preprocessing[key]:
+            args += [mo_flag, ",".join(f"{name}{_format_values(values)}" for name, values in preprocessing[key].items())]
     if options.reverse_input_channels:
         args.append("--reverse_input_channels")
     return args, preprocessing
 
 
+def resolve_preprocessing(onnx_model: OnnxModel, options: ConversionOptions) -> dict:
+    """Mean and scale by input name (an unnamed value is the only input's), and channel reversal."""
+    preprocessing: dict = {"reverse_input_channels": options.reverse_input_channels, "mean": {}, "scale": {}}
+    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
+        preprocessing[flag.strip("-")] = {_resolve_name(name, onnx_model, flag): list(values)
+                                          for name, values in table.items()}
+    return preprocessing
+
+
 def convert_to_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
-                  worker: LegacyWorker | None = None) -> IRModel:
+                  worker: LegacyWorker | None = None, frontend_worker: FrontendWorker | None = None) -> IRModel:
+    """The IR from the first front end (in --frontend's order) whose IR the 2021.4 plugin reads."""
+    resolve_preprocessing(onnx_model, options)  # a wrong input name is the user's to fix, not a reason to fall back
+    failures = []
+    for frontend in FRONTEND_ORDER[options.frontend]:
+        try:
+            if frontend == "ov2022":
+                ir = _ov2022_ir(onnx_model, options, toolchain, workdir / frontend, frontend_worker)
+            else:
+                ir = _model_optimizer_ir(onnx_model, options, toolchain, workdir / frontend, worker)
+            ir = dataclasses.replace(ir, myriad_supported=query_myriad_support(ir, toolchain), frontend=frontend)
+        except ConversionError as error:
+            failures.append((frontend, error.message))
+            continue
+        if failures:
+            ir = dataclasses.replace(ir, frontend_fallback="; ".join(f"{FRONTEND_TITLES[f]} failed: {m}" for f, m in failures))
+        return ir
+    if len(failures) == 1:
+        raise _fail(failures[0][1])
+    raise _fail(" and ".join(f"{FRONTEND_TITLES[f]} failed: {m}" for f, m in failures))
+
+
+def _ov2022_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
+               worker: FrontendWorker | None) -> IRModel:
+    workdir.mkdir(parents=True, exist_ok=True)
+    preprocessing = resolve_preprocessing(onnx_model, options)
+    xml = workdir / "model.xml"
+    job = {"onnx": str(onnx_model.path), "xml": str(xml), "mean": preprocessing["mean"],
+           "scale": preprocessing["scale"], "reverse_input_channels": options.reverse_input_channels}
+    if worker is not None:
+        try:
+            answer = worker.ask(job, IR_TIMEOUT_S)
+        except WorkerDied as error:
+            raise _fail(f"OpenVINO 2022.3 {error} while reading the model") from None
+    else:
+        try:
+            result = toolchain.run([str(toolchain.frontend_python), str(toolchain_module.FRONTEND_SCRIPT), json.dumps(job)],
+                                   timeout=IR_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise _fail(f"OpenVINO 2022.3 did not finish reading the model within {IR_TIMEOUT_S} s") from None
+        lines = result.stdout.strip().splitlines()
+        if result.returncode != 0 or not lines:
+            last = (result.stderr.strip().splitlines() or [""])[-1]
+            raise _fail(f"OpenVINO 2022.3 {describe_exit(result.returncode, last)} while reading the model")
+        answer = json.loads(lines[-1])
+    if not answer["ok"]:
+        raise _fail(explain_openvino_error(answer["error"]))
+    ir = read_ir(xml, workdir / "model.bin", preprocessing)
+    return dataclasses.replace(ir, rewrites=answer["rewrites"])
+
+
+_OV_SOURCE = re.compile(r"(?:Check '[^']*' failed at )?\S+\.(?:cpp|hpp)(?::\d+)*:?\s*")
+
+
+def explain_openvino_error(message: str) -> str:
+    """OpenVINO's exception text without source paths and failed-check boilerplate, one line."""
+    text = _OV_SOURCE.sub("", " ".join(message.split())).strip()
+    return "OpenVINO 2022.3 could not read the model: " + (text[:400] or "no message")
+
+
+def _model_optimizer_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
+                        worker: LegacyWorker | None) -> IRModel:
     output_dir = workdir / "ir"
     args, preprocessing = model_optimizer_args(onnx_model, options, output_dir)
     if worker is not None:
-        returncode, output = worker.call("mo", args=args)
+        returncode, output = worker.call("mo", timeout=IR_TIMEOUT_S, args=args)
     else:
-        result = toolchain.run(toolchain.model_optimizer_command(args))
+        try:
+            result = toolchain.run(toolchain.model_optimizer_command(args), timeout=IR_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise _fail(f"Model Optimizer 2021.4 did not finish within {IR_TIMEOUT_S} s") from None
         returncode, output = result.returncode, result.stdout + result.stderr
     xml, weights = output_dir / "model.xml", output_dir / "model.bin"
     if returncode != 0 or not xml.exists():
         raise _fail(explain_model_optimizer_error(output))
-    ir = read_ir(xml, weights, preprocessing)
-    return dataclasses.replace(ir, myriad_supported=query_myriad_support(ir, toolchain))
+    return read_ir(xml, weights, preprocessing)
 
 
 def query_myriad_support(ir: IRModel, toolchain: Toolchain) -> frozenset:
@@ -136,7 +222,8 @@ def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
             source_id, source_port = producer[(layer.get("id"), port.get("id"))]
             source = by_id[source_id]
             output_name = source.get("name", "")
-            if len(source.findall("output/port")) > 1:
-                output_name += f".{source_port}"
+            source_ports = [p.get("id") for p in source.findall("output/port")]
+            if len(source_ports) > 1:  # the 2021.4 reader appends the output's index, not its port id
+                output_name += f".{source_ports.index(source_port)}"
             outputs.append(TensorInfo(output_name, shape, port.get("precision", "")))
     return IRModel(xml, weights, int(root.get("version", "0")), tuple(inputs), tuple(outputs), tuple(layers), preprocessing)

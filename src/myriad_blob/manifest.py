@@ -48,6 +48,9 @@ OPTION_FIELDS = {
     "min-cosine": ((int, float), "a number"),
     "nn-archive": ((bool,), "true or false"),
     "sample": ((str,), "a path"),
+    "frontend": ((str,), "\"auto\", \"ov2022\" or \"mo2021\""),
+    "output-names": ((str, list), "a string \"name1,name2\" or a list of tensor names"),
+    "compile-timeout": ((int, float), "a number of seconds"),
 }
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -187,7 +190,9 @@ def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions
         input_type=fields.get("input-type", "U8"), output_type=fields.get("output-type", "FP16"),
         model_key=fields.get("model-key", "model"), model_dtype=fields.get("model-dtype", "float32"),
         model_class=fields.get("model-class"), trust_pickle=fields.get("trust-pickle", False),
-        nstreams=fields.get("nstreams", 1), opset=fields.get("opset", 12), new_export=fields.get("new-export", False),
+        nstreams=fields.get("nstreams", 1), opset=fields.get("opset"), new_export=fields.get("new-export", False),
+        frontend=fields.get("frontend"), output_names=fields.get("output-names", ()),
+        compile_timeout=float(fields["compile-timeout"]) if "compile-timeout" in fields else None,
         strict=fields.get("strict", False), max_relative_error=float(fields.get("max-relative-error", 0.02)),
         min_cosine=float(fields.get("min-cosine", 0.999)), nn_archive=fields.get("nn-archive", False),
         sample=root / fields["sample"] if "sample" in fields else None)

@@ -9,6 +9,12 @@ from pathlib import Path
 # The compile tool's precision names; "ONNX" keeps the model's own.
 PRECISIONS = ("U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "BF16", "FP16", "FP32", "BOOL", "ONNX")
 DEFAULT_INPUT_NAME = "input"
+# IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
+# first, falling back to the second when it fails on a model.
+FRONTENDS = ("auto", "ov2022", "mo2021")
+# The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
+# corpus model compiles in a few seconds (see README, "What converts").
+DEFAULT_COMPILE_TIMEOUT_S = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +42,11 @@ class ConversionOptions:
     nshaves: int = 6
     nslices: int = 6
     nstreams: int = 1
-    opset: int = 12
+    opset: int | None = None  # None: the policy in export_onnx.OPSET_PREFERENCE
     new_export: bool = False
+    frontend: str = "auto"
+    output_names: tuple[str, ...] = ()
+    compile_timeout: float = DEFAULT_COMPILE_TIMEOUT_S
     report: Path | None = None
     sample: Path | None = None
     strict: bool = False
@@ -68,6 +77,7 @@ class ConversionOptions:
         data["report"] = str(self.report_json)
         data["sample"] = str(self.sample) if self.sample else None
         data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
+        data["output_names"] = list(self.output_names)
         data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
         data["scale"] = {k or "": list(v) for k, v in self.scale.items()}
         return data
@@ -117,9 +127,29 @@ def default_output(input: Path) -> Path:
     return Path(Path(input).stem + ".blob")
 
 
+def parse_output_names(value) -> tuple[str, ...]:
+    """'a,b' or ['a', 'b'] (or both mixed) -> ('a', 'b')."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    names = tuple(name.strip() for item in items for name in str(item).split(",") if name.strip())
+    if len(set(names)) != len(names):
+        raise ValueError(f"--output-names lists a name twice: {', '.join(names)}")
+    return names
+
+
 def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
-                  nshaves: int = 6, nslices: int | None = None, **rest) -> ConversionOptions:
+                  nshaves: int = 6, nslices: int | None = None, output_names=(), **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
+    for key in ("frontend", "compile_timeout"):  # None: the default (an empty action input, a missing field)
+        if key in rest and rest[key] is None:
+            del rest[key]
+    if rest.get("frontend") is not None:
+        rest["frontend"] = str(rest["frontend"]).lower()
+        if rest["frontend"] not in FRONTENDS:
+            raise ValueError(f"--frontend must be one of {', '.join(FRONTENDS)}, got {rest['frontend']!r}")
+    if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
+        raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
+    if rest.get("opset") is not None and not 7 <= rest["opset"] <= 18:
+        raise ValueError(f"--opset must be between 7 and 18, got {rest['opset']}")
     for flag in ("input_type", "output_type"):
         if flag in rest:
             if rest[flag].upper() not in PRECISIONS:
@@ -138,7 +168,7 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
         mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
-        nshaves=nshaves, nslices=nslices or nshaves, **rest)
+        output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
 
 
 def _per_channel(values, flag: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import platform
 import tempfile
 import threading
@@ -18,30 +19,19 @@ from .blob import BlobFormatError, parse_blob, verify_blob
 from .compile import compile_blob, compile_settings, layer_support
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
-from .ir import convert_to_ir
+from .ir import FRONTEND_TITLES, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
+from .onnx_prep import prepare
 from .options import ConversionOptions
 from .report import ConversionReport, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
-from .toolchain import WorkerPool
+from .toolchain import FrontendWorker, WorkerPool
 
 
-def _torch_versions() -> dict:
-    import onnx
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__}
-
-
-def _runtime_version(onnx_input: bool) -> str:
-    if onnx_input:
-        import onnxruntime
-
-        return onnxruntime.__version__
-    import torch
-
-    return torch.__version__
+def _versions(*packages: str) -> dict:
+    """Installed versions, read from package metadata: no import (torch's costs a second)."""
+    return {"python": platform.python_version(), **{name: importlib.metadata.version(name) for name in packages}}
 
 
 @dataclasses.dataclass
@@ -51,7 +41,8 @@ class Session:
     differ only in compile settings share one IR)."""
 
     workdir: Path
-    workers: WorkerPool | None = None
+    workers: WorkerPool | None = None  # warm legacy (2021.4) workers
+    frontend_workers: WorkerPool | None = None  # warm OpenVINO 2022.3 front ends
     _memo: dict = dataclasses.field(default_factory=dict)
     _locks: dict = dataclasses.field(default_factory=dict)
     _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -81,6 +72,23 @@ class Session:
         else:
             with self.workers.borrow() as worker:
                 yield worker
+
+    @contextlib.contextmanager
+    def frontend_worker(self):
+        if self.frontend_workers is None:
+            yield None
+        else:
+            with self.frontend_workers.borrow() as worker:
+                yield worker
+
+    @classmethod
+    def for_batch(cls, workdir: Path, toolchain, size: int) -> "Session":
+        return cls(workdir, WorkerPool(toolchain, size), WorkerPool(toolchain, size, FrontendWorker))
+
+    def close(self) -> None:
+        for pool in (self.workers, self.frontend_workers):
+            if pool is not None:
+                pool.close()
 
 
 def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
@@ -130,13 +138,14 @@ def report_options_error(options: ConversionOptions, error: ConversionError) -> 
 def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport, session: Session) -> None:
     toolchain = toolchain_module.locate(toolchain_dir)
     report.toolchain = {"dir": str(toolchain.root), **toolchain.versions}
-    legacy = {"python": toolchain.versions.get("legacy_python"), "openvino-dev": toolchain.versions.get("openvino_dev")}
     workdir = session.directory(("variant", options))
-    with report.stage("load", **_torch_versions()) as stage:
+    with report.stage("load", **_versions("onnx")) as stage:
         source = describe_source(options.input)
         load_key = ("load", source.sha256, options.model_class, options.model_key, options.trust_pickle,
                     options.model_dtype)
         loaded, stage.reused = session.once(load_key, lambda: load_model(options, source))
+        if loaded.module is not None:
+            stage.tools.update(_versions("torch"))
     report.source = {"path": loaded.source.path, "format": loaded.source.format,
                      "size": loaded.source.size, "sha256": loaded.source.sha256}
 
@@ -150,40 +159,57 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         report.skip("export", "the input is ONNX already")
         onnx_model, _ = session.once(export_key, export)
     else:
-        with report.stage("export", **_torch_versions(), opset=options.opset,
+        with report.stage("export", **_versions("torch", "onnx"),
                           exporter="torch.export" if options.new_export else "torchscript") as stage:
             onnx_model, stage.reused = session.once(export_key, export)
-            if onnx_model.opset != options.opset:
-                report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
-                                       f"to --opset {options.opset}")
+            stage.tools["opset"] = onnx_model.opset
+            for opset, why in onnx_model.opset_fallbacks:
+                report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
+                                       f"exported at opset {onnx_model.opset}")
     report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
+                   "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
                    "inputs": [t.to_dict() for t in onnx_model.inputs],
                    "outputs": [t.to_dict() for t in onnx_model.outputs]}
 
-    ir_key = export_key + (options.mean, options.scale, options.reverse_input_channels)
+    prep_key = export_key + (options.output_names,)
+    ir_key = prep_key + (options.mean, options.scale, options.reverse_input_channels, options.frontend)
 
     def make_ir():
-        with session.worker() as worker:
-            return convert_to_ir(onnx_model, options, toolchain, session.directory(ir_key), worker)
+        with session.worker() as worker, session.frontend_worker() as frontend_worker:
+            return convert_to_ir(prepared.model, options, toolchain, session.directory(ir_key), worker, frontend_worker)
 
-    with report.stage("ir", **{"model-optimizer": legacy["openvino-dev"], "python": legacy["python"]}) as stage:
+    with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
+        prepared, prep_reused = session.once(
+            prep_key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
+                                      session.directory(prep_key) / "onnx"))
         ir, stage.reused = session.once(ir_key, make_ir)
+        stage.reused = stage.reused and prep_reused
+        stage.tools.update({"frontend": FRONTEND_TITLES[ir.frontend]} | (
+            {"openvino": toolchain.versions.get("openvino_frontend")} if ir.frontend == "ov2022" else
+            {"model-optimizer": toolchain.versions.get("openvino_dev"), "legacy-python": toolchain.versions.get("legacy_python")}))
+    if ir.frontend_fallback:
+        report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
     report.preprocessing = ir.preprocessing
-    report.ir = {"version": ir.version, "inputs": [t.to_dict() for t in ir.inputs],
-                 "outputs": [t.to_dict() for t in ir.outputs]}
+    report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
+                 "preparation": [step.to_dict() for step in prepared.steps],
+                 "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
+                 "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
 
     report.compile_settings = compile_settings(options)
     compile_tools = {"openvino": toolchain.versions.get("openvino"),
                      "inference-engine": toolchain.versions.get("inference_engine_build"),
                      "g++": toolchain.versions.get("gxx")}
     with report.stage("compile", **compile_tools):
-        support = layer_support(ir, onnx_model)
+        support = layer_support(ir, prepared.model)
         report.layers = support.to_dict()
         compiled = compile_blob(ir, support, options, toolchain, workdir / "model.blob")
     report.compile_settings = compiled.settings
 
-    with report.stage("verify", **{"myriad-blob": __version__, "onnxruntime" if loaded.module is None else "torch":
-                                   _runtime_version(loaded.module is None), "openvino-cpu": toolchain.versions.get("openvino")}):
+    # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
+    # with the asked shapes (and, with --output-names, cut where the blob is cut).
+    torch_reference = loaded.module is not None and not options.output_names
+    with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
+                      **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
         data = compiled.path.read_bytes()
         try:
             info = parse_blob(data)
@@ -191,8 +217,8 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
         verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
         with session.worker() as worker:
-            check = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type=options.input_type,
-                                  sample=options.sample, worker=worker,
+            check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
+                                  input_type=options.input_type, sample=options.sample, worker=worker,
                                   tolerances=Tolerances(options.max_relative_error, options.min_cosine))
         report.numeric = check.to_dict()
         if not check.passed:

@@ -13,14 +13,17 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
 from ..errors import ConversionError, Stage
 
-PINNED = {"openvino": "2021.4.2", "openvino-dev": "2021.4.2"}
+PINNED = {"openvino": "2021.4.2", "openvino-dev": "2021.4.2", "openvino (IR front end)": "2022.3.1"}
 SETUP_SCRIPT = Path(__file__).with_name("setup-toolchain.sh")
+FRONTEND_SCRIPT = Path(__file__).with_name("ov2022_ir.py")
 # The plugin spends a fixed 5 s of wall-clock time searching for devices on every LoadNetwork
 # (see README, "Why compiling is fast"). Under libfaketime the clock runs this much faster, so
 # the window closes in milliseconds; the blob is byte-identical.
@@ -43,6 +46,11 @@ class Toolchain:
     @property
     def python(self) -> Path:
         return self.root / "venv" / "bin" / "python"
+
+    @property
+    def frontend_python(self) -> Path:
+        """OpenVINO 2022.3.1's environment (the IR front end)."""
+        return self.root / "venv-ov2022" / "bin" / "python"
 
     @property
     def model_optimizer(self) -> Path:
@@ -72,53 +80,121 @@ class Toolchain:
         return [str(self.python), str(self.model_optimizer), *args]
 
 
-class LegacyWorker:
-    """One warm legacy-toolchain process (legacy_worker.py); one job at a time."""
+class WorkerDied(Exception):
+    """A warm worker exited or stopped answering; the message says how (signal, last stderr line)."""
 
-    SCRIPT = Path(__file__).with_name("legacy_worker.py")
 
-    def __init__(self, toolchain: Toolchain):
-        self.process = subprocess.Popen([str(toolchain.python), str(self.SCRIPT)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        env=toolchain.environment())
+class JsonWorker:
+    """One warm child process that answers one JSON line per JSON job line; one job at a time.
+    Its stderr goes to a file, so a crash can be explained; a dead worker is never reused."""
 
-    def call(self, op: str, **job) -> tuple[int, str]:
-        """(returncode, everything the job printed)."""
-        self.process.stdin.write(json.dumps({"op": op, **job}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            return 1, "the legacy toolchain worker exited"
-        answer = json.loads(line)
-        return answer["returncode"], answer["output"]
+    def __init__(self, command: list[str], env: dict):
+        self._stderr = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self._stderr, text=True, env=env)
+        self.dead = False
+
+    def ask(self, job: dict, timeout: float | None = None) -> dict:
+        """The answer, or WorkerDied (the process is then killed and must be replaced)."""
+        if self.dead:
+            raise WorkerDied("the worker already died")
+        answer: list = []
+        reader = threading.Thread(target=lambda: answer.append(self.process.stdout.readline()), daemon=True)
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+            reader.start()
+            reader.join(timeout)
+        except OSError:
+            pass
+        if answer and answer[0]:
+            return json.loads(answer[0])
+        self.dead = True
+        timed_out = reader.is_alive()
+        self.process.kill()
+        self.process.wait()
+        raise WorkerDied(f"did not answer within {timeout:g} s" if timed_out else describe_exit(self.process.returncode, self.stderr_tail()))
+
+    def stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = [line.strip() for line in self._stderr.read().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.stdin.close()
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._stderr.close()
+
+
+def describe_exit(returncode: int, last_line: str = "") -> str:
+    """'crashed (SIGSEGV)' / 'exited with status 3', plus its last line of stderr."""
+    if returncode < 0:
+        try:
+            text = f"crashed ({signal.Signals(-returncode).name})"
+        except ValueError:
+            text = f"crashed (signal {-returncode})"
+    else:
+        text = f"exited with status {returncode}"
+    return text + (f": {last_line}" if last_line else "")
+
+
+class LegacyWorker(JsonWorker):
+    """Model Optimizer 2021.4 and the 2021.4 CPU plugin, warm (legacy_worker.py)."""
+
+    SCRIPT = Path(__file__).with_name("legacy_worker.py")
+
+    def __init__(self, toolchain: Toolchain):
+        super().__init__([str(toolchain.python), str(self.SCRIPT)], toolchain.environment())
+
+    def call(self, op: str, timeout: float | None = None, **job) -> tuple[int, str]:
+        """(returncode, everything the job printed)."""
+        try:
+            answer = self.ask({"op": op, **job}, timeout)
+        except WorkerDied as error:
+            return 1, f"the legacy toolchain worker {error}"
+        return answer["returncode"], answer["output"]
+
+
+class FrontendWorker(JsonWorker):
+    """OpenVINO 2022.3.1's ONNX front end, warm (ov2022_ir.py --worker)."""
+
+    def __init__(self, toolchain: Toolchain):
+        super().__init__([str(toolchain.frontend_python), str(FRONTEND_SCRIPT), "--worker"], toolchain.environment())
 
 
 class WorkerPool:
-    """Warm workers for a batch, at most one per thread that converts; a job borrows one at a
-    time. Workers start on first use, so a batch served from the cache starts none."""
+    """Warm workers of one kind for a batch, at most one per thread that converts; a job borrows
+    one at a time. Workers start on first use, so a batch served from the cache starts none; a
+    worker that died is dropped and the next borrower starts a fresh one."""
 
-    def __init__(self, toolchain: Toolchain, size: int):
-        self._toolchain, self._size = toolchain, size
+    def __init__(self, toolchain: Toolchain, size: int, kind: type = LegacyWorker):
+        self._toolchain, self._size, self._kind = toolchain, size, kind
         self._idle: queue.Queue = queue.Queue()
-        self._all: list[LegacyWorker] = []
+        self._count = 0
+        self._all: list[JsonWorker] = []
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def borrow(self):
         with self._lock:
-            if self._idle.empty() and len(self._all) < self._size:
-                self._all.append(LegacyWorker(self._toolchain))
+            if self._idle.empty() and self._count < self._size:
+                self._all.append(self._kind(self._toolchain))
+                self._count += 1
                 self._idle.put(self._all[-1])
         worker = self._idle.get()
         try:
             yield worker
         finally:
-            self._idle.put(worker)
+            if worker.dead:
+                with self._lock:
+                    self._count -= 1
+                worker.close()
+            else:
+                self._idle.put(worker)
 
     def close(self) -> None:
         for worker in self._all:
@@ -138,7 +214,7 @@ def locate(root: Path | None = None) -> Toolchain:
     versions = json.loads(manifest.read_text())
     versions.pop("stamp", None)
     toolchain = Toolchain(root, versions)
-    for tool in (toolchain.python, toolchain.model_optimizer, toolchain.compile_helper):
+    for tool in (toolchain.python, toolchain.frontend_python, toolchain.model_optimizer, toolchain.compile_helper):
         if not tool.exists():
             raise ConversionError(Stage.TOOLCHAIN, f"the Myriad toolchain in {root} is incomplete ({tool.name} missing): run `myriad-blob setup`")
     return toolchain

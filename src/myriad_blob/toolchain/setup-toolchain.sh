@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the legacy Myriad toolchain in one directory, idempotently:
 #   <dir>/venv                      Python 3.8/3.9 with openvino 2021.4.2 and Model Optimizer
+#   <dir>/venv-ov2022               the same Python with openvino 2022.3.1: the ONNX front end writing IR v10
 #   <dir>/bin/myriad_compile_blob   our compile helper, linked against the wheel's libraries
 #   <dir>/toolchain.json            what was installed (read by the converter for its report)
 # Usage: setup-toolchain.sh DIR
@@ -10,6 +11,7 @@ set -euo pipefail
 dir=${1:?usage: setup-toolchain.sh DIR}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 requirements="$here/legacy-requirements.txt"
+frontend_requirements="$here/frontend-requirements.txt"
 source_cpp="$here/compile_blob.cpp"
 
 fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
@@ -36,7 +38,7 @@ ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || [ -e /usr/lib/x86_64-linu
     || fail "libusb-1.0 not found; the Myriad plugin needs it even with no device: install it (Debian/Ubuntu: apt-get install libusb-1.0-0)"
 
 legacy_python=$(find_legacy_python)
-stamp=$( { cat "$requirements" "$source_cpp"; "$legacy_python" -c 'import sys; print(sys.version)'; g++ --version | head -n 1; } | sha256sum | cut -d' ' -f1)
+stamp=$( { cat "$requirements" "$frontend_requirements" "$source_cpp"; "$legacy_python" -c 'import sys; print(sys.version)'; g++ --version | head -n 1; } | sha256sum | cut -d' ' -f1)
 if [ -f "$dir/toolchain.json" ] && grep -q "\"stamp\": \"$stamp\"" "$dir/toolchain.json" && [ -x "$dir/bin/myriad_compile_blob" ]; then
     echo "myriad-blob setup: toolchain up to date in $dir"
     exit 0
@@ -50,6 +52,11 @@ mkdir -p "$dir/bin"
 "$dir/venv/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$requirements"
 "$dir/venv/bin/python" -c 'import openvino.inference_engine, mo' \
     || fail "the legacy environment does not import OpenVINO; see the messages above"
+# A second venv: openvino 2022.3.1 and 2021.4.2 both install the top-level package `openvino`.
+"$legacy_python" -m venv "$dir/venv-ov2022"
+"$dir/venv-ov2022/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$frontend_requirements"
+"$dir/venv-ov2022/bin/python" -W ignore -c 'import openvino.runtime, openvino.preprocess, openvino.offline_transformations' \
+    || fail "the front-end environment does not import OpenVINO 2022.3; see the messages above"
 libs=$("$dir/venv/bin/python" -c 'import os, openvino; print(os.path.join(os.path.dirname(openvino.__file__), "libs"))')
 # The old libstdc++ string ABI, as the wheel is built; rpath so no LD_LIBRARY_PATH is needed.
 g++ -O2 -std=c++14 -D_GLIBCXX_USE_CXX11_ABI=0 -Wall -Wextra "$source_cpp" \
@@ -61,6 +68,7 @@ cat > "$dir/toolchain.json" <<JSON
   "legacy_python": "$("$dir/venv/bin/python" -c 'import platform; print(platform.python_version())')",
   "openvino": "$("$dir/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openvino"))')",
   "openvino_dev": "$("$dir/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openvino-dev"))')",
+  "openvino_frontend": "$("$dir/venv-ov2022/bin/python" -c 'import importlib.metadata as m; print(m.version("openvino"))')",
   "inference_engine_build": "$("$dir/bin/myriad_compile_blob" version)",
   "gxx": "$(g++ -dumpfullversion)"
 }

@@ -1,0 +1,302 @@
+"""Stage 3a, ONNX preparation: make the ONNX file what the IR front ends read best.
+
+Two graph edits come first and always apply: the input shapes are fixed (a dynamic-axes export
+becomes static, or a static one takes the asked --input-shape), and with --output-names the graph
+is cut at the named tensors. The result is the *reference*: ONNX Runtime runs it for the numeric
+check, so a changed shape or a cut is checked like everything else.
+
+Then the rewrites in PREPARATION, each applied only where it is needed, run on ONNX Runtime and
+kept only if the outputs still agree with the reference's. The report lists every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConversionError, Stage, first_line
+from .export_onnx import OnnxModel, describe_onnx
+from .options import InputSpec
+
+# Outputs of a kept rewrite may differ from the reference's by this much, relative to each
+# output's largest magnitude (float32 reassociation, not a changed computation).
+AGREEMENT = 1e-4
+# Ops that compute shapes at run time: constant folding with the fixed input shapes removes them,
+# which Model Optimizer 2021.4 (the fallback front end) needs and OpenVINO 2022.3 does not mind.
+SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "Expand", "NonZero"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepStep:
+    name: str
+    kept: bool
+    detail: str
+    duration_s: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedOnnx:
+    model: OnnxModel  # what the IR front end reads
+    reference: OnnxModel  # shapes fixed and graph cut, nothing else: ONNX Runtime's reference
+    steps: tuple[PrepStep, ...]
+
+
+def _fail(message: str) -> ConversionError:
+    return ConversionError(Stage.IR, message)
+
+
+def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: tuple[str, ...],
+            workdir: Path) -> PreparedOnnx:
+    import onnx
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = onnx.load_model(str(onnx_model.path))  # external data too: the edits rewrite the file
+    steps = []
+    started = time.perf_counter()
+    edits = _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
+    if edits:
+        steps.append(PrepStep("graph edits", True, "; ".join(edits), round(time.perf_counter() - started, 3)))
+    reference_path = workdir / "reference.onnx"
+    _save(model, reference_path)
+    reference = describe_onnx(reference_path, exported=onnx_model.exported)
+    feeds = seeded_feeds(reference)
+    expected = run_onnxruntime(reference_path, feeds)
+    current = model
+    for name, needed, rewrite in PREPARATION:
+        reason = needed(current)
+        if not reason:
+            continue
+        started = time.perf_counter()
+        try:
+            candidate = rewrite(current)
+            path = workdir / f"step-{len(steps)}.onnx"
+            _save(candidate, path)
+            disagreement = _disagreement(expected, run_onnxruntime(path, feeds))
+        except Exception as error:  # a step that cannot run is dropped, the model goes on without it
+            steps.append(PrepStep(name, False, f"{reason}; not applied: {first_line(error)}",
+                                  round(time.perf_counter() - started, 3)))
+            continue
+        kept = disagreement <= AGREEMENT
+        detail = f"{reason}; {len(current.graph.node)} -> {len(candidate.graph.node)} nodes"
+        detail += f", outputs agree (max relative difference {disagreement:.1e})" if kept else \
+            f"; dropped: outputs differ by {disagreement:.1e} relative"
+        steps.append(PrepStep(name, kept, detail, round(time.perf_counter() - started, 3)))
+        if kept:
+            current = candidate
+    if current is model:
+        return PreparedOnnx(reference, reference, tuple(steps))
+    prepared_path = workdir / "prepared.onnx"
+    _save(current, prepared_path)
+    return PreparedOnnx(describe_onnx(prepared_path, exported=onnx_model.exported), reference, tuple(steps))
+
+
+def _save(model, path: Path) -> None:
+    import onnx
+
+    # Large models (over protobuf's 2 GB) keep their weights beside the graph.
+    large = model.ByteSize() > 1_800_000_000
+    onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data" if large else None)
+
+
+def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> list[str]:
+    """Write the asked shapes into the graph's inputs; intermediate shapes the exporter recorded
+    for other sizes are dropped (shape inference and the front ends recompute them)."""
+    if not shapes:
+        return []
+    names = [t.name for t in onnx_model.inputs]
+    wanted = {spec.name or names[0]: spec.shape for spec in shapes}
+    done = []
+    for value in model.graph.input:
+        if value.name not in wanted:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        shape = wanted[value.name]
+        if len(dims) != len(shape):
+            raise _fail(f"input {value.name!r} has {len(dims)} dimensions {_dims(dims)}, but --input-shape gives "
+                        f"{len(shape)}: {list(shape)}")
+        before = _dims(dims)
+        for dim, size in zip(dims, shape):
+            dim.Clear()
+            dim.dim_value = size
+        if before != list(shape):
+            done.append(f"input {value.name} {before} -> {list(shape)}")
+    if done:
+        import onnx
+
+        del model.graph.value_info[:]
+        for output in model.graph.output:
+            output.type.tensor_type.ClearField("shape")
+        try:
+            model.CopyFrom(onnx.shape_inference.infer_shapes(model))
+        except Exception:  # the outputs' shapes stay unknown here; the front end infers them
+            pass
+    return done
+
+
+def _dims(dims) -> list:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
+def _cut(model, output_names: tuple[str, ...]) -> list[str]:
+    """Make the named tensors the graph's outputs and drop what only fed the old ones."""
+    if not output_names:
+        return []
+    import onnx
+
+    produced = [out for node in model.graph.node for out in node.output if out]
+    known = set(produced) | {v.name for v in model.graph.input}
+    for name in output_names:
+        if name not in known:
+            close = difflib.get_close_matches(name, produced, n=3, cutoff=0.5)
+            hint = f" (close: {', '.join(close)})" if close else " (tensor names are listed in the report's onnx section)"
+            raise _fail(f"--output-names: the model has no tensor {name!r}{hint}")
+    inputs = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
+    extracted = onnx.utils.Extractor(model).extract_model(inputs, list(output_names))
+    model.CopyFrom(extracted)
+    return [f"outputs cut at {', '.join(output_names)}"]
+
+
+def seeded_feeds(onnx_model: OnnxModel) -> dict:
+    """Deterministic inputs for ONNX Runtime: image-like floats, small integers for integer inputs."""
+    rng = np.random.default_rng(7)
+    feeds = {}
+    for tensor in onnx_model.inputs:
+        dtype = np.dtype(tensor.dtype)
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in tensor.shape)
+        if dtype.kind == "f":
+            feeds[tensor.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[tensor.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            feeds[tensor.name] = rng.integers(0, 4, shape).astype(dtype)
+    return feeds
+
+
+def run_onnxruntime(path: Path, feeds: dict) -> list:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # No graph optimizations: the reference must be the model as written, not ORT's rewrite of it.
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.run(None, feeds)
+    except Exception as error:
+        raise _fail(f"ONNX Runtime cannot run the model at the asked shapes: {first_line(error)}; "
+                    "check --input-shape (and --output-names)") from error
+
+
+def _disagreement(expected: list, actual: list) -> float:
+    if len(expected) != len(actual):
+        return float("inf")
+    worst = 0.0
+    for a, b in zip(expected, actual):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            return float("inf")
+        if not a.size:
+            continue
+        peak = float(np.max(np.abs(a))) or 1.0
+        worst = max(worst, float(np.max(np.abs(a - b))) / peak)
+    return worst
+
+
+# --- The preparation rewrites: (name, needed(model) -> reason or "", rewrite(model) -> new model) ---
+
+def _layer_norms(model) -> str:
+    count = sum(node.op_type == "LayerNormalization" for node in model.graph.node)
+    return f"{count} LayerNormalization node(s), which OpenVINO 2022.3 crashes on" if count else ""
+
+
+def _decompose_layer_norm(model):
+    """LayerNormalization (opset 17) -> ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add."""
+    import onnx
+    from onnx import helper
+
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    opset = next(o.version for o in result.opset_import if o.domain in ("", "ai.onnx"))
+    ranks = _ranks(result)
+    nodes = []
+    for node in result.graph.node:
+        if node.op_type != "LayerNormalization" or len([o for o in node.output if o]) > 1:
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axis, epsilon = attrs.get("axis", -1), attrs.get("epsilon", 1e-5)
+        if axis < 0:
+            axes = list(range(axis, 0))
+        elif node.input[0] in ranks:
+            axes = list(range(axis, ranks[node.input[0]]))
+        else:
+            raise ValueError(f"the rank of {node.input[0]} is unknown")
+        x, p = node.input[0], (node.name or node.output[0]) + "/decomposed"
+        extra = []
+
+        def reduce_mean(source, out):
+            if opset >= 18:
+                axes_name = f"{p}/axes"
+                extra.append(helper.make_node("Constant", [], [axes_name], value=helper.make_tensor(
+                    axes_name, onnx.TensorProto.INT64, [len(axes)], axes)))
+                return helper.make_node("ReduceMean", [source, axes_name], [out], keepdims=1)
+            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)
+
+        eps = f"{p}/epsilon"
+        body = [
+            reduce_mean(x, f"{p}/mean"),
+            helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/centered"]),
+            helper.make_node("Mul", [f"{p}/centered", f"{p}/centered"], [f"{p}/squared"]),
+            reduce_mean(f"{p}/squared", f"{p}/variance"),
+            helper.make_node("Constant", [], [eps], value=helper.make_tensor(eps, onnx.TensorProto.FLOAT, [], [epsilon])),
+            helper.make_node("Add", [f"{p}/variance", eps], [f"{p}/variance_eps"]),
+            helper.make_node("Sqrt", [f"{p}/variance_eps"], [f"{p}/std"]),
+            helper.make_node("Div", [f"{p}/centered", f"{p}/std"], [f"{p}/normalized"]),
+        ]
+        scaled = f"{p}/scaled" if len(node.input) > 2 and node.input[2] else node.output[0]
+        body.append(helper.make_node("Mul", [f"{p}/normalized", node.input[1]], [scaled]))
+        if scaled != node.output[0]:
+            body.append(helper.make_node("Add", [scaled, node.input[2]], [node.output[0]]))
+        nodes.extend(extra + body)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    return result
+
+
+def _ranks(model) -> dict:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in values if v.type.tensor_type.HasField("shape")}
+
+
+def _shape_computations(model) -> str:
+    count = sum(node.op_type in SHAPE_OPS for node in model.graph.node)
+    return f"{count} node(s) computing shapes at run time" if count else ""
+
+
+def _fold_constants(model):
+    """onnxslim: constant folding and shape simplification with the fixed input shapes."""
+    import onnx
+    import onnxslim
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return onnxslim.slim(copy)
+
+
+PREPARATION = (
+    ("decompose LayerNormalization", _layer_norms, _decompose_layer_norm),
+    ("fold constants (onnxslim)", _shape_computations, _fold_constants),
+)

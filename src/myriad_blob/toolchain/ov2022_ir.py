@@ -1,0 +1,154 @@
+"""The IR front end: ONNX -> IR v10 (FP16 weights) with OpenVINO 2022.3.1's ONNX reader, legalized for
+the 2021.4 Myriad compiler. Runs in the front-end environment's Python 3.9 (openvino==2022.3.1),
+always in a child process: the 2022.3 reader can crash on some inputs, which must not take the
+converter with it.
+
+One job: a JSON object on argv[1] (or one per line on stdin with --worker), one JSON answer line:
+  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "layout": {name: "NCHW"},
+   "mean": {name: [...]}, "scale": {name: [...]}, "reverse_input_channels": bool}
+  -> {"ok": true, "rewrites": {rule: count}, "preprocessing_layers": n} or {"ok": false, "error": "..."}
+
+LEGALIZATION is the one table of rewrites: an op (or op version) the 2021.4 IR reader or the
+Myriad plugin rejects, and an equivalent built from ops they accept. A new case is one row.
+"""
+
+import json
+import os
+import sys
+import traceback
+import warnings
+
+warnings.simplefilter("ignore")  # openvino.offline_transformations announces it is private
+
+import numpy as np  # noqa: E402
+import openvino.runtime as ov  # noqa: E402
+from openvino.offline_transformations import apply_moc_transformations, compress_model_transformation  # noqa: E402
+from openvino.preprocess import PrePostProcessor  # noqa: E402
+from openvino.runtime import Layout, opset1  # noqa: E402
+
+
+def _max_pool_v1(node):
+    """MaxPool-8 (indices output, dilations) -> MaxPool-1, when only the values are used."""
+    if node.output(1).get_target_inputs() or any(d != 1 for d in node.get_attributes().get("dilations", [1])):
+        return None
+    a = node.get_attributes()
+    return opset1.max_pool(node.input_value(0), a["strides"], a["pads_begin"], a["pads_end"], a["kernel"],
+                           a["rounding_type"], a["auto_pad"])
+
+
+def _softmax_v1(node):
+    """Softmax-8 (negative axes allowed) -> Softmax-1 with the axis made non-negative."""
+    axis = node.get_attributes()["axis"]
+    if axis < 0:
+        axis += node.input_value(0).get_partial_shape().rank.get_length()
+    return opset1.softmax(node.input_value(0), axis)
+
+
+def _hard_sigmoid_clamp(node):
+    """HardSigmoid(x) = clamp(alpha * x + beta, 0, 1); the Myriad plugin has no HardSigmoid kernel."""
+    alpha, beta = (_scalar(node.input_value(i)) for i in (1, 2))
+    if alpha is None or beta is None:
+        return None
+    x = node.input_value(0)
+    dtype = x.get_element_type().to_dtype()
+    scaled = opset1.add(opset1.multiply(x, opset1.constant(np.array(alpha, dtype))), opset1.constant(np.array(beta, dtype)))
+    return opset1.clamp(scaled, 0.0, 1.0)
+
+
+def _scalar(value):
+    node = value.get_node()
+    if node.get_type_name() != "Constant":
+        return None
+    data = node.get_data()
+    return float(data.reshape(-1)[0]) if data.size == 1 else None
+
+
+# (rule shown in the report, op type, op version or None for any, rewrite: node -> new node or None to keep)
+LEGALIZATION = (
+    ("MaxPool-8 -> MaxPool-1", "MaxPool", "opset8", _max_pool_v1),
+    ("Softmax-8 -> Softmax-1", "Softmax", "opset8", _softmax_v1),
+    ("HardSigmoid -> Clamp(alpha*x+beta)", "HardSigmoid", None, _hard_sigmoid_clamp),
+)
+
+
+def legalize(model):
+    """Apply LEGALIZATION; {rule: layers rewritten}. The new node takes the old one's friendly
+    name and output tensor names, so the blob's outputs keep the model's names."""
+    counts = {}
+    for node in model.get_ordered_ops():
+        info = node.get_type_info()
+        for rule, op, version, rewrite in LEGALIZATION:
+            if info.name != op or (version is not None and info.version_id != version):
+                continue
+            replacement = rewrite(node)
+            if replacement is None:
+                continue
+            replacement.set_friendly_name(node.get_friendly_name())
+            names = node.output(0).get_names()
+            node.output(0).replace(replacement.output(0))
+            replacement.output(0).get_tensor().set_names(names)
+            counts[rule] = counts.get(rule, 0) + 1
+    if counts:
+        model.validate_nodes_and_infer_types()
+    return counts
+
+
+def convert(job):
+    core = ov.Core()
+    model = core.read_model(job["onnx"])
+    if job.get("shapes"):
+        model.reshape({name: ov.PartialShape(dims) for name, dims in job["shapes"].items()})
+    ppp = PrePostProcessor(model)
+    steps = 0
+    for parameter in model.get_parameters():
+        name = parameter.get_friendly_name()
+        mean, scale = job.get("mean", {}).get(name), job.get("scale", {}).get(name)
+        reverse = job.get("reverse_input_channels") and _channels(parameter) == 3
+        if not (mean or scale or reverse):
+            continue
+        put = ppp.input(name)
+        put.tensor().set_layout(Layout("NCHW"))
+        put.model().set_layout(Layout("NCHW"))
+        # The order Model Optimizer uses and the numeric check assumes: reverse, then mean, then scale.
+        if reverse:
+            put.preprocess().reverse_channels()
+        if mean:
+            put.preprocess().mean(mean)
+        if scale:
+            put.preprocess().scale(scale)
+        steps += 1
+    if steps:
+        model = ppp.build()
+    apply_moc_transformations(model, True)
+    rewrites = legalize(model)
+    compress_model_transformation(model)
+    ov.serialize(model, job["xml"], job["xml"][: -len(".xml")] + ".bin", version="IR_V10")
+    return {"ok": True, "rewrites": rewrites, "preprocessed_inputs": steps}
+
+
+def _channels(parameter):
+    shape = parameter.get_partial_shape()
+    return shape[1].get_length() if shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static else None
+
+
+def answer(job):
+    try:
+        return convert(job)
+    except Exception as error:  # the converter reports this at the ir stage, one line
+        message = " ".join(str(error).split()) or type(error).__name__
+        return {"ok": False, "error": message, "traceback": traceback.format_exc()}
+
+
+def main():
+    if sys.argv[1:] == ["--worker"]:
+        answers = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)  # prints from OpenVINO must not corrupt the answers
+        for line in sys.stdin:
+            answers.write(json.dumps(answer(json.loads(line))) + "\n")
+            answers.flush()
+    else:
+        print(json.dumps(answer(json.loads(sys.argv[1]))))
+
+
+if __name__ == "__main__":
+    main()
