@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import github_action_utils as gha
@@ -18,7 +19,7 @@ from myriad_blob.errors import ConversionError, Stage
 from myriad_blob.pipeline import convert, report_options_error
 
 from .event import Event
-from .inputs import InputError, read_inputs
+from .inputs import InputError, OutsideWorkspace, inside_workspace, read_inputs
 from .publish import PublishError, client, comment_report, upload_release_assets
 
 EXIT_INPUT = 2
@@ -45,19 +46,22 @@ def set_outputs(**outputs) -> None:
 
 
 def main() -> int:
-    try:
-        inputs = read_inputs()
-    except InputError as error:
-        gha.error(str(error), title="myriad-blob: invalid input")
-        set_outputs(status="failed", comment_status="skipped-no-pr")
-        return EXIT_INPUT
-    if inputs.github_token:
-        gha.add_mask(inputs.github_token)
     event = Event.from_environment()
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
     try:
-        outcome = convert_manifest(inputs, event) if inputs.manifest else convert_model(inputs, event)
+        inputs = read_inputs(workspace)
+    except InputError as error:
+        gha.error(str(error), title="myriad-blob: invalid input")
+        # On a pull request the report comment was not written: say so, not "no pull request".
+        set_outputs(status="failed", comment_status="failed" if event.pull_request else "skipped-no-pr")
+        return EXIT_INPUT
+    if inputs.github_token:
+        gha.add_mask(inputs.github_token)
+    try:
+        outcome = (convert_manifest(inputs, event, workspace) if inputs.manifest
+                   else convert_model(inputs, event))
     except Exception as error:  # a bug of ours; the reports written so far stay
+        traceback.print_exc()
         gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
         return 1
     give_back_to_workspace_owner([p for p in outcome.files if p.exists()], workspace)
@@ -80,15 +84,32 @@ class Outcome:
     uploads: list  # what goes to the release (nothing when the conversion failed)
 
 
+def fork_refusal(event: Event, options, where: str = "") -> str | None:
+    """Why these options must not run on this event, or None. A fork's pull request under
+    pull_request_target runs with a token that can write here: loading a pickle runs the fork's
+    code, and model-class imports Python from the checkout (the fork's, if it was checked out)."""
+    if not (event.name == "pull_request_target" and event.from_fork):
+        return None
+    asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class))
+             if on]
+    if not asked:
+        return None
+    return (f"refusing {' and '.join(asked)}{where} for a fork's pull request under pull_request_target: "
+            "that would run the fork's code with this repository's token (see the README's fork pattern)")
+
+
 def convert_model(inputs, event: Event) -> Outcome:
+    from myriad_blob.cache import BlobCache
+
     options = inputs.options
-    if event.name == "pull_request_target" and event.from_fork and options.trust_pickle:
-        report = report_options_error(options, ConversionError(
-            Stage.OPTIONS, "refusing trust-pickle for a fork's pull request under pull_request_target: loading a "
-                           "pickle runs its code with this repository's token (see the README's fork pattern)"))
+    refusal = fork_refusal(event, options)
+    if refusal:
+        report = report_options_error(options, ConversionError(Stage.OPTIONS, refusal))
     else:
-        report = convert(options)
+        report = convert(options, cache=BlobCache(inputs.cache_dir) if inputs.cache_dir else None)
     files = [options.output, options.report_json, options.report_markdown]
+    if report.nn_archive:
+        files.append(Path(report.nn_archive["path"]))
     markdown = options.report_markdown.read_text() if options.report_markdown.exists() else report.to_markdown()
     failed = report.status != "succeeded"
     if failed:
@@ -102,23 +123,55 @@ def convert_model(inputs, event: Event) -> Outcome:
     return Outcome(report.error["exit_code"] if failed else 0, markdown, outputs, files, [] if failed else files)
 
 
-def convert_manifest(inputs, event: Event) -> Outcome:
+EXIT_INVALID_MANIFEST = 16
+
+
+def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) -> None:
+    """Refuse, before converting anything, what a manifest must not ask for here: files outside
+    the workspace, code from a fork under pull_request_target, two variants writing one blob."""
+    from myriad_blob.batch import output_options
+    from myriad_blob.manifest import ManifestError
+
+    blobs: dict[str, str] = {}
+    for variant in variants:
+        options = variant.options
+        try:
+            inside_workspace(options.input, workspace, f"{variant.id}: model")
+            if options.sample is not None:
+                inside_workspace(options.sample, workspace, f"{variant.id}: sample")
+        except OutsideWorkspace as error:
+            raise ManifestError(str(error)) from None
+        refusal = fork_refusal(event, options, f" (asked by {variant.id})")
+        if refusal:
+            raise ManifestError(refusal)
+        blob = output_options(variant, output_dir, False).output.name
+        if blob in blobs:  # "a-b"/"c" and "a"/"b-c" are both a-b-c.blob
+            raise ManifestError(f"{blobs[blob]} and {variant.id} would both write {output_dir / blob}: "
+                                "rename a model or a variant")
+        blobs[blob] = variant.id
+
+
+def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
     from myriad_blob.batch import EXIT_SOME_FAILED, convert_all
     from myriad_blob.cache import BlobCache, default_cache_dir
     from myriad_blob.manifest import ManifestError, load_manifest
 
     output_dir = Path(inputs.output_dir or "blobs")
     try:
+        inside_workspace(output_dir, workspace, "input output")
         variants = load_manifest(inputs.manifest)
-    except ManifestError as error:
+        check_manifest(variants, output_dir, workspace, event)
+    except (ManifestError, OutsideWorkspace) as error:
         gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
-        return Outcome(16, f"myriad-blob: invalid manifest: {error}", dict(status="failed"), [], [])
-    summary = convert_all(variants, output_dir, cache=BlobCache(default_cache_dir()))
+        return Outcome(EXIT_INVALID_MANIFEST, f"myriad-blob: invalid manifest: {error}",
+                       dict(status="failed"), [], [])
+    summary = convert_all(variants, output_dir, cache=BlobCache(inputs.cache_dir or default_cache_dir()))
     files, uploads = [output_dir / "batch-report.json", output_dir / "batch-report.md"], []
     for variant in summary["variants"]:
         written = [Path(variant["report"]), Path(variant["report"]).with_suffix(".md")]
         if variant["status"] == "succeeded":
             written += [Path(variant["blob"])] + ([Path(variant["superblob"])] if variant["superblob"] else [])
+            written += nn_archives(Path(variant["report"]))
             uploads += written
         else:
             gha.error(f"{variant['id']}: {variant['error']['message']}",
@@ -132,29 +185,42 @@ def convert_manifest(inputs, event: Event) -> Outcome:
     return Outcome(EXIT_SOME_FAILED if summary["failed"] else 0, markdown, outputs, files, uploads)
 
 
+def nn_archives(report_path: Path) -> list[Path]:
+    """The NN Archive a variant's report names (nn-archive = true in the manifest), if any."""
+    try:
+        archive = (json.loads(report_path.read_text()).get("nn_archive") or {}).get("path")
+    except (OSError, ValueError):
+        return []
+    return [Path(archive)] if archive and Path(archive).exists() else []
+
+
 def publish(inputs, event: Event, outcome: Outcome) -> bool:
     """Comment on the pull request and upload to the release, as the event calls for. True if it failed."""
     comment_status, comment_url, release_url, assets = "skipped-no-pr", "", "", []
     api_url = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
     publish_failed = False
-    try:
-        if event.pull_request and not inputs.comment_on_pr:
-            comment_status = "skipped-disabled"
-        elif event.pull_request and event.from_fork:
-            comment_status = "skipped-fork"
-            gha.notice("pull requests from forks get a read-only token, so the report is in this step's summary "
-                       "instead of a comment (see the README for the two-workflow pattern that comments)",
-                       title="myriad-blob: no comment for a fork")
-        elif event.pull_request:
+    if event.pull_request and not inputs.comment_on_pr:
+        comment_status = "skipped-disabled"
+    elif event.pull_request and event.from_fork and event.name != "pull_request_target":
+        comment_status = "skipped-fork"
+        gha.notice("pull requests from forks get a read-only token, so the report is in this step's summary "
+                   "instead of a comment (see the README for the two-workflow pattern that comments)",
+                   title="myriad-blob: no comment for a fork")
+    elif event.pull_request:
+        try:
             result = comment_report(client(inputs.github_token, api_url), event, inputs.model, outcome.markdown)
             comment_status, comment_url = result.status, result.url
-        tag = event.release_tag(inputs.release_tag)
-        if tag and inputs.upload_to_release and outcome.uploads:
+        except PublishError as error:
+            gha.error(str(error), title="myriad-blob: publishing failed")
+            comment_status, publish_failed = "failed", True
+    tag = event.release_tag(inputs.release_tag)
+    if tag and inputs.upload_to_release and outcome.uploads:
+        try:
             result = upload_release_assets(client(inputs.github_token, api_url), event, tag, outcome.uploads)
             release_url, assets = result.url, result.assets
-    except PublishError as error:
-        gha.error(str(error), title="myriad-blob: publishing failed")
-        publish_failed = True
+        except PublishError as error:
+            gha.error(str(error), title="myriad-blob: publishing failed")
+            publish_failed = True
     set_outputs(comment_status=comment_status, comment_url=comment_url, release_url=release_url,
                 assets=json.dumps([{k: a[k] for k in ("name", "url", "digest")} for a in assets]))
     return publish_failed

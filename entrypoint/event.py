@@ -39,18 +39,30 @@ class Event:
         return head_repo.get("full_name") != self.payload.get("repository", {}).get("full_name")
 
     def release_tag(self, override: str = "") -> str | None:
-        """The tag to publish to: the input, a published release, or a pushed (not deleted) tag."""
+        """The tag to publish to: the input (on any event but a pull request's, whose code is not
+        reviewed yet), a published release's, or a pushed (not deleted) tag."""
+        if self.pull_request is not None:
+            return None
         if override:
             return override
-        if self.name == "release" and self.payload.get("action") == "published":
-            return self.payload["release"]["tag_name"]
+        if self.release_tag_name:
+            return self.release_tag_name
         ref = self.payload.get("ref") or os.environ.get("GITHUB_REF", "")
         if self.name == "push" and ref.startswith("refs/tags/") and not self.payload.get("deleted"):
             return ref[len("refs/tags/"):]
         return None
 
     @property
+    def release_tag_name(self) -> str | None:
+        """The tag of the release a `release: published` event is about."""
+        if self.name == "release" and self.payload.get("action") == "published":
+            return self.payload["release"]["tag_name"]
+        return None
+
+    @property
     def release_id(self) -> int | None:
+        """The id of the release a `release: published` event is about (it may be a draft's tag
+        that GET /releases/tags cannot see, so the id is the reliable handle)."""
         if self.name == "release" and self.payload.get("action") == "published":
             return self.payload["release"]["id"]
         return None

@@ -25,6 +25,24 @@ class ActionInputs:
     comment_on_pr: bool
     upload_to_release: bool
     release_tag: str
+    cache_dir: Path | None  # None: no cache for model:, the default cache for manifest:
+
+
+class OutsideWorkspace(InputError):
+    """A path (an input's, or a manifest's) that leads out of the workspace."""
+
+
+def inside_workspace(path: Path | str, workspace: Path, what: str) -> Path:
+    """`path` if it stays in the workspace once `..` and symlinks are resolved, else OutsideWorkspace.
+    A pull request controls the manifest and the files it names: reading /etc/passwd or
+    ../../runner files as a "model" would put their digest and size in a comment, and writing
+    through a committed symlink would write outside the checkout."""
+    root = workspace.resolve()
+    resolved = (root / path).resolve()  # an absolute `path` replaces root here
+    if resolved != root and root not in resolved.parents:
+        raise OutsideWorkspace(f"{what} {str(path)!r} is outside the workspace {str(workspace)!r} "
+                               f"(it leads to {str(resolved)!r}): give a path inside the repository")
+    return Path(path)
 
 
 def _text(name: str, default: str = "") -> str:
@@ -65,11 +83,15 @@ def _lines(name: str) -> list[str]:
     return gha.get_multiline_input(name)
 
 
-def read_inputs() -> ActionInputs:
+def read_inputs(workspace: Path) -> ActionInputs:
     model, manifest = _text("model"), _text("manifest")
     if bool(model) == bool(manifest):
         raise InputError("give exactly one of the inputs model (a .pt/.onnx file in your repository) "
                          "and manifest (a myriad-blob.toml)")
+    inside_workspace(model or manifest, workspace, "input model" if model else "input manifest")
+    if _text("output"):
+        inside_workspace(_text("output"), workspace, "input output")
+    opset = _integer("opset", None)
     try:
         options = None if manifest else parse_options(
             input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
@@ -80,7 +102,9 @@ def read_inputs() -> ActionInputs:
             model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
             nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),
             strict=_boolean("strict", False), max_relative_error=_number("max-relative-error", 0.02),
-            min_cosine=_number("min-cosine", 0.999))
+            min_cosine=_number("min-cosine", 0.999), frontend=_text("frontend", "auto"),
+            output_names=_text("output-names"), compile_timeout=_number("compile-timeout", 600.0), opset=opset,
+            nn_archive=_boolean("nn-archive", False))
     except InputError:
         raise
     except ValueError as error:
@@ -89,7 +113,8 @@ def read_inputs() -> ActionInputs:
                           output_dir=_text("output") if manifest else "",
                           github_token=_text("github-token"),
                           comment_on_pr=_boolean("comment-on-pr", True),
-                          upload_to_release=_boolean("upload-to-release", True), release_tag=_text("release-tag"))
+                          upload_to_release=_boolean("upload-to-release", True), release_tag=_text("release-tag"),
+                          cache_dir=Path(_text("cache-dir")) if _text("cache-dir") else None)
     # Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token.
     for key in [k for k in os.environ if k.startswith("INPUT_")]:
         del os.environ[key]

@@ -5,20 +5,27 @@ over real HTTP against a local server answering the GitHub REST endpoints."""
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from github_api import FakeGitHub
+from github_api import USER, Failure, FakeGitHub, user
 from myriad_blob import toolchain
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
 TOKEN = "ghs_TESTTOKEN1234567890abcdef"
 REPO = "Codertocat/Hello-World"
+MARKER = "<!-- myriad-blob report: models/detector.onnx -->"
+NAMES = ["detector.blob", "detector.blob.report.json", "detector.blob.report.md"]
+# MYRIAD_BLOB_ACTION_IMAGE=<image>: run the built image (docker run) instead of `python -m entrypoint`,
+# as the release workflow does before it pushes the image.
+IMAGE = os.environ.get("MYRIAD_BLOB_ACTION_IMAGE")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,12 @@ def github():
     server = FakeGitHub()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """A blob cache shared by the tests about publishing, so only the first one converts."""
+    return tmp_path_factory.mktemp("shared-blob-cache")
 
 
 @pytest.fixture
@@ -88,14 +101,24 @@ def run_action(workspace, github, event_name, payload, **inputs):
         "GITHUB_OUTPUT": str(runner / "output"),
         "GITHUB_STEP_SUMMARY": str(runner / "summary.md"),
         "GITHUB_REF": payload.get("ref", ""),
+        "MYRIAD_BLOB_RETRY_SECONDS": "0.05",  # retries as in production, with shorter waits
     }
-    defaults = {"model": "models/detector.onnx", "github-token": TOKEN, "comment-on-pr": "true",
-                "upload-to-release": "true", "reverse-input-channels": "false", "trust-pickle": "false",
-                "strict": "false"}
+    # As action.yml's defaults arrive: every declared input is set, empty when it has no default.
+    defaults = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
+    defaults.update({"model": "models/detector.onnx", "github-token": TOKEN})
     for name, value in {**defaults, **inputs}.items():
         env[f"INPUT_{name.upper()}"] = value
-    result = subprocess.run([sys.executable, "-P", "-m", "entrypoint"], cwd=workspace, env=env,
-                            capture_output=True, text=True, timeout=600)
+    if IMAGE:
+        shared = workspace.parent.parent  # pytest's base temporary directory: every path the test uses
+        command = ["docker", "run", "--rm", "--network", "host", "-v", f"{shared}:{shared}", "-w", str(workspace)]
+        for name in env:
+            if name not in ("PATH", "PYTHONPATH", "MYRIAD_BLOB_TOOLCHAIN"):
+                command += ["-e", name]
+        env["PATH"] = os.environ["PATH"]
+        command.append(IMAGE)
+    else:
+        command = [sys.executable, "-P", "-m", "entrypoint"]
+    result = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
     outputs = parse_outputs((runner / "output").read_text()) if (runner / "output").exists() else {}
     summary = (runner / "summary.md").read_text() if (runner / "summary.md").exists() else ""
     # The token may appear only in the ::add-mask:: command, which the runner consumes and never shows.
@@ -103,6 +126,9 @@ def run_action(workspace, github, event_name, payload, **inputs):
     assert TOKEN not in "\n".join(shown) + result.stderr + summary + json.dumps(outputs)
     assert f"::add-mask ::{TOKEN}" in result.stdout or "github-token" not in str(inputs)
     return ActionRun(result, outputs, summary)
+
+
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 
 
 def test_pull_request_comment_is_created_then_edited_in_place(workspace, github, webhooks):
@@ -170,9 +196,13 @@ def test_release_published_uploads_assets_then_replaces_only_what_changed(worksp
     assert second.returncode == 0, second.stdout
     # Same model, same blob: the blob asset is left alone; the reports (new timings) are replaced.
     assert sorted(a["name"] for a in release["assets"]) == names
-    uploads = [r.query["name"] for r in github.calls("POST", r"/api/uploads/.*")]
+    uploads = [re.sub(r"^myriad-blob-upload-[0-9a-f]{8}-", "", r.query["name"])
+               for r in github.calls("POST", r"/api/uploads/.*")]
     assert uploads.count("detector.blob") == 1 and uploads.count("detector.blob.report.json") == 2
+    # A replacement is uploaded under a temporary name, then the old asset goes and the new is renamed.
     assert len(github.calls("DELETE", r".*/releases/assets/\d+")) == 2
+    assert len(github.calls("PATCH", r".*/releases/assets/\d+")) == 2
+    assert {a["name"]: a["state"] for a in release["assets"]} == dict.fromkeys(names, "uploaded")
 
 
 def test_pushed_tag_creates_the_release_or_finds_a_draft(workspace, github, webhooks):
@@ -187,14 +217,6 @@ def test_pushed_tag_creates_the_release_or_finds_a_draft(workspace, github, webh
     run = run_action(workspace, github, "push", payload)
     assert run.returncode == 0, run.stdout
     assert github.releases == [draft] and len(draft["assets"]) == 3
-
-
-def test_a_502_is_retried(workspace, github, webhooks):
-    github.fail_next.append(("POST", r".*/issues/\d+/comments", 502, {"message": "Server Error"}))
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"))
-    assert run.returncode == 0, run.stdout
-    assert len(github.calls("POST", r".*/issues/\d+/comments")) == 2
-    assert run.outputs["comment-status"] == "created" and len(github.comments[2]) == 1
 
 
 def test_upload_race_already_exists_is_handled_once(workspace, github, webhooks):
@@ -220,9 +242,10 @@ def test_publish_failure_after_retries_fails_the_step(workspace, github, webhook
     github.fail_next += [("POST", r".*/issues/\d+/comments", 503, {"message": "Unavailable"})] * 6
     run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"))
     assert run.returncode == 20, run.stdout + run.stderr
-    assert "::error title=myriad-blob%3A publishing failed::could not comment on pull request #2: GitHub did not " \
-           "answer after retries (too many 503 error responses)" in run.stdout
+    assert "::error title=myriad-blob%3A publishing failed::could not comment on pull request #2: GitHub answered " \
+           "503 Unavailable on each of 5 attempts" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
+    assert run.outputs["comment-status"] == "failed" and github.comments[2] == []
 
 
 def test_failed_conversion_is_annotated_and_still_reported(workspace, github, webhooks):
@@ -285,3 +308,310 @@ def test_model_and_manifest_together_are_refused(workspace, github, webhooks):
     run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
                      manifest="myriad-blob.toml")
     assert run.returncode == 2 and "give exactly one of the inputs model" in run.stdout
+
+
+# --- writes that fail: retried without duplicates (the issue's "Done when" list)
+
+
+def _comment_create(github, webhooks):
+    return "pull_request", example(webhooks, "pull_request", action="opened")
+
+
+def _comment_edit(github, webhooks):
+    github.add_comment(2, f"{MARKER}\nan older report", USER)
+    return "pull_request", example(webhooks, "pull_request", action="synchronize")
+
+
+def _release_create(github, webhooks):
+    return "push", example(webhooks, "push", ref="refs/tags/simple-tag", deleted=False)
+
+
+def _asset_upload(github, webhooks):
+    payload = example(webhooks, "release", action="published")
+    github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
+    return "release", payload
+
+
+def _asset_delete(github, webhooks):
+    event, payload = _asset_upload(github, webhooks)
+    github.add_asset(github.releases[0], "detector.blob", b"an older blob")  # replaced: upload, delete, rename
+    return event, payload
+
+
+WRITES = {
+    "comment create": (_comment_create, "POST", r".*/issues/\d+/comments"),
+    "comment edit": (_comment_edit, "PATCH", r".*/issues/comments/\d+"),
+    "release create": (_release_create, "POST", r".*/repos/[^/]+/[^/]+/releases"),
+    "asset upload": (_asset_upload, "POST", r"/api/uploads/.*"),
+    "asset delete": (_asset_delete, "DELETE", r".*/releases/assets/\d+"),
+}
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["failed", "done-but-answer-lost"])
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_502_on_each_write_is_retried_without_duplicates(workspace, github, webhooks, shared_cache, write,
+                                                           applied):
+    prepare, method, pattern = WRITES[write]
+    event, payload = prepare(github, webhooks)
+    # The 502 either stops the write, or comes after it happened (a proxy lost GitHub's answer).
+    github.fail_next.append(Failure(method, pattern, 502, {"message": "Server Error"}, applied=applied))
+    run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert github.fail_next == [], "the failure was never hit"
+    if event == "pull_request":
+        (comment,) = github.comments[2]
+        assert comment["body"].startswith(MARKER) and "✅ **Converted**" in comment["body"]
+        assert run.outputs["comment-status"] == ("created" if write == "comment create" else "updated")
+        assert run.outputs["comment-url"] == comment["html_url"]
+    else:
+        (release,) = github.releases
+        assert sorted(a["name"] for a in release["assets"]) == NAMES  # one asset per name, no leftovers
+        assert all(a["state"] == "uploaded" for a in release["assets"])
+        assert not release["draft"]
+        blob = next(a for a in release["assets"] if a["name"] == "detector.blob")
+        assert blob["digest"] == "sha256:" + run.outputs["blob-sha256"]
+
+
+def test_release_created_concurrently_by_another_run(workspace, github, webhooks, shared_cache):
+    """Our create answers 422 already_exists: another run made the tag's release; use that one."""
+    payload = example(webhooks, "push", ref="refs/tags/simple-tag", deleted=False)
+    github.fail_next.append(Failure("POST", r".*/releases", 422, {"message": "Validation Failed", "errors": [
+        {"resource": "Release", "code": "already_exists", "field": "tag_name"}]}, applied=True))
+    run = run_action(workspace, github, "push", payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    (release,) = github.releases
+    assert sorted(a["name"] for a in release["assets"]) == NAMES and not release["draft"]
+
+
+def test_asset_already_deleted_by_another_run_is_fine(workspace, github, webhooks, shared_cache):
+    event, payload = _asset_delete(github, webhooks)
+    # Another run deletes the old blob between our listing and our delete: our DELETE gets a 404.
+    github.fail_next.append(Failure("DELETE", r".*/releases/assets/\d+", 404, {"message": "Not Found"},
+                                    applied=True))
+    run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(a["name"] for a in github.releases[0]["assets"]) == NAMES
+
+
+def test_a_half_finished_upload_is_cleared_and_redone(workspace, github, webhooks, shared_cache):
+    event, payload = _asset_upload(github, webhooks)
+    github.add_asset(github.releases[0], "detector.blob", b"", state="starter")  # a failed upload leaves this
+    run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {a["name"]: a["state"] for a in github.releases[0]["assets"]} == dict.fromkeys(NAMES, "uploaded")
+
+
+# --- whose comment is ours
+
+
+OTHER = user("mallory", 666)
+
+
+def test_another_users_comment_with_our_marker_is_left_alone(workspace, github, webhooks, shared_cache):
+    theirs = github.add_comment(2, f"{MARKER}\nnot the bot's report", OTHER)
+    payload = example(webhooks, "pull_request", action="opened")
+    for expected in ("created", "unchanged"):
+        run = run_action(workspace, github, "pull_request", payload, **{"cache-dir": str(shared_cache)})
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.outputs["comment-status"] in (expected, "updated")
+    other, ours = github.comments[2]
+    assert other is theirs and other["body"] == f"{MARKER}\nnot the bot's report"
+    assert ours["user"]["login"] == "github-actions[bot]" and "✅ **Converted**" in ours["body"]
+    assert not github.calls("PATCH", rf".*/issues/comments/{theirs['id']}")
+    assert not github.calls("DELETE", rf".*/issues/comments/{theirs['id']}")
+
+
+def test_a_personal_token_owns_its_own_comments_only(workspace, github, webhooks, shared_cache):
+    """With a PAT the comments are the PAT owner's: the bot's comment (another identity) stays."""
+    github.tokens[TOKEN] = user("release-manager", 4242)
+    bots = github.add_comment(2, f"{MARKER}\nwritten with GITHUB_TOKEN", USER)
+    payload = example(webhooks, "pull_request", action="opened")
+    first = run_action(workspace, github, "pull_request", payload, **{"cache-dir": str(shared_cache)})
+    assert first.returncode == 0 and first.outputs["comment-status"] == "created", first.stdout
+    github.comments[2][1]["body"] = f"{MARKER}\nstale"
+    second = run_action(workspace, github, "pull_request", payload, **{"cache-dir": str(shared_cache)})
+    assert second.outputs["comment-status"] == "updated", second.stdout
+    bot, ours = github.comments[2]
+    assert bot is bots and bot["body"].endswith("written with GITHUB_TOKEN")
+    assert ours["user"]["login"] == "release-manager" and "✅ **Converted**" in ours["body"]
+    # Who the token is came from GraphQL's viewer, not from REST's /user (which app tokens cannot read).
+    assert github.calls("POST", "/api/graphql") and not github.calls("GET", r".*/user")
+
+
+def test_without_graphql_the_created_comments_author_tells_who_we_are(workspace, github, webhooks, shared_cache):
+    github.graphql_errors = True
+    theirs = github.add_comment(2, f"{MARKER}\nnot the bot's report", OTHER)
+    payload = example(webhooks, "pull_request", action="opened")
+    for _ in range(2):
+        run = run_action(workspace, github, "pull_request", payload, **{"cache-dir": str(shared_cache)})
+        assert run.returncode == 0 and run.outputs["comment-status"] == "created", run.stdout + run.stderr
+    other, ours = github.comments[2]  # the first run's comment was replaced by the second's
+    assert other is theirs and ours["user"] == USER
+    assert len(github.calls("DELETE", r".*/issues/comments/\d+")) == 1
+
+
+# --- releases
+
+
+def test_release_tag_wins_on_a_release_event(workspace, github, webhooks, shared_cache):
+    payload = example(webhooks, "release", action="published")
+    event_release = github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
+    target = github.add_release("v2.0")
+    run = run_action(workspace, github, "release", payload, **{"release-tag": "v2.0", "cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(a["name"] for a in target["assets"]) == NAMES and event_release["assets"] == []
+    assert run.outputs["release-url"].endswith("/releases/tag/v2.0")
+
+
+def test_release_tag_is_not_used_from_a_pull_request(workspace, github, webhooks, shared_cache):
+    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
+                     **{"release-tag": "v2.0", "cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout
+    assert github.releases == [] and not github.calls("POST", r"/api/uploads/.*")
+
+
+def test_immutable_releases_receive_their_assets_on_a_pushed_tag(workspace, github, webhooks, shared_cache):
+    github.immutable_releases = True  # the repository setting: a published release cannot change
+    payload = example(webhooks, "push", ref="refs/tags/simple-tag", deleted=False)
+    run = run_action(workspace, github, "push", payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    (release,) = github.releases
+    assert sorted(a["name"] for a in release["assets"]) == NAMES
+    assert not release["draft"] and release["immutable"]
+    create = json.loads(github.calls("POST", r".*/releases")[0].body)
+    assert create["draft"] is True  # a draft first; published with a PATCH after the uploads
+    (publish,) = github.calls("PATCH", r".*/releases/\d+")
+    assert json.loads(publish.body)["draft"] is False
+    assert github.requests.index(publish) > max(github.requests.index(r)
+                                                for r in github.calls("POST", r"/api/uploads/.*"))
+
+
+# --- manifests: forks, paths, names, archives
+
+
+MANIFEST = '[[models]]\nname = "detector"\nmodel = "models/detector.onnx"\n'
+
+
+def _fork(payload):
+    payload["pull_request"]["head"]["repo"]["full_name"] = "forker/Hello-World"
+    payload["pull_request"]["head"]["repo"]["fork"] = True
+    return payload
+
+
+@pytest.mark.parametrize("field", ['trust-pickle = true', 'model-class = "models.net:Net"'])
+def test_fork_manifest_asking_for_code_is_refused_under_pull_request_target(workspace, github, webhooks, field):
+    (workspace / "myriad-blob.toml").write_text(MANIFEST + field + "\n")
+    payload = _fork(example(webhooks, "pull_request", action="opened"))
+    run = run_action(workspace, github, "pull_request_target", payload, model="", manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout + run.stderr
+    asked = field.split(" ")[0]
+    assert f"refusing {asked} (asked by detector/default) for a fork's pull request under pull_request_target" \
+        in run.stdout
+    assert not (workspace / "blobs").exists()  # nothing was converted
+    (comment,) = github.comments[2]  # pull_request_target's token can comment: the refusal is shown
+    assert "refusing" in comment["body"]
+
+
+def test_fork_model_class_is_refused_under_pull_request_target(workspace, github, webhooks):
+    payload = _fork(example(webhooks, "pull_request", action="opened"))
+    run = run_action(workspace, github, "pull_request_target", payload, **{"model-class": "models.net:Net"})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "refusing model-class for a fork's pull request under pull_request_target" in run.stdout
+    assert not (workspace / "detector.blob").exists()
+
+
+@pytest.mark.parametrize("where", ["absolute", "dot-dot", "symlink"])
+def test_manifest_paths_outside_the_workspace_are_refused(workspace, github, webhooks, where):
+    secret = workspace.parent / "secret.onnx"
+    secret.write_bytes((workspace / "models" / "detector.onnx").read_bytes())
+    path = {"absolute": str(secret), "dot-dot": "models/../../secret.onnx", "symlink": "models/link.onnx"}[where]
+    (workspace / "models" / "link.onnx").symlink_to(secret)
+    (workspace / "myriad-blob.toml").write_text(MANIFEST.replace("models/detector.onnx", path))
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
+                     manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout + run.stderr
+    assert "detector/default: model" in run.stdout and "is outside the workspace" in run.stdout
+    assert not (workspace / "blobs").exists() and github.requests == []
+
+
+def test_manifest_sample_outside_the_workspace_is_refused(workspace, github, webhooks):
+    (workspace / "myriad-blob.toml").write_text(MANIFEST + 'sample = "/etc/passwd"\n')
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
+                     manifest="myriad-blob.toml")
+    assert run.returncode == 16 and "detector/default: sample '/etc/passwd' is outside the workspace" in run.stdout
+
+
+@pytest.mark.parametrize("name, value", [("model", "../secret.onnx"), ("model", "/etc/passwd"),
+                                         ("manifest", "../myriad-blob.toml"), ("output", "../out.blob")])
+def test_input_paths_outside_the_workspace_are_refused(workspace, github, webhooks, name, value):
+    inputs = {name: value} if name != "manifest" else {"model": "", "manifest": value}
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), **inputs)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"input {name} {value!r} is outside the workspace" in run.stdout
+
+
+def test_output_through_a_symlink_out_of_the_workspace_is_refused(workspace, github, webhooks):
+    (workspace / "out").symlink_to(workspace.parent)
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
+                     output="out/detector.blob")
+    assert run.returncode == 2 and "input output 'out/detector.blob' is outside the workspace" in run.stdout
+    assert not (workspace.parent / "detector.blob").exists()
+
+
+def test_manifest_blob_names_that_collide_are_refused(workspace, github, webhooks):
+    (workspace / "myriad-blob.toml").write_text(
+        '[[models]]\nname = "a-b"\nmodel = "models/detector.onnx"\n[[models.variants]]\nname = "c"\n'
+        '[[models]]\nname = "a"\nmodel = "models/detector.onnx"\n[[models.variants]]\nname = "b-c"\n')
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
+                     manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout
+    assert "a-b/c and a/b-c would both write blobs/a-b-c.blob" in run.stdout
+
+
+def test_manifest_uploads_nn_archives_and_uses_cache_dir(workspace, github, webhooks):
+    (workspace / "myriad-blob.toml").write_text(MANIFEST + "nn-archive = true\n")
+    payload = example(webhooks, "release", action="published")
+    github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
+    first = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml",
+                       **{"cache-dir": ".myriad-blob-cache"})
+    assert first.returncode == 0, first.stdout + first.stderr
+    names = sorted(a["name"] for a in github.releases[0]["assets"])
+    assert "detector-default.tar.xz" in names and "detector-default.blob" in names
+    assert list((workspace / ".myriad-blob-cache").rglob("model.blob"))  # where actions/cache can keep it
+    second = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml",
+                        **{"cache-dir": ".myriad-blob-cache"})
+    assert second.returncode == 0, second.stdout
+    assert "1 from the cache" in second.summary
+
+
+def test_cache_dir_input_for_one_model(workspace, github, webhooks):
+    push = example(webhooks, "push", ref="refs/heads/master")
+    assert run_action(workspace, github, "push", push, **{"cache-dir": "cache"}).returncode == 0
+    run = run_action(workspace, github, "push", push, **{"cache-dir": "cache"})
+    assert run.returncode == 0 and "from the cache" in run.summary, run.summary
+
+
+# --- inputs
+
+
+def test_action_yml_declares_exactly_the_inputs_the_code_reads():
+    read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
+                          (ROOT / "entrypoint" / "inputs.py").read_text()))
+    assert set(ACTION["inputs"]) == read
+
+
+def test_converter_inputs_reach_the_options(workspace, github, webhooks):
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
+                     frontend="ov2023")
+    assert run.returncode == 2 and "input frontend must be one of auto, ov2022, mo2021" in run.stdout
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
+                     **{"compile-timeout": "soon"})
+    assert run.returncode == 2 and "input compile-timeout must be a number" in run.stdout
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), opset="twelve")
+    assert run.returncode == 2 and "input opset must be a whole number" in run.stdout
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
+                     frontend="mo2021", opset="13", **{"output-names": "scores", "compile-timeout": "300"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    options = json.loads((workspace / "detector.blob.report.json").read_text())["options"]
+    assert (options["frontend"], options["output_names"], options["compile_timeout"], options["opset"]) == \
+        ("mo2021", ["scores"], 300.0, 13)
