@@ -4,7 +4,8 @@
 #   2. the converter's environment: a venv of the current Python with pinned packages
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
-#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain), MYRIAD_BLOB_EXTRAS (default action,test,docs).
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain), MYRIAD_BLOB_EXTRAS (default action,test,docs),
+#   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
@@ -37,7 +38,20 @@ if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "myriad-blob setup: installing the converter into $venv"
     "$python" -m venv "$venv"
     spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
-    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install \
+    # torch's CPU build: PyPI's Linux torch is the CUDA build (several GB); the CPU build is on
+    # PyTorch's own index. Add that index unless pip is told where torch comes from already
+    # (PIP_INDEX_URL or PIP_EXTRA_INDEX_URL, as CI and the Dockerfile set) or can install the
+    # pinned torch without any index (a local wheel via find-links). MYRIAD_BLOB_TORCH_INDEX
+    # names another index; set it empty to add none.
+    torch_index=()
+    torch_pin=$(grep -E '^torch==' "$root/requirements/constraints.txt" || echo torch)
+    if [ -z "${PIP_INDEX_URL:-}${PIP_EXTRA_INDEX_URL:-}" ] && [ -n "${MYRIAD_BLOB_TORCH_INDEX-unset}" ] \
+        && ! "$venv/bin/python" -m pip install --disable-pip-version-check --dry-run --no-index --no-deps \
+                --ignore-installed --quiet "$torch_pin" >/dev/null 2>&1; then
+        torch_index=(--extra-index-url "${MYRIAD_BLOB_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}")
+        echo "myriad-blob setup: torch from ${torch_index[1]} (the CPU build)"
+    fi
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install "${torch_index[@]}" \
         -c "$root/requirements/constraints.txt" -e "$spec"
     echo "$stamp" > "$venv/.myriad-blob-stamp"
 fi
