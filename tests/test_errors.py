@@ -80,7 +80,7 @@ def test_input_shape_naming_an_unknown_input(tmp_path, model_files):
 
 def test_onnx_input_shape_that_does_not_fit(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "[1, 1, 64, 80]"],
-                 "ir", 12, "is --input-shape right?", "does not match filter input channel count")
+                 "ir", 12, "check --input-shape", "Input channels C is not equal to kernel channels")
 
 
 def _torchscript(tmp_path, model):
@@ -96,8 +96,10 @@ def test_op_model_optimizer_does_not_support(tmp_path):
 
 
 def test_op_the_myriad_plugin_does_not_support(tmp_path):
+    # The compiler's verdict, with the query's suspect traced to its ONNX node.
     report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG],
-                          "compile", 13, "does not support 1 layer(s)", "(Sign)")
+                          "compile", 13, 'the Myriad compiler failed: Failed to compile layer', 'unsupported layer type "Sign"',
+                          "from ONNX node /Sign (Sign)")
     assert report["layers"]["unsupported"][0]["type"] == "Sign"  # the report names it too
     assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
 

@@ -31,6 +31,7 @@ class OnnxModel:
     nodes: dict = dataclasses.field(default_factory=dict, repr=False)  # node name -> op type
     producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
     opset_fallbacks: tuple = ()  # (opset, why the exporter failed at it) before the one used
+    requested_opset: int | None = None  # the opset the exporter was asked for (it may write another)
 
     def origin(self, layer_name: str) -> dict | None:
         """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
@@ -121,7 +122,8 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         except Exception as error:
             fallbacks.append((opset, first_line(error)))
             continue
-        return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks))
+        return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks),
+                                   requested_opset=opset)
     hint = "try another --opset" if not options.new_export else "try without --new-export"
     tried = ", ".join(str(o) for o, _ in fallbacks)
     raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")

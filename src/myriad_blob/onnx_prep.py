@@ -183,14 +183,18 @@ def run_onnxruntime(path: Path, feeds: dict) -> list:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures reach the user as our one line, not ORT's log
     # No graph optimizations: the reference must be the model as written, not ORT's rewrite of it.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
+        quiet = onnxruntime.RunOptions()
+        quiet.log_severity_level = 4
+        return session.run(None, feeds, quiet)
     except Exception as error:
-        raise _fail(f"ONNX Runtime cannot run the model at the asked shapes: {first_line(error)}; "
+        message = first_line(error)
+        message = message.split("Status Message: ", 1)[-1] if "Status Message: " in message else message
+        raise _fail(f"ONNX Runtime cannot run the model at the asked shapes: {message}; "
                     "check --input-shape (and --output-names)") from error
 
 
@@ -223,7 +227,7 @@ def _decompose_layer_norm(model):
 
     result = onnx.ModelProto()
     result.CopyFrom(model)
-    opset = next(o.version for o in result.opset_import if o.domain in ("", "ai.onnx"))
+    opset = _opset(result)
     ranks = _ranks(result)
     nodes = []
     for node in result.graph.node:
@@ -296,7 +300,37 @@ def _fold_constants(model):
     return onnxslim.slim(copy)
 
 
+# The newest ONNX opset the OpenVINO 2022.3 front end reads well (opset 18 moved the axes of the
+# Reduce ops to an input, which it misreads).
+FRONTEND_MAX_OPSET = 17
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _newer_opset(model) -> str:
+    opset = _opset(model)
+    return f"opset {opset}, newer than the {FRONTEND_MAX_OPSET} OpenVINO 2022.3 reads well" \
+        if opset > FRONTEND_MAX_OPSET else ""
+
+
+def _convert_opset(model):
+    import onnx.version_converter
+
+    converted = onnx.version_converter.convert_version(model, FRONTEND_MAX_OPSET)
+    # The converter moves the Reduce ops' axes back to an attribute but keeps opset 18's
+    # noop_with_empty_axes, which only ReduceSum has before 18; at its default (0) it means nothing.
+    for node in converted.graph.node:
+        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum":
+            kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+    return converted
+
+
 PREPARATION = (
+    ("convert to opset 17 (onnx version converter)", _newer_opset, _convert_opset),
     ("decompose LayerNormalization", _layer_norms, _decompose_layer_norm),
     ("fold constants (onnxslim)", _shape_computations, _fold_constants),
 )

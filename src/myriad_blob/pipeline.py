@@ -166,6 +166,9 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             for opset, why in onnx_model.opset_fallbacks:
                 report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
                                        f"exported at opset {onnx_model.opset}")
+            if onnx_model.requested_opset != onnx_model.opset:
+                report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
+                                       f"to opset {onnx_model.requested_opset}")
     report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
                    "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
                    "inputs": [t.to_dict() for t in onnx_model.inputs],
