@@ -64,7 +64,10 @@ def main() -> int:
         traceback.print_exc()
         gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
         return 1
-    give_back_to_workspace_owner([p for p in outcome.files if p.exists()], workspace)
+    written = [p for p in outcome.files if p.exists()]
+    if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
+        written += [inputs.cache_dir, *inputs.cache_dir.rglob("*")]
+    give_back_to_workspace_owner(written, workspace)
     gha.append_job_summary(outcome.markdown)
     set_outputs(**outcome.outputs)
     publish_failed = publish(inputs, event, outcome)

@@ -286,9 +286,11 @@ def upload_release_assets(gh: Github, event: Event, tag: str, files: list[Path])
 
 
 def _matches(asset, digest: str, size: int) -> bool:
-    if asset is None or asset.state != "uploaded":
+    """A complete asset with our content. Without a digest (an older GitHub Enterprise Server)
+    nothing can be proven equal, so the asset is replaced."""
+    if asset is None or asset.state != "uploaded" or asset.size != size:
         return False
-    return asset.digest == digest if asset.digest else False
+    return bool(asset.digest) and asset.digest == digest
 
 
 def _find_asset(release, name: str):

@@ -275,10 +275,12 @@ def test_files_are_given_back_to_the_workspace_owner(workspace, github, webhooks
     for path in [workspace, *workspace.rglob("*")]:
         os.chown(path, 1234, 1234)
     run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     output="out/blobs/detector.blob")
+                     output="out/blobs/detector.blob", **{"cache-dir": ".cache/blobs"})
     assert run.returncode == 0, run.stdout
+    cached = [str(p.relative_to(workspace)) for p in (workspace / ".cache").rglob("*")]
+    assert any(p.endswith("model.blob") for p in cached)
     for path in ["out", "out/blobs", "out/blobs/detector.blob", "out/blobs/detector.blob.report.json",
-                 "out/blobs/detector.blob.report.md"]:
+                 "out/blobs/detector.blob.report.md", ".cache", *cached]:
         stat = (workspace / path).stat()
         assert (stat.st_uid, stat.st_gid) == (1234, 1234), path
 
