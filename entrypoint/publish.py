@@ -19,6 +19,7 @@ made, so a retry never duplicates. A PATCH (an edit, a rename, publishing) is re
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import os
 import secrets
@@ -276,6 +277,7 @@ def upload_release_assets(gh: Github, event: Event, tag: str, files: list[Path])
                                "cannot be added or replaced: run the action on the tag's push instead (it creates a "
                                "draft, uploads, then publishes), or upload to a draft with release-tag")
         existing = {asset.name: asset for asset in release.get_assets()}
+        _clear_stale_temporaries(existing, {path.name for path in files})
         results = [_put_asset(release, path, existing) for path in files]
         if publish_after:
             _write(lambda: release.update_release(name=release.title or tag, message="", draft=False,
@@ -283,6 +285,20 @@ def upload_release_assets(gh: Github, event: Event, tag: str, files: list[Path])
         return ReleaseResult(release.html_url, results)
     except (GithubException, requests.RequestException) as error:
         raise _explain(error, f"upload assets to release {tag}", "contents: write") from error
+
+
+def _clear_stale_temporaries(existing: dict, names: set) -> None:
+    """Delete what a replacement that died half-way left (a temporary name more than an hour
+    old); a younger one may be another run's replacement in progress."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for name, asset in list(existing.items()):
+        original = name[len(TEMP_PREFIX) + 9:] if name.startswith(TEMP_PREFIX) else None
+        created = asset.created_at
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=datetime.timezone.utc)
+        if original in names and created is not None and now - created > datetime.timedelta(hours=1):
+            _delete(asset)
+            del existing[name]
 
 
 def _matches(asset, digest: str, size: int) -> bool:

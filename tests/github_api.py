@@ -24,6 +24,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,15 +104,15 @@ class FakeGitHub:
         return comment
 
     def add_asset(self, release: dict, name: str, content: bytes, *, state: str = "uploaded",
-                  repo: str = "Codertocat/Hello-World", uploader: dict = USER) -> dict:
+                  repo: str = "Codertocat/Hello-World", uploader: dict = USER, created_at: str | None = None) -> dict:
+        created_at = created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         asset_id = next(self._ids)
         asset = {"id": asset_id, "url": f"{self.api_url}/repos/{repo}/releases/assets/{asset_id}",
                  "browser_download_url": f"https://github.example/{repo}/releases/download/"
                                          f"{release['tag_name']}/{name}",
                  "name": name, "label": "", "state": state, "content_type": "application/octet-stream",
                  "size": len(content), "digest": "sha256:" + hashlib.sha256(content).hexdigest(),
-                 "download_count": 0, "created_at": "2026-11-22T00:00:00Z",
-                 "updated_at": "2026-11-22T00:00:00Z", "uploader": uploader}
+                 "download_count": 0, "created_at": created_at, "updated_at": created_at, "uploader": uploader}
         release["assets"].append(asset)
         return asset
 

@@ -392,7 +392,8 @@ def test_asset_already_deleted_by_another_run_is_fine(workspace, github, webhook
                                     applied=True))
     run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
     assert run.returncode == 0, run.stdout + run.stderr
-    assert sorted(a["name"] for a in github.releases[0]["assets"]) == NAMES
+    assert sorted(a["name"] for a in github.releases[0]["assets"]) == sorted(
+        NAMES + ["myriad-blob-upload-c0ffee00-detector.blob.report.md"])
 
 
 def test_a_half_finished_upload_is_cleared_and_redone(workspace, github, webhooks, shared_cache):
@@ -617,3 +618,16 @@ def test_converter_inputs_reach_the_options(workspace, github, webhooks):
     options = json.loads((workspace / "detector.blob.report.json").read_text())["options"]
     assert (options["frontend"], options["output_names"], options["compile_timeout"], options["opset"]) == \
         ("mo2021", ["scores"], 300.0, 13)
+
+
+def test_what_a_dead_replacement_left_is_cleared(workspace, github, webhooks, shared_cache):
+    event, payload = _asset_upload(github, webhooks)
+    # A run that died between uploading under the temporary name and renaming, months ago.
+    github.add_asset(github.releases[0], "myriad-blob-upload-0badc0de-detector.blob", b"half a replacement",
+                     created_at="2026-01-01T00:00:00Z")
+    # One made a minute ago may be another run's replacement in progress: left alone.
+    github.add_asset(github.releases[0], "myriad-blob-upload-c0ffee00-detector.blob.report.md", b"in progress")
+    run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(a["name"] for a in github.releases[0]["assets"]) == sorted(
+        NAMES + ["myriad-blob-upload-c0ffee00-detector.blob.report.md"])
