@@ -123,7 +123,8 @@ def _ov2022_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Too
     workdir.mkdir(parents=True, exist_ok=True)
     preprocessing = resolve_preprocessing(onnx_model, options)
     xml = workdir / "model.xml"
-    job = {"onnx": str(onnx_model.path), "xml": str(xml), "mean": preprocessing["mean"],
+    job = {"onnx": str(onnx_model.path), "xml": str(xml), "outputs": [t.name for t in onnx_model.outputs],
+           "mean": preprocessing["mean"],
            "scale": preprocessing["scale"], "reverse_input_channels": options.reverse_input_channels}
     if worker is not None:
         try:

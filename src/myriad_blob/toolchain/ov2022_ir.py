@@ -4,7 +4,7 @@ always in a child process: the 2022.3 reader can crash on some inputs, which mus
 converter with it.
 
 One job: a JSON object on argv[1] (or one per line on stdin with --worker), one JSON answer line:
-  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "layout": {name: "NCHW"},
+  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "outputs": [ONNX output names, in order],
    "mean": {name: [...]}, "scale": {name: [...]}, "reverse_input_channels": bool}
   -> {"ok": true, "rewrites": {rule: count}, "preprocessing_layers": n} or {"ok": false, "error": "..."}
 
@@ -93,6 +93,31 @@ def legalize(model):
     return counts
 
 
+def name_outputs(model, names):
+    """The 2021.4 reader names each output after the layer feeding its Result, with '.<index>'
+    when that layer has several outputs. Make those names the ONNX output names: rename a
+    single-output producer, or put a same-shape Reshape named after the output behind a
+    multi-output one (Split, TopK). A name is one layer's only: the serializer would rename a twin."""
+    by_name = {node.get_friendly_name(): node for node in model.get_ops()}
+    for result, name in zip(model.get_results(), names):
+        source = result.input_value(0)
+        producer = source.get_node()
+        if producer.get_friendly_name() == name and producer.get_output_size() == 1:
+            continue
+        twin = by_name.get(name)  # the ONNX reader names a multi-output node after one of its outputs
+        if twin is not None and (twin is not producer or producer.get_output_size() > 1):
+            twin.set_friendly_name(name + "/renamed")
+        if producer.get_output_size() == 1 and producer.get_type_name() != "Parameter":
+            producer.set_friendly_name(name)
+            continue
+        shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
+        alias = opset1.reshape(source, shape, special_zero=False)
+        alias.set_friendly_name(name)
+        result.input(0).replace_source_output(alias.output(0))
+        alias.output(0).get_tensor().set_names(set(source.get_names()))
+    model.validate_nodes_and_infer_types()
+
+
 def convert(job):
     core = ov.Core()
     model = core.read_model(job["onnx"])
@@ -121,6 +146,7 @@ def convert(job):
         model = ppp.build()
     apply_moc_transformations(model, True)
     rewrites = legalize(model)
+    name_outputs(model, job.get("outputs") or [])
     compress_model_transformation(model)
     ov.serialize(model, job["xml"], job["xml"][: -len(".xml")] + ".bin", version="IR_V10")
     return {"ok": True, "rewrites": rewrites, "preprocessed_inputs": steps}
