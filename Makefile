@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test bench report-screenshot clean
+.PHONY: setup demo test bench corpus-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,10 @@ tests/node_modules: tests/package.json tests/package-lock.json
 
 bench: setup
 	$(BIN)/python bench/bench.py
+
+# The README's "What converts" table, written from a real run of the corpus (tests/corpus.py).
+corpus-table: setup
+	$(BIN)/python scripts/corpus_table.py
 
 # The README's example report: a conversion with every section filled, rendered as GitHub shows it.
 report-screenshot: setup

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench"), str(ROOT / "tests")]
+import corpus  # noqa: E402
 from networks import MobileNetV2  # noqa: E402
 from tiny_cnn import TinyCNN  # noqa: E402
 
@@ -25,12 +26,12 @@ CASES = [("small CNN (TinyCNN)", TinyCNN, [1, 3, 240, 320]), ("MobileNetV2", Mob
 STAGES = ("load", "export", "ir", "compile", "verify")
 
 
-def convert(model_path, shape, output):
+def convert(model_path, shape, output, *flags, check=True):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "myriad_blob.cli", "convert", "--input", str(model_path),
-                             "--input-shape", str(shape), "--output", str(output)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "myriad_blob.cli", "convert", "--no-cache", "--input", str(model_path),
+                             "--input-shape", str(shape), "--output", str(output), *flags], capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if result.returncode != 0:
+    if result.returncode != 0 and check:
         sys.exit(f"conversion failed: {result.stderr}")
     report = json.loads(output.with_name(output.name + ".report.json").read_text())
     return wall, {s["name"]: s["duration_s"] or 0.0 for s in report["stages"]}, report
@@ -90,6 +91,60 @@ def batch_case(tmp: Path) -> None:
     print(f"  convert-all, all cached   {timings[1]:7.2f} s  ({summary['cached']} of {len(variants)} from the cache)")
 
 
+FRONTEND_CASES = ("small CNN (TinyCNN)", "ResNet-18", "MobileNetV3-large", "YOLOv8-style (ultralytics ONNX)")
+
+
+def frontend_case_files(tmp: Path) -> list:
+    """(name, model file, shape, extra flags): the small CNN as ONNX, three corpus models as users bring them."""
+    torch.manual_seed(0)
+    small = tmp / "tiny_cnn.onnx"
+    torch.onnx.export(TinyCNN().eval(), (torch.zeros(1, 3, 240, 320),), str(small), opset_version=14, dynamo=False,
+                      input_names=["input"], output_names=["output"])
+    cases = [(FRONTEND_CASES[0], small, [1, 3, 240, 320], [])]
+    for name, key in zip(FRONTEND_CASES[1:], ("resnet18", "mobilenet_v3_large", "yolov8_style")):
+        model = corpus.BY_NAME[key]
+        cases.append((name, model.save(tmp), list(model.shape), list(model.flags)))
+    return cases
+
+
+def frontends_side_by_side(tmp: Path) -> None:
+    print("\nIR front ends side by side (seconds per stage; one cold `convert --no-cache` each)")
+    print(f"{'network':32} {'front end':9} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'wall':>8}  IR speed-up")
+    for name, path, shape, flags in frontend_case_files(tmp):
+        ir_times = {}
+        for frontend in ("ov2022", "mo2021"):
+            output = tmp / f"{path.stem}-{frontend}.blob"
+            wall, stages, report = convert(path, shape, output, "--frontend", frontend, *flags, check=False)
+            if report["status"] != "succeeded":
+                error = report["error"]["message"]
+                print(f"{name:32} {frontend:9} fails at {report['error']['stage']} after {stages['ir']:.2f} s: {error[:90]}")
+                ir_times[frontend] = None
+                continue
+            ir_times[frontend] = stages["ir"]
+            speedup = ""
+            if frontend == "mo2021" and ir_times["ov2022"]:
+                speedup = f"{ir_times['mo2021'] / ir_times['ov2022']:.1f}x"
+            print(f"{name:32} {frontend:9} " + " ".join(f"{stages[s]:8.2f}" for s in STAGES) + f" {wall:8.2f}  {speedup}")
+
+
+def cold_against_hand_chain(tmp: Path, toolchain) -> None:
+    """One cold conversion of a small ONNX CNN (new process, no cache) against the seeds' manual chain:
+    Model Optimizer 2021.4, then compiling with the plugin's 5 s device search (no fast clock)."""
+    onnx_path = tmp / "tiny_cnn.onnx"
+    start = time.perf_counter()
+    subprocess.run([str(toolchain.python), str(toolchain.model_optimizer), "--input_model", str(onnx_path),
+                    "--output_dir", str(tmp / "hand"), "--data_type", "FP16", "--input_shape", "[1,3,240,320]"],
+                   capture_output=True, check=True)
+    mo = time.perf_counter() - start
+    compile_s, _ = time_compile(toolchain, tmp / "hand" / "tiny_cnn.xml", tmp / "hand.blob", fast_clock=False)
+    hand = mo + compile_s
+    wall, _, report = convert(onnx_path, [1, 3, 240, 320], tmp / "cold.blob")
+    print(f"\ncold conversion of a small ONNX CNN (TinyCNN, 1x3x240x320)")
+    print(f"  hand chain: Model Optimizer 2021.4 {mo:.2f} s + compile with the device search {compile_s:.2f} s = {hand:.2f} s")
+    print(f"  myriad-blob convert --no-cache (new process, numeric check included): {wall:.2f} s "
+          f"= {wall / hand:.2f}x the hand chain")
+
+
 def main():
     warnings.filterwarnings("ignore")  # the exporter's deprecation notices would bury the table
     toolchain = toolchain_module.locate()
@@ -107,16 +162,19 @@ def main():
             params = sum(p.numel() for p in model.parameters()) / 1e6
             print(f"{name:22} {params:6.2f}M " + " ".join(f"{stages[s]:8.2f}" for s in STAGES)
                   + f" {report['total_duration_s']:8.2f} {wall:8.2f}  {_numeric(report['numeric'])}")
-            rows.append((name, cls.__name__, shape))
+            rows.append((name, cls.__name__, report))
+
+        frontends_side_by_side(tmp)
+        cold_against_hand_chain(tmp, toolchain)
 
         print("\ncompile step alone (helper process: read IR, LoadNetwork for MYRIAD, export blob)")
         print(f"{'network':22} {'real clock':>11} {'fast clock':>11}  blob identical")
-        for name, stem, shape in rows:
-            # Rebuild the IR the conversion used, in the toolchain, to time the compile alone.
-            ir_dir = tmp / f"{stem}-ir"
-            onnx_path = tmp / f"{stem}.onnx"
-            model = torch.jit.load(str(tmp / f"{stem}.pt"))
-            torch.onnx.export(model, (torch.zeros(shape),), str(onnx_path), opset_version=12, dynamo=False)
+        for name, stem, report in rows:
+            # An IR of the same network to compile (from Model Optimizer here: the compile is what is timed).
+            shape = report["options"]["input_shapes"][0]["shape"]
+            ir_dir, onnx_path = tmp / f"{stem}-ir", tmp / f"{stem}.onnx"
+            torch.onnx.export(torch.jit.load(str(tmp / f"{stem}.pt")), (torch.zeros(shape),), str(onnx_path),
+                              opset_version=12, dynamo=False)
             subprocess.run([str(toolchain.python), str(toolchain.model_optimizer), "--input_model", str(onnx_path),
                             "--output_dir", str(ir_dir), "--data_type", "FP16"], capture_output=True, check=True)
             xml = ir_dir / f"{stem}.xml"

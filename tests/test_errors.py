@@ -1,9 +1,11 @@
 """Bad input fails at a named stage: one readable line, a documented exit code, no traceback,
 no blob left behind, and still a report."""
 
+import argparse
 import json
 import os
 
+import pytest
 import torch
 from conftest import SHAPE, SHAPE_ARG, run_cli
 
@@ -154,7 +156,7 @@ def test_state_dict_without_model_class(tmp_path, model_files):
 def test_checkpoint_without_the_model_key(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["checkpoint"], "--input-shape", SHAPE_ARG,
                             "--model-class", "models:SmallCNN", "--model-key", "net"], "load", 10,
-                 "without key 'net'", "epoch")
+                 "without a model or state dict under key 'net'", "epoch")
 
 
 def test_toolchain_not_set_up(tmp_path, model_files):
@@ -176,3 +178,34 @@ def test_new_export_of_a_torchscript_model(tmp_path, model_files):
 def test_out_of_range_shaves_is_an_options_error_with_a_report(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["onnx"], "--nshaves", "17"], "options", 2,
                  "--nshaves must be between 1 and 16, got 17")
+
+
+class _TrainingState:
+    """Something a training script pickles beside the weights (not plain data)."""
+
+    def __init__(self):
+        self.step = 3
+
+
+@pytest.mark.parametrize("extra, flags", [
+    # argparse hyper-parameters and numbers: plain data, loaded without --trust-pickle
+    ({"args": argparse.Namespace(lr=0.1, epochs=3), "epoch": 7, "best_map": 0.5}, []),
+    # an object of the training code's own: only with --trust-pickle (and its class importable)
+    ({"trainer": _TrainingState(), "epoch": 7}, ["--trust-pickle"]),
+], ids=["namespace", "custom-object"])
+def test_training_checkpoint_with_non_tensor_entries(extra, flags, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": models.SmallCNN().state_dict(), **extra}, path)
+    result = run_cli("convert", "--input", path, "--input-shape", SHAPE_ARG, "--model-class", "models:SmallCNN",
+                     "--output", tmp_path / "out.blob", *flags)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out.blob.report.json").read_text())
+    assert report["source"]["format"] == "checkpoint" and report["numeric"]["passed"]
+
+
+def test_checkpoint_with_a_custom_object_needs_trust_pickle(tmp_path):
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": models.SmallCNN().state_dict(), "trainer": _TrainingState()}, path)
+    assert_fails(tmp_path, ["--input", path, "--input-shape", SHAPE_ARG, "--model-class", "models:SmallCNN"],
+                 "load", 10, "test_errors._TrainingState, not only tensors", "--trust-pickle")

@@ -31,3 +31,14 @@ def test_setup_names_a_missing_compiler(tmp_path):
     result = run_setup(tmp_path, dict(os.environ, PATH=str(bin_dir)))
     assert result.returncode == 1
     assert "g++ not found" in result.stderr and "apt-get install g++" in result.stderr
+
+
+def test_setup_never_deletes_a_directory_that_is_not_a_toolchain(tmp_path):
+    """`myriad-blob setup --dir D` replaces D only when D is new, empty or an earlier set-up's."""
+    target = tmp_path / "toolchain"
+    target.mkdir()
+    (target / "thesis.tex").write_text("years of work")
+    result = run_setup(tmp_path, dict(os.environ))
+    assert result.returncode == 1
+    assert "is not empty and holds no myriad-blob toolchain" in result.stderr and "nothing was deleted" in result.stderr
+    assert (target / "thesis.tex").read_text() == "years of work"

@@ -52,7 +52,9 @@ def main() -> None:
               help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).")
 @click.option("--scale", "scales", multiple=True, metavar="VALUES",
               help="Per-channel divisor applied in the blob after --mean, e.g. 'input=[58.4, 57.12, 57.38]'.")
-@click.option("--model-key", default="model", show_default=True, help="Key of the model in a checkpoint dict.")
+@click.option("--model-key", default=None,
+              help="Key of the model in a checkpoint dict.  [default: the first of model, state_dict, "
+                   "model_state_dict, ema, net that holds a model or state dict]")
 @click.option("--model-dtype", default="float32", show_default=True,
               help="torch dtype to cast the model to before export (the blob is FP16 either way).")
 @click.option("--model-class", metavar="MODULE:CLASS",
@@ -101,6 +103,10 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             debug) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
+    from .report import show_progress
+
+    if sys.stderr.isatty():
+        show_progress(sys.stderr)
 
     try:
         options = parse_options(
@@ -213,9 +219,11 @@ def matrix_command(manifest) -> None:
 
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where to set up the toolchain. Default: $MYRIAD_BLOB_TOOLCHAIN or ~/.cache/myriad-blob/.")
+              help="Where to set up the toolchain (a new or empty directory, or one an earlier set-up made; "
+                   "it is replaced when the pins change). Default: $MYRIAD_BLOB_TOOLCHAIN or "
+                   "~/.cache/myriad-blob/toolchain-openvino-2021.4.2.")
 def setup(directory: Path | None) -> None:
-    """Set up the pinned OpenVINO 2021.4.2 Myriad toolchain (idempotent)."""
+    """Set up the pinned toolchain: OpenVINO 2021.4.2 (Myriad compiler) and 2022.3.1 (IR front end). Idempotent."""
     sys.exit(toolchain.setup(directory))
 
 

@@ -18,6 +18,7 @@ from .ir import IRModel
 from .options import ConversionOptions
 from .toolchain import Toolchain, helper_error
 
+QUERY_TIMEOUT_S = 300  # the query is for the report; it never holds a conversion up for long
 # Layers the query does not list because they are not executed (weights, graph I/O plumbing).
 _NOT_EXECUTED = {"Const", "Parameter", "Result"}
 
@@ -27,10 +28,11 @@ class LayerSupport:
     total: int
     by_type: dict  # type -> {"count": n, "unsupported": m}
     unsupported: tuple  # ({"name", "type"}, ...)
+    queried: bool = True  # False: the query itself failed, so nothing is known per layer
 
     def to_dict(self) -> dict:
-        return {"total": self.total, "supported": self.total - len(self.unsupported),
-                "by_type": self.by_type, "unsupported": list(self.unsupported)}
+        return {"total": self.total, "supported": self.total - len(self.unsupported) if self.queried else None,
+                "queried": self.queried, "by_type": self.by_type, "unsupported": list(self.unsupported)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,23 +63,43 @@ def compile_settings(options: ConversionOptions) -> dict:
     }
 
 
-def layer_support(ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupport:
+def start_query(ir: IRModel, toolchain: Toolchain) -> subprocess.Popen:
+    """The plugin's per-layer query, started beside the compile (it takes as long as a small
+    compile: ~0.7 s for ResNet-18, and the machine has a core to spare)."""
+    return subprocess.Popen([str(toolchain.compile_helper), "query", str(ir.xml)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=toolchain.environment())
+
+
+def finish_query(query: subprocess.Popen, ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupport:
+    """What the query says (a query that fails marks every layer unknown, not a failed conversion)."""
+    try:
+        stdout, _ = query.communicate(timeout=QUERY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        query.kill()
+        query.communicate()
+        return layer_support(ir, None, onnx_model)
+    supported = frozenset(stdout.splitlines()) if query.returncode == 0 else None
+    return layer_support(ir, supported, onnx_model)
+
+
+def layer_support(ir: IRModel, supported: frozenset | None, onnx_model: OnnxModel | None = None) -> LayerSupport:
     counts: dict = collections.defaultdict(lambda: {"count": 0, "unsupported": 0})
     unsupported = []
     executed = [layer for layer in ir.layers if layer.type not in _NOT_EXECUTED]
     for layer in executed:
         counts[layer.type]["count"] += 1
-        if layer.name not in ir.myriad_supported:
+        if supported is not None and layer.name not in supported:
             counts[layer.type]["unsupported"] += 1
             origin = onnx_model.origin(layer.name) if onnx_model else None
             unsupported.append({"name": layer.name, "type": layer.type, "onnx_node": origin and origin["node"],
                                 "onnx_op": origin and origin["op"]})
-    return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported))
+    return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported), supported is not None)
 
 
-def compile_blob(ir: IRModel, support: LayerSupport, options: ConversionOptions, toolchain: Toolchain,
+def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: Toolchain,
                  blob_path: Path) -> CompiledBlob:
-    """Compile (within --compile-timeout); on failure, the compiler's message and the query's suspects."""
+    """Compile (within --compile-timeout); on failure, the compiler's message and the query's
+    suspects. support() gives the query's LayerSupport, asked for only when the compile fails."""
     settings = compile_settings(options)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
     if options.input_type != "ONNX":
@@ -92,9 +114,9 @@ def compile_blob(ir: IRModel, support: LayerSupport, options: ConversionOptions,
         blob_path.unlink(missing_ok=True)
         raise _fail(f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
                     f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout"
-                    + _suspects(support)) from None
+                    + _suspects(support())) from None
     if result.returncode != 0 or not blob_path.exists():
-        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr) + _suspects(support))
+        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr) + _suspects(support()))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
 

@@ -5,8 +5,7 @@ Two front ends, each in a child process:
   compiler by one table of rewrites. Fast (well under a second) and reads current exports
   (opset 13-17, dynamic axes).
 - mo2021: Model Optimizer 2021.4, the fallback (--frontend auto tries ov2022 first).
-Either IR must then be readable by the 2021.4 Myriad plugin (its per-layer query), or this stage
-fails (or falls back). The preprocessing the camera should not do on the host is baked in here,
+Either IR must then be readable by the 2021.4 IR reader, or this stage fails (or falls back). The preprocessing the camera should not do on the host is baked in here,
 in the order the numeric check assumes: reversed input channels, then mean, then scale.
 """
 
@@ -46,7 +45,6 @@ class IRModel:
     outputs: tuple[TensorInfo, ...]
     layers: tuple[IRLayer, ...]
     preprocessing: dict
-    myriad_supported: frozenset = frozenset()  # layer names the Myriad plugin's query accepts
     frontend: str = ""
     frontend_fallback: str | None = None  # why the preferred front end was not used
     rewrites: dict = dataclasses.field(default_factory=dict)  # legalization rule -> layers rewritten
@@ -95,18 +93,22 @@ def resolve_preprocessing(onnx_model: OnnxModel, options: ConversionOptions) -> 
     return preprocessing
 
 
-def convert_to_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
+def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
                   worker: LegacyWorker | None = None, frontend_worker: FrontendWorker | None = None) -> IRModel:
-    """The IR from the first front end (in --frontend's order) whose IR the 2021.4 plugin reads."""
-    resolve_preprocessing(onnx_model, options)  # a wrong input name is the user's to fix, not a reason to fall back
+    """The IR from the first front end (in --frontend's order) whose IR the 2021.4 plugin reads.
+    prepared_for(frontend) gives the ONNX model prepared for that front end (onnx_prep)."""
     failures = []
     for frontend in FRONTEND_ORDER[options.frontend]:
+        onnx_model = prepared_for(frontend).model
+        # A wrong input name is the user's to fix, not a reason to try another front end.
+        resolve_preprocessing(onnx_model, options)
         try:
             if frontend == "ov2022":
                 ir = _ov2022_ir(onnx_model, options, toolchain, workdir / frontend, frontend_worker)
             else:
                 ir = _model_optimizer_ir(onnx_model, options, toolchain, workdir / frontend, worker)
-            ir = dataclasses.replace(ir, myriad_supported=query_myriad_support(ir, toolchain), frontend=frontend)
+            validate_ir(ir, toolchain)
+            ir = dataclasses.replace(ir, frontend=frontend)
         except ConversionError as error:
             failures.append((frontend, error.message))
             continue
@@ -175,13 +177,13 @@ def _model_optimizer_ir(onnx_model: OnnxModel, options: ConversionOptions, toolc
     return read_ir(xml, weights, preprocessing)
 
 
-def query_myriad_support(ir: IRModel, toolchain: Toolchain) -> frozenset:
-    """Have the Myriad plugin read the IR (Model Optimizer can write one that does not validate,
-    e.g. for a wrong --input-shape) and say which layers it supports; no device needed."""
-    result = toolchain.run([str(toolchain.compile_helper), "query", str(ir.xml)])
+def validate_ir(ir: IRModel, toolchain: Toolchain) -> None:
+    """Have the 2021.4 plugin's IR reader read the IR: one it rejects (an op version the
+    legalization table does not cover yet, or Model Optimizer's IR for a wrong --input-shape)
+    fails here, where --frontend auto can still try the other front end."""
+    result = toolchain.run([str(toolchain.compile_helper), "read", str(ir.xml)])
     if result.returncode != 0:
-        raise _fail(f"the IR does not validate (is --input-shape right?): {helper_error(result.stderr)}")
-    return frozenset(result.stdout.splitlines())
+        raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR (is --input-shape right?): {helper_error(result.stderr)}")
 
 
 _NO_INFER = re.compile(r'no registered "infer" function for node "([^"]*)" with op = "([^"]*)"')

@@ -7,11 +7,14 @@ user says --trust-pickle.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import importlib
 import pickle
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -117,9 +120,6 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
 
     import torch
 
-    # As `python -m`: modules named by --model-class (or a pickle) resolve from the current directory.
-    if "" not in sys.path:
-        sys.path.insert(0, "")
     if fmt == ModelFormat.TORCHSCRIPT:
         module = _torch_call(lambda: torch.jit.load(str(path), map_location="cpu"), path, fmt)
     elif fmt == ModelFormat.TORCH_EXPORT:
@@ -129,6 +129,21 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")
     return LoadedModel(dataclasses.replace(source, format=fmt), module=module)
+
+
+@contextlib.contextmanager
+def user_code_importable():
+    """As `python -m`: modules named by --model-class (or a trusted pickle) resolve from the current
+    directory, for the time it takes to import them. Nothing else sees it on sys.path (the action
+    runs with `python -P` so that a repository's files cannot shadow ours)."""
+    added = "" not in sys.path
+    if added:
+        sys.path.insert(0, "")
+    try:
+        yield
+    finally:
+        if added and "" in sys.path:
+            sys.path.remove("")
 
 
 @functools.cache
@@ -161,24 +176,47 @@ def _torch_call(load, path: Path, fmt: str):
         raise _fail(f"{path} could not be loaded as {fmt}: {first_line(error)}") from error
 
 
+# Plain data that training checkpoints carry beside their weights (argparse's hyper-parameters):
+# safe to unpickle, so such a checkpoint loads without --trust-pickle.
+SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
+# Where checkpoints keep the model when --model-key is not given: torch/timm/Lightning/YOLO conventions.
+CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "ema", "net")
+
+
 def _load_pickle(path: Path, options: ConversionOptions):
     import torch
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return ModelFormat.PICKLE, _load_trusted_pickle(path, options)
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        trusted = False
+    except pickle.UnpicklingError as error:
+        obj, trusted = _load_trusted_pickle(path, options, error), True
     except Exception as error:
         raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
+    return _model_from(obj, path, options, trusted)
 
-    fmt = ModelFormat.STATE_DICT
+
+def _model_from(obj, path: Path, options: ConversionOptions, trusted: bool):
+    """The model in what torch.load returned: a module, a state dict, or a checkpoint dict holding either."""
+    import torch
+
+    fmt = ModelFormat.PICKLE if trusted else ModelFormat.STATE_DICT
     if isinstance(obj, dict) and not _is_state_dict(obj):
-        if options.model_key not in obj:
-            keys = ", ".join(sorted(map(str, obj))[:8])
-            raise _fail(f"{path} is a checkpoint dict without key {options.model_key!r} (keys: {keys}): pass --model-key")
-        fmt, obj = ModelFormat.CHECKPOINT, obj[options.model_key]
+        keys = [options.model_key] if options.model_key else CHECKPOINT_KEYS
+        key = next((k for k in keys if k in obj and (isinstance(obj[k], torch.nn.Module) or _is_state_dict(obj[k]))), None)
+        if key is None:
+            listed = ", ".join(sorted(map(str, obj))[:8])
+            looked = f"key {options.model_key!r}" if options.model_key else f"any of the keys {', '.join(CHECKPOINT_KEYS)}"
+            raise _fail(f"{path} is a checkpoint dict without a model or state dict under {looked} "
+                        f"(keys: {listed}): pass --model-key")
+        fmt, obj = (ModelFormat.PICKLE if trusted else ModelFormat.CHECKPOINT), obj[key]
+    if isinstance(obj, torch.nn.Module):
+        return ModelFormat.PICKLE, obj
     if not _is_state_dict(obj):
         raise _fail(f"{path} holds a {type(obj).__name__}, not a state dict or a model")
+    if fmt == ModelFormat.PICKLE:
+        fmt = ModelFormat.CHECKPOINT
     if not options.model_class:
         raise _fail(
             f"{path} is a {fmt} (weights only): pass --model-class package.module:ClassName "
@@ -198,16 +236,22 @@ def _is_state_dict(obj) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def _load_trusted_pickle(path: Path, options: ConversionOptions):
+_GLOBAL_IN_ERROR = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _load_trusted_pickle(path: Path, options: ConversionOptions, refused: pickle.UnpicklingError):
     import torch
 
     if not options.trust_pickle:
+        found = _GLOBAL_IN_ERROR.search(str(refused))
+        holds = f" (it holds {found.group(1)}, not only tensors)" if found else ""
         raise _fail(
-            f"{path} is a full-model pickle, and loading one runs code from the file: save a state dict "
+            f"{path} is a full-model pickle{holds}, and loading one runs code from the file: save a state dict "
             "or TorchScript instead, or pass --trust-pickle if you trust where it came from"
         )
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        with user_code_importable():
+            return torch.load(str(path), map_location="cpu", weights_only=False)
     except (AttributeError, ModuleNotFoundError, ImportError) as error:
         raise _fail(
             f"the pickle {path} needs a class that cannot be imported here ({first_line(error)}): "
@@ -215,9 +259,6 @@ def _load_trusted_pickle(path: Path, options: ConversionOptions):
         ) from error
     except Exception as error:
         raise _fail(f"{path} could not be unpickled: {first_line(error)}") from error
-    if isinstance(obj, dict) and options.model_key in obj:
-        obj = obj[options.model_key]
-    return obj
 
 
 def instantiate_model_class(spec: str):
@@ -226,7 +267,8 @@ def instantiate_model_class(spec: str):
     if not module_name or not class_name:
         raise _fail(f"--model-class must look like package.module:ClassName, got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        with user_code_importable():
+            module = importlib.import_module(module_name)
     except Exception as error:
         raise _fail(f"cannot import module {module_name!r} for --model-class: {first_line(error)} (is it on PYTHONPATH?)") from error
     cls = getattr(module, class_name, None)

@@ -188,7 +188,7 @@ def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions
         scales=many("scale"), nshaves=fields.get("nshaves", 6), nslices=fields.get("nslices"),
         reverse_input_channels=fields.get("reverse-input-channels", False),
         input_type=fields.get("input-type", "U8"), output_type=fields.get("output-type", "FP16"),
-        model_key=fields.get("model-key", "model"), model_dtype=fields.get("model-dtype", "float32"),
+        model_key=fields.get("model-key"), model_dtype=fields.get("model-dtype", "float32"),
         model_class=fields.get("model-class"), trust_pickle=fields.get("trust-pickle", False),
         nstreams=fields.get("nstreams", 1), opset=fields.get("opset"), new_export=fields.get("new-export", False),
         frontend=fields.get("frontend"), output_names=fields.get("output-names", ()),

@@ -26,7 +26,7 @@ from .options import InputSpec
 # output's largest magnitude (float32 reassociation, not a changed computation).
 AGREEMENT = 1e-4
 # Ops that compute shapes at run time: constant folding with the fixed input shapes removes them,
-# which Model Optimizer 2021.4 (the fallback front end) needs and OpenVINO 2022.3 does not mind.
+# which Model Optimizer 2021.4 needs (it loses shapes on such graphs); OpenVINO 2022.3 folds them itself.
 SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "Expand", "NonZero"}
 
 
@@ -53,7 +53,8 @@ def _fail(message: str) -> ConversionError:
 
 
 def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: tuple[str, ...],
-            workdir: Path) -> PreparedOnnx:
+            workdir: Path, frontend: str = "ov2022") -> PreparedOnnx:
+    """The ONNX model for one IR front end (the PREPARATION rows for it that are needed and agree)."""
     import onnx
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -63,16 +64,23 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
     edits = _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
     if edits:
         steps.append(PrepStep("graph edits", True, "; ".join(edits), round(time.perf_counter() - started, 3)))
-    reference_path = workdir / "reference.onnx"
-    _save(model, reference_path)
-    reference = describe_onnx(reference_path, exported=onnx_model.exported)
+    if edits:
+        reference_path = workdir / "reference.onnx"
+        _save(model, reference_path)
+        reference = describe_onnx(reference_path, exported=onnx_model.exported)
+    else:  # the file as given is the reference (no copy of what may be hundreds of MB)
+        reference_path, reference = onnx_model.path, onnx_model
     feeds = seeded_feeds(reference)
-    expected = run_onnxruntime(reference_path, feeds)
+    # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
+    # then named by ONNX Runtime, in one line), else when a first step needs checking.
+    expected = run_onnxruntime(reference_path, feeds) if edits else None
     current = model
-    for name, needed, rewrite in PREPARATION:
-        reason = needed(current)
+    for name, frontends, needed, rewrite in PREPARATION:
+        reason = needed(current) if frontend in frontends else ""
         if not reason:
             continue
+        if expected is None:
+            expected = run_onnxruntime(reference_path, feeds)
         started = time.perf_counter()
         try:
             candidate = rewrite(current)
@@ -329,8 +337,9 @@ def _convert_opset(model):
     return converted
 
 
+# (name in the report, the front ends it is for, needed(model) -> why or "", rewrite(model) -> model)
 PREPARATION = (
-    ("convert to opset 17 (onnx version converter)", _newer_opset, _convert_opset),
-    ("decompose LayerNormalization", _layer_norms, _decompose_layer_norm),
-    ("fold constants (onnxslim)", _shape_computations, _fold_constants),
+    ("convert to opset 17 (onnx version converter)", {"ov2022"}, _newer_opset, _convert_opset),
+    ("decompose LayerNormalization", {"ov2022"}, _layer_norms, _decompose_layer_norm),
+    ("fold constants (onnxslim)", {"mo2021"}, _shape_computations, _fold_constants),
 )

@@ -35,7 +35,7 @@ class ConversionOptions:
     output_type: str = "FP16"
     mean: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     scale: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
-    model_key: str = "model"
+    model_key: str | None = None  # None: load.CHECKPOINT_KEYS
     model_dtype: str = "float32"
     model_class: str | None = None
     trust_pickle: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import platform
@@ -16,7 +17,7 @@ from . import __version__, toolchain as toolchain_module
 from .archive import camera_frame_type, nn_archive_config, write_nn_archive
 from .cache import BlobCache
 from .blob import BlobFormatError, parse_blob, verify_blob
-from .compile import compile_blob, compile_settings, layer_support
+from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
 from .ir import FRONTEND_TITLES, convert_to_ir
@@ -177,16 +178,18 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
     prep_key = export_key + (options.output_names,)
     ir_key = prep_key + (options.mean, options.scale, options.reverse_input_channels, options.frontend)
 
+    def prepared_for(frontend: str):
+        key = prep_key + (frontend,)
+        return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
+                                                 session.directory(key) / "onnx", frontend))[0]
+
     def make_ir():
         with session.worker() as worker, session.frontend_worker() as frontend_worker:
-            return convert_to_ir(prepared.model, options, toolchain, session.directory(ir_key), worker, frontend_worker)
+            return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker, frontend_worker)
 
     with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
-        prepared, prep_reused = session.once(
-            prep_key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
-                                      session.directory(prep_key) / "onnx"))
         ir, stage.reused = session.once(ir_key, make_ir)
-        stage.reused = stage.reused and prep_reused
+        prepared = prepared_for(ir.frontend)
         stage.tools.update({"frontend": FRONTEND_TITLES[ir.frontend]} | (
             {"openvino": toolchain.versions.get("openvino_frontend")} if ir.frontend == "ov2022" else
             {"model-optimizer": toolchain.versions.get("openvino_dev"), "legacy-python": toolchain.versions.get("legacy_python")}))
@@ -203,9 +206,13 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
                      "inference-engine": toolchain.versions.get("inference_engine_build"),
                      "g++": toolchain.versions.get("gxx")}
     with report.stage("compile", **compile_tools):
-        support = layer_support(ir, prepared.model)
-        report.layers = support.to_dict()
-        compiled = compile_blob(ir, support, options, toolchain, workdir / "model.blob")
+        query = start_query(ir, toolchain)
+        query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
+        try:
+            compiled = compile_blob(ir, query_result, options, toolchain, workdir / "model.blob")
+        finally:
+            support = query_result()
+            report.layers = support.to_dict()
     report.compile_settings = compiled.settings
 
     # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
@@ -222,15 +229,23 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         with session.worker() as worker:
             check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
                                   input_type=options.input_type, sample=options.sample, worker=worker,
-                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine))
+                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine),
+                                  origins=(prepared.model, prepared.reference))
         report.numeric = check.to_dict()
+        fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
         if not check.passed:
             failed = ", ".join(o.name for o in check.outputs if not o.passed)
             message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
                        "check --reverse-input-channels, --mean and --scale, and FP16 range")
             if options.strict:
+                report.warnings.extend(fp16_warnings)  # the report says where FP16 overflowed, if it did
                 raise ConversionError(Stage.VERIFY, message + " (--strict)")
             report.warnings.append(message)
+        report.warnings.extend(fp16_warnings)
+        if options.strict and check.fp16 is not None and check.fp16.overflows:
+            first = check.fp16.overflows[0]
+            raise ConversionError(Stage.VERIFY, f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g}, "
+                                                f"beyond FP16's {check.fp16_max:g} (--strict); see the report's FP16 range")
     try:
         write_atomically(options.output, data)
     except OSError as error:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,41 @@ from . import __version__
 from .errors import ConversionError, Stage
 
 SCHEMA = "https://github.com/myriad-blob/myriad-blob/report/v1"
+PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
+_progress_stream = None
+
+
+def show_progress(stream) -> None:
+    """Show each stage's elapsed time on stream (a terminal) while it runs longer than PROGRESS_AFTER_S."""
+    global _progress_stream
+    _progress_stream = stream
+
+
+@contextlib.contextmanager
+def _ticker(name: str):
+    if _progress_stream is None:
+        yield
+        return
+    done = threading.Event()
+    start = time.monotonic()
+
+    def tick():
+        shown = False
+        while not done.wait(PROGRESS_AFTER_S if not shown else 1.0):
+            _progress_stream.write(f"\rmyriad-blob: {name} … {time.monotonic() - start:.0f} s")
+            _progress_stream.flush()
+            shown = True
+        if shown:
+            _progress_stream.write("\r\033[K")
+            _progress_stream.flush()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 STAGES = ("load", "export", "ir", "compile", "verify")
 
 
@@ -58,7 +94,8 @@ class ConversionReport:
         record.tools.update(tools)
         start = time.perf_counter()
         try:
-            yield record
+            with _ticker(name):
+                yield record
         except ConversionError as error:
             record.status, record.error = "failed", error.message
             raise
@@ -180,7 +217,7 @@ def render_markdown(report: dict) -> str:
                 markdown_table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
                     [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.7f}",
                      {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
-                     "✅" if o["passed"] else "❌" + (f" {o['nonfinite']} non-finite" if o["nonfinite"] else "")]
+                     ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else "")]
                     for o in numeric["outputs"]]), ""]
 
     out += ["**Stages**", "", markdown_table(["stage", "status", "seconds"], [
@@ -188,15 +225,27 @@ def render_markdown(report: dict) -> str:
          + (f": {s['error']}" if s["status"] == "skipped" else ""),
          "" if s["duration_s"] is None else f"{s['duration_s']:.2f}"] for s in report["stages"]]), ""]
 
+    ir = report["ir"]
+    if ir and ir.get("frontend"):
+        title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
+        lines = [f"- IR v{ir['version']} made by {title}" + (f" ({ir['frontend_fallback']})" if ir.get("frontend_fallback") else "")]
+        lines += [f"- ONNX preparation: {step['name']}: {'kept' if step['kept'] else 'not kept'} ({step['detail']})"
+                  for step in ir.get("preparation") or []]
+        lines += [f"- Rewritten for the 2021.4 compiler: {r['rule']} ({r['layers']} layer(s))" for r in ir.get("rewrites") or []]
+        out += _details(f"IR: {title}, {len(ir.get('rewrites') or [])} rewrite rule(s), "
+                        f"{sum(s['kept'] for s in ir.get('preparation') or [])} preparation step(s)", lines)
+
     layers = report["layers"]
     if layers:
-        if layers["unsupported"]:
-            out += [f"**{len(layers['unsupported'])} layer(s) the Myriad X cannot run**", "",
+        if layers["unsupported"] and report["status"] == "failed" and report["error"]["stage"] == "compile":
+            out += [f"**{len(layers['unsupported'])} layer(s) the plugin's query lists as unsupported**", "",
                     markdown_table(["layer", "type", "from ONNX node"], [
                         [f"`{u['name']}`", u["type"], f"`{u['onnx_node']}` ({u['onnx_op']})" if u["onnx_node"] else "—"]
                         for u in layers["unsupported"]]), ""]
-        out += _details(f"Layer support: {layers['supported']} of {layers['total']} layers run on the Myriad X",
-                        [markdown_table(["layer type", "count", "unsupported"],
+        accepted = f"the plugin's query accepts {layers['supported']}" if layers.get("queried", True) else \
+            "the plugin's query failed"
+        out += _details(f"Layer support: {layers['total']} layers; {accepted} (the compiler's verdict decides)",
+                        [markdown_table(["layer type", "count", "query: unsupported"],
                                 [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
 
     details = []

@@ -35,7 +35,7 @@ def compile_every_shave_count(ir: IRModel, support: LayerSupport, options: Conve
 
     def one(shaves: int) -> bytes:
         settings = dataclasses.replace(options, nshaves=shaves, nslices=shaves)
-        return compile_blob(ir, support, settings, toolchain, workdir / f"shaves-{shaves}.blob").path.read_bytes()
+        return compile_blob(ir, lambda: support, settings, toolchain, workdir / f"shaves-{shaves}.blob").path.read_bytes()
 
     workdir.mkdir(parents=True, exist_ok=True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:

@@ -8,6 +8,7 @@
 // headers and not exported, and this process exits right after.
 //
 //   myriad_compile_blob version
+//   myriad_compile_blob read MODEL.xml                  -> reads the IR (validates it), nothing else
 //   myriad_compile_blob query MODEL.xml                 -> one supported layer name per line
 //   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [KEY=VALUE ...]
 #include <cstdint>
@@ -102,6 +103,7 @@ ie::Precision precision_from_name(const std::string& name) {
 int usage() {
     std::fprintf(stderr,
                  "usage: myriad_compile_blob version\n"
+                 "       myriad_compile_blob read MODEL.xml\n"
                  "       myriad_compile_blob query MODEL.xml\n"
                  "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [KEY=VALUE ...]\n");
     return 64;
@@ -140,6 +142,12 @@ int compile(int argc, char** argv) {
     return 0;
 }
 
+int read(const std::string& model) {
+    auto* core = new ie::Core(std::string());
+    new ie::CNNNetwork(core->ReadNetwork(model, std::string()));
+    return 0;
+}
+
 int query(const std::string& model) {
     auto* core = new ie::Core(std::string());
     auto* network = new ie::CNNNetwork(core->ReadNetwork(model, std::string()));
@@ -157,6 +165,7 @@ int main(int argc, char** argv) {
             std::printf("%s\n", version->buildNumber);
             return 0;
         }
+        if (command == "read" && argc == 3) return read(argv[2]);
         if (command == "query" && argc == 3) return query(argv[2]);
         if (command == "compile" && argc >= 4) return compile(argc, argv);
     } catch (const std::exception& error) {

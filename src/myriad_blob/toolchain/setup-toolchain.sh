@@ -45,9 +45,15 @@ if [ -f "$dir/toolchain.json" ] && grep -q "\"stamp\": \"$stamp\"" "$dir/toolcha
 fi
 
 echo "myriad-blob setup: building the Myriad toolchain in $dir (Python: $legacy_python)"
+# The directory is replaced whole, so it must be ours: new, empty, or marked by an earlier set-up
+# (a directory someone pointed --dir at by mistake is never deleted).
+if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -e "$dir/.myriad-blob-toolchain" ] && [ ! -e "$dir/toolchain.json" ]; then
+    fail "$dir is not empty and holds no myriad-blob toolchain: choose another --dir (or MYRIAD_BLOB_TOOLCHAIN); nothing was deleted"
+fi
 # toolchain.json is written last: without it (an interrupted set-up) the next run starts over.
 rm -rf "$dir"
 mkdir -p "$dir/bin"
+touch "$dir/.myriad-blob-toolchain"
 "$legacy_python" -m venv "$dir/venv"
 "$dir/venv/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$requirements"
 "$dir/venv/bin/python" -c 'import openvino.inference_engine, mo' \
