@@ -70,3 +70,53 @@ class HugeWeights(nn.Module):
 
     def forward(self, x):
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(x), 1), 1))
+
+
+class _Fp16RangeNet(nn.Module):
+    """conv (1x1, every weight `gain`) -> ReLU -> conv (every weight `shrink`) -> mean -> head.
+    On camera-like U8 input (0..255, three channels) the first conv peaks near 765 * gain."""
+
+    def __init__(self, gain: float, shrink: float):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+        self.head = nn.Linear(4, 5)
+        with torch.no_grad():
+            self.features[0].weight.fill_(gain)
+            self.features[0].bias.zero_()
+            self.features[2].weight.fill_(shrink)
+            self.features[2].bias.zero_()
+            self.head.weight.copy_(torch.linspace(-0.1, 0.2, 20).reshape(5, 4) * torch.tensor([1.0, 0.5, 2.0, 1.5]))
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class MiddleOverflow(_Fp16RangeNet):
+    """FP16 overflows only in the middle: features.0 reaches ~3e6 (FP16's maximum is 65504), the
+    next conv scales it back to ~1200 and the output stays in the hundreds, so FP32 sees nothing."""
+
+    def __init__(self):
+        super().__init__(gain=4000.0, shrink=1e-4)
+
+
+class MiddleTame(_Fp16RangeNet):
+    """MiddleOverflow's twin with the same output: features.0 peaks near 3000, far from 65504."""
+
+    def __init__(self):
+        super().__init__(gain=4.0, shrink=0.1)
+
+
+class OutputOverflow(nn.Module):
+    """The output itself leaves FP16's range (~3e6), although FP32 computes it exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([4000.0, 3000.0]).reshape(2, 1, 1, 1).expand(2, 3, 1, 1))
+            self.conv.bias.zero_()
+
+    def forward(self, x):
+        return self.conv(x)

@@ -5,11 +5,17 @@ ONNX input) and through the FP16 IR on OpenVINO's CPU plugin in the legacy toolc
 has the preprocessing baked in (U8 input, channel reversal, mean, scale), so the original model
 gets exactly that preprocessing applied in NumPy first. The blob is compiled from this same IR;
 what differs on the camera is the VPU's FP16 arithmetic, which the tolerances allow for.
+
+The same CPU run also records every IR layer's output range (the FP16 range check, Fp16Range):
+the CPU computes in FP32, so an activation beyond FP16's largest value (65504) would pass the
+output comparison although the Myriad, computing in FP16, turns it into inf.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -26,6 +32,22 @@ SEED = 20190101
 # about three significant digits and flushes values under 6.1e-5, so relative error and cosine
 # say nothing there. Such an output is reported "too small to compare" and counts as a miss.
 TOO_SMALL = 1e-3
+# The FP16 range check (README, "The numeric check"). FP16's largest finite value; a layer whose
+# largest magnitude exceeds it overflows (inf on the Myriad).
+FP16_MAX = 65504.0
+# A layer within this factor of FP16_MAX is flagged "near overflow": the check sees one input,
+# and a brighter frame or another scene can easily scale activations by 2-4x.
+NEAR_OVERFLOW_HEADROOM = 4.0
+# FP16's smallest normal value; below it only subnormals (10 bits fewer as the value shrinks), and
+# hardware that flushes subnormals gives 0. A layer is flagged "underflow" when at least
+# UNDERFLOW_FRACTION of its nonzero values lie below FP16_MIN_NORMAL while its own largest magnitude
+# is below UNDERFLOW_PEAK (1024 x FP16_MIN_NORMAL, 0.0625): then the lost values are ones FP16
+# could still tell apart from the layer's peak. In a layer with a larger peak they are below
+# FP16's resolution next to it anyway, and are not flagged.
+FP16_MIN_NORMAL = 2.0 ** -14
+UNDERFLOW_FRACTION = 0.01
+UNDERFLOW_PEAK = 1024 * FP16_MIN_NORMAL
+FP16_TOP_LAYERS = 5  # layers listed in the report's "FP16 range" section when all is well
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +81,154 @@ class OutputComparison:
 
 
 @dataclasses.dataclass(frozen=True)
+class LayerRange:
+    """One IR layer output's values on the check's input, from the CPU plugin (FP32 arithmetic)."""
+
+    layer: str
+    type: str
+    port: int
+    shape: tuple
+    min: float
+    max: float
+    max_abs: float
+    nonfinite: int  # already inf/NaN in FP32 (weights out of FP16's range, or a real inf)
+    nonzero: int
+    subnormal: int  # nonzero values below FP16_MIN_NORMAL
+    onnx_node: str | None = None
+    onnx_op: str | None = None
+
+    @property
+    def headroom(self) -> float:
+        """How many times larger the layer's values could get before FP16 overflows (< 1: overflow)."""
+        if self.nonfinite:
+            return 0.0
+        return FP16_MAX / self.max_abs if self.max_abs > 0 else math.inf
+
+    @property
+    def verdict(self) -> str:
+        if self.nonfinite or self.max_abs > FP16_MAX:
+            return "overflow"
+        if self.headroom < NEAR_OVERFLOW_HEADROOM:
+            return "near overflow"
+        if self.nonzero and self.max_abs < UNDERFLOW_PEAK and self.subnormal >= UNDERFLOW_FRACTION * self.nonzero:
+            return "underflow"
+        return "ok"
+
+    @property
+    def module(self) -> str | None:
+        """The PyTorch module path the exporter kept in the node name ("/features/features.0/Conv"
+        -> "features.0", "/backbone/3/conv/Conv" -> "backbone.3.conv"), if it looks like one."""
+        if not self.onnx_node or not self.onnx_node.startswith("/"):
+            return None
+        path = ""
+        for segment in self.onnx_node.split("/")[1:-1]:
+            path = segment if not path or segment.startswith(path + ".") else f"{path}.{segment}"
+        return path or None
+
+    def where(self) -> str:
+        """`layer` (ONNX node `n`, Conv; PyTorch module `m`), for messages."""
+        origin = []
+        if self.onnx_node:
+            origin.append(f"ONNX node `{self.onnx_node}`, {self.onnx_op}")
+            if self.module:
+                origin.append(f"PyTorch module `{self.module}`")
+        return f"`{self.layer}` ({self.type}" + "".join(f"; {part}" for part in origin) + ")"
+
+    def describe(self) -> str:
+        values = f"values {self.min:.3g} .. {self.max:.3g}"
+        return values + (f", {self.nonfinite} non-finite" if self.nonfinite else "")
+
+    def to_dict(self) -> dict:
+        headroom = self.headroom
+        return dataclasses.asdict(self) | {"shape": list(self.shape), "verdict": self.verdict, "module": self.module,
+                                           "headroom": None if math.isinf(headroom) else round(headroom, 4)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp16Range:
+    """The FP16 range check: every computing layer of the IR, in network order."""
+
+    layers: tuple[LayerRange, ...] = ()
+    error: str | None = None  # the range check could not run (the output comparison still did)
+
+    def flagged(self, verdict: str) -> list[LayerRange]:
+        return [layer for layer in self.layers if layer.verdict == verdict]
+
+    @property
+    def overflows(self) -> list[LayerRange]:
+        return self.flagged("overflow")
+
+    def top(self, count: int = FP16_TOP_LAYERS) -> list[LayerRange]:
+        return sorted(self.layers, key=lambda layer: (-(layer.nonfinite > 0), -layer.max_abs))[:count]
+
+    def overflow_summary(self) -> str:
+        """One line for --strict's error: where FP16 overflows first."""
+        first = self.overflows[0]
+        return (f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} on the numeric check's input, "
+                f"beyond FP16's largest value {FP16_MAX:g} ({len(self.overflows)} layer(s) overflow; the report's "
+                "FP16 range section lists them)")
+
+    def warnings(self) -> list[str]:
+        """What the user should hear, one message per kind of trouble."""
+        if self.error:
+            return [f"the FP16 range check could not run ({self.error}); activations were not checked against FP16's range"]
+        messages = []
+        overflows = self.overflows
+        if overflows:
+            first, rest = overflows[0], overflows[1:]
+            also = (f"; {len(rest)} more layer(s) overflow after it: " + ", ".join(
+                f"`{layer.layer}` ({layer.max_abs:.3g})" for layer in rest[:4]) + (", ..." if len(rest) > 4 else "")
+                if rest else "")
+            messages.append(
+                f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} ({first.describe()}) on the numeric "
+                f"check's input, beyond FP16's largest value {FP16_MAX:g}: on the Myriad it becomes inf and what "
+                f"follows is lost{also}. The CPU check computes in FP32 and cannot see this. Rescale that layer "
+                "(smaller weights or input scale, with the factor moved to a later layer), or run that part on the host")
+        near = self.flagged("near overflow")
+        if near:
+            closest = max(near, key=lambda layer: layer.max_abs)
+            messages.append(
+                f"FP16 near overflow: {len(near)} layer(s) come within {NEAR_OVERFLOW_HEADROOM:g}x of FP16's largest "
+                f"value {FP16_MAX:g} on the check's input; closest {closest.where()} at {closest.max_abs:.3g} "
+                f"(headroom {closest.headroom:.2g}x). Brighter or different inputs may overflow on the Myriad: "
+                "check with --sample on a real frame, or rescale that layer")
+        under = self.flagged("underflow")
+        if under:
+            worst = max(under, key=lambda layer: layer.subnormal / layer.nonzero)
+            messages.append(
+                f"FP16 underflow: {len(under)} layer(s) have values FP16 flushes to zero (below {FP16_MIN_NORMAL:.2g}) "
+                f"though the layer holds nothing larger than {UNDERFLOW_PEAK:g}; worst {worst.where()}, "
+                f"{worst.subnormal} of {worst.nonzero} nonzero values, largest {worst.max_abs:.3g}. "
+                "Scale that layer's values up (and back down after it)")
+        return messages
+
+    def to_dict(self) -> dict:
+        return {"checked": not self.error, "error": self.error, "fp16_max": FP16_MAX,
+                "near_overflow_headroom": NEAR_OVERFLOW_HEADROOM, "fp16_min_normal": FP16_MIN_NORMAL,
+                "underflow_fraction": UNDERFLOW_FRACTION, "underflow_peak": UNDERFLOW_PEAK,
+                "overflow": [layer.layer for layer in self.overflows],
+                "near_overflow": [layer.layer for layer in self.flagged("near overflow")],
+                "underflow": [layer.layer for layer in self.flagged("underflow")],
+                "layers": [layer.to_dict() for layer in self.layers]}
+
+
+def layer_ranges(records: list, origins: tuple[OnnxModel, ...] = ()) -> tuple[LayerRange, ...]:
+    """LayerRange for run_ir_on_cpu's records, traced to the ONNX node each layer came from."""
+    result = []
+    for record in records:
+        origin = next((o for o in (model.origin(record["layer"]) for model in origins) if o), None) or {}
+        result.append(LayerRange(record["layer"], record["type"], record["port"], tuple(record["shape"]),
+                                 record["min"], record["max"], record["max_abs"], record["nonfinite"],
+                                 record["nonzero"], record["subnormal"], origin.get("node"), origin.get("op")))
+    return tuple(result)
+
+
+@dataclasses.dataclass(frozen=True)
 class NumericCheck:
     input_source: str  # "seeded" or the --sample path
     tolerances: Tolerances
     outputs: tuple[OutputComparison, ...]
+    fp16: Fp16Range | None = None  # None: not measured (passed stays about the outputs only)
 
     @property
     def passed(self) -> bool:
@@ -76,7 +242,8 @@ class NumericCheck:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "input": self.input_source, "seed": SEED,
-                "tolerances": dataclasses.asdict(self.tolerances), "outputs": [o.to_dict() for o in self.outputs]}
+                "tolerances": dataclasses.asdict(self.tolerances), "outputs": [o.to_dict() for o in self.outputs],
+                "fp16": self.fp16.to_dict() if self.fp16 is not None else None}
 
 
 def _fail(message: str) -> ConversionError:
@@ -187,20 +354,39 @@ def _ort_dtype(onnx_type: str):
 
 
 def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None) -> dict:
+    return _run_ir(ir, inputs, toolchain, worker, ranges=False)[0]
+
+
+def run_ir_with_ranges(ir: IRModel, inputs: dict, toolchain: Toolchain,
+                       worker: LegacyWorker | None = None) -> tuple[dict, dict]:
+    """The IR's outputs, and run_ir_on_cpu's per-layer ranges ({"layers": [...]} or {"error": ...})."""
+    return _run_ir(ir, inputs, toolchain, worker, ranges=True)
+
+
+def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None, ranges: bool):
     with tempfile.TemporaryDirectory(prefix="myriad-blob-cpu-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
+        ranges_path = Path(tmp) / "ranges.json"
         np.savez(inputs_path, **inputs)
+        extra = [str(ranges_path)] if ranges else []
         if worker is not None:
-            returncode, output = worker.call("infer", xml=str(ir.xml), inputs=str(inputs_path), outputs=str(outputs_path))
+            returncode, output = worker.call("infer", xml=str(ir.xml), inputs=str(inputs_path), outputs=str(outputs_path),
+                                             **({"ranges": str(ranges_path)} if ranges else {}))
         else:
             result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
-                                    str(outputs_path)])
+                                    str(outputs_path), *extra])
             returncode, output = result.returncode, result.stderr
         if returncode != 0:
             last = [line for line in output.splitlines() if line.strip()][-1:] or ["no message"]
             raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last[0]}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
-            return {name: outputs[name] for name in outputs.files}
+            actual = {name: outputs[name] for name in outputs.files}
+        if not ranges:
+            return actual, None
+        try:
+            return actual, json.loads(ranges_path.read_text())
+        except (OSError, ValueError) as error:
+            return actual, {"error": f"no layer ranges from the CPU run ({error})"}
 
 
 def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: Tolerances) -> OutputComparison:
@@ -244,13 +430,18 @@ def _looks_like_scores(shape: tuple) -> bool:
 
 def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolchain, *, input_type: str,
                   sample: Path | None = None, tolerances: Tolerances = Tolerances(),
-                  reference_preprocessing: dict | None = None, worker: LegacyWorker | None = None) -> NumericCheck:
-    """Compare the original model with the FP16 IR. reference_preprocessing defaults to the IR's own
-    (it differs only in tests that prove a wrong conversion is caught)."""
+                  reference_preprocessing: dict | None = None, worker: LegacyWorker | None = None,
+                  origins: tuple[OnnxModel, ...] | None = None) -> NumericCheck:
+    """Compare the original model with the FP16 IR, and check every IR layer's range against FP16's.
+    reference_preprocessing defaults to the IR's own (it differs only in tests that prove a wrong
+    conversion is caught). origins: the ONNX models whose node names IR layers are traced to (the
+    one the IR was made from first); default the reference."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
     blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False))
     references = run_reference(module, onnx_model, reference_inputs(blob_inputs, preprocessing))
-    actual = run_ir(ir, blob_inputs, toolchain, worker)
+    actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker)
+    fp16 = Fp16Range(error=ranges["error"]) if "error" in ranges else \
+        Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)))
     comparisons = []
     for tensor in ir.outputs:
         # Outputs are paired by name only: the IR keeps the ONNX output names (a test holds us to it).
@@ -258,4 +449,4 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
             raise _fail(f"the converted model's output {tensor.name!r} is not among the original's outputs "
                         f"({', '.join(references)}): its name was lost in conversion")
         comparisons.append(compare(tensor.name, references[tensor.name], actual[tensor.name], tolerances))
-    return NumericCheck(source, tolerances, tuple(comparisons))
+    return NumericCheck(source, tolerances, tuple(comparisons), fp16)

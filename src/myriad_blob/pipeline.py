@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.metadata
+import os
 import platform
 import tempfile
 import threading
@@ -24,8 +25,8 @@ from .ir import FRONTEND_TITLES, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
-from .options import ConversionOptions
-from .report import ConversionReport, write_atomically
+from .options import ConversionOptions, per_channel_mismatch
+from .report import ConversionReport, is_stream, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
 
@@ -97,13 +98,21 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
     key = None
+    report = ConversionReport(options.to_dict())
+    unwritable = unwritable_outputs(options)
+    if unwritable:  # found before converting, not after
+        report.fail(ConversionError(Stage.OUTPUT, unwritable))
+        return report
     if cache is not None:
         with contextlib.suppress(ConversionError):  # no toolchain: the conversion below says so
             key = cache.key(options, toolchain_module.locate(toolchain_dir).versions)
-        hit = cache.restore(key, options) if key else None
+        try:
+            hit = cache.restore(key, options) if key else None
+        except ConversionError as error:
+            report.fail(error)
+            return report
         if hit is not None:
             return hit
-    report = ConversionReport(options.to_dict())
     started = time.perf_counter()
     try:
         if session is not None:
@@ -121,10 +130,52 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
         raise
     finally:
         report.total_duration_s = round(time.perf_counter() - started, 3)
-    if key and report.status == "succeeded":
-        cache.store(key, options, report)
-    report.write(options.report_json, options.report_markdown)
+    try:
+        report.write(options.report_json, options.report_markdown)
+    except ConversionError as error:
+        if report.status == "succeeded":  # without its report, the conversion is not delivered
+            for path in written_outputs(options, report):
+                if not is_stream(path):  # a device or FIFO we wrote through is never removed
+                    path.unlink(missing_ok=True)
+            report.fail(error)
+        return report
+    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(options, report)):
+        cache.store(key, options, report)  # (the cache copies the files written; a stream cannot be read back)
     return report
+
+
+def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
+    """--mean/--scale against the model's input shapes (the asked ones, else the ONNX model's own),
+    before any toolchain runs: an options error, as the values alone are wrong."""
+    asked = {spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
+             for spec in options.input_shapes}
+    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
+        for name, values in table.items():
+            tensor = next((t for t in onnx_model.inputs if t.name == name), None) if name else \
+                (onnx_model.inputs[0] if len(onnx_model.inputs) == 1 else None)
+            if tensor is None:
+                continue  # a wrong input name is reported by the IR stage, with the model's input names
+            problem = per_channel_mismatch(flag, tensor.name, values, asked.get(tensor.name, tensor.shape))
+            if problem:
+                raise ConversionError(Stage.OPTIONS, problem)
+
+
+def written_outputs(options: ConversionOptions, report: ConversionReport) -> list[Path]:
+    """The files a successful conversion wrote besides its report."""
+    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.superblob) if section]
+
+
+def unwritable_outputs(options: ConversionOptions) -> str | None:
+    """Why the blob or the report could not be written, known before any work is done."""
+    for flag, path in (("--output", options.output), ("--report", options.report_json)):
+        directory = Path(os.path.abspath(path)).parent
+        while not directory.exists():
+            directory = directory.parent
+        if not directory.is_dir():
+            return f"{flag} {path}: {directory} is not a directory"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"{flag} {path}: {directory} is not writable"
+    return None
 
 
 def report_options_error(options: ConversionOptions, error: ConversionError) -> ConversionReport:
@@ -170,6 +221,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             if onnx_model.requested_opset != onnx_model.opset:
                 report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
                                        f"to opset {onnx_model.requested_opset}")
+    check_preprocessing_fits(options, onnx_model)
     report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
                    "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
                    "inputs": [t.to_dict() for t in onnx_model.inputs],
@@ -243,9 +295,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             report.warnings.append(message)
         report.warnings.extend(fp16_warnings)
         if options.strict and check.fp16 is not None and check.fp16.overflows:
-            first = check.fp16.overflows[0]
-            raise ConversionError(Stage.VERIFY, f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g}, "
-                                                f"beyond FP16's {check.fp16_max:g} (--strict); see the report's FP16 range")
+            raise ConversionError(Stage.VERIFY, check.fp16.overflow_summary() + " (--strict)")
     try:
         write_atomically(options.output, data)
     except OSError as error:

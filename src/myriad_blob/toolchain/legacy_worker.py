@@ -3,7 +3,8 @@
 Reads one JSON job per line on stdin and answers one JSON line on stdout, so a batch pays the
 interpreter start-up and the imports of Model Optimizer and the inference engine once:
   {"op": "mo", "args": [...]}                          -> Model Optimizer, as the `mo` command
-  {"op": "infer", "xml": ..., "inputs": ..., "outputs": ...}  -> run_ir_on_cpu.run
+  {"op": "infer", "xml": ..., "inputs": ..., "outputs": ..., "ranges": ... (optional)}
+                                                       -> run_ir_on_cpu.run (ranges: the FP16 range check)
 Answer: {"returncode": int, "output": everything the job printed}.
 """
 
@@ -37,7 +38,7 @@ def main():
                     sys.argv = ["mo", *job["args"]]
                     returncode = model_optimizer(get_all_cli_parser(), None)
                 else:
-                    run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"])
+                    run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"))
                     returncode = 0
             except BaseException:  # the job's failure is the answer; the worker lives on
                 traceback.print_exc()

@@ -1,29 +1,145 @@
 """Run an OpenVINO 2021.4 IR on the CPU plugin (in the legacy toolchain's Python 3.8/3.9).
 
-Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz
+Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz [RANGES.json]
 Inputs are fed as FP32 (the values a camera would send: for a U8 blob, integers 0..255);
 every output is written as float32. The numeric check compares these with the original model.
+
+With RANGES.json, every layer's output range is recorded too (the FP16 range check): the IR is
+loaded again with each floating-point layer output added as an extra network output
+(CNNNetwork.add_outputs), the same input is run, and each layer's min, max, largest magnitude and
+counts of non-finite and FP16-subnormal values are written, in network order. The network
+outputs of the first run are left exactly as they were.
 """
 
+import json
 import sys
+import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 from openvino.inference_engine import IECore
 
+FP16_MIN_NORMAL = 2.0 ** -14  # 6.1e-5: below it FP16 has only subnormals (or flushes to zero)
+# Extra outputs are buffers of their own; layers are added in chunks of at most this many bytes
+# of FP32 output, one load per chunk, so a large network does not hold every activation at once.
+RANGE_CHUNK_BYTES = 256 * 2 ** 20
+_SKIPPED_TYPES = {"Parameter", "Const", "Constant", "Result"}
+_FLOAT_PRECISIONS = {"FP16", "FP32", "F16", "F32", "BF16"}
 
-def run(core, xml, inputs_path, outputs_path):
-    network = core.read_network(xml, xml[: -len(".xml")] + ".bin")
+
+def run(core, xml, inputs_path, outputs_path, ranges_path=None):
+    network = _read(core, xml)
+    executable = _load(core, network)
+    with np.load(inputs_path, allow_pickle=False) as inputs:
+        feed = {name: inputs[name] for name in inputs.files}
+    results = executable.infer(feed)
+    np.savez(outputs_path, **{name: np.asarray(value, dtype=np.float32) for name, value in results.items()})
+    if ranges_path:
+        try:
+            ranges = {"layers": layer_ranges(core, xml, feed)}
+        except Exception as error:  # the range check is extra: its failure must not fail the run
+            lines = str(error).strip().splitlines()
+            ranges = {"error": "%s: %s" % (type(error).__name__, lines[-1] if lines else "")}
+        with open(ranges_path, "w") as stream:
+            json.dump(ranges, stream)
+
+
+def _read(core, xml):
+    return core.read_network(xml, xml[: -len(".xml")] + ".bin")
+
+
+def _load(core, network):
     for info in network.input_info.values():
         info.precision = "FP32"
     for data in network.outputs.values():
         data.precision = "FP32"
     # On CPUs with native bfloat16 the 2021.4 CPU plugin otherwise computes in BF16 (8-bit
     # mantissa), noisier than the Myriad's FP16 and different from host to host.
-    executable = core.load_network(network, "CPU", {"ENFORCE_BF16": "NO"})
-    with np.load(inputs_path, allow_pickle=False) as inputs:
-        feed = {name: inputs[name] for name in inputs.files}
-    results = executable.infer(feed)
-    np.savez(outputs_path, **{name: np.asarray(value, dtype=np.float32) for name, value in results.items()})
+    return core.load_network(network, "CPU", {"ENFORCE_BF16": "NO"})
+
+
+def computed_layers(xml):
+    """The layers that compute on the input, in network order: [(name, type, [(port index, shape)])].
+    Constant subgraphs (weights, shapes) and non-floating-point outputs are left out."""
+    root = ElementTree.parse(xml).getroot()
+    layers = {}
+    for layer in root.iter("layer"):
+        outputs = layer.find("output")
+        ports = []
+        for index, port in enumerate(outputs.findall("port") if outputs is not None else []):
+            shape = [int(dim.text) for dim in port.findall("dim")]
+            ports.append((index, shape, port.get("precision", "FP32").upper()))
+        layers[layer.get("id")] = (layer.get("name"), layer.get("type"), ports)
+    consumers, indegree = {}, {key: 0 for key in layers}
+    for edge in root.iter("edge"):
+        source, target = edge.get("from-layer"), edge.get("to-layer")
+        consumers.setdefault(source, []).append(target)
+        indegree[target] += 1
+    order = [key for key in layers if indegree[key] == 0]
+    live = {key for key in layers if layers[key][1] == "Parameter"}
+    result, position = [], 0
+    while position < len(order):  # Kahn's topological sort; liveness flows along the edges
+        key = order[position]
+        position += 1
+        name, kind, ports = layers[key]
+        if key in live and kind not in _SKIPPED_TYPES:
+            kept = [(index, shape) for index, shape, precision in ports if precision in _FLOAT_PRECISIONS]
+            if kept:
+                result.append((name, kind, kept, len(ports)))
+        for target in consumers.get(key, []):
+            if key in live:
+                live.add(target)
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                order.append(target)
+    return result
+
+
+def _output_name(name, index, port_count):
+    # CNNNetwork.add_outputs names an added output after its layer, with ".port" when it has several.
+    return name if port_count == 1 else "%s.%d" % (name, index)
+
+
+def layer_ranges(core, xml, feed):
+    layers = computed_layers(xml)
+    chunks, chunk, size = [], [], 0
+    for name, kind, ports, port_count in layers:
+        for index, shape in ports:
+            nbytes = 4 * int(np.prod(shape)) if shape else 4
+            if chunk and size + nbytes > RANGE_CHUNK_BYTES:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append((name, kind, index, port_count, shape))
+            size += nbytes
+    if chunk:
+        chunks.append(chunk)
+    records = []
+    for chunk in chunks:
+        network = _read(core, xml)
+        existing = set(network.outputs)
+        extra = [(name, index) for name, _, index, count, _ in chunk
+                 if _output_name(name, index, count) not in existing]
+        if extra:
+            network.add_outputs(extra)
+        results = _load(core, network).infer(feed)
+        for name, kind, index, count, shape in chunk:
+            output = _output_name(name, index, count)
+            if output not in results:
+                continue
+            records.append(dict(layer=name, type=kind, port=index, output=output, **_stats(results[output])))
+    return records
+
+
+def _stats(value):
+    values = np.asarray(value, dtype=np.float32).ravel()
+    finite = values[np.isfinite(values)]
+    magnitude = np.abs(finite)
+    return {"shape": list(np.shape(value)), "size": int(values.size),
+            "nonfinite": int(values.size - finite.size),
+            "min": float(finite.min()) if finite.size else 0.0,
+            "max": float(finite.max()) if finite.size else 0.0,
+            "max_abs": float(magnitude.max()) if finite.size else 0.0,
+            "nonzero": int(np.count_nonzero(magnitude)),
+            "subnormal": int(np.count_nonzero((magnitude > 0) & (magnitude < FP16_MIN_NORMAL)))}
 
 
 def main():
