@@ -98,7 +98,7 @@ def read_inputs(workspace: Path) -> ActionInputs:
             means=_lines("mean"), scales=_lines("scale"),
             reverse_input_channels=_boolean("reverse-input-channels", False),
             input_type=_text("input-type", "U8"), output_type=_text("output-type", "FP16"),
-            model_key=_text("model-key", "model"), model_dtype=_text("model-dtype", "float32"),
+            model_key=_text("model-key") or None, model_dtype=_text("model-dtype", "float32"),
             model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
             nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),
             strict=_boolean("strict", False), max_relative_error=_number("max-relative-error", 0.02),

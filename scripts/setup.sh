@@ -4,7 +4,7 @@
 #   2. the converter's environment: a venv of the current Python with pinned packages
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
-#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain), MYRIAD_BLOB_EXTRAS (default action,test,docs),
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs),
 #   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,8 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. The converter's environment.
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
-    || fail "$python is not Python 3.10 or newer; set MYRIAD_BLOB_PYTHON to one"
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+    || fail "$python is not Python 3.11 or newer (the manifest reader needs tomllib); set MYRIAD_BLOB_PYTHON to one"
 stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "myriad-blob setup: installing the converter into $venv"

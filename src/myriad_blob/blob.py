@@ -123,4 +123,18 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             if wanted_type != "ONNX" and got.data_type != wanted_type:
                 problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted_type}")
     if problems:
-        raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems))
+        raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
+                              + _batch_hint(info, inputs))
+
+
+def _batch_hint(info: BlobInfo, inputs: tuple[TensorInfo, ...]) -> str:
+    """The Myriad compiler makes a batch-1 blob whatever batch the IR had: say so, and what to do."""
+    by_name = {t.name: t for t in info.inputs}
+    for tensor in inputs:
+        got = by_name.get(tensor.name)
+        if got is not None and len(got.shape) == len(tensor.shape) > 1 and got.shape[1:] == tuple(tensor.shape[1:]) \
+                and got.shape[0] != tensor.shape[0]:
+            return (f" (the Myriad compiler made a batch-{got.shape[0]} blob where batch {tensor.shape[0]} was asked: "
+                    f"a Myriad X blob runs one batch per inference as compiled; convert with --input-shape batch "
+                    f"{got.shape[0]} and send frames one at a time)")
+    return ""

@@ -1,22 +1,30 @@
 """A content-addressed cache of converted blobs and their reports.
 
-Key: the model file's sha256 (and, for --model-class, its module's source; for --sample, the
-sample's), every option that changes the blob or its report, and the pinned toolchain's and
-myriad-blob's versions. A hit copies the blob (and NN Archive, SuperBlob) and rewrites the report for the
-new paths, saying it came from the cache. Nothing here imports torch: a hit is quick.
+Key: the model file's sha256 and every file it brings along (ONNX external data), the user
+code a conversion imports (--model-class's module, or the modules a trusted pickle names: their
+whole package), the sample's sha256, every option that changes the blob or its report, the
+versions of the packages that make the ONNX and check it (torch, onnx, onnxslim, onnxruntime),
+and the pinned toolchain's and myriad-blob's versions. A hit copies the blob (and NN Archive,
+SuperBlob), after checking the stored blob's sha256, and rewrites the report for the new paths,
+saying it came from the cache. Nothing here imports torch: a hit is quick.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
+import pickletools
 import shutil
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from . import __version__
+from .load import user_code_importable
 from .options import ConversionOptions
 from .report import ConversionReport, write_atomically
 
@@ -39,15 +47,81 @@ def _file_sha256(path: Path) -> str | None:
         return None
 
 
-def _model_class_source(spec: str | None) -> str | None:
-    """The class's module source, so editing the class misses the cache (found without importing it)."""
-    if not spec or ":" not in spec:
+# Packages whose versions change the ONNX model or how it is checked.
+_CONVERTER_PACKAGES = ("torch", "onnx", "onnxslim", "onnxruntime", "numpy")
+
+
+def _converter_versions() -> dict:
+    versions = {}
+    for name in _CONVERTER_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _module_sources(module_names) -> dict | None:
+    """sha256 of the source of each named module's whole top-level package (what a class imports
+    from its own package changes the model too), found as the conversion will import it: from
+    the current directory first. None when a module cannot be found (the conversion says why)."""
+    digest = {}
+    with user_code_importable():
+        for name in sorted(set(module_names)):
+            try:
+                found = importlib.util.find_spec(name.partition(".")[0])
+            except (ImportError, ValueError):
+                return None
+            if found is None or not found.origin:
+                return None
+            if found.origin in ("built-in", "frozen"):
+                continue
+            root = Path(found.origin)
+            files = sorted(root.parent.rglob("*.py")) if root.name == "__init__.py" else [root]
+            hasher = hashlib.sha256()
+            for file in files:
+                hasher.update(str(file.relative_to(root.parent)).encode() + b"\0" + file.read_bytes())
+            digest[name] = hasher.hexdigest()
+    return digest
+
+
+def pickled_modules(path: Path) -> list[str]:
+    """The modules a pickle (torch.save's zip or legacy format) names in its globals, read with
+    pickletools: nothing is unpickled. torch's own and the standard library's are left out."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = next((archive.read(n) for n in archive.namelist() if n.endswith("/data.pkl")), b"")
+    except zipfile.BadZipFile:
+        data = path.read_bytes()
+    modules, strings = set(), []
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                modules.add(argument.split(" ", 1)[0])
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                modules.add(strings[-2])
+            if isinstance(argument, str):
+                strings.append(argument)
+    except Exception:  # not a pickle we can walk: the key then holds the file's hash alone
+        pass
+    standard = {"torch", "collections", "builtins", "argparse", "numpy", "_codecs", "copyreg"}
+    return sorted(m for m in modules if m.partition(".")[0] not in standard)
+
+
+def _onnx_external_data(path: Path) -> dict | None:
+    """sha256 of each external-data file an ONNX model points at (not inside the model file)."""
+    if path.suffix.lower() != ".onnx":
         return None
     try:
-        found = importlib.util.find_spec(spec.partition(":")[0])
-    except (ImportError, ValueError):
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:
         return None
-    return _file_sha256(Path(found.origin)) if found and found.origin else None
+    locations = {entry.value for tensor in model.graph.initializer if uses_external_data(tensor)
+                 for entry in tensor.external_data if entry.key == "location"}
+    return {location: _file_sha256(path.parent / location) for location in sorted(locations)}
 
 
 class BlobCache:
@@ -60,9 +134,15 @@ class BlobCache:
         if model is None:
             return None
         settings = {k: v for k, v in options.to_dict().items() if k not in _PATH_FIELDS}
-        material = {"model": model, "model_class_source": _model_class_source(options.model_class),
+        user_modules = [options.model_class.partition(":")[0]] if options.model_class else []
+        if options.trust_pickle:
+            user_modules += pickled_modules(options.input)
+        sources = _module_sources(user_modules) if user_modules else {}
+        if sources is None:
+            return None  # user code that cannot be found: convert (and fail there with the reason)
+        material = {"model": model, "external_data": _onnx_external_data(options.input), "user_code": sources,
                     "sample": _file_sha256(options.sample) if options.sample else None, "options": settings,
-                    "toolchain": toolchain_versions, "myriad-blob": __version__}
+                    "converter": _converter_versions(), "toolchain": toolchain_versions, "myriad-blob": __version__}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def _entry(self, key: str) -> Path:
@@ -77,8 +157,12 @@ class BlobCache:
         report = ConversionReport.from_dict(data)
         if any(getattr(report, field) and not (entry / name).exists() for field, _, name in _ARTIFACTS):
             return None  # an incomplete entry is a miss; the conversion will store a whole one
+        blob = (entry / "model.blob").read_bytes()
+        if hashlib.sha256(blob).hexdigest() != report.blob["sha256"]:
+            shutil.rmtree(entry, ignore_errors=True)  # damaged on disk: never hand it out
+            return None
         original = report.blob["path"]
-        write_atomically(options.output, (entry / "model.blob").read_bytes())
+        write_atomically(options.output, blob)
         report.options = options.to_dict()
         report.source["path"] = str(options.input)
         report.blob["path"] = str(options.output)
@@ -94,9 +178,9 @@ class BlobCache:
 
     def store(self, key: str, options: ConversionOptions, report: ConversionReport) -> None:
         entry = self._entry(key)
-        partial = entry.with_name(entry.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        # A directory of this writer's own: two conversions of the same key never share one.
+        partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=entry.name + ".partial-"))
         shutil.copyfile(options.output, partial / "model.blob")
         for field, path_property, name in _ARTIFACTS:
             if getattr(report, field):
@@ -104,4 +188,7 @@ class BlobCache:
         report.cache = {"hit": False, "key": key}
         (partial / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
         shutil.rmtree(entry, ignore_errors=True)
-        os.replace(partial, entry)  # readers see a whole entry or none
+        try:
+            os.replace(partial, entry)  # readers see a whole entry or none
+        except OSError:  # another writer's identical entry landed first
+            shutil.rmtree(partial, ignore_errors=True)

@@ -84,9 +84,9 @@ def main() -> None:
                    "default: seeded random data.")
 @click.option("--strict", is_flag=True, help="Fail (exit 14) when the numeric check misses its tolerances, "
                                              "instead of warning.")
-@click.option("--max-relative-error", type=click.FloatRange(min=0), default=0.02, show_default=True,
+@click.option("--max-relative-error", type=float, default=0.02, show_default=True,
               help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.")
-@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=0.999, show_default=True,
+@click.option("--min-cosine", type=float, default=0.999, show_default=True,
               help="Numeric check: smallest allowed cosine similarity of IR and original outputs.")
 @click.option("--nn-archive", is_flag=True,
               help="Also write a depthai NN Archive (<blob name>.tar.xz: config.json and the blob) beside the blob.")
@@ -140,7 +140,8 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
     if (report.cache or {}).get("hit"):
         click.echo("        (from the cache: the same model, options and toolchain were converted before)")
     click.echo(f"report: {options.report_json}")
-    click.echo(f"        {options.report_markdown}")
+    if options.report_markdown:
+        click.echo(f"        {options.report_markdown}")
 
 
 def _exit_with(options: ConversionOptions, report) -> None:

@@ -73,7 +73,12 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
     feeds = seeded_feeds(reference)
     # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
     # then named by ONNX Runtime, in one line), else when a first step needs checking.
-    expected = run_onnxruntime(reference_path, feeds) if edits else None
+    expected = None
+    if edits:
+        try:
+            expected = run_onnxruntime(reference_path, feeds)
+        except ConversionError as error:
+            raise _fail(error.message + _batch_hint(onnx_model, shapes)) from error
     current = model
     for name, frontends, needed, rewrite in PREPARATION:
         reason = needed(current) if frontend in frontends else ""
@@ -146,6 +151,18 @@ def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> 
         except Exception:  # the outputs' shapes stay unknown here; the front end infers them
             pass
     return done
+
+
+def _batch_hint(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> str:
+    """Why a new batch size fails: the exporter fixed the batch into the graph (Reshape targets)."""
+    names = [t.name for t in onnx_model.inputs]
+    for spec in shapes:
+        tensor = onnx_model.inputs[names.index(spec.name)] if spec.name in names else onnx_model.inputs[0]
+        fixed = tensor.shape[0] if tensor.shape and isinstance(tensor.shape[0], int) else None
+        if fixed is not None and spec.shape[0] != fixed:
+            return (f"; the model was exported with batch {fixed}, fixed inside the graph: convert it at batch {fixed} "
+                    f"(the camera runs one frame per inference), or re-export it with a dynamic batch axis")
+    return ""
 
 
 def _dims(dims) -> list:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 from pathlib import Path
 
-# The compile tool's precision names; "ONNX" keeps the model's own.
-PRECISIONS = ("U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "BF16", "FP16", "FP32", "BOOL", "ONNX")
+# Blob precisions the Myriad X takes (compile-tool names, as toolchain/compile_blob.cpp maps them);
+# "ONNX" keeps the model's own. Others (U32, U64, BOOL, BF16, an I32 or U8 output) fail only in the compiler.
+INPUT_PRECISIONS = ("U8", "FP16", "FP32", "ONNX")
+OUTPUT_PRECISIONS = ("FP16", "FP32", "ONNX")
+PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}
+# Ranges checked wherever options come from (flags, manifest, action inputs): (low, high), inclusive.
+RANGES = {"nshaves": (1, 16), "nslices": (1, 16), "nstreams": (1, 3), "opset": (7, 18),
+          "max_relative_error": (0.0, float("inf")), "min_cosine": (-1.0, 1.0)}
 DEFAULT_INPUT_NAME = "input"
 # IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
 # first, falling back to the second when it fails on a model.
@@ -68,8 +75,11 @@ class ConversionOptions:
         return self.output.with_name(self.output.stem + ".superblob")
 
     @property
-    def report_markdown(self) -> Path:
-        return self.report_json.with_suffix(".md")
+    def report_markdown(self) -> Path | None:
+        """Beside the JSON report; None when the JSON goes to a stream, a device or a FIFO."""
+        from .report import is_stream
+
+        return None if is_stream(self.report_json) else self.report_json.with_suffix(".md")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -111,15 +121,32 @@ def parse_input_shape(text: str) -> InputSpec:
     return InputSpec(name, tuple(dims))
 
 
+FP16_MAX = 65504.0  # the blob computes in FP16: a mean or scale beyond this cannot be represented
+
+
 def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ...]]:
     """Parse '[123.675, 116.28, 103.53]' or 'input=[...]' for --mean and --scale."""
     name, rest = _split_named(text)
     values = _literal_list(rest, flag)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{flag} values must be numbers, got {rest!r}")
-    if flag == "--scale" and any(v == 0 for v in values):
-        raise ValueError("--scale values divide the input and must not be 0")
+    if not all(math.isfinite(v) and abs(v) <= FP16_MAX for v in values):
+        raise ValueError(f"{flag} values must lie within FP16's range (±{FP16_MAX:g}), as the blob computes in FP16; "
+                         f"got {rest!r}")
+    if flag == "--scale" and any(abs(v) < 1 / FP16_MAX for v in values):
+        raise ValueError(f"--scale values divide the input and must not be 0 (or below 1/{FP16_MAX:g}); got {rest!r}")
     return name, tuple(float(v) for v in values)
+
+
+def per_channel_mismatch(flag: str, name: str, values: tuple, shape: tuple) -> str | None:
+    """Why --mean/--scale values do not fit an input of this shape (None when they do): one value
+    per channel of an NCHW input, or one value for all."""
+    if len(shape) != 4 or len(values) == 1 or not isinstance(shape[1], int):
+        return None
+    if len(values) != shape[1]:
+        return (f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
+                f"(shape {list(shape)}): give one value per channel")
+    return None
 
 
 def default_output(input: Path) -> Path:
@@ -148,27 +175,36 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
             raise ValueError(f"--frontend must be one of {', '.join(FRONTENDS)}, got {rest['frontend']!r}")
     if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
         raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
-    if rest.get("opset") is not None and not 7 <= rest["opset"] <= 18:
-        raise ValueError(f"--opset must be between 7 and 18, got {rest['opset']}")
-    for flag in ("input_type", "output_type"):
+    for flag, accepted in PRECISIONS.items():
         if flag in rest:
-            if rest[flag].upper() not in PRECISIONS:
-                raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(PRECISIONS)}, got {rest[flag]!r}")
+            if str(rest[flag]).upper() not in accepted:
+                raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(accepted)} (what the Myriad X "
+                                 f"takes), got {rest[flag]!r}")
             rest[flag] = rest[flag].upper()
-    for flag, value, low, high in (("--nshaves", nshaves, 1, 16), ("--nslices", nslices, 1, 16),
-                                   ("--nstreams", rest.get("nstreams", 1), 1, 3)):
+    values = {"nshaves": nshaves, "nslices": nslices, **rest}
+    for name, (low, high) in RANGES.items():
+        value = values.get(name)
         if value is not None and not low <= value <= high:
-            raise ValueError(f"{flag} must be between {low} and {high}, got {value}")
+            bounds = f"at least {low:g}" if high == float("inf") else f"between {low:g} and {high:g}"
+            raise ValueError(f"--{name.replace('_', '-')} must be {bounds}, got {value}")
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")
     specs = tuple(parse_input_shape(text) for text in input_shapes)
     if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
+    mean, scale = _per_channel(means, "--mean"), _per_channel(scales, "--scale")
+    shapes = {spec.name: spec.shape for spec in specs}
+    for flag, table in (("--mean", mean), ("--scale", scale)):
+        for name, values in table.items():
+            # Unnamed values go with the only input; named ones with the shape of that name.
+            shape = shapes.get(name) or (specs[0].shape if len(specs) == 1 and name is None else None)
+            problem = shape and per_channel_mismatch(flag, name or (specs[0].name or "input"), values, shape)
+            if problem:
+                raise ValueError(problem)
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
-        mean=_per_channel(means, "--mean"), scale=_per_channel(scales, "--scale"),
-        output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
+        mean=mean, scale=scale, output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
 
 
 def _per_channel(values, flag: str) -> dict:

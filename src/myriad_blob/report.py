@@ -9,6 +9,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import stat
+import sys
 import tempfile
 import threading
 import time
@@ -130,21 +132,48 @@ class ConversionReport:
     def to_markdown(self) -> str:
         return render_markdown(self.to_dict())
 
-    def write(self, json_path: Path, markdown_path: Path) -> None:
+    def write(self, json_path: Path, markdown_path: Path | None) -> None:
+        """The JSON report, and the Markdown one unless markdown_path is None (a JSON report that
+        goes to a stream, a device or a FIFO has no "beside" for its Markdown twin)."""
         try:
             write_atomically(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
-            write_atomically(markdown_path, self.to_markdown())
+            if markdown_path is not None:
+                write_atomically(markdown_path, self.to_markdown())
         except OSError as error:
             raise ConversionError(Stage.OUTPUT, f"cannot write the report to {json_path}: {error.strerror}") from error
 
 
+def is_stream(path: Path) -> bool:
+    """'-' (standard output) or an existing path that is not a regular file: a character device
+    such as /dev/stdout or /dev/null, a FIFO, a socket."""
+    if str(path) == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # missing (a new file), or a dangling link
+        return False
+
+
 def write_atomically(path: Path, content: str | bytes) -> None:
-    """Write beside the target, then rename: readers never see half a file."""
+    """Write beside the target, then rename: readers never see half a file. A target that is not
+    a regular file (a device, a FIFO, '-' for standard output) is written through instead, and
+    is never replaced."""
+    data = content.encode() if isinstance(content, str) else content
+    if str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if is_stream(path):
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        with open(path, "wb") as stream:  # no O_TRUNC surprises: devices and FIFOs take a write as is
+            stream.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(content.encode() if isinstance(content, str) else content)
+            stream.write(data)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
@@ -219,6 +248,7 @@ def render_markdown(report: dict) -> str:
                      {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
                      ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else "")]
                     for o in numeric["outputs"]]), ""]
+        out += _fp16_section(numeric)
 
     out += ["**Stages**", "", markdown_table(["stage", "status", "seconds"], [
         [s["name"], {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
@@ -267,6 +297,51 @@ def render_markdown(report: dict) -> str:
             details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))
     out += _details("Details: source, blob, settings, tool versions", details)
     return "\n".join(out)
+
+
+def _fp16_section(numeric: dict) -> list[str]:
+    """The FP16 range check: flagged layers in the open, else the top layers by magnitude folded."""
+    fp16 = numeric.get("fp16")
+    if not fp16:
+        return []
+    if not fp16["checked"]:
+        return [f"**FP16 range**: not checked ({fp16['error']})", ""]
+    layers = fp16["layers"]
+    if not layers:
+        return []
+    flagged = [layer for layer in layers if layer["verdict"] != "ok"]
+    ranked = sorted(layers, key=lambda layer: (-(layer["nonfinite"] > 0), -layer["max_abs"]))
+    shown = flagged[:10] + [layer for layer in ranked[:5] if layer not in flagged[:10]]
+    icons = {"overflow": "❌ overflow", "near overflow": "⚠️ near overflow", "underflow": "⚠️ underflow", "ok": "✅"}
+
+    def origin(layer):
+        if not layer["onnx_node"]:
+            return "—"
+        return f"`{layer['onnx_node']}` ({layer['onnx_op']})" + (f", module `{layer['module']}`" if layer["module"] else "")
+
+    table = markdown_table(["IR layer", "from ONNX node", "largest magnitude", "range", "headroom", "FP16"], [
+        [f"`{layer['layer']}` ({layer['type']})", origin(layer), f"{layer['max_abs']:.3g}",
+         f"{layer['min']:.3g} .. {layer['max']:.3g}" + (f", {layer['nonfinite']} non-finite" if layer["nonfinite"] else ""),
+         _headroom(layer["headroom"]), icons[layer["verdict"]]]
+        for layer in shown])
+    top = ranked[0]
+    limits = (f"Each IR layer's output on the check's {numeric['input']} input, computed in FP32 on the CPU; "
+              f"FP16's largest value is {fp16['fp16_max']:g}. Overflow: beyond it; near overflow: within "
+              f"{fp16['near_overflow_headroom']:g}× of it; underflow: at least {fp16['underflow_fraction']:.0%} of a "
+              f"layer's values below {fp16['fp16_min_normal']:.2g} while its largest is below {fp16['underflow_peak']:g}.")
+    if flagged:
+        counts = ", ".join(f"{len(fp16[key])} {key.replace('_', ' ')}" for key in ("overflow", "near_overflow", "underflow")
+                           if fp16[key])
+        return [f"**FP16 range** ({len(layers)} layers checked: {counts})", "", table, "", limits, ""]
+    return _details(f"FP16 range: all {len(layers)} layers fit; largest magnitude {top['max_abs']:.3g} "
+                    f"(`{top['layer']}`, headroom {_headroom(top['headroom'])})",
+                    [table, "", limits])
+
+
+def _headroom(headroom: float | None) -> str:
+    if headroom is None:
+        return "∞"
+    return f"{headroom:.3g}×" if headroom >= 1 else ("over" if headroom == 0 else f"over by {1 / headroom:.3g}×")
 
 
 def _preprocessing_line(report: dict) -> str:

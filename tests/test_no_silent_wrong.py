@@ -1,0 +1,151 @@
+"""No silent wrong results: each case once gave a wrong blob or a wrong answer with no error."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SHAPE_ARG, run_cli
+from test_convert import assert_depthai_agrees
+from torch import nn
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("myriad-blob")
+
+
+class LeftRight(nn.Module):
+    """forward(left, right): the output takes left's size; right only shifts it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, left, right):
+        return self.conv(left) + right.mean()
+
+
+def _report(blob):
+    return json.loads(blob.with_name(blob.name + ".report.json").read_text())
+
+
+def test_named_pytorch_inputs_bind_by_name_not_by_flag_order(tmp_path):
+    torch.manual_seed(0)
+    model = tmp_path / "lr.pt"
+    torch.jit.save(torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model))
+    blob = tmp_path / "lr.blob"
+    result = run_cli("convert", "--input", model, "--output", blob,
+                     "--input-shape", "right=[1, 3, 8, 8]", "--input-shape", "left=[1, 3, 16, 16]",
+                     "--mean", "left=[100, 100, 100]", "--scale", "right=[50, 50, 50]", "--strict")
+    assert result.returncode == 0, result.stderr
+    info = assert_depthai_agrees(blob)
+    assert {t.name: t.shape for t in info.inputs} == {"left": (1, 3, 16, 16), "right": (1, 3, 8, 8)}
+    assert [t.shape for t in info.outputs] == [(1, 4, 16, 16)]
+    report = _report(blob)
+    assert report["preprocessing"]["mean"] == {"left": [100.0, 100.0, 100.0]}
+    assert report["preprocessing"]["scale"] == {"right": [50.0, 50.0, 50.0]}
+    assert report["numeric"]["passed"]
+
+
+def test_a_name_forward_does_not_take_is_refused(tmp_path):
+    model = tmp_path / "lr.pt"
+    torch.jit.save(torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model))
+    result = run_cli("convert", "--input", model, "--output", tmp_path / "x.blob",
+                     "--input-shape", "rgb=[1, 3, 8, 8]", "--input-shape", "left=[1, 3, 16, 16]")
+    assert result.returncode == 11 and "forward takes (left, right)" in result.stderr
+
+
+NET_SOURCE = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return {body}
+"""
+
+
+def test_editing_the_model_class_misses_the_cache(tmp_path, isolated_cache):
+    """As the console script runs (and the action's python -P): the class's module must still be
+    found from the current directory, and its source be part of the cache key."""
+    (tmp_path / "mynet.py").write_text(textwrap.dedent(NET_SOURCE.format(body="torch.relu(self.conv(x))")))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mynet
+
+        torch.manual_seed(0)
+        torch.save(mynet.Net().state_dict(), tmp_path / "weights.pth")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mynet", None)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def convert():
+        result = subprocess.run([str(CONSOLE_SCRIPT), "convert", "--input", "weights.pth", "--model-class", "mynet:Net",
+                                 "--input-shape", SHAPE_ARG, "--output", "net.blob"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return _report(tmp_path / "net.blob"), (tmp_path / "net.blob").read_bytes()
+
+    first, first_blob = convert()
+    again, _ = convert()
+    assert again["cache"]["hit"]  # unchanged: served from the cache
+    (tmp_path / "mynet.py").write_text(textwrap.dedent(NET_SOURCE.format(body="torch.sigmoid(self.conv(x))")))
+    edited, edited_blob = convert()
+    assert not (edited["cache"] or {}).get("hit")
+    assert edited_blob != first_blob
+
+
+def test_a_damaged_cache_entry_is_not_handed_out(model_files, tmp_path, isolated_cache):
+    args = ["convert", "--input", model_files["onnx"], "--output", tmp_path / "a.blob"]
+    assert run_cli(*args).returncode == 0
+    cached = next(isolated_cache.rglob("model.blob"))
+    cached.write_bytes(cached.read_bytes()[:-100])  # truncated on disk
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert not (_report(tmp_path / "a.blob")["cache"] or {}).get("hit")
+    assert_depthai_agrees(tmp_path / "a.blob")
+
+
+def test_an_unwritable_report_fails_before_converting(model_files, tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    blob = tmp_path / "out.blob"
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", blob, "--report", tmp_path / "file" / "r.json")
+    assert result.returncode == 15, result.stderr
+    assert result.stderr.startswith("myriad-blob: output failed: --report") and "is not a directory" in result.stderr
+    assert not blob.exists()
+
+
+@pytest.mark.parametrize("field, value", [("opset", "99"), ("max-relative-error", "-1"), ("min-cosine", "2")])
+def test_manifest_ranges_are_the_flags_ranges(field, value, tmp_path, model_files):
+    (tmp_path / "myriad-blob.toml").write_text(
+        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\n{field} = {value}\n')
+    result = run_cli("convert-all", "--manifest", tmp_path / "myriad-blob.toml", "--output-dir", tmp_path / "out")
+    assert result.returncode == 16
+    assert f"models[0].{field} is invalid: --{field} must be" in result.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--input-type", "U32"), ("--input-type", "BF16"), ("--output-type", "U8"),
+                                         ("--output-type", "I32"), ("--input-type", "BOOL")])
+def test_precisions_the_myriad_x_does_not_take_fail_at_options(flag, value, model_files, tmp_path):
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", flag, value)
+    assert result.returncode == 2
+    assert f"{flag} must be one of" in result.stderr and "what the Myriad X takes" in result.stderr
+
+
+def test_an_onnx_conversion_never_imports_torch(model_files, tmp_path):
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
+             "from myriad_blob.cli import main\n"
+             "main()\n")
+    result = subprocess.run([sys.executable, "-c", probe, "convert", "--input", str(model_files["onnx"]),
+                             "--output", str(tmp_path / "x.blob"), "--no-cache"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "no torch"
