@@ -166,7 +166,7 @@ class Fp16Range:
         first = self.overflows[0]
         return (f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} on the numeric check's input, "
                 f"beyond FP16's largest value {FP16_MAX:g} ({len(self.overflows)} layer(s) overflow; the report's "
-                "FP16 range section lists them)")
+                "FP16 range section lists them): rescale that layer, or run that part on the host")
 
     def warnings(self) -> list[str]:
         """What the user should hear, one message per kind of trouble."""
