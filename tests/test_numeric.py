@@ -13,6 +13,7 @@ from myriad_blob.export_onnx import prepare_onnx
 from myriad_blob.ir import convert_to_ir
 from myriad_blob.load import load_model
 from myriad_blob.numeric import numeric_check
+from myriad_blob.onnx_prep import prepare
 from myriad_blob.options import ConversionOptions, InputSpec
 
 IMAGENET = ["--mean", "[123.675, 116.28, 103.53]", "--scale", "[58.4, 57.12, 57.38]"]
@@ -52,7 +53,8 @@ def test_a_channel_order_mistake_is_caught(tmp_path, model_files):
     toolchain = toolchain_module.locate()
     loaded = load_model(options)
     onnx_model = prepare_onnx(loaded, options, tmp_path)
-    ir = convert_to_ir(onnx_model, options, toolchain, tmp_path)
+    ir = convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
+                       options, toolchain, tmp_path)
     honest = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type="U8")
     wrong = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type="U8",
                           reference_preprocessing=dict(ir.preprocessing, reverse_input_channels=False))
