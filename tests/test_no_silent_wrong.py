@@ -149,3 +149,13 @@ def test_an_onnx_conversion_never_imports_torch(model_files, tmp_path):
                              "--output", str(tmp_path / "x.blob"), "--no-cache"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "no torch"
+
+
+def test_a_failed_nn_archive_leaves_no_blob(model_files, tmp_path):
+    (tmp_path / "model.tar.xz").mkdir()  # the archive's path is taken by a directory
+    blob = tmp_path / "model.blob"
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", blob, "--nn-archive")
+    assert result.returncode == 15, result.stderr
+    assert "cannot write the NN Archive" in result.stderr.splitlines()[0]
+    assert not blob.exists()
+    assert {s["name"]: s["status"] for s in _report(blob)["stages"]}["compile"] == "succeeded"

@@ -67,21 +67,13 @@ class Session:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @contextlib.contextmanager
     def worker(self):
-        if self.workers is None:
-            yield None
-        else:
-            with self.workers.borrow() as worker:
-                yield worker
+        """A warm legacy worker for the job (None outside a batch: tools then run cold)."""
+        return self.workers.borrow() if self.workers else contextlib.nullcontext()
 
-    @contextlib.contextmanager
     def frontend_worker(self):
-        if self.frontend_workers is None:
-            yield None
-        else:
-            with self.frontend_workers.borrow() as worker:
-                yield worker
+        """A warm OpenVINO 2022.3 front end for the job (None outside a batch)."""
+        return self.frontend_workers.borrow() if self.frontend_workers else contextlib.nullcontext()
 
     @classmethod
     def for_batch(cls, workdir: Path, toolchain, size: int) -> "Session":
@@ -297,29 +289,35 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         if options.strict and overflow:
             raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
         report.warnings.extend(check.fp16.warnings() if check.fp16 is not None else [])
-    try:
-        write_atomically(options.output, data)
-    except OSError as error:
-        raise ConversionError(Stage.OUTPUT, f"cannot write the blob to {options.output}: {error.strerror}") from error
-    report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                   "header": info.to_dict(),
-                   "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
-    if options.nn_archive:
-        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels)
-        try:
-            write_nn_archive(options.nn_archive_path, data, options.output.name, config)
-        except OSError as error:
-            raise ConversionError(Stage.OUTPUT, f"cannot write the NN Archive to {options.nn_archive_path}: "
-                                                f"{error.strerror}") from error
-        report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
-    if options.superblob:
+    superblob = blobs = None
+    if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
         with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
             blobs = compile_every_shave_count(ir, support, options, toolchain, workdir / "superblob")
             superblob = build_superblob(options.nshaves, blobs)
-            try:
-                write_atomically(options.superblob_path, superblob)
-            except OSError as error:
-                raise ConversionError(Stage.OUTPUT, f"cannot write the SuperBlob to {options.superblob_path}: "
-                                                    f"{error.strerror}") from error
+    config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels) \
+        if options.nn_archive else None
+    # All or nothing: the blob and the files beside it, or none of them.
+    outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
+    if config is not None:
+        outputs.append((options.nn_archive_path, "the NN Archive",
+                        lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+    if superblob is not None:
+        outputs.append((options.superblob_path, "the SuperBlob", lambda: write_atomically(options.superblob_path, superblob)))
+    written = []
+    for path, what, write in outputs:
+        try:
+            write()
+        except OSError as error:
+            for done in written:
+                if not is_stream(done):
+                    done.unlink(missing_ok=True)
+            raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
+        written.append(path)
+    report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                   "header": info.to_dict(),
+                   "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+    if config is not None:
+        report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+    if superblob is not None:
         report.superblob = {"path": str(options.superblob_path), "size": len(superblob), "base_shaves": options.nshaves,
                             "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}
