@@ -55,6 +55,9 @@ def test_an_overflow_in_a_middle_layer_warns_naming_it_and_fails_with_strict(tmp
     section = markdown[markdown.index("**FP16 range**"):]
     assert "❌ overflow" in section and "`/features/0/Conv` (Conv)" in section
     assert "> ⚠️ FP16 overflow: layer `/features/0/Conv" in markdown
+    # The host's FP16 emulation shows the consequence: inf from the middle layer reaches the output.
+    (emulated,) = fp16["emulation"]["outputs"]
+    assert fp16["emulation"]["passed"] is False and emulated["nonfinite"] > 0
 
     strict, report, _ = _convert(tmp_path, path, "b", "--frontend", frontend, "--strict")
     assert strict.returncode == 14, strict.stderr
@@ -73,6 +76,7 @@ def test_the_tame_twin_converts_without_the_warning(tmp_path):
     assert {layer["verdict"] for layer in fp16["layers"]} == {"ok"}
     top = max(fp16["layers"], key=lambda layer: layer["max_abs"])
     assert 1000 < top["max_abs"] < FP16_MAX / 4 and top["headroom"] > 4
+    assert fp16["emulation"]["passed"] is True and fp16["emulation"]["outputs"][0]["cosine"] > 0.9999
     # All is well: the section is folded, its summary names the largest layer.
     assert "<details><summary>FP16 range: all" in markdown and "**FP16 range**" not in markdown
 

@@ -150,6 +150,7 @@ class Fp16Range:
 
     layers: tuple[LayerRange, ...] = ()
     error: str | None = None  # the range check could not run (the output comparison still did)
+    emulation: dict | None = None  # emulate_fp16_activations: the outputs with FP16 activations, on the host
 
     def flagged(self, verdict: str) -> list[LayerRange]:
         return [layer for layer in self.layers if layer.verdict == verdict]
@@ -209,7 +210,53 @@ class Fp16Range:
                 "overflow": [layer.layer for layer in self.overflows],
                 "near_overflow": [layer.layer for layer in self.flagged("near overflow")],
                 "underflow": [layer.layer for layer in self.flagged("underflow")],
-                "layers": [layer.to_dict() for layer in self.layers]}
+                "emulation": self.emulation, "layers": [layer.to_dict() for layer in self.layers]}
+
+
+def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: dict, tolerances: Tolerances) -> dict:
+    """The original ONNX model on ONNX Runtime with FP16 weights and every floating-point activation
+    rounded to FP16 (a Cast to float16 and back after each node), compared with the reference. Each
+    op still computes in FP32 inside, as the Myriad's own kernels may accumulate differently; what
+    this shows is FP16 storage between layers: rounding, and overflow to inf that then spreads to
+    the outputs. Informational: {"outputs": [...], "passed": bool} or {"error": why it could not run}."""
+    try:
+        import onnx
+        import onnxruntime
+        from onnx import numpy_helper
+
+        model = onnx.shape_inference.infer_shapes(onnx.load_model(str(onnx_model.path)))
+        graph = model.graph
+        floats = {v.name for v in list(graph.value_info) + list(graph.output)
+                  if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        for initializer in graph.initializer:
+            if initializer.data_type == onnx.TensorProto.FLOAT:
+                rounded = numpy_helper.to_array(initializer).astype(np.float16).astype(np.float32)
+                initializer.CopyFrom(numpy_helper.from_array(rounded, initializer.name))
+        nodes = []
+        for original in graph.node:
+            node, casts = onnx.NodeProto(), []
+            node.CopyFrom(original)
+            for index, name in enumerate(node.output):
+                if name in floats:
+                    node.output[index] = f"{name}.fp32"
+                    casts += [onnx.helper.make_node("Cast", [f"{name}.fp32"], [f"{name}.fp16"], to=onnx.TensorProto.FLOAT16),
+                              onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT)]
+            nodes += [node, *casts]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        session_options = onnxruntime.SessionOptions()
+        # No graph optimizations: they could fold the Cast pairs away.
+        session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = onnxruntime.InferenceSession(model.SerializeToString(), session_options,
+                                               providers=["CPUExecutionProvider"])
+        feeds = {arg.name: inputs[arg.name].astype(_ort_dtype(arg.type)) for arg in session.get_inputs()}
+        names = [arg.name for arg in session.get_outputs()]
+        with np.errstate(all="ignore"):
+            emulated = dict(zip(names, (np.asarray(o, dtype=np.float32) for o in session.run(None, feeds))))
+    except Exception as error:  # informational: never fails the conversion
+        return {"error": f"{type(error).__name__}: {str(error).strip()[:300]}"}
+    outputs = [compare(name, references[name], emulated[name], tolerances) for name in references if name in emulated]
+    return {"outputs": [o.to_dict() for o in outputs], "passed": bool(outputs) and all(o.passed for o in outputs)}
 
 
 def layer_ranges(records: list, origins: tuple[OnnxModel, ...] = ()) -> tuple[LayerRange, ...]:
@@ -438,10 +485,12 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
     one the IR was made from first); default the reference."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
     blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False))
-    references = run_reference(module, onnx_model, reference_inputs(blob_inputs, preprocessing))
+    model_inputs = reference_inputs(blob_inputs, preprocessing)
+    references = run_reference(module, onnx_model, model_inputs)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker)
-    fp16 = Fp16Range(error=ranges["error"]) if "error" in ranges else \
-        Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)))
+    emulation = emulate_fp16_activations(onnx_model, model_inputs, references, tolerances)
+    fp16 = Fp16Range(error=ranges["error"], emulation=emulation) if "error" in ranges else \
+        Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)), emulation=emulation)
     comparisons = []
     for tensor in ir.outputs:
         # Outputs are paired by name only: the IR keeps the ONNX output names (a test holds us to it).

@@ -329,13 +329,26 @@ def _fp16_section(numeric: dict) -> list[str]:
               f"FP16's largest value is {fp16['fp16_max']:g}. Overflow: beyond it; near overflow: within "
               f"{fp16['near_overflow_headroom']:g}× of it; underflow: at least {fp16['underflow_fraction']:.0%} of a "
               f"layer's values below {fp16['fp16_min_normal']:.2g} while its largest is below {fp16['underflow_peak']:g}.")
+    emulation = _emulation_line(fp16.get("emulation"))
     if flagged:
         counts = ", ".join(f"{len(fp16[key])} {key.replace('_', ' ')}" for key in ("overflow", "near_overflow", "underflow")
                            if fp16[key])
-        return [f"**FP16 range** ({len(layers)} layers checked: {counts})", "", table, "", limits, ""]
+        return [f"**FP16 range** ({len(layers)} layers checked: {counts})", "", table, "", limits, "", *emulation]
     return _details(f"FP16 range: all {len(layers)} layers fit; largest magnitude {top['max_abs']:.3g} "
                     f"(`{top['layer']}`, headroom {_headroom(top['headroom'])})",
-                    [table, "", limits])
+                    [table, "", limits, *([""] + emulation[:1] if emulation else [])])
+
+
+def _emulation_line(emulation: dict | None) -> list[str]:
+    """The host's FP16 emulation (numeric.emulate_fp16_activations), one line."""
+    if not emulation:
+        return []
+    if emulation.get("error"):
+        return [f"FP16 emulation on the host could not run: {emulation['error']}", ""]
+    parts = [f"`{o['name']}` cosine {o['cosine']:.6f}, max rel error {o['max_relative_error']:.2e}"
+             + (f", {o['nonfinite']} non-finite" if o["nonfinite"] else "") for o in emulation["outputs"]]
+    return [("✅" if emulation["passed"] else "⚠️") + " With every activation rounded to FP16 on the host "
+            "(ONNX Runtime, Cast to float16 and back after each node): " + "; ".join(parts) + ".", ""]
 
 
 def _headroom(headroom: float | None) -> str:
