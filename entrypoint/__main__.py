@@ -15,15 +15,14 @@ from pathlib import Path
 
 import github_action_utils as gha
 
-from myriad_blob.errors import ConversionError, Stage
+from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
 from myriad_blob.pipeline import convert, report_options_error
 
 from .event import Event
 from .inputs import InputError, OutsideWorkspace, inside_workspace, read_inputs
 from .publish import PublishError, client, comment_report, upload_release_assets
 
-EXIT_INPUT = 2
-EXIT_PUBLISH = 20
+EXIT_INPUT = Stage.OPTIONS.exit_code  # an input a user must fix, as a bad flag
 
 
 def give_back_to_workspace_owner(paths: list[Path], workspace: Path) -> None:
@@ -63,7 +62,7 @@ def main() -> int:
     except Exception as error:  # a bug of ours; the reports written so far stay
         traceback.print_exc()
         gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
-        return 1
+        return EXIT_INTERNAL
     written = [p for p in outcome.files if p.exists()]
     if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
         written += [inputs.cache_dir, *inputs.cache_dir.rglob("*")]
@@ -155,7 +154,7 @@ def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) ->
 
 
 def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
-    from myriad_blob.batch import EXIT_SOME_FAILED, convert_all
+    from myriad_blob.batch import convert_all
     from myriad_blob.cache import BlobCache, default_cache_dir
     from myriad_blob.manifest import ManifestError, load_manifest
 

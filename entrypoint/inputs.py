@@ -8,7 +8,7 @@ from pathlib import Path
 
 import github_action_utils as gha
 
-from myriad_blob.options import ConversionOptions, parse_options
+from myriad_blob.options import ACTION, OPTIONS, ConversionOptions, parse_options
 
 
 class InputError(ValueError):
@@ -70,7 +70,7 @@ def _integer(name: str, default: int | None) -> int | None:
         raise InputError(f"input {name} must be a whole number, got {text!r}") from None
 
 
-def _number(name: str, default: float) -> float:
+def _number(name: str, default: float | None) -> float | None:
     text = _text(name)
     try:
         return float(text) if text else default
@@ -83,6 +83,28 @@ def _lines(name: str) -> list[str]:
     return gha.get_multiline_input(name)
 
 
+def _conversion_inputs() -> dict:
+    """parse_options' keywords from the inputs of the table of options (the conversion's own, but
+    model and output); an empty input is left out, for parse_options' default."""
+    values = {}
+    for option in OPTIONS:
+        if not option.on(ACTION) or option.key in ("", "output"):
+            continue
+        if option.multiple:
+            value = _lines(option.name) if option.action_lines is not False else _text(option.name)
+        elif option.kind in ("flag", "switch"):
+            value = _boolean(option.name, option.default)
+        elif option.kind == "int":
+            value = _integer(option.name, None)
+        elif option.kind == "float":
+            value = _number(option.name, None)
+        else:
+            value = _text(option.name) or None
+        if value is not None:
+            values[option.key] = value
+    return values
+
+
 def read_inputs(workspace: Path) -> ActionInputs:
     model, manifest = _text("model"), _text("manifest")
     if bool(model) == bool(manifest):
@@ -91,20 +113,9 @@ def read_inputs(workspace: Path) -> ActionInputs:
     inside_workspace(model or manifest, workspace, "input model" if model else "input manifest")
     if _text("output"):
         inside_workspace(_text("output"), workspace, "input output")
-    opset = _integer("opset", None)
     try:
         options = None if manifest else parse_options(
-            input=Path(model), output=_text("output") or None, input_shapes=_lines("input-shape"),
-            means=_lines("mean"), scales=_lines("scale"),
-            reverse_input_channels=_boolean("reverse-input-channels", False),
-            input_type=_text("input-type", "U8"), output_type=_text("output-type", "FP16"),
-            model_key=_text("model-key") or None, model_dtype=_text("model-dtype", "float32"),
-            model_class=_text("model-class") or None, trust_pickle=_boolean("trust-pickle", False),
-            nshaves=_integer("nshaves", 6), nslices=_integer("nslices", None), nstreams=_integer("nstreams", 1),
-            strict=_boolean("strict", False), max_relative_error=_number("max-relative-error", 0.02),
-            min_cosine=_number("min-cosine", 0.999), frontend=_text("frontend", "auto"),
-            output_names=_text("output-names"), compile_timeout=_number("compile-timeout", 600.0), opset=opset,
-            nn_archive=_boolean("nn-archive", False))
+            input=Path(model), output=_text("output") or None, **_conversion_inputs())
     except InputError:
         raise
     except ValueError as error:

@@ -16,6 +16,7 @@ import yaml
 
 from github_api import USER, Failure, FakeGitHub, user
 from myriad_blob import toolchain
+from myriad_blob.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
@@ -599,6 +600,7 @@ def test_cache_dir_input_for_one_model(workspace, github, webhooks):
 def test_action_yml_declares_exactly_the_inputs_the_code_reads():
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
+    read |= {option.name for option in OPTIONS if option.on("action") and option.key}  # read from the table
     assert set(ACTION["inputs"]) == read
 
 

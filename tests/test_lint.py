@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from myriad_blob.options import ACTION, OPTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
@@ -45,6 +47,7 @@ def test_action_inputs_outputs_code_and_readme_agree():
     readme = (ROOT / "README.md").read_text()
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
+    read |= {option.name for option in OPTIONS if option.on(ACTION) and option.key}  # read from the table
     assert set(action["inputs"]) <= read, "inputs the entrypoint never reads"
     main = (ROOT / "entrypoint" / "__main__.py").read_text()
     calls = re.findall(r"(?:set_outputs|outputs = dict)\(([^)]*)\)", main, re.S)

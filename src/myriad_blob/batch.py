@@ -21,8 +21,6 @@ from .manifest import Variant
 from .pipeline import Session, convert
 from .report import ConversionReport, markdown_table, verdict, write_atomically
 
-EXIT_SOME_FAILED = 17
-
 
 @dataclasses.dataclass
 class BatchResult:

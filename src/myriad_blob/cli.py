@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from . import __version__, toolchain
-from .errors import ConversionError, Stage
-from .options import DEFAULT_COMPILE_TIMEOUT_S, FRONTENDS, ConversionOptions, default_output, parse_options
+from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
+from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
 
 
 def _version_message() -> str:
@@ -33,74 +33,35 @@ def main() -> None:
     """Convert PyTorch and ONNX models to Myriad X blobs for OAK cameras and the NCS2."""
 
 
+def _click_option(option: Option):
+    """The click option of one entry of OPTIONS."""
+    settings: dict = {"help": option.help}
+    if option.kind == "switch":
+        decls = [f"--{option.name}/--no-{option.name}"]
+        settings.update(default=option.default, show_default=True)
+    elif option.kind == "flag":
+        decls = [f"--{option.name}"]
+        settings.update(is_flag=True)
+    else:
+        decls = [f"--{option.name}"]
+        settings["type"] = {"path": click.Path(path_type=Path), "int": int, "float": float, "text": None,
+                            "choice": click.Choice(option.choices or (), case_sensitive=False)}[option.kind]
+        settings.update(default=option.default, show_default=option.default is not None)
+    for key in ("multiple", "metavar", "required"):
+        if getattr(option, key):
+            settings[key] = getattr(option, key)
+    return click.option(*decls, option.key or option.name.replace("-", "_"), **settings)
+
+
+def _cli_options(command):
+    for option in reversed([option for option in OPTIONS if option.on(CLI)]):
+        command = _click_option(option)(command)
+    return command
+
+
 @main.command()
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
-              help="Model file: ONNX, TorchScript, torch.export (.pt2), a state dict or checkpoint (with --model-class), "
-                   "or a full-model pickle (with --trust-pickle). Told apart by content.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="SHAPE",
-              help="Input shape, e.g. '[1, 3, 240, 320]'; for several inputs 'name=[...]', repeated. "
-                   "Required for PyTorch models and ONNX models with dynamic shapes.")
-@click.option("--output", type=click.Path(path_type=Path),
-              help="Where to write the blob. Default: the input's name with .blob, in the current directory.")
-@click.option("--reverse-input-channels/--no-reverse-input-channels", default=False, show_default=True,
-              help="Swap RGB<->BGR in the blob (cameras give BGR; PyTorch models usually expect RGB).")
-@click.option("--input-type", default="U8", show_default=True,
-              help="Blob input precision (compile tool names: U8, FP16, FP32, ...); ONNX keeps the model's own.")
-@click.option("--output-type", default="FP16", show_default=True,
-              help="Blob output precision; ONNX keeps the model's own.")
-@click.option("--mean", "means", multiple=True, metavar="VALUES",
-              help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).")
-@click.option("--scale", "scales", multiple=True, metavar="VALUES",
-              help="Per-channel divisor applied in the blob after --mean, e.g. 'input=[58.4, 57.12, 57.38]'.")
-@click.option("--model-key", default=None,
-              help="Key of the model in a checkpoint dict.  [default: the first of model, state_dict, "
-                   "model_state_dict, ema, net that holds a model or state dict]")
-@click.option("--model-dtype", default="float32", show_default=True,
-              help="torch dtype to cast the model to before export (the blob is FP16 either way).")
-@click.option("--model-class", metavar="MODULE:CLASS",
-              help="Class to load a state dict into, e.g. mypackage.models:Detector (imported from the current directory).")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow loading a full-model pickle. Loading one runs code from the file: only for files you trust.")
-@click.option("--nshaves", type=int, default=6, show_default=True, help="SHAVE cores the blob uses (1-16).")
-@click.option("--nslices", type=int, default=None,
-              help="CMX slices the blob uses (1-16, at least --nshaves).  [default: same as --nshaves]")
-@click.option("--nstreams", type=int, default=1, show_default=True, help="Throughput streams (1-3).")
-@click.option("--opset", type=int, default=None,
-              help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
-                   "when the exporter fails]")
-@click.option("--new-export", is_flag=True, help="Use the torch.export-based ONNX exporter instead of the TorchScript one.")
-@click.option("--frontend", type=click.Choice(FRONTENDS, case_sensitive=False), default="auto", show_default=True,
-              help="IR front end: ov2022 (OpenVINO 2022.3.1's ONNX reader), mo2021 (Model Optimizer 2021.4), "
-                   "or auto: ov2022, falling back to mo2021 when it fails.")
-@click.option("--output-names", "output_names", multiple=True, metavar="NAME,...",
-              help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
-                   "before its decode/NMS.")
-@click.option("--compile-timeout", type=float, default=DEFAULT_COMPILE_TIMEOUT_S, show_default=True,
-              help="Seconds the Myriad compiler may run before it is stopped (exit 13).")
-@click.option("--report", "report_path", type=click.Path(path_type=Path),
-              help="Where to write the JSON report (Markdown beside it, .md). Default: <blob>.report.json.")
-@click.option("--sample", type=click.Path(path_type=Path),
-              help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
-                   "default: seeded random data.")
-@click.option("--strict", is_flag=True, help="Fail (exit 14) when the numeric check misses its tolerances, "
-                                             "instead of warning.")
-@click.option("--max-relative-error", type=float, default=0.02, show_default=True,
-              help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.")
-@click.option("--min-cosine", type=float, default=0.999, show_default=True,
-              help="Numeric check: smallest allowed cosine similarity of IR and original outputs.")
-@click.option("--nn-archive", is_flag=True,
-              help="Also write a depthai NN Archive (<blob name>.tar.xz: config.json and the blob) beside the blob.")
-@click.option("--superblob", is_flag=True,
-              help="Also write <blob name>.superblob: one file depthai unpacks for any of 1-16 SHAVEs.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="Content-addressed cache of converted blobs.  [default: $MYRIAD_BLOB_CACHE_DIR or "
-                   "~/.cache/myriad-blob/blobs]")
-@click.option("--no-cache", is_flag=True, help="Convert even when the cache holds this exact conversion.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
-def convert(input_path: Path, input_shapes, output, reverse_input_channels, input_type, output_type, means, scales,
-            model_key, model_dtype, model_class, trust_pickle, nshaves, nslices, nstreams, opset, new_export,
-            frontend, output_names, compile_timeout, report_path, sample, strict, max_relative_error, min_cosine, nn_archive, superblob, cache_dir, no_cache,
-            debug) -> None:
+@_cli_options
+def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
     from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
     from .report import show_progress
@@ -109,16 +70,10 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
         show_progress(sys.stderr)
 
     try:
-        options = parse_options(
-            input=input_path, output=output, report=report_path, input_shapes=input_shapes, means=means,
-            scales=scales, reverse_input_channels=reverse_input_channels, input_type=input_type,
-            output_type=output_type, model_key=model_key, model_dtype=model_dtype, model_class=model_class,
-            trust_pickle=trust_pickle, nshaves=nshaves, nslices=nslices, nstreams=nstreams, opset=opset,
-            new_export=new_export, frontend=frontend, output_names=output_names, compile_timeout=compile_timeout,
-            sample=sample, strict=strict, max_relative_error=max_relative_error,
-            min_cosine=min_cosine, nn_archive=nn_archive, superblob=superblob)
+        options = parse_options(**values)
     except ValueError as error:
-        options = ConversionOptions(input_path, output or default_output(input_path), report=report_path)
+        input_path, output = values["input"], values["output"]
+        options = ConversionOptions(input_path, output or default_output(input_path), report=values["report"])
         _exit_with(options, report_options_error(options, ConversionError(Stage.OPTIONS, str(error))))
     try:
         report = run_conversion(options, cache=_cache(cache_dir, no_cache))
@@ -127,7 +82,7 @@ def convert(input_path: Path, input_shapes, output, reverse_input_channels, inpu
             raise
         click.echo(f"myriad-blob: internal error (a bug; rerun with --debug for the traceback). "
                    f"Report: {options.report_json}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)
     for warning in report.warnings:
         click.echo(f"myriad-blob: warning: {warning}", err=True)
     if report.error:
@@ -174,9 +129,6 @@ def _load_variants(manifest: Path, only=()):
         sys.exit(EXIT_MANIFEST)
 
 
-EXIT_MANIFEST = 16
-
-
 @main.command("convert-all")
 @_manifest_option
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("blobs"), show_default=True,
@@ -190,7 +142,7 @@ EXIT_MANIFEST = 16
 @click.option("--no-cache", is_flag=True, help="Convert every variant even when the cache has it.")
 def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, no_cache) -> None:
     """Convert every variant of every model in a manifest (myriad-blob.toml)."""
-    from .batch import EXIT_SOME_FAILED, convert_all
+    from .batch import convert_all
 
     variants = _load_variants(manifest, only)
 

@@ -33,6 +33,13 @@ EXIT_CODES = {
     Stage.VERIFY: 14,
     Stage.OUTPUT: 15,
 }
+EXIT_INTERNAL = 1  # a bug: an exception no stage turned into a ConversionError
+EXIT_MANIFEST = 16  # convert-all, matrix: an invalid myriad-blob.toml or --only
+EXIT_SOME_FAILED = 17  # convert-all: at least one variant failed
+EXIT_PUBLISH = 20  # the action: converted, but commenting or uploading failed
+# Every exit code, by the name the README's "Exit codes" table gives it (tests/test_options_table.py checks it).
+ALL_EXIT_CODES = {"—": 0, "internal": EXIT_INTERNAL, **{stage.value: code for stage, code in EXIT_CODES.items()},
+                  "manifest": EXIT_MANIFEST, "batch": EXIT_SOME_FAILED, "publish": EXIT_PUBLISH}
 
 
 class ConversionError(Exception):

@@ -24,34 +24,21 @@ import re
 import tomllib
 from pathlib import Path
 
-from .options import ConversionOptions, parse_options
+from .options import BY_NAME, MANIFEST, OPTIONS, ConversionOptions, parse_options
 
-# field -> (accepted Python types, what to call it in an error)
-OPTION_FIELDS = {
-    "input-shape": ((str, list), "a shape string like \"[1, 3, 240, 320]\" or a list of 'name=[...]' strings"),
-    "mean": ((str, list), "a string like \"[123.675, 116.28, 103.53]\" or a list of them"),
-    "scale": ((str, list), "a string like \"[58.4, 57.12, 57.38]\" or a list of them"),
-    "reverse-input-channels": ((bool,), "true or false"),
-    "input-type": ((str,), "a precision name such as \"U8\""),
-    "output-type": ((str,), "a precision name such as \"FP16\""),
-    "model-key": ((str,), "a string"),
-    "model-dtype": ((str,), "a torch dtype name"),
-    "model-class": ((str,), "\"package.module:ClassName\""),
-    "trust-pickle": ((bool,), "true or false"),
-    "nshaves": ((int,), "a whole number"),
-    "nslices": ((int,), "a whole number"),
-    "nstreams": ((int,), "a whole number"),
-    "opset": ((int,), "a whole number"),
-    "new-export": ((bool,), "true or false"),
-    "strict": ((bool,), "true or false"),
-    "max-relative-error": ((int, float), "a number"),
-    "min-cosine": ((int, float), "a number"),
-    "nn-archive": ((bool,), "true or false"),
-    "sample": ((str,), "a path"),
-    "frontend": ((str,), "\"auto\", \"ov2022\" or \"mo2021\""),
-    "output-names": ((str, list), "a string \"name1,name2\" or a list of tensor names"),
-    "compile-timeout": ((int, float), "a number of seconds"),
-}
+# What a manifest value of each kind may be: (accepted Python types, what to call it in an error).
+_KINDS = {"flag": ((bool,), "true or false"), "switch": ((bool,), "true or false"), "int": ((int,), "a whole number"),
+          "float": ((int, float), "a number"), "text": ((str,), "a string"), "choice": ((str,), "a string"),
+          "path": ((str,), "a path")}
+
+
+def _field(option) -> tuple:
+    types, expected = ((str, list), "a string or a list of them") if option.multiple else _KINDS[option.kind]
+    return types, option.manifest_expected or expected
+
+
+# field -> (accepted Python types, what to call it in an error), from the table of options.
+OPTION_FIELDS = {option.name: _field(option) for option in OPTIONS if option.on(MANIFEST)}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -179,20 +166,14 @@ def _check_options(table: dict, where: tuple, fail) -> dict:
 
 
 def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions:
-    def many(key):
-        value = fields.get(key, [])
-        return [value] if isinstance(value, str) else list(value)
-
-    return parse_options(
-        input=model_path, output=Path("unused.blob"), input_shapes=many("input-shape"), means=many("mean"),
-        scales=many("scale"), nshaves=fields.get("nshaves", 6), nslices=fields.get("nslices"),
-        reverse_input_channels=fields.get("reverse-input-channels", False),
-        input_type=fields.get("input-type", "U8"), output_type=fields.get("output-type", "FP16"),
-        model_key=fields.get("model-key"), model_dtype=fields.get("model-dtype", "float32"),
-        model_class=fields.get("model-class"), trust_pickle=fields.get("trust-pickle", False),
-        nstreams=fields.get("nstreams", 1), opset=fields.get("opset"), new_export=fields.get("new-export", False),
-        frontend=fields.get("frontend"), output_names=fields.get("output-names", ()),
-        compile_timeout=float(fields["compile-timeout"]) if "compile-timeout" in fields else None,
-        strict=fields.get("strict", False), max_relative_error=float(fields.get("max-relative-error", 0.02)),
-        min_cosine=float(fields.get("min-cosine", 0.999)), nn_archive=fields.get("nn-archive", False),
-        sample=root / fields["sample"] if "sample" in fields else None)
+    values = {}
+    for key, value in fields.items():
+        option = BY_NAME[key]
+        if option.multiple:
+            value = [value] if isinstance(value, str) else list(value)
+        elif option.kind == "float":
+            value = float(value)
+        elif option.kind == "path":
+            value = root / value  # relative to the manifest
+        values[option.key] = value
+    return parse_options(input=model_path, output=Path("unused.blob"), **values)

@@ -7,21 +7,290 @@ import dataclasses
 import math
 from pathlib import Path
 
-# Blob precisions the Myriad X takes (compile-tool names, as toolchain/compile_blob.cpp maps them);
-# "ONNX" keeps the model's own. Others (U32, U64, BOOL, BF16, an I32 or U8 output) fail only in the compiler.
-INPUT_PRECISIONS = ("U8", "FP16", "FP32", "ONNX")
-OUTPUT_PRECISIONS = ("FP16", "FP32", "ONNX")
-PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}
-# Ranges checked wherever options come from (flags, manifest, action inputs): (low, high), inclusive.
-RANGES = {"nshaves": (1, 16), "nslices": (1, 16), "nstreams": (1, 3), "opset": (7, 18),
-          "max_relative_error": (0.0, float("inf")), "min_cosine": (-1.0, 1.0)}
 DEFAULT_INPUT_NAME = "input"
-# IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
-# first, falling back to the second when it fails on a model.
-FRONTENDS = ("auto", "ov2022", "mo2021")
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
 # corpus model compiles in a few seconds (see README, "What converts").
 DEFAULT_COMPILE_TIMEOUT_S = 600.0
+
+# Where an option appears: the flag of `myriad-blob convert`, the manifest's field, the action's input.
+CLI, MANIFEST, ACTION = "cli", "manifest", "action"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option, as every surface sees it: the CLI flag (`--name`), the manifest field (`name`)
+    and the action input (`name`). The click options, the manifest's schema, the action's input
+    reader, the range and choice checks, action.yml's inputs and the README's tables all come from
+    OPTIONS (scripts/sync_options.py writes the last two; tests/test_options_table.py checks them)."""
+
+    name: str  # the flag without dashes = the manifest key = the action input
+    kind: str  # text, path, int, float, flag (--x), switch (--x/--no-x), choice (click.Choice)
+    default: object = None  # the parsed value; None: none, or worked out (see the help)
+    help: str = ""  # `convert --help`
+    surfaces: frozenset = frozenset({CLI, MANIFEST, ACTION})
+    param: str | None = None  # parse_options' keyword (None: the name with underscores); "" not a conversion option
+    multiple: bool = False  # repeatable flag; a list in the manifest; one per line in the action
+    range: tuple | None = None  # (low, high), inclusive, checked by parse_options
+    choices: tuple | None = None  # checked by parse_options (case-insensitive)
+    choices_note: str = ""  # after the choices in parse_options' error
+    metavar: str | None = None
+    required: bool = False
+    manifest_expected: str | None = None  # what a wrong manifest value should be (None: from kind)
+    action_lines: bool | None = None  # read the action input one value per line (None: when multiple)
+    # The README's "### Options" row (doc_flag: what follows --name; doc: None, the help).
+    doc_flag: str = ""
+    doc_default: str = ""
+    doc: str | None = None
+    # action.yml's input (action_default None: no default line) and the README's "### Inputs" row.
+    action_help: str = ""
+    action_default: str | None = ""
+    action_doc_default: str | None = None  # None: `action_default`, or doc_default when that is empty
+    action_doc: str | None = None  # None: "as `--name`"
+
+    @property
+    def key(self) -> str:
+        """parse_options' keyword."""
+        return self.name.replace("-", "_") if self.param is None else self.param
+
+    def on(self, surface: str) -> bool:
+        return surface in self.surfaces
+
+
+_CLI_ACTION = frozenset({CLI, ACTION})
+_CLI_MANIFEST = frozenset({CLI, MANIFEST})
+
+OPTIONS: tuple[Option, ...] = (
+    Option("input", "path", required=True, surfaces=frozenset({CLI}),
+           help="Model file: ONNX, TorchScript, torch.export (.pt2), a state dict or checkpoint (with --model-class), "
+                "or a full-model pickle (with --trust-pickle). Told apart by content.",
+           doc_flag="PATH", doc_default="required", doc="the model file"),
+    Option("model", "text", surfaces=frozenset({ACTION}), param="",
+           action_help="Path of the model file in your repository (ONNX, TorchScript, torch.export .pt2, a state dict "
+                       "or checkpoint with model-class, or a full-model pickle with trust-pickle). Give this or manifest.",
+           action_doc_default="—",
+           action_doc="path of the model file in the repository (any format the CLI reads); give this or `manifest`"),
+    Option("manifest", "text", surfaces=frozenset({ACTION}), param="",
+           action_help="Path of a myriad-blob.toml instead of model, to convert every variant of every model in it "
+                       "(one comment and one release upload for all).",
+           action_doc_default="—",
+           action_doc="path of a `myriad-blob.toml`: convert every variant in it, one comment and one upload for all "
+                      "(blobs go to `output`, default `blobs/`)"),
+    Option("input-shape", "text", param="input_shapes", multiple=True, metavar="SHAPE",
+           help="Input shape, e.g. '[1, 3, 240, 320]'; for several inputs 'name=[...]', repeated. "
+                "Required for PyTorch models and ONNX models with dynamic shapes.",
+           manifest_expected="a shape string like \"[1, 3, 240, 320]\" or a list of 'name=[...]' strings",
+           doc_flag="SHAPE", doc_default="from the ONNX model",
+           doc="`'[1, 3, 240, 320]'`; for several inputs `'name=[...]'`, repeated. Required for PyTorch models and "
+               "ONNX models with dynamic shapes.",
+           action_help="Input shape such as '[1, 3, 240, 320]'. For several inputs, one 'name=[...]' per line. "
+                       "Required for PyTorch models and ONNX models with dynamic shapes.",
+           action_doc="as `--input-shape`; one `name=[...]` per line for several inputs"),
+    Option("output", "path", surfaces=_CLI_ACTION,
+           help="Where to write the blob. Default: the input's name with .blob, in the current directory.",
+           doc_flag="PATH", doc_default="`<input name>.blob`",
+           doc="where the blob goes (written only on success, atomically)",
+           action_help="Where to write the blob, relative to the workspace. Default is the model's name with .blob, "
+                       "in the workspace root. With manifest, the directory for the blobs (default blobs).",
+           action_doc_default="`<model name>.blob` in the workspace",
+           action_doc="where to write the blob (with `manifest`: the directory, default `blobs`)"),
+    Option("reverse-input-channels", "switch", default=False,
+           help="Swap RGB<->BGR in the blob (cameras give BGR; PyTorch models usually expect RGB).",
+           doc_default="no",
+           doc="swap RGB and BGR inside the blob (OAK cameras give BGR; PyTorch models usually expect RGB)",
+           action_help="Swap RGB and BGR inside the blob (true when the camera sends BGR to a model trained on RGB).",
+           action_default="false"),
+    Option("input-type", "text", default="U8", choices=("U8", "FP16", "FP32", "ONNX"),
+           choices_note=" (what the Myriad X takes)",
+           help="Blob input precision (compile tool names: U8, FP16, FP32, ...); ONNX keeps the model's own.",
+           manifest_expected="a precision name such as \"U8\"", doc_default="`U8`",
+           doc="blob input precision, compile-tool names: `U8`, `FP16`, `FP32`, `I32`, ...; `ONNX` keeps the model's own",
+           action_help="Blob input precision (U8, FP16, FP32, I32, ...); ONNX keeps the model's own.",
+           action_default="U8"),
+    Option("output-type", "text", default="FP16", choices=("FP16", "FP32", "ONNX"),
+           choices_note=" (what the Myriad X takes)",
+           help="Blob output precision; ONNX keeps the model's own.",
+           manifest_expected="a precision name such as \"FP16\"", doc_default="`FP16`",
+           doc="blob output precision; `ONNX` keeps the model's own",
+           action_help="Blob output precision; ONNX keeps the model's own.", action_default="FP16"),
+    Option("mean", "text", param="means", multiple=True, metavar="VALUES",
+           help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).",
+           manifest_expected="a string like \"[123.675, 116.28, 103.53]\" or a list of them",
+           doc_flag="'input=[123.675, 116.28, 103.53]'", doc_default="none",
+           doc="per-channel mean subtracted inside the blob (the name may be left out for a one-input model)",
+           action_help="Per-channel mean subtracted inside the blob, e.g. 'input=[123.675, 116.28, 103.53]'; "
+                       "one line per input.",
+           action_doc="as `--mean`; one line per input"),
+    Option("scale", "text", param="scales", multiple=True, metavar="VALUES",
+           help="Per-channel divisor applied in the blob after --mean, e.g. 'input=[58.4, 57.12, 57.38]'.",
+           manifest_expected="a string like \"[58.4, 57.12, 57.38]\" or a list of them",
+           doc_flag="'input=[58.4, 57.12, 57.38]'", doc_default="none",
+           doc="per-channel divisor, applied after the mean",
+           action_help="Per-channel divisor applied inside the blob after the mean, e.g. 'input=[58.4, 57.12, 57.38]'; "
+                       "one line per input.",
+           action_doc="as `--scale`; one line per input"),
+    Option("model-key", "text",
+           help="Key of the model in a checkpoint dict.  [default: the first of model, state_dict, "
+                "model_state_dict, ema, net that holds a model or state dict]",
+           manifest_expected="a string",
+           doc_default="the first of `model`, `state_dict`, `model_state_dict`, `ema`, `net`",
+           doc="key of the model (or its state dict) in a checkpoint dict",
+           action_help="Key of the model in a checkpoint dict. Default, the first of model, state_dict, "
+                       "model_state_dict, ema and net that holds a model or state dict.",
+           action_default=None),
+    Option("model-dtype", "text", default="float32",
+           help="torch dtype to cast the model to before export (the blob is FP16 either way).",
+           manifest_expected="a torch dtype name", doc_default="`float32`",
+           doc="torch dtype the model is cast to before export (the blob is FP16 either way)",
+           action_help="torch dtype the model is cast to before export (the blob is FP16 either way).",
+           action_default="float32"),
+    Option("model-class", "text", metavar="MODULE:CLASS",
+           help="Class to load a state dict into, e.g. mypackage.models:Detector (imported from the current directory).",
+           manifest_expected="\"package.module:ClassName\"", doc_flag="MODULE:CLASS", doc_default="—",
+           doc="class a state dict is loaded into",
+           action_help="For a state dict or checkpoint, the class to load it into, as package.module:ClassName "
+                       "(imported from the workspace).",
+           action_doc="as `--model-class`, imported from the workspace; refused for forks' pull requests under "
+                      "`pull_request_target`"),
+    Option("trust-pickle", "flag", default=False,
+           help="Allow loading a full-model pickle. Loading one runs code from the file: only for files you trust.",
+           doc_default="off", doc="allow a full-model pickle (runs code from the file)",
+           action_help="Allow loading a full-model pickle, which runs code from the file. Never for models from "
+                       "pull requests of forks.",
+           action_default="false",
+           action_doc="as `--trust-pickle`; refused for forks' pull requests under `pull_request_target`"),
+    Option("nshaves", "int", default=6, range=(1, 16), help="SHAVE cores the blob uses (1-16).",
+           doc_default="`6`", doc="SHAVE cores the blob uses (1–16)",
+           action_help="SHAVE cores the blob uses (1-16).", action_default="6"),
+    Option("nslices", "int", range=(1, 16),
+           help="CMX slices the blob uses (1-16, at least --nshaves).  [default: same as --nshaves]",
+           doc_default="same as `--nshaves`", doc="CMX slices (must be at least `--nshaves`)",
+           action_help="CMX slices the blob uses (1-16, at least nshaves). Default is nshaves.",
+           action_doc_default="`nshaves`"),
+    Option("nstreams", "int", default=1, range=(1, 3), help="Throughput streams (1-3).",
+           doc_default="`1`", doc="throughput streams (1–3)",
+           action_help="Throughput streams (1-3).", action_default="1"),
+    Option("opset", "int", range=(7, 18),
+           help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
+                "when the exporter fails]",
+           doc_default="`14`, then 16, 13, 12, 11, 17",
+           doc="ONNX opset for the PyTorch export (7–18); without it the exporter tries these in turn and the report "
+               "says why one failed",
+           action_help="ONNX opset to export PyTorch models at (a whole number); empty chooses automatically.",
+           action_doc_default="automatic",
+           action_doc="as `--opset`: the ONNX opset PyTorch models are exported at"),
+    Option("new-export", "flag", default=False, surfaces=_CLI_MANIFEST,
+           help="Use the torch.export-based ONNX exporter instead of the TorchScript one.",
+           doc_default="off", doc="use the `torch.export`-based ONNX exporter instead of the TorchScript one"),
+    Option("frontend", "choice", default="auto", choices=("auto", "ov2022", "mo2021"),
+           help="IR front end: ov2022 (OpenVINO 2022.3.1's ONNX reader), mo2021 (Model Optimizer 2021.4), "
+                "or auto: ov2022, falling back to mo2021 when it fails.",
+           manifest_expected="\"auto\", \"ov2022\" or \"mo2021\"", doc_default="`auto`",
+           doc="IR front end: `ov2022` (OpenVINO 2022.3.1's ONNX reader), `mo2021` (Model Optimizer 2021.4), or "
+               "`auto`: `ov2022`, falling back to `mo2021` when it fails (the report says which made the IR, and why)",
+           action_help="How the IR is made - auto, ov2022 (OpenVINO 2022.3 ONNX reader) or mo2021 (Model Optimizer "
+                       "2021.4); auto tries the first, then the second.",
+           action_default="auto", action_doc="as `--frontend`: `auto`, `ov2022` or `mo2021`"),
+    Option("output-names", "text", multiple=True, metavar="NAME,...", action_lines=False,
+           help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
+                "before its decode/NMS.",
+           manifest_expected="a string \"name1,name2\" or a list of tensor names",
+           doc_flag="NAME,...", doc_default="the model's outputs",
+           doc="convert only up to these ONNX tensors (comma-separated or repeated), e.g. a detector's per-scale head "
+               "outputs before decode and NMS; tensor names are in the report's `onnx` section and in Netron",
+           action_help="Comma-separated names of the tensors to use as the model's outputs (empty keeps the model's own).",
+           action_doc_default="—",
+           action_doc="as `--output-names`: comma-separated tensor names to use as the outputs"),
+    Option("compile-timeout", "float", default=DEFAULT_COMPILE_TIMEOUT_S,
+           help="Seconds the Myriad compiler may run before it is stopped (exit 13).",
+           manifest_expected="a number of seconds", doc_default="`600`",
+           doc="seconds the Myriad compiler may run before it is stopped (exit 13); the slowest corpus model compiles "
+               "in about 4 s",
+           action_help="Seconds the Myriad compiler may run before the conversion fails.", action_default="600",
+           action_doc="as `--compile-timeout`: seconds the compiler may run"),
+    Option("report", "path", surfaces=frozenset({CLI}),
+           help="Where to write the JSON report (Markdown beside it, .md). Default: <blob>.report.json.",
+           doc_flag="PATH", doc_default="`<blob>.report.json`",
+           doc="the JSON report; the Markdown report goes beside it with `.md`"),
+    Option("sample", "path", surfaces=_CLI_MANIFEST,
+           help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
+                "default: seeded random data.",
+           manifest_expected="a path", doc_flag="PATH", doc_default="seeded data",
+           doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input"),
+    Option("strict", "flag", default=False,
+           help="Fail (exit 14) when the numeric check misses its tolerances, instead of warning.",
+           doc_default="off", doc="fail (exit 14) when the numeric check misses its tolerances, instead of warning",
+           action_help="Fail when the numeric check finds the blob's numbers differ from the original model's, "
+                       "instead of warning.",
+           action_default="false", action_doc="as `--strict`: fail when the numeric check misses"),
+    Option("max-relative-error", "float", default=0.02, range=(0.0, float("inf")),
+           help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.",
+           doc_default="`0.02`",
+           doc="numeric check: largest allowed error, relative to the output's largest magnitude",
+           action_help="Numeric check tolerance, the largest relative error of any output (as --max-relative-error).",
+           action_default="0.02", action_doc="as `--max-relative-error`: numeric check tolerance"),
+    Option("min-cosine", "float", default=0.999, range=(-1.0, 1.0),
+           help="Numeric check: smallest allowed cosine similarity of IR and original outputs.",
+           doc_default="`0.999`", doc="numeric check: smallest allowed cosine similarity per output",
+           action_help="Numeric check tolerance, the smallest cosine similarity of any output (as --min-cosine).",
+           action_default="0.999", action_doc="as `--min-cosine`: numeric check tolerance"),
+    Option("nn-archive", "flag", default=False,
+           help="Also write a depthai NN Archive (<blob name>.tar.xz: config.json and the blob) beside the blob.",
+           doc_default="off", doc="also write a depthai NN Archive, `<blob name>.tar.xz`, beside the blob",
+           action_help="Also write a depthai NN Archive (<blob name>.tar.xz) beside the blob and upload it to the release.",
+           action_default="false",
+           action_doc="as `--nn-archive`: also write (and upload) `<blob name>.tar.xz` for depthai"),
+    Option("superblob", "flag", default=False, surfaces=frozenset({CLI}),
+           help="Also write <blob name>.superblob: one file depthai unpacks for any of 1-16 SHAVEs.",
+           doc_default="off", doc="also write `<blob name>.superblob`, depthai's one file for 1–16 SHAVEs"),
+    Option("cache-dir", "path", surfaces=_CLI_ACTION, param="",
+           help="Content-addressed cache of converted blobs.  [default: $MYRIAD_BLOB_CACHE_DIR or "
+                "~/.cache/myriad-blob/blobs]",
+           doc_default="`~/.cache/myriad-blob/blobs`",
+           doc="the content-addressed blob cache (also `$MYRIAD_BLOB_CACHE_DIR`)",
+           action_help="Directory of the blob cache (relative to the workspace, so actions/cache can keep it). "
+                       "Empty - no cache with model, the default cache with manifest.",
+           action_doc_default="none (`manifest`: the default cache)",
+           action_doc="the blob cache's directory; inside the workspace to keep it with `actions/cache` "
+                      "(see the cache above)"),
+    Option("no-cache", "flag", default=False, surfaces=frozenset({CLI}), param="",
+           help="Convert even when the cache holds this exact conversion.",
+           doc_default="off", doc="convert even when the cache holds this exact conversion"),
+    Option("debug", "flag", default=False, surfaces=frozenset({CLI}), param="", help="Show Python tracebacks.",
+           doc_default="off", doc="show Python tracebacks for internal errors"),
+    Option("github-token", "text", surfaces=frozenset({ACTION}), param="",
+           action_help="Token for commenting and uploading; needs pull-requests write to comment and contents write "
+                       "to upload.",
+           action_default="${{ github.token }}", action_doc="token for commenting and uploading"),
+    Option("comment-on-pr", "flag", default=True, surfaces=frozenset({ACTION}), param="",
+           action_help="On pull requests, post the report as one comment per model, edited in place on every run.",
+           action_default="true", action_doc="comment the report on pull requests"),
+    Option("upload-to-release", "flag", default=True, surfaces=frozenset({ACTION}), param="",
+           action_help="On a published release or a pushed tag, upload the blob and reports as release assets.",
+           action_default="true", action_doc="upload the blob and reports to the release"),
+    Option("release-tag", "text", surfaces=frozenset({ACTION}), param="",
+           action_help="Upload to the release of this tag instead of the one the event names (on any event but a "
+                       "pull request's).",
+           action_doc_default="from the event",
+           action_doc="upload to this tag's release instead (on any event but a pull request's, e.g. a push to "
+                      "`main` into a `nightly` release)"),
+)
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def option_default(name: str):
+    return BY_NAME[name].default
+
+
+# Blob precisions the Myriad X takes (compile-tool names, as toolchain/compile_blob.cpp maps them);
+# "ONNX" keeps the model's own. Others (U32, U64, BOOL, BF16, an I32 or U8 output) fail only in the compiler.
+INPUT_PRECISIONS = BY_NAME["input-type"].choices
+OUTPUT_PRECISIONS = BY_NAME["output-type"].choices
+PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}
+# Ranges checked wherever options come from (flags, manifest, action inputs): (low, high), inclusive.
+RANGES = {option.key: option.range for option in OPTIONS if option.range}
+# IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
+# first, falling back to the second when it fails on a model.
+FRONTENDS = BY_NAME["frontend"].choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,30 +306,30 @@ class ConversionOptions:
     input: Path
     output: Path
     input_shapes: tuple[InputSpec, ...] = ()
-    reverse_input_channels: bool = False
-    input_type: str = "U8"
-    output_type: str = "FP16"
+    reverse_input_channels: bool = option_default("reverse-input-channels")
+    input_type: str = option_default("input-type")
+    output_type: str = option_default("output-type")
     mean: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     scale: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     model_key: str | None = None  # None: load.CHECKPOINT_KEYS
-    model_dtype: str = "float32"
+    model_dtype: str = option_default("model-dtype")
     model_class: str | None = None
-    trust_pickle: bool = False
-    nshaves: int = 6
-    nslices: int = 6
-    nstreams: int = 1
+    trust_pickle: bool = option_default("trust-pickle")
+    nshaves: int = option_default("nshaves")
+    nslices: int = option_default("nshaves")  # parse_options: same as nshaves
+    nstreams: int = option_default("nstreams")
     opset: int | None = None  # None: the policy in export_onnx.OPSET_PREFERENCE
-    new_export: bool = False
-    frontend: str = "auto"
+    new_export: bool = option_default("new-export")
+    frontend: str = option_default("frontend")
     output_names: tuple[str, ...] = ()
-    compile_timeout: float = DEFAULT_COMPILE_TIMEOUT_S
+    compile_timeout: float = option_default("compile-timeout")
     report: Path | None = None
     sample: Path | None = None
-    strict: bool = False
-    max_relative_error: float = 0.02
-    min_cosine: float = 0.999
-    nn_archive: bool = False
-    superblob: bool = False
+    strict: bool = option_default("strict")
+    max_relative_error: float = option_default("max-relative-error")
+    min_cosine: float = option_default("min-cosine")
+    nn_archive: bool = option_default("nn-archive")
+    superblob: bool = option_default("superblob")
 
     @property
     def report_json(self) -> Path:
@@ -169,24 +438,22 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     for key in ("frontend", "compile_timeout"):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
             del rest[key]
-    if rest.get("frontend") is not None:
-        rest["frontend"] = str(rest["frontend"]).lower()
-        if rest["frontend"] not in FRONTENDS:
-            raise ValueError(f"--frontend must be one of {', '.join(FRONTENDS)}, got {rest['frontend']!r}")
+    for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case
+        if option.choices and option.key in rest:
+            given = str(rest[option.key])
+            match = next((choice for choice in option.choices if choice.lower() == given.lower()), None)
+            if match is None:
+                raise ValueError(f"--{option.name} must be one of {', '.join(option.choices)}{option.choices_note}, "
+                                 f"got {rest[option.key]!r}")
+            rest[option.key] = match
     if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
         raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
-    for flag, accepted in PRECISIONS.items():
-        if flag in rest:
-            if str(rest[flag]).upper() not in accepted:
-                raise ValueError(f"--{flag.replace('_', '-')} must be one of {', '.join(accepted)} (what the Myriad X "
-                                 f"takes), got {rest[flag]!r}")
-            rest[flag] = rest[flag].upper()
     values = {"nshaves": nshaves, "nslices": nslices, **rest}
-    for name, (low, high) in RANGES.items():
-        value = values.get(name)
-        if value is not None and not low <= value <= high:
+    for option in OPTIONS:
+        value, (low, high) = values.get(option.key), option.range or (None, None)
+        if option.range and value is not None and not low <= value <= high:
             bounds = f"at least {low:g}" if high == float("inf") else f"between {low:g} and {high:g}"
-            raise ValueError(f"--{name.replace('_', '-')} must be {bounds}, got {value}")
+            raise ValueError(f"--{option.name} must be {bounds}, got {value}")
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")
