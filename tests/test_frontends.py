@@ -163,3 +163,59 @@ def test_compile_timeout_stops_the_compiler(model_files, tmp_path):
                                     "--compile-timeout", "0.01"), "compile", 13)
     assert "the Myriad compiler did not finish within 0.01 s (--compile-timeout) and was stopped" in first
     assert not blob.exists() and _report(blob)["stages"][3]["status"] == "failed"
+
+
+def _graph(path, nodes, outputs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.default_rng(0).standard_normal(108) / 5)
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("nodes, outputs", [
+    # the same tensor twice (an Identity the front end removes)
+    ([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"]),
+      helper.make_node("Identity", ["y"], ["z"])], ["y", "z"]),
+    # an output named like another node (a Conv node called "y")
+    ([helper.make_node("Conv", ["x", "w"], ["c"], name="y", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+      helper.make_node("Sigmoid", ["c"], ["y"])], ["r", "y"]),
+    # an output straight from a multi-output layer
+    ([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+      helper.make_node("Split", ["c"], ["s0", "s1"], axis=1), helper.make_node("Relu", ["s0"], ["y"])], ["y", "s1"]),
+], ids=["same-tensor-twice", "name-of-another-node", "split-output"])
+def test_blob_outputs_keep_the_onnx_names(nodes, outputs, tmp_path):
+    model = _graph(tmp_path / "m.onnx", nodes, outputs)
+    blob = tmp_path / "m.blob"
+    result = run_cli("convert", "--input", model, "--output", blob, "--frontend", "ov2022",
+                     "--mean", "[128, 128, 128]", "--scale", "[64, 64, 64]")
+    assert result.returncode == 0, result.stderr
+    assert sorted(t.name for t in assert_depthai_agrees(blob).outputs) == sorted(outputs)
+    assert sorted(o["name"] for o in _report(blob)["numeric"]["outputs"]) == sorted(outputs)
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
+@pytest.mark.parametrize("opset", [17, 18])
+def test_layer_norm_decomposition_matches(dtype, opset):
+    from myriad_blob.onnx_prep import _decompose_layer_norm, _disagreement
+
+    import onnxruntime
+
+    np_type = helper.tensor_dtype_to_np_dtype(dtype)
+    rng = np.random.default_rng(1)
+    weights = [onnx.numpy_helper.from_array((rng.random((5, 8)) + 0.5).astype(np_type), "s"),
+               onnx.numpy_helper.from_array(rng.random((5, 8)).astype(np_type), "b")]
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=-1, epsilon=1e-3, name="ln1"),
+         helper.make_node("LayerNormalization", ["y", "s", "b"], ["z"], axis=-2, epsilon=1e-3, name="ln2")],
+        "ln", [helper.make_tensor_value_info("x", dtype, [2, 5, 8])], [helper.make_tensor_value_info("z", dtype, [2, 5, 8])],
+        weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    x = (rng.standard_normal((2, 5, 8)) * 3).astype(np_type)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    decomposed = _decompose_layer_norm(model)
+    onnx.checker.check_model(decomposed)
+    assert not any(node.op_type == "LayerNormalization" for node in decomposed.graph.node)
+    actual = onnxruntime.InferenceSession(decomposed.SerializeToString()).run(None, {"x": x})
+    assert _disagreement(expected, actual) < (1e-5 if dtype == TensorProto.FLOAT else 2e-3)

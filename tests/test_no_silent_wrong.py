@@ -159,3 +159,44 @@ def test_a_failed_nn_archive_leaves_no_blob(model_files, tmp_path):
     assert "cannot write the NN Archive" in result.stderr.splitlines()[0]
     assert not blob.exists()
     assert {s["name"]: s["status"] for s in _report(blob)["stages"]}["compile"] == "succeeded"
+
+
+class SkipsMiddle(nn.Module):
+    """forward(a, b=None, c=None): naming a and c must not feed c's tensor to b."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, a, b=None, c=None):
+        return self.conv(a) + (0 if b is None else 100 * b.mean()) - (0 if c is None else c.mean())
+
+
+def test_named_inputs_that_skip_a_parameter_are_refused(tmp_path):
+    torch.save(SkipsMiddle().state_dict(), tmp_path / "w.pth")
+    result = run_cli("convert", "--input", tmp_path / "w.pth", "--model-class", "test_no_silent_wrong:SkipsMiddle",
+                     "--input-shape", "a=[1, 3, 8, 8]", "--input-shape", "c=[1, 3, 8, 8]", "--output", tmp_path / "x.blob")
+    assert result.returncode == 11, result.stderr
+    assert "give shapes for its first 2 parameters (a, b)" in result.stderr.splitlines()[0]
+    assert not (tmp_path / "x.blob").exists()
+
+
+class ChannelsLast(nn.Module):
+    """An NHWC input (as tf2onnx and TFLite exports have): channels in dimension 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x.permute(0, 3, 1, 2))
+
+
+def test_reverse_input_channels_on_an_input_it_cannot_reverse(tmp_path):
+    path = tmp_path / "nhwc.onnx"
+    torch.onnx.export(ChannelsLast().eval(), (torch.zeros(1, 16, 16, 3),), str(path), opset_version=14, dynamo=False,
+                      input_names=["image"])
+    result = run_cli("convert", "--input", path, "--reverse-input-channels", "--output", tmp_path / "x.blob")
+    assert result.returncode == 2, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "--reverse-input-channels swaps the 3 channels of an NCHW input" in first and "image [1, 16, 16, 3]" in first

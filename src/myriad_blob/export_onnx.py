@@ -78,6 +78,9 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
 
 def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
     names = [t.name for t in onnx_model.inputs]
+    if len(names) > 1 and any(spec.name is None for spec in specs):
+        raise _fail(f"the model has inputs {', '.join(names)}: name the one --input-shape is for, "
+                    f"e.g. --input-shape '{names[0]}=[...]'")
     for spec in specs:
         if spec.name is not None and spec.name not in names:
             raise _fail(f"--input-shape names input {spec.name!r}, but the model's inputs are {', '.join(names)}")
@@ -155,6 +158,13 @@ def bind_inputs(module, specs: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
     if unknown:
         raise _fail(f"--input-shape names {', '.join(map(repr, unknown))}, but the model's forward takes "
                     f"({', '.join(parameters)}): name each shape after a forward parameter")
+    # The inputs are passed by position: they must be forward's first parameters, with none skipped
+    # (a skipped optional parameter would shift every input after it onto the wrong argument).
+    first = parameters[:len(specs)]
+    if {s.name for s in specs} != set(first):
+        raise _fail(f"--input-shape names {', '.join(s.name for s in specs)}, but the model's forward takes "
+                    f"({', '.join(parameters)}) and inputs are passed in that order: give shapes for its first "
+                    f"{len(specs)} parameters ({', '.join(first)}), or wrap the model so its inputs come first")
     return tuple(sorted(specs, key=lambda s: parameters.index(s.name)))
 
 

@@ -499,4 +499,7 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
             raise _fail(f"the converted model's output {tensor.name!r} is not among the original's outputs "
                         f"({', '.join(references)}): its name was lost in conversion")
         comparisons.append(compare(tensor.name, references[tensor.name], actual[tensor.name], tolerances))
+    missing = [name for name in references if name not in {t.name for t in ir.outputs}]
+    if missing:  # an output dropped or merged in conversion is as wrong as a wrong value
+        raise _fail(f"the original's output(s) {', '.join(missing)} are missing from the converted model")
     return NumericCheck(source, tolerances, tuple(comparisons), fp16)

@@ -183,7 +183,10 @@ def _cut(model, output_names: tuple[str, ...]) -> list[str]:
             hint = f" (close: {', '.join(close)})" if close else " (tensor names are listed in the report's onnx section)"
             raise _fail(f"--output-names: the model has no tensor {name!r}{hint}")
     inputs = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
-    extracted = onnx.utils.Extractor(model).extract_model(inputs, list(output_names))
+    try:
+        extracted = onnx.utils.Extractor(model).extract_model(inputs, list(output_names))
+    except Exception as error:  # e.g. a tensor whose type shape inference cannot tell (a custom op before it)
+        raise _fail(f"--output-names: cannot cut the graph at {', '.join(output_names)}: {first_line(error)}") from error
     model.CopyFrom(extracted)
     return [f"outputs cut at {', '.join(output_names)}"]
 
@@ -254,6 +257,7 @@ def _decompose_layer_norm(model):
     result.CopyFrom(model)
     opset = _opset(result)
     ranks = _ranks(result)
+    dtypes = {init.name: init.data_type for init in result.graph.initializer}
     nodes = []
     for node in result.graph.node:
         if node.op_type != "LayerNormalization" or len([o for o in node.output if o]) > 1:
@@ -267,24 +271,26 @@ def _decompose_layer_norm(model):
             axes = list(range(axis, ranks[node.input[0]]))
         else:
             raise ValueError(f"the rank of {node.input[0]} is unknown")
-        x, p = node.input[0], (node.name or node.output[0]) + "/decomposed"
+        # Names from the output, which is unique (node names need not be).
+        x, p = node.input[0], node.output[0] + "/decomposed"
         extra = []
+        if opset >= 18:  # axes are an input from opset 18 on: one constant, used by both means
+            extra.append(helper.make_node("Constant", [], [f"{p}/axes"], value=helper.make_tensor(
+                f"{p}/axes", onnx.TensorProto.INT64, [len(axes)], axes)))
 
         def reduce_mean(source, out):
             if opset >= 18:
-                axes_name = f"{p}/axes"
-                extra.append(helper.make_node("Constant", [], [axes_name], value=helper.make_tensor(
-                    axes_name, onnx.TensorProto.INT64, [len(axes)], axes)))
-                return helper.make_node("ReduceMean", [source, axes_name], [out], keepdims=1)
+                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)
             return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)
 
         eps = f"{p}/epsilon"
+        eps_type = dtypes.get(node.input[1], onnx.TensorProto.FLOAT)  # the model's own float type (FP16 too)
         body = [
             reduce_mean(x, f"{p}/mean"),
             helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/centered"]),
             helper.make_node("Mul", [f"{p}/centered", f"{p}/centered"], [f"{p}/squared"]),
             reduce_mean(f"{p}/squared", f"{p}/variance"),
-            helper.make_node("Constant", [], [eps], value=helper.make_tensor(eps, onnx.TensorProto.FLOAT, [], [epsilon])),
+            helper.make_node("Constant", [], [eps], value=helper.make_tensor(eps, eps_type, [], [epsilon])),
             helper.make_node("Add", [f"{p}/variance", eps], [f"{p}/variance_eps"]),
             helper.make_node("Sqrt", [f"{p}/variance_eps"], [f"{p}/std"]),
             helper.make_node("Div", [f"{p}/centered", f"{p}/std"], [f"{p}/normalized"]),

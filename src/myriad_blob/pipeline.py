@@ -25,7 +25,7 @@ from .ir import FRONTEND_TITLES, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
-from .options import ConversionOptions, per_channel_mismatch
+from .options import ConversionOptions, per_channel_mismatch, stage_key
 from .report import ConversionReport, is_stream, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
@@ -137,17 +137,28 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
 
 
 def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
-    """--mean/--scale against the model's input shapes (the asked ones, else the ONNX model's own),
-    before any toolchain runs: an options error, as the values alone are wrong."""
+    """--mean/--scale/--reverse-input-channels against the model's input shapes (the asked ones,
+    else the ONNX model's own), before any toolchain runs: an options error, as the values alone
+    are wrong. Reversal and per-channel values apply to NCHW inputs only (channels in dimension 1)."""
     asked = {spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
              for spec in options.input_shapes}
+    shapes = {t.name: tuple(asked.get(t.name, t.shape)) for t in onnx_model.inputs}
+    if options.reverse_input_channels and not any(len(s) == 4 and s[1] == 3 for s in shapes.values()):
+        listed = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+        raise ConversionError(Stage.OPTIONS, f"--reverse-input-channels swaps the 3 channels of an NCHW input "
+                                             f"(dimension 1), but the model's inputs are {listed}: drop the flag, or "
+                                             "reorder the channels on the host (or in the model)")
     for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
         for name, values in table.items():
             tensor = next((t for t in onnx_model.inputs if t.name == name), None) if name else \
                 (onnx_model.inputs[0] if len(onnx_model.inputs) == 1 else None)
             if tensor is None:
                 continue  # a wrong input name is reported by the IR stage, with the model's input names
-            problem = per_channel_mismatch(flag, tensor.name, values, asked.get(tensor.name, tensor.shape))
+            shape = shapes[tensor.name]
+            if len(values) > 1 and len(shape) != 4:
+                raise ConversionError(Stage.OPTIONS, f"{flag} gives {len(values)} per-channel values, but input "
+                                                     f"{tensor.name!r} is {list(shape)}, not NCHW: give one value")
+            problem = per_channel_mismatch(flag, tensor.name, values, shape)
             if problem:
                 raise ConversionError(Stage.OPTIONS, problem)
 
@@ -185,15 +196,15 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
     workdir = session.directory(("variant", options))
     with report.stage("load", **_versions("onnx")) as stage:
         source = describe_source(options.input)
-        load_key = ("load", source.sha256, options.model_class, options.model_key, options.trust_pickle,
-                    options.model_dtype)
+        # Each shared stage's key: the options it reads (the table's stage column) after its predecessors'.
+        load_key = stage_key(options, "load") + (source.sha256,)
         loaded, stage.reused = session.once(load_key, lambda: load_model(options, source))
         if loaded.module is not None:
             stage.tools.update(_versions("torch"))
     report.source = {"path": loaded.source.path, "format": loaded.source.format,
                      "size": loaded.source.size, "sha256": loaded.source.sha256}
 
-    export_key = load_key + (options.input_shapes, options.opset, options.new_export)
+    export_key = load_key + stage_key(options, "export")
 
     def export():
         with session.torch_lock:
@@ -219,8 +230,8 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
                    "inputs": [t.to_dict() for t in onnx_model.inputs],
                    "outputs": [t.to_dict() for t in onnx_model.outputs]}
 
-    prep_key = export_key + (options.output_names,)
-    ir_key = prep_key + (options.mean, options.scale, options.reverse_input_channels, options.frontend)
+    prep_key = export_key + stage_key(options, "prep")
+    ir_key = prep_key + stage_key(options, "ir")
 
     def prepared_for(frontend: str):
         key = prep_key + (frontend,)

@@ -97,24 +97,33 @@ def name_outputs(model, names):
     """The 2021.4 reader names each output after the layer feeding its Result, with '.<index>'
     when that layer has several outputs. Make those names the ONNX output names: rename a
     single-output producer, or put a same-shape Reshape named after the output behind a
-    multi-output one (Split, TopK). A name is one layer's only: the serializer would rename a twin."""
-    by_name = {node.get_friendly_name(): node for node in model.get_ops()}
+    multi-output one (Split, TopK), a Parameter, or a tensor that is already another output.
+    A name is one layer's only (the serializer would rename a twin): any other layer holding an
+    output's name gives it up (the ONNX reader names a node after its ONNX node name, or after
+    one of its outputs)."""
+    holders = {}
+    for node in model.get_ops():
+        holders.setdefault(node.get_friendly_name(), []).append(node)
+    claimed = set()  # (producer's unique name, output index) already serving an output
+    named = set()  # unique names of the layers renamed after an output here: they keep it
     for result, name in zip(model.get_results(), names):
         source = result.input_value(0)
         producer = source.get_node()
-        if producer.get_friendly_name() == name and producer.get_output_size() == 1:
-            continue
-        twin = by_name.get(name)  # the ONNX reader names a multi-output node after one of its outputs
-        if twin is not None and (twin is not producer or producer.get_output_size() > 1):
-            twin.set_friendly_name(name + "/renamed")
-        if producer.get_output_size() == 1 and producer.get_type_name() != "Parameter":
+        key = (producer.get_name(), source.get_index())
+        rename = producer.get_output_size() == 1 and producer.get_type_name() != "Parameter" and key not in claimed
+        claimed.add(key)
+        for holder in holders.pop(name, []):
+            if holder.get_name() not in named and not (rename and holder.get_name() == producer.get_name()):
+                holder.set_friendly_name(f"{name}/{holder.get_name()}")
+        if rename:
             producer.set_friendly_name(name)
+            named.add(producer.get_name())
             continue
         shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
         alias = opset1.reshape(source, shape, special_zero=False)
         alias.set_friendly_name(name)
         result.input(0).replace_source_output(alias.output(0))
-        alias.output(0).get_tensor().set_names(set(source.get_names()))
+        alias.output(0).get_tensor().set_names({name})
     model.validate_nodes_and_infer_types()
 
 
