@@ -141,12 +141,14 @@ def test_fp16_verdict_thresholds():
     assert _layer(FP16_MAX / 3.9).verdict == "near overflow" and _layer(FP16_MAX / 4.1).verdict == "ok"
     assert _layer(1.0, nonfinite=3).verdict == "overflow" and _layer(1.0, nonfinite=3).headroom == 0
     # Underflow: many values below FP16's smallest normal in a layer whose values are all small...
-    assert _layer(0.01, subnormal=5).verdict == "underflow" and _layer(0.01, subnormal=0).verdict == "ok"
+    assert _layer(0.01, subnormal=30).verdict == "underflow" and _layer(0.01, subnormal=0).verdict == "ok"
+    # ...a quarter of them at least: a few stray ones (squeeze-excite layers have 1-3%) change nothing.
+    assert _layer(0.01, subnormal=5).verdict == "ok"
     # ...not in a layer with a large peak, where they are below FP16's resolution next to it anyway.
     assert _layer(10.0, subnormal=50).verdict == "ok"
     assert _layer(0.0, nonzero=0).verdict == "ok" and _layer(0.0, nonzero=0).to_dict()["headroom"] is None
     assert _layer(1.0).module == "block.conv"
-    check = Fp16Range((_layer(1.0), _layer(7e4), _layer(2e4), _layer(0.01, subnormal=20)))
+    check = Fp16Range((_layer(1.0), _layer(7e4), _layer(2e4), _layer(0.01, subnormal=40)))
     overflow, near, under = check.warnings()
     assert overflow.startswith("FP16 overflow: layer `l` (Convolution; ONNX node `/block/conv/Conv`, Conv; "
                                "PyTorch module `block.conv`) reaches 7e+04")

@@ -43,9 +43,12 @@ NEAR_OVERFLOW_HEADROOM = 4.0
 # UNDERFLOW_FRACTION of its nonzero values lie below FP16_MIN_NORMAL while its own largest magnitude
 # is below UNDERFLOW_PEAK (1024 x FP16_MIN_NORMAL, 0.0625): then the lost values are ones FP16
 # could still tell apart from the layer's peak. In a layer with a larger peak they are below
-# FP16's resolution next to it anyway, and are not flagged.
+# FP16's resolution next to it anyway, and are not flagged. A quarter, not less: squeeze-excite and
+# pooling layers of the corpus's MobileNetV3/EfficientNet/LR-ASPP hold 1-3% of such values with no
+# effect on the outputs (relative error below 1e-3), and a warning on every such net teaches users
+# to ignore warnings.
 FP16_MIN_NORMAL = 2.0 ** -14
-UNDERFLOW_FRACTION = 0.01
+UNDERFLOW_FRACTION = 0.25
 UNDERFLOW_PEAK = 1024 * FP16_MIN_NORMAL
 FP16_TOP_LAYERS = 5  # layers listed in the report's "FP16 range" section when all is well
 
