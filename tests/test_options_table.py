@@ -13,7 +13,8 @@ import yaml
 
 from myriad_blob import cli, manifest
 from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, Stage
-from myriad_blob.options import ACTION, BY_NAME, CLI, MANIFEST, OPTIONS, ConversionOptions, parse_options
+from myriad_blob.options import (ACTION, BY_NAME, CLI, MANIFEST, OPTIONS, SHARED_STAGES, ConversionOptions, parse_options,
+                                 stage_key, stage_options)
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sync_options", ROOT / "scripts" / "sync_options.py")
@@ -116,3 +117,20 @@ def test_readme_exit_codes_are_the_table():
     assert [(int(row[0]), row[1].split()[0]) for row in rows] == [(code, name) for name, code in ALL_EXIT_CODES.items()]
     assert all(ALL_EXIT_CODES[stage.value] == EXIT_CODES[stage] == stage.exit_code for stage in Stage)
     assert len(set(ALL_EXIT_CODES.values())) == len(ALL_EXIT_CODES)
+
+
+def test_shared_stages_read_the_options_of_the_table():
+    base = parse_options(input=Path("m.pt"), input_shapes=["[1, 3, 8, 8]"])
+    fields = {f.name for f in dataclasses.fields(ConversionOptions)}
+    changed = {"model_key": "ema", "model_dtype": "float16", "model_class": "m:C", "trust_pickle": True,
+               "input_shapes": (), "opset": 13, "new_export": True, "output_names": ("a",),
+               "reverse_input_channels": True, "mean": {None: (1.0,)}, "scale": {None: (2.0,)}, "frontend": "mo2021"}
+    for option in OPTIONS:
+        if option.stage:
+            assert option.stage in SHARED_STAGES and option.field in fields, option.name
+            other = dataclasses.replace(base, **{option.field: changed[option.field]})
+            assert stage_key(other, option.stage) != stage_key(base, option.stage), option.name
+    assert set(changed) == {field for stage in SHARED_STAGES for field in stage_options(stage)}
+    # Compile settings are read after the IR: variants differing only in them share it.
+    other = dataclasses.replace(base, nshaves=4, nslices=4, nstreams=2, input_type="FP16", compile_timeout=9.0)
+    assert all(stage_key(other, stage) == stage_key(base, stage) for stage in SHARED_STAGES)

@@ -37,6 +37,8 @@ class Option:
     required: bool = False
     manifest_expected: str | None = None  # what a wrong manifest value should be (None: from kind)
     action_lines: bool | None = None  # read the action input one value per line (None: when multiple)
+    stage: str | None = None  # the shared pipeline stage (SHARED_STAGES) that reads it: see stage_options
+    attribute: str | None = None  # its ConversionOptions field, when not `key`
     # The README's "### Options" row (doc_flag: what follows --name; doc: None, the help).
     doc_flag: str = ""
     doc_default: str = ""
@@ -51,6 +53,11 @@ class Option:
     def key(self) -> str:
         """parse_options' keyword."""
         return self.name.replace("-", "_") if self.param is None else self.param
+
+    @property
+    def field(self) -> str:
+        """ConversionOptions' field."""
+        return self.attribute or self.key
 
     def on(self, surface: str) -> bool:
         return surface in self.surfaces
@@ -75,7 +82,7 @@ OPTIONS: tuple[Option, ...] = (
            action_doc_default="—",
            action_doc="path of a `myriad-blob.toml`: convert every variant in it, one comment and one upload for all "
                       "(blobs go to `output`, default `blobs/`)"),
-    Option("input-shape", "text", param="input_shapes", multiple=True, metavar="SHAPE",
+    Option("input-shape", "text", stage="export", param="input_shapes", multiple=True, metavar="SHAPE",
            help="Input shape, e.g. '[1, 3, 240, 320]'; for several inputs 'name=[...]', repeated. "
                 "Required for PyTorch models and ONNX models with dynamic shapes.",
            manifest_expected="a shape string like \"[1, 3, 240, 320]\" or a list of 'name=[...]' strings",
@@ -93,7 +100,7 @@ OPTIONS: tuple[Option, ...] = (
                        "in the workspace root. With manifest, the directory for the blobs (default blobs).",
            action_doc_default="`<model name>.blob` in the workspace",
            action_doc="where to write the blob (with `manifest`: the directory, default `blobs`)"),
-    Option("reverse-input-channels", "switch", default=False,
+    Option("reverse-input-channels", "switch", stage="ir", default=False,
            help="Swap RGB<->BGR in the blob (cameras give BGR; PyTorch models usually expect RGB).",
            doc_default="no",
            doc="swap RGB and BGR inside the blob (OAK cameras give BGR; PyTorch models usually expect RGB)",
@@ -112,7 +119,7 @@ OPTIONS: tuple[Option, ...] = (
            manifest_expected="a precision name such as \"FP16\"", doc_default="`FP16`",
            doc="blob output precision; `ONNX` keeps the model's own",
            action_help="Blob output precision; ONNX keeps the model's own.", action_default="FP16"),
-    Option("mean", "text", param="means", multiple=True, metavar="VALUES",
+    Option("mean", "text", stage="ir", param="means", attribute="mean", multiple=True, metavar="VALUES",
            help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).",
            manifest_expected="a string like \"[123.675, 116.28, 103.53]\" or a list of them",
            doc_flag="'input=[123.675, 116.28, 103.53]'", doc_default="none",
@@ -120,7 +127,7 @@ OPTIONS: tuple[Option, ...] = (
            action_help="Per-channel mean subtracted inside the blob, e.g. 'input=[123.675, 116.28, 103.53]'; "
                        "one line per input.",
            action_doc="as `--mean`; one line per input"),
-    Option("scale", "text", param="scales", multiple=True, metavar="VALUES",
+    Option("scale", "text", stage="ir", param="scales", attribute="scale", multiple=True, metavar="VALUES",
            help="Per-channel divisor applied in the blob after --mean, e.g. 'input=[58.4, 57.12, 57.38]'.",
            manifest_expected="a string like \"[58.4, 57.12, 57.38]\" or a list of them",
            doc_flag="'input=[58.4, 57.12, 57.38]'", doc_default="none",
@@ -128,7 +135,7 @@ OPTIONS: tuple[Option, ...] = (
            action_help="Per-channel divisor applied inside the blob after the mean, e.g. 'input=[58.4, 57.12, 57.38]'; "
                        "one line per input.",
            action_doc="as `--scale`; one line per input"),
-    Option("model-key", "text",
+    Option("model-key", "text", stage="load",
            help="Key of the model in a checkpoint dict.  [default: the first of model, state_dict, "
                 "model_state_dict, ema, net that holds a model or state dict]",
            manifest_expected="a string",
@@ -137,13 +144,13 @@ OPTIONS: tuple[Option, ...] = (
            action_help="Key of the model in a checkpoint dict. Default, the first of model, state_dict, "
                        "model_state_dict, ema and net that holds a model or state dict.",
            action_default=None),
-    Option("model-dtype", "text", default="float32",
+    Option("model-dtype", "text", stage="load", default="float32",
            help="torch dtype to cast the model to before export (the blob is FP16 either way).",
            manifest_expected="a torch dtype name", doc_default="`float32`",
            doc="torch dtype the model is cast to before export (the blob is FP16 either way)",
            action_help="torch dtype the model is cast to before export (the blob is FP16 either way).",
            action_default="float32"),
-    Option("model-class", "text", metavar="MODULE:CLASS",
+    Option("model-class", "text", stage="load", metavar="MODULE:CLASS",
            help="Class to load a state dict into, e.g. mypackage.models:Detector (imported from the current directory).",
            manifest_expected="\"package.module:ClassName\"", doc_flag="MODULE:CLASS", doc_default="—",
            doc="class a state dict is loaded into",
@@ -151,7 +158,7 @@ OPTIONS: tuple[Option, ...] = (
                        "(imported from the workspace).",
            action_doc="as `--model-class`, imported from the workspace; refused for forks' pull requests under "
                       "`pull_request_target`"),
-    Option("trust-pickle", "flag", default=False,
+    Option("trust-pickle", "flag", stage="load", default=False,
            help="Allow loading a full-model pickle. Loading one runs code from the file: only for files you trust.",
            doc_default="off", doc="allow a full-model pickle (runs code from the file)",
            action_help="Allow loading a full-model pickle, which runs code from the file. Never for models from "
@@ -169,7 +176,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("nstreams", "int", default=1, range=(1, 3), help="Throughput streams (1-3).",
            doc_default="`1`", doc="throughput streams (1–3)",
            action_help="Throughput streams (1-3).", action_default="1"),
-    Option("opset", "int", range=(7, 18),
+    Option("opset", "int", stage="export", range=(7, 18),
            help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
                 "when the exporter fails]",
            doc_default="`14`, then 16, 13, 12, 11, 17",
@@ -178,10 +185,10 @@ OPTIONS: tuple[Option, ...] = (
            action_help="ONNX opset to export PyTorch models at (a whole number); empty chooses automatically.",
            action_doc_default="automatic",
            action_doc="as `--opset`: the ONNX opset PyTorch models are exported at"),
-    Option("new-export", "flag", default=False, surfaces=_CLI_MANIFEST,
+    Option("new-export", "flag", stage="export", default=False, surfaces=_CLI_MANIFEST,
            help="Use the torch.export-based ONNX exporter instead of the TorchScript one.",
            doc_default="off", doc="use the `torch.export`-based ONNX exporter instead of the TorchScript one"),
-    Option("frontend", "choice", default="auto", choices=("auto", "ov2022", "mo2021"),
+    Option("frontend", "choice", stage="ir", default="auto", choices=("auto", "ov2022", "mo2021"),
            help="IR front end: ov2022 (OpenVINO 2022.3.1's ONNX reader), mo2021 (Model Optimizer 2021.4), "
                 "or auto: ov2022, falling back to mo2021 when it fails.",
            manifest_expected="\"auto\", \"ov2022\" or \"mo2021\"", doc_default="`auto`",
@@ -190,7 +197,7 @@ OPTIONS: tuple[Option, ...] = (
            action_help="How the IR is made - auto, ov2022 (OpenVINO 2022.3 ONNX reader) or mo2021 (Model Optimizer "
                        "2021.4); auto tries the first, then the second.",
            action_default="auto", action_doc="as `--frontend`: `auto`, `ov2022` or `mo2021`"),
-    Option("output-names", "text", multiple=True, metavar="NAME,...", action_lines=False,
+    Option("output-names", "text", stage="prep", multiple=True, metavar="NAME,...", action_lines=False,
            help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
                 "before its decode/NMS.",
            manifest_expected="a string \"name1,name2\" or a list of tensor names",
@@ -275,6 +282,21 @@ OPTIONS: tuple[Option, ...] = (
                       "`main` into a `nightly` release)"),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+# The pipeline stages whose results a batch shares between variants, in order: a stage's result
+# depends on the options it reads and on everything before it (pipeline._run keys them so).
+SHARED_STAGES = ("load", "export", "prep", "ir")
+
+
+def stage_options(stage: str) -> tuple[str, ...]:
+    """The ConversionOptions fields the stage reads (its own, not its predecessors')."""
+    assert stage in SHARED_STAGES, stage
+    return tuple(option.field for option in OPTIONS if option.stage == stage)
+
+
+def stage_key(options: "ConversionOptions", stage: str) -> tuple:
+    """The values of the options the stage reads: with its predecessors' keys, what says two
+    variants can share the stage's result."""
+    return (stage, *(getattr(options, key) for key in stage_options(stage)))
 
 
 def option_default(name: str):
