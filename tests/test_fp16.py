@@ -129,6 +129,9 @@ def test_convert_all_reports_the_overflow_per_variant(tmp_path):
     assert variants["middle/strict"]["status"] == "failed"
     assert variants["middle/strict"]["error"]["stage"] == "verify" and "FP16 overflow" in variants["middle/strict"]["error"]["message"]
     assert variants["tame/default"]["status"] == "succeeded" and not variants["tame/default"]["warnings"]
+    # The batch report (the action's PR comment in manifest mode) shows the overflow in its verdict lines.
+    batch = (tmp_path / "blobs" / "batch-report.md").read_text()
+    assert "**FP16 overflow** in `/features/0/Conv" in batch
 
 
 def _layer(max_abs, *, minimum=0.0, nonfinite=0, nonzero=100, subnormal=0):

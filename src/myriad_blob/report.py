@@ -214,7 +214,10 @@ def verdict(report: dict) -> str:
         numbers = "⚠️ **numbers differ** from the original model"
     else:
         numbers = "numbers not checked"
-    icon = "✅" if numeric and numeric["passed"] else "⚠️"
+    overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
+    if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
+        numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (f" and {len(overflow) - 1} more" if len(overflow) > 1 else "")
+    icon = "✅" if numeric and numeric["passed"] and not overflow else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
             f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}")
