@@ -116,8 +116,33 @@ def test_a_device_report_path_is_not_replaced(model_files, tmp_path):
 
 
 def test_a_report_to_standard_output(model_files, tmp_path):
+    """Standard output holds the JSON alone (the summary goes to stderr), so `| jq` works."""
     result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", "--report", "-")
     assert result.returncode == 0, result.stderr
-    start = result.stdout.index("{")
-    report = json.JSONDecoder().raw_decode(result.stdout[start:])[0]
-    assert report["status"] == "succeeded" and not (tmp_path / "-").exists()
+    assert json.loads(result.stdout)["status"] == "succeeded" and not (tmp_path / "-").exists()
+    assert "blob:   " in result.stderr
+
+
+def test_the_blob_to_standard_output_is_refused(model_files, tmp_path):
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", "-", cwd=tmp_path)
+    assert result.returncode == 15 and result.stdout == ""
+    assert result.stderr.startswith("myriad-blob: output failed: --output -: the blob is binary")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlinked_report_stays_a_link(model_files, tmp_path):
+    (tmp_path / "reports").mkdir()
+    link = tmp_path / "latest.json"
+    link.symlink_to(tmp_path / "reports" / "run.json")
+    result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", "--report", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and json.loads((tmp_path / "reports" / "run.json").read_text())["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("flag", ["--output", "--report"])
+def test_a_directory_as_output_fails_before_converting(flag, model_files, tmp_path):
+    (tmp_path / "adir").mkdir()
+    args = {"--output": tmp_path / "x.blob", flag: tmp_path / "adir"}
+    result = run_cli("convert", "--input", model_files["onnx"], *[a for pair in args.items() for a in pair])
+    assert result.returncode == 15, result.stderr
+    assert f"{flag} {tmp_path / 'adir'} is a directory" in result.stderr.splitlines()[0]

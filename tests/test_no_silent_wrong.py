@@ -200,3 +200,32 @@ def test_reverse_input_channels_on_an_input_it_cannot_reverse(tmp_path):
     assert result.returncode == 2, result.stderr
     first = result.stderr.splitlines()[0]
     assert "--reverse-input-channels swaps the 3 channels of an NCHW input" in first and "image [1, 16, 16, 3]" in first
+
+
+def test_editing_a_module_the_model_class_imports_misses_the_cache(tmp_path, isolated_cache):
+    """model.py imports layers.py: editing layers.py changes the model, so it must change the key."""
+    from myriad_blob.cache import BlobCache
+    from myriad_blob.options import parse_options
+
+    (tmp_path / "layers.py").write_text("def act(x):\n    return x * 2\n")
+    (tmp_path / "model.py").write_text("from layers import act\n")
+    (tmp_path / "weights.pth").write_bytes(b"weights")
+    options = parse_options(input=tmp_path / "weights.pth", model_class="model:Net", input_shapes=[SHAPE_ARG])
+    cache = BlobCache(isolated_cache)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        before = cache.key(options, {})
+        (tmp_path / "layers.py").write_text("def act(x):\n    return x * 3\n")
+        after = cache.key(options, {})
+    finally:
+        os.chdir(cwd)
+    assert before and after and before != after
+
+
+def test_manifest_list_items_must_be_strings(tmp_path, model_files):
+    (tmp_path / "myriad-blob.toml").write_text(
+        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\ninput-shape = ["[1, 3, 64, 80]", 5]\n')
+    result = run_cli("convert-all", "--manifest", tmp_path / "myriad-blob.toml", "--output-dir", tmp_path / "out")
+    assert result.returncode == 16 and "Traceback" not in result.stderr
+    assert "models[0].input-shape must be" in result.stderr and "every item a string" in result.stderr

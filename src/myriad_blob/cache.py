@@ -26,7 +26,8 @@ from pathlib import Path
 from . import __version__
 from .load import user_code_importable
 from .options import ConversionOptions
-from .report import ConversionReport, write_atomically
+from .errors import ConversionError, Stage
+from .report import ConversionReport, is_stream, write_atomically
 
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")
@@ -62,10 +63,12 @@ def _converter_versions() -> dict:
 
 
 def _module_sources(module_names) -> dict | None:
-    """sha256 of the source of each named module's whole top-level package (what a class imports
-    from its own package changes the model too), found as the conversion will import it: from
-    the current directory first. None when a module cannot be found (the conversion says why)."""
-    digest = {}
+    """sha256 of the user code beside each named module, found as the conversion will import it
+    (from the current directory first): every .py file in the directory it is found in, and every
+    package (a directory with __init__.py) there, recursively. A class imports its own helpers
+    (model.py with layers.py, or a package of them), so all of them change the model; finding
+    them without importing runs no user code. None when a module cannot be found."""
+    roots = set()
     with user_code_importable():
         for name in sorted(set(module_names)):
             try:
@@ -76,12 +79,17 @@ def _module_sources(module_names) -> dict | None:
                 return None
             if found.origin in ("built-in", "frozen"):
                 continue
-            root = Path(found.origin)
-            files = sorted(root.parent.rglob("*.py")) if root.name == "__init__.py" else [root]
-            hasher = hashlib.sha256()
-            for file in files:
-                hasher.update(str(file.relative_to(root.parent)).encode() + b"\0" + file.read_bytes())
-            digest[name] = hasher.hexdigest()
+            origin = Path(found.origin)
+            roots.add(origin.parent.parent if origin.name == "__init__.py" else origin.parent)
+    digest = {}
+    for root in sorted(roots):
+        files = sorted(root.glob("*.py"))
+        for package in sorted(p for p in root.iterdir() if (p / "__init__.py").is_file()):
+            files += sorted(package.rglob("*.py"))
+        hasher = hashlib.sha256()
+        for file in files:
+            hasher.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+        digest[str(root)] = hasher.hexdigest()
     return digest
 
 
@@ -162,7 +170,30 @@ class BlobCache:
             shutil.rmtree(entry, ignore_errors=True)  # damaged on disk: never hand it out
             return None
         original = report.blob["path"]
+        written = []
+        try:
+            self._restore_files(entry, options, report, blob, written)
+        except OSError as error:
+            for path in written:  # all or nothing, as a conversion
+                if not is_stream(path):
+                    path.unlink(missing_ok=True)
+            raise ConversionError(Stage.OUTPUT, f"cannot write the cached files to {options.output} and beside it: "
+                                                f"{error.strerror}") from error
+        report.cache = {"hit": True, "key": key, "converted_as": original,
+                        "restore_s": round(time.perf_counter() - started, 4)}
+        try:
+            report.write(options.report_json, options.report_markdown)
+        except ConversionError:
+            for path in written:
+                if not is_stream(path):
+                    path.unlink(missing_ok=True)
+            raise
+        return report
+
+    @staticmethod
+    def _restore_files(entry: Path, options: ConversionOptions, report: ConversionReport, blob: bytes, written: list):
         write_atomically(options.output, blob)
+        written.append(Path(options.output))
         report.options = options.to_dict()
         report.source["path"] = str(options.input)
         report.blob["path"] = str(options.output)
@@ -170,11 +201,8 @@ class BlobCache:
             if getattr(report, field):
                 destination = getattr(options, path_property)
                 write_atomically(destination, (entry / name).read_bytes())
+                written.append(Path(destination))
                 getattr(report, field)["path"] = str(destination)
-        report.cache = {"hit": True, "key": key, "converted_as": original,
-                        "restore_s": round(time.perf_counter() - started, 4)}
-        report.write(options.report_json, options.report_markdown)
-        return report
 
     def store(self, key: str, options: ConversionOptions, report: ConversionReport) -> None:
         entry = self._entry(key)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__, toolchain
+from .report import is_stream
 from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
 from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
 
@@ -87,23 +88,27 @@ def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> No
         click.echo(f"myriad-blob: warning: {warning}", err=True)
     if report.error:
         _exit_with(options, report)
-    click.echo(f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)")
+    # The summary goes to stderr when the report itself goes to standard output (| jq must work).
+    to_stderr = is_stream(options.report_json)
+    lines = [f"blob:   {options.output} ({report.blob['size']:,} bytes, sha256 {report.blob['sha256'][:16]}…)"]
     if report.nn_archive:
-        click.echo(f"nn archive: {report.nn_archive['path']}")
+        lines.append(f"nn archive: {report.nn_archive['path']}")
     if report.superblob:
-        click.echo(f"superblob: {report.superblob['path']} ({report.superblob['size']:,} bytes, 1-16 SHAVEs)")
+        lines.append(f"superblob: {report.superblob['path']} ({report.superblob['size']:,} bytes, 1-16 SHAVEs)")
     if (report.cache or {}).get("hit"):
-        click.echo("        (from the cache: the same model, options and toolchain were converted before)")
-    click.echo(f"report: {options.report_json}")
+        lines.append("        (from the cache: the same model, options and toolchain were converted before)")
+    lines.append(f"report: {options.report_json}")
     if options.report_markdown:
-        click.echo(f"        {options.report_markdown}")
+        lines.append(f"        {options.report_markdown}")
+    for line in lines:
+        click.echo(line, err=to_stderr)
 
 
 def _exit_with(options: ConversionOptions, report) -> None:
     """Print one line naming the stage and what to change, and exit with the stage's code."""
     stage, code, message = report.error["stage"], report.error["exit_code"], report.error["message"]
     click.echo(f"myriad-blob: {stage} failed: {message}", err=True)
-    if Path(options.report_json).exists():
+    if report.error["stage"] != "output" and Path(options.report_json).exists():
         click.echo(f"report: {options.report_json}", err=True)
     sys.exit(code)
 

@@ -162,6 +162,8 @@ def _check_options(table: dict, where: tuple, fail) -> dict:
         types, expected = OPTION_FIELDS[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise fail(where + (key,), f"must be {expected}, got {value!r}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise fail(where + (key,), f"must be {expected}: every item a string, got {value!r}")
     return dict(table)
 
 

@@ -108,10 +108,10 @@ OPTIONS: tuple[Option, ...] = (
            action_default="false"),
     Option("input-type", "text", default="U8", choices=("U8", "FP16", "FP32", "ONNX"),
            choices_note=" (what the Myriad X takes)",
-           help="Blob input precision (compile tool names: U8, FP16, FP32, ...); ONNX keeps the model's own.",
+           help="Blob input precision: U8, FP16 or FP32 (what the Myriad X takes); ONNX keeps the model's own.",
            manifest_expected="a precision name such as \"U8\"", doc_default="`U8`",
-           doc="blob input precision, compile-tool names: `U8`, `FP16`, `FP32`, `I32`, ...; `ONNX` keeps the model's own",
-           action_help="Blob input precision (U8, FP16, FP32, I32, ...); ONNX keeps the model's own.",
+           doc="blob input precision: `U8`, `FP16` or `FP32` (what the Myriad X takes); `ONNX` keeps the model's own",
+           action_help="Blob input precision (U8, FP16 or FP32); ONNX keeps the model's own.",
            action_default="U8"),
     Option("output-type", "text", default="FP16", choices=("FP16", "FP32", "ONNX"),
            choices_note=" (what the Myriad X takes)",
@@ -304,7 +304,8 @@ def option_default(name: str):
 
 
 # Blob precisions the Myriad X takes (compile-tool names, as toolchain/compile_blob.cpp maps them);
-# "ONNX" keeps the model's own. Others (U32, U64, BOOL, BF16, an I32 or U8 output) fail only in the compiler.
+# "ONNX" keeps the model's own. The compile helper knows more (I8, I16, U16, I32, ...), which the
+# compiler then refuses for inputs or outputs: an I32 or U8 output fails deep in the compiler.
 INPUT_PRECISIONS = BY_NAME["input-type"].choices
 OUTPUT_PRECISIONS = BY_NAME["output-type"].choices
 PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}

@@ -170,8 +170,18 @@ def written_outputs(options: ConversionOptions, report: ConversionReport) -> lis
 
 def unwritable_outputs(options: ConversionOptions) -> str | None:
     """Why the blob or the report could not be written, known before any work is done."""
+    if str(options.output) == "-":
+        return "--output -: the blob is binary; give a file path (the report can go to standard output)"
     for flag, path in (("--output", options.output), ("--report", options.report_json)):
-        directory = Path(os.path.abspath(path)).parent
+        if str(path) == "-":
+            continue
+        if os.path.isdir(path):
+            return f"{flag} {path} is a directory: give a file path"
+        if is_stream(path):  # written through: the target itself must be writable, not its directory
+            if not os.access(path, os.W_OK):
+                return f"{flag} {path} is not writable"
+            continue
+        directory = Path(os.path.realpath(path)).parent
         while not directory.exists():
             directory = directory.parent
         if not directory.is_dir():

@@ -143,10 +143,16 @@ class ConversionReport:
             raise ConversionError(Stage.OUTPUT, f"cannot write the report to {json_path}: {error.strerror}") from error
 
 
+# Links to a process's open files: whatever they point at (a terminal, a pipe, or the file a shell
+# redirected to), writing through them is what the user means.
+_FD_LINKS = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/", "/dev/tty")
+
+
 def is_stream(path: Path) -> bool:
-    """'-' (standard output) or an existing path that is not a regular file: a character device
-    such as /dev/stdout or /dev/null, a FIFO, a socket."""
-    if str(path) == "-":
+    """'-' (standard output), a link to an open file descriptor (/dev/stdout), or an existing path
+    that is not a regular file: a character device such as /dev/null, a FIFO, a socket."""
+    text = str(path)
+    if text == "-" or text.startswith(_FD_LINKS) or (text.startswith("/proc/") and "/fd/" in text):
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
@@ -169,6 +175,8 @@ def write_atomically(path: Path, content: str | bytes) -> None:
         with open(path, "wb") as stream:  # no O_TRUNC surprises: devices and FIFOs take a write as is
             stream.write(data)
         return
+    # A symlink is never renamed over: the file it points at is the one replaced.
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
