@@ -62,24 +62,22 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
     steps = []
     started = time.perf_counter()
     edits = _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
-    if edits:
-        steps.append(PrepStep("graph edits", True, "; ".join(edits), round(time.perf_counter() - started, 3)))
-    if edits:
-        reference_path = workdir / "reference.onnx"
-        _save(model, reference_path)
-        reference = describe_onnx(reference_path, exported=onnx_model.exported)
-    else:  # the file as given is the reference (no copy of what may be hundreds of MB)
-        reference_path, reference = onnx_model.path, onnx_model
-    feeds = seeded_feeds(reference)
     # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
     # then named by ONNX Runtime, in one line), else when a first step needs checking.
     expected = None
     if edits:
+        steps.append(PrepStep("graph edits", True, "; ".join(edits), round(time.perf_counter() - started, 3)))
+        reference_path = workdir / "reference.onnx"
+        _save(model, reference_path)
+        reference = describe_onnx(reference_path, exported=onnx_model.exported)
         try:
-            expected = run_onnxruntime(reference_path, feeds)
+            expected = run_onnxruntime(reference_path, seeded_feeds(reference))
         except ConversionError as error:
             raise _fail(error.message + _batch_hint(onnx_model, shapes)) from error
-    current = model
+    else:  # the file as given is the reference (no copy of what may be hundreds of MB)
+        reference_path, reference = onnx_model.path, onnx_model
+    feeds = seeded_feeds(reference)
+    current, current_path = model, reference_path
     for name, frontends, needed, rewrite in PREPARATION:
         reason = needed(current) if frontend in frontends else ""
         if not reason:
@@ -87,9 +85,9 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
         if expected is None:
             expected = run_onnxruntime(reference_path, feeds)
         started = time.perf_counter()
+        path = workdir / f"step-{len(steps)}.onnx"
         try:
             candidate = rewrite(current)
-            path = workdir / f"step-{len(steps)}.onnx"
             _save(candidate, path)
             disagreement = _disagreement(expected, run_onnxruntime(path, feeds))
         except Exception as error:  # a step that cannot run is dropped, the model goes on without it
@@ -102,12 +100,9 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
             f"; dropped: outputs differ by {disagreement:.1e} relative"
         steps.append(PrepStep(name, kept, detail, round(time.perf_counter() - started, 3)))
         if kept:
-            current = candidate
-    if current is model:
-        return PreparedOnnx(reference, reference, tuple(steps))
-    prepared_path = workdir / "prepared.onnx"
-    _save(current, prepared_path)
-    return PreparedOnnx(describe_onnx(prepared_path, exported=onnx_model.exported), reference, tuple(steps))
+            current, current_path = candidate, path
+    prepared = reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
+    return PreparedOnnx(prepared, reference, tuple(steps))
 
 
 def _save(model, path: Path) -> None:
