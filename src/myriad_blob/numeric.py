@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from .ir import IRModel
 from .toolchain import LegacyWorker, Toolchain
 
 RUN_IR_ON_CPU = Path(__file__).parent / "toolchain" / "run_ir_on_cpu.py"
+CPU_RUN_TIMEOUT_S = 900  # the corpus runs in about a second; a hung CPU run must still end
 SEED = 20190101
 # An output whose reference values all stay below this magnitude cannot be judged: FP16 keeps
 # about three significant digits and flushes values under 6.1e-5, so relative error and cosine
@@ -420,12 +422,16 @@ def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorke
         ranges_path = Path(tmp) / "ranges.json"
         np.savez(inputs_path, **inputs)
         extra = [str(ranges_path)] if ranges else []
-        if worker is not None:
-            returncode, output = worker.call("infer", xml=str(ir.xml), inputs=str(inputs_path), outputs=str(outputs_path),
+        if worker is not None:  # a job that outlives CPU_RUN_TIMEOUT_S kills the worker: (1, why)
+            returncode, output = worker.call("infer", timeout=CPU_RUN_TIMEOUT_S, xml=str(ir.xml),
+                                             inputs=str(inputs_path), outputs=str(outputs_path),
                                              **({"ranges": str(ranges_path)} if ranges else {}))
         else:
-            result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
-                                    str(outputs_path), *extra])
+            try:
+                result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
+                                        str(outputs_path), *extra], timeout=CPU_RUN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise _fail(f"the IR did not finish on OpenVINO's CPU plugin within {CPU_RUN_TIMEOUT_S} s") from None
             returncode, output = result.returncode, result.stderr
         if returncode != 0:
             last = [line for line in output.splitlines() if line.strip()][-1:] or ["no message"]
