@@ -27,7 +27,7 @@ from . import __version__
 from .load import user_code_importable
 from .options import ConversionOptions
 from .errors import ConversionError, Stage
-from .report import ConversionReport, is_stream, write_atomically
+from .report import ConversionReport, remove_written, write_atomically
 
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")
@@ -174,9 +174,7 @@ class BlobCache:
         try:
             self._restore_files(entry, options, report, blob, written)
         except OSError as error:
-            for path in written:  # all or nothing, as a conversion
-                if not is_stream(path):
-                    path.unlink(missing_ok=True)
+            remove_written(written)  # all or nothing, as a conversion
             raise ConversionError(Stage.OUTPUT, f"cannot write the cached files to {options.output} and beside it: "
                                                 f"{error.strerror}") from error
         report.cache = {"hit": True, "key": key, "converted_as": original,
@@ -184,9 +182,7 @@ class BlobCache:
         try:
             report.write(options.report_json, options.report_markdown)
         except ConversionError:
-            for path in written:
-                if not is_stream(path):
-                    path.unlink(missing_ok=True)
+            remove_written(written)
             raise
         return report
 

@@ -70,13 +70,14 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
         reference_path = workdir / "reference.onnx"
         _save(model, reference_path)
         reference = describe_onnx(reference_path, exported=onnx_model.exported)
+        feeds = seeded_feeds(reference)
         try:
-            expected = run_onnxruntime(reference_path, seeded_feeds(reference))
+            expected = run_onnxruntime(reference_path, feeds)
         except ConversionError as error:
             raise _fail(error.message + _batch_hint(onnx_model, shapes)) from error
     else:  # the file as given is the reference (no copy of what may be hundreds of MB)
         reference_path, reference = onnx_model.path, onnx_model
-    feeds = seeded_feeds(reference)
+        feeds = seeded_feeds(reference)
     current, current_path = model, reference_path
     for name, frontends, needed, rewrite in PREPARATION:
         reason = needed(current) if frontend in frontends else ""

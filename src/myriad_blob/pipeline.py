@@ -26,7 +26,7 @@ from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
 from .options import ConversionOptions, per_channel_mismatch, stage_key
-from .report import ConversionReport, is_stream, write_atomically
+from .report import ConversionReport, is_stream, remove_written, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
 
@@ -126,12 +126,10 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
         report.write(options.report_json, options.report_markdown)
     except ConversionError as error:
         if report.status == "succeeded":  # without its report, the conversion is not delivered
-            for path in written_outputs(options, report):
-                if not is_stream(path):  # a device or FIFO we wrote through is never removed
-                    path.unlink(missing_ok=True)
+            remove_written(written_outputs(report))
             report.fail(error)
         return report
-    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(options, report)):
+    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(report)):
         cache.store(key, options, report)  # (the cache copies the files written; a stream cannot be read back)
     return report
 
@@ -163,7 +161,7 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
                 raise ConversionError(Stage.OPTIONS, problem)
 
 
-def written_outputs(options: ConversionOptions, report: ConversionReport) -> list[Path]:
+def written_outputs(report: ConversionReport) -> list[Path]:
     """The files a successful conversion wrote besides its report."""
     return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.superblob) if section]
 
@@ -329,9 +327,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         try:
             write()
         except OSError as error:
-            for done in written:
-                if not is_stream(done):
-                    done.unlink(missing_ok=True)
+            remove_written(written)
             raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
         written.append(path)
     report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),

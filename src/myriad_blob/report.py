@@ -160,6 +160,14 @@ def is_stream(path: Path) -> bool:
         return False
 
 
+def remove_written(paths) -> None:
+    """Undo a delivery that failed half-way: remove the regular files written; a device or FIFO
+    that was written through is never removed."""
+    for path in paths:
+        if not is_stream(path):
+            Path(path).unlink(missing_ok=True)
+
+
 def write_atomically(path: Path, content: str | bytes) -> None:
     """Write beside the target, then rename: readers never see half a file. A target that is not
     a regular file (a device, a FIFO, '-' for standard output) is written through instead, and
