@@ -198,7 +198,8 @@ def test_blob_outputs_keep_the_onnx_names(nodes, outputs, tmp_path):
 @pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
 @pytest.mark.parametrize("opset", [17, 18])
 def test_layer_norm_decomposition_matches(dtype, opset):
-    from myriad_blob.onnx_prep import _decompose_layer_norm, _disagreement
+    from myriad_blob.onnx_prep import _disagreement
+    from myriad_blob.rules.onnx_rules import decompose_layer_norm as _decompose_layer_norm
 
     import onnxruntime
 

@@ -120,8 +120,9 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             got = by_name[tensor.name]
             if tuple(got.shape) != tuple(tensor.shape):
                 problems.append(f"{role} {tensor.name} has shape {list(got.shape)}, expected {list(tensor.shape)}")
-            if wanted_type != "ONNX" and got.data_type != wanted_type:
-                problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted_type}")
+            wanted = settings.get("tensor_types", {}).get(tensor.name, wanted_type)
+            if wanted != "ONNX" and got.data_type != wanted:
+                problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted}")
     if problems:
         raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
                               + _batch_hint(info, inputs))

@@ -52,11 +52,22 @@ def _describe(layer: dict) -> str:
     return text
 
 
-def compile_settings(options: ConversionOptions) -> dict:
+# IR precisions of integer tensors (an ArgMax class map, TopK indices). The Myriad compiler
+# gives such an output only S32 ("output #0 has type FP16, but one of [S32] is expected").
+INTEGER_PRECISIONS = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+
+
+def integer_outputs(ir: IRModel | None) -> dict:
+    """{output name: "I32"} for the IR's integer outputs: their blob precision whatever --output-type."""
+    return {t.name: "I32" for t in (ir.outputs if ir else ()) if t.dtype.upper() in INTEGER_PRECISIONS}
+
+
+def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
     return {
         "platform": "VPU_MYRIAD_2480",
         "input_type": options.input_type,
         "output_type": options.output_type,
+        "tensor_types": integer_outputs(ir) if options.output_type != "ONNX" else {},
         "nshaves": options.nshaves,
         "nslices": options.nslices,
         "nstreams": options.nstreams,
@@ -100,12 +111,14 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
                  blob_path: Path) -> CompiledBlob:
     """Compile (within --compile-timeout); on failure, the compiler's message and the query's
     suspects. support() gives the query's LayerSupport, asked for only when the compile fails."""
-    settings = compile_settings(options)
+    settings = compile_settings(options, ir)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
     if options.input_type != "ONNX":
         args += ["-ip", options.input_type]
     if options.output_type != "ONNX":
         args += ["-op", options.output_type]
+    if settings["tensor_types"]:
+        args += ["-iop", ",".join(f"{name}:{precision}" for name, precision in settings["tensor_types"].items())]
     args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
              f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
     try:

@@ -264,7 +264,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
                  "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
                  "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
 
-    report.compile_settings = compile_settings(options)
+    report.compile_settings = compile_settings(options, ir)
     compile_tools = {"openvino": toolchain.versions.get("openvino"),
                      "inference-engine": toolchain.versions.get("inference_engine_build"),
                      "g++": toolchain.versions.get("gxx")}
@@ -298,7 +298,7 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         # The FP16 range check: an overflow fails with --strict (after a miss of the outputs, which
         # says more), else every FP16 finding is a warning; the report's FP16 range section has them all.
         overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
-        if not check.passed:
+        if not check.outputs_passed:
             failed = ", ".join(o.name for o in check.outputs if not o.passed)
             message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
                        "check --reverse-input-channels, --mean and --scale, and FP16 range")
@@ -307,7 +307,10 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             report.warnings.append(message)
         if options.strict and overflow:
             raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
-        report.warnings.extend(check.fp16.warnings() if check.fp16 is not None else [])
+        fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
+        if options.strict and fp16_warnings:  # --strict passes only what the report's verdict passes
+            raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
+        report.warnings.extend(fp16_warnings)
     superblob = blobs = None
     if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
         with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling

@@ -127,6 +127,7 @@ class ConversionReport:
         data = {"$schema": SCHEMA, "tool": {"name": "myriad-blob", "version": __version__}}
         data |= dataclasses.asdict(self)
         data["stages"] = [dataclasses.asdict(record) for record in self.stages.values()]
+        data["verdict"] = overall_verdict(data)
         return data
 
     def to_markdown(self) -> str:
@@ -216,6 +217,33 @@ def _details(summary: str, body: list[str]) -> list[str]:
     return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
 
 
+def overall_verdict(report: dict) -> dict:
+    """One verdict a machine can read: "passed" only when the blob was written and every check
+    passed without a warning; "warnings" when it was written but a check missed, warned or could
+    not run; "failed" when there is no blob. The Markdown verdict line, the batch report, the
+    action's output and --strict's exit code follow it. {"result": ..., "reasons": [...]}"""
+    if report["status"] != "succeeded":
+        error = report.get("error") or {}
+        return {"result": "failed", "reasons": [f"{error.get('stage', 'internal')}: {error.get('message', 'failed')}"]}
+    numeric, reasons = report.get("numeric"), []
+    if not numeric:
+        reasons.append("the numeric check did not run")
+    else:
+        missed = [o for o in numeric["outputs"] if not o["passed"]]
+        if missed:
+            reasons.append("numeric check: " + "; ".join(f"output {o['name']} differs from the original's"
+                                                          + (f" ({o['note']})" if o.get("note") else "") for o in missed))
+        fp16 = numeric.get("fp16") or {}
+        if fp16.get("error"):
+            reasons.append(f"the FP16 range check could not run ({fp16['error']})")
+        for key, what in (("overflow", "FP16 overflow"), ("near_overflow", "FP16 near overflow"),
+                          ("underflow", "FP16 underflow")):
+            layers = fp16.get(key) or []
+            if layers:
+                reasons.append(f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else ""))
+    return {"result": "warnings" if reasons else "passed", "reasons": reasons}
+
+
 def verdict(report: dict) -> str:
     """The report's first line: converted or not, do the numbers match, size, time."""
     name = Path(report["options"]["input"]).name
@@ -223,7 +251,7 @@ def verdict(report: dict) -> str:
         error = report["error"]
         return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
     numeric = report["numeric"]
-    if numeric and numeric["passed"]:
+    if numeric and numeric.get("outputs_passed", numeric["passed"]):
         worst = max(o["max_relative_error"] for o in numeric["outputs"])
         numbers = f"numbers match (max relative error {worst:.1e})"
     elif numeric:
@@ -233,7 +261,7 @@ def verdict(report: dict) -> str:
     overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
     if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
         numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (f" and {len(overflow) - 1} more" if len(overflow) > 1 else "")
-    icon = "✅" if numeric and numeric["passed"] and not overflow else "⚠️"
+    icon = "✅" if overall_verdict(report)["result"] == "passed" else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
             f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}")
