@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test bench corpus-table report-screenshot clean
+.PHONY: setup demo test bench corpus-table op-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,10 @@ bench: setup
 # The README's "What converts" table, written from a real run of the corpus (tests/corpus.py).
 corpus-table: setup
 	$(BIN)/python scripts/corpus_table.py
+
+# The README's "Supported ops" table, written from a real run of the op sweep (src/myriad_blob/rules/sweep.py).
+op-table: setup
+	$(BIN)/python -m myriad_blob.rules.sweep --readme README.md
 
 # The README's example report: a conversion with every section filled, rendered as GitHub shows it.
 report-screenshot: setup

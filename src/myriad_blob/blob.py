@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+from .rules.advice import REFUSED
 from .errors import ConversionError, Stage
 from .tensors import TensorInfo
 
@@ -113,6 +114,11 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
     for role, expected, found, wanted_type in (("input", inputs, info.inputs, settings["input_type"]),
                                                ("output", outputs, info.outputs, settings["output_type"])):
         by_name = {t.name: t for t in found}
+        dynamic = [name[: -len("@shape")] for name in by_name if name.endswith("@shape")]
+        if dynamic:  # the Myriad's dynamic-shape outputs: a size that depends on the data
+            raise ConversionError(Stage.VERIFY, f"the blob's {role}(s) {', '.join(dynamic)} have a size that depends on "
+                                                f"the data (the compiler added {', '.join(d + '@shape' for d in dynamic)}): "
+                                                f"{REFUSED['NonZero'].what}; {REFUSED['NonZero'].fix}")
         if sorted(by_name) != sorted(t.name for t in expected):
             problems.append(f"{role}s {sorted(by_name)}, expected {sorted(t.name for t in expected)}")
             continue

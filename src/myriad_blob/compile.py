@@ -16,6 +16,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
 from .options import ConversionOptions
+from .rules.advice import explain_refused
 from .toolchain import Toolchain, helper_error
 
 QUERY_TIMEOUT_S = 60  # the query is for the report (~1 s for the corpus): it never holds a conversion up for long
@@ -108,9 +109,12 @@ def layer_support(ir: IRModel, supported: frozenset | None, onnx_model: OnnxMode
 
 
 def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: Toolchain,
-                 blob_path: Path) -> CompiledBlob:
-    """Compile (within --compile-timeout); on failure, the compiler's message and the query's
-    suspects. support() gives the query's LayerSupport, asked for only when the compile fails."""
+                 blob_path: Path, origins: tuple = ()) -> CompiledBlob:
+    """Compile (within --compile-timeout). On failure: every layer of a type the compiler refuses
+    (rules/advice.py), named in the user's terms with what to change, then the compiler's own
+    message; else the compiler's message and the query's suspects. support() gives the query's
+    LayerSupport, asked for only when the compile fails. origins: the ONNX models whose node
+    names the IR layers trace back to."""
     settings = compile_settings(options, ir)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
     if options.input_type != "ONNX":
@@ -128,9 +132,19 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
         raise _fail(f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
                     f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout") from None
     if result.returncode != 0 or not blob_path.exists():
-        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr) + _suspects(support()))
+        message = helper_error(result.stderr)
+        refused = explain_refused([(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins),
+                                  message)
+        if refused:
+            raise _fail(f"{refused} (the compiler: {message})")
+        raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
+
+
+def trace(layer_name: str, origins: tuple) -> dict | None:
+    """The ONNX node an IR layer came from, in the first of origins that knows it."""
+    return next((o for o in (model.origin(layer_name) for model in origins) if o), None)
 
 
 def _suspects(support: LayerSupport) -> str:

@@ -58,3 +58,16 @@ def first_line(error: BaseException) -> str:
     """An exception's message, cut to its first line, for one-line errors."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def cause_line(error: BaseException) -> str:
+    """The line of an exception's message that names the cause. TorchScript's interpreter puts
+    "The following operation failed..." first and the real error ("RuntimeError: Sizes of tensors
+    must match ...") last, after both tracebacks: take that one, without its class name."""
+    lines = [line.strip() for line in (str(error).strip() or type(error).__name__).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        last = lines[-1]
+        head, separator, rest = last.partition(": ")
+        return rest if separator and head.endswith(("Error", "Exception")) and " " not in head else last
+    return lines[0]
+

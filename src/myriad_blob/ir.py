@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
+from .rules.advice import READER_OPSETS, REFUSED
 from .tensors import TensorInfo
 from . import toolchain as toolchain_module
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
@@ -34,6 +35,7 @@ IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is 
 class IRLayer:
     name: str
     type: str
+    version: str = ""  # the op set ("opset8"), which the 2021.4 reader must know
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +185,23 @@ def validate_ir(ir: IRModel, toolchain: Toolchain) -> None:
     fails here, where --frontend auto can still try the other front end."""
     result = toolchain.run([str(toolchain.compile_helper), "read", str(ir.xml)])
     if result.returncode != 0:
-        raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR (is --input-shape right?): {helper_error(result.stderr)}")
+        message = helper_error(result.stderr)
+        hint = " (is --input-shape right?)" if _SHAPE_TROUBLE.search(message) else ""
+        # The reader stops at the first layer of an op version it lacks: name them all.
+        newer = [layer for layer in ir.layers if layer.version and layer.version not in READER_OPSETS]
+        if len(newer) > 1 or (newer and "unsupported opset" in message):
+            listed = ", ".join(f"`{layer.name}` ({layer.type}, {layer.version})" for layer in newer[:8])
+            advice = "; ".join(dict.fromkeys(f"{layer.type}: {REFUSED[layer.type].what}; {REFUSED[layer.type].fix}"
+                                             for layer in newer if layer.type in REFUSED))
+            message = (f"{len(newer)} layer(s) use op versions it does not know: {listed}"
+                       + (f" ({advice})" if advice else " (no rewrite to an older version is known)")
+                       + f"; the reader: {message}")
+        raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR{hint}: {message}")
+
+
+# Reader errors that can come from a wrong --input-shape (Model Optimizer writes an IR for any
+# shape; the reader then finds the layers do not fit). An unsupported op version is not one.
+_SHAPE_TROUBLE = re.compile(r"shape|dimension|channels|rank|mismatch|incompatible", re.IGNORECASE)
 
 
 _NO_INFER = re.compile(r'no registered "infer" function for node "([^"]*)" with op = "([^"]*)"')
@@ -213,7 +231,7 @@ def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
     layers, inputs, outputs = [], [], []
     for layer in by_id.values():
         name, kind = layer.get("name", ""), layer.get("type", "")
-        layers.append(IRLayer(name, kind))
+        layers.append(IRLayer(name, kind, layer.get("version", "")))
         if kind == "Parameter":
             data = layer.find("data")
             shape = tuple(int(d) for d in data.get("shape", "").split(",") if d)

@@ -26,6 +26,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .compile import INTEGER_PRECISIONS
 from .ir import IRModel
+from .rules.advice import module_path, where
 from .toolchain import LegacyWorker, Toolchain
 
 RUN_IR_ON_CPU = Path(__file__).parent / "toolchain" / "run_ir_on_cpu.py"
@@ -128,23 +129,11 @@ class LayerRange:
 
     @property
     def module(self) -> str | None:
-        """The PyTorch module path the exporter kept in the node name ("/features/features.0/Conv"
-        -> "features.0", "/backbone/3/conv/Conv" -> "backbone.3.conv"), if it looks like one."""
-        if not self.onnx_node or not self.onnx_node.startswith("/"):
-            return None
-        path = ""
-        for segment in self.onnx_node.split("/")[1:-1]:
-            path = segment if not path or segment.startswith(path + ".") else f"{path}.{segment}"
-        return path or None
+        return module_path(self.onnx_node)
 
     def where(self) -> str:
-        """`layer` (ONNX node `n`, Conv; PyTorch module `m`), for messages."""
-        origin = []
-        if self.onnx_node:
-            origin.append(f"ONNX node `{self.onnx_node}`, {self.onnx_op}")
-            if self.module:
-                origin.append(f"PyTorch module `{self.module}`")
-        return f"`{self.layer}` ({self.type}" + "".join(f"; {part}" for part in origin) + ")"
+        """`layer` (Type; ONNX node `n`, Conv; PyTorch module `m`), for messages."""
+        return where(self.layer, self.type, {"node": self.onnx_node, "op": self.onnx_op} if self.onnx_node else None)
 
     def describe(self) -> str:
         values = f"values {self.min:.3g} .. {self.max:.3g}"

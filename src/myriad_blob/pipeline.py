@@ -272,7 +272,8 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         query = start_query(ir, toolchain)
         query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
         try:
-            compiled = compile_blob(ir, query_result, options, toolchain, workdir / "model.blob")
+            compiled = compile_blob(ir, query_result, options, toolchain, workdir / "model.blob",
+                                    origins=(prepared.model, prepared.reference))
         finally:
             support = query_result()
             report.layers = support.to_dict()

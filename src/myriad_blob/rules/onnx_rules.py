@@ -326,14 +326,21 @@ def _trig_needed(op):
     return why, rewrite
 
 
-# --- LSTM (fixed length, torch's defaults) -> unrolled MatMul/Sigmoid/Tanh steps ---
+# --- LSTM and GRU (fixed length, torch's defaults) -> unrolled MatMul/Sigmoid/Tanh steps ---
 
-def _lstm_plan(graph: Graph, node):
+_GATES = {"LSTM": 4, "GRU": 3}  # ONNX gate order: LSTM i, o, f, c; GRU z, r, h
+_DEFAULT_ACTIVATIONS = {"LSTM": [b"Sigmoid", b"Tanh", b"Tanh"], "GRU": [b"Sigmoid", b"Tanh"]}
+
+
+def _recurrent_plan(graph: Graph, node):
+    """(X shape, (W, R, B), inputs) for a recurrent node the unrolling covers: constant weights,
+    no sequence lengths or peepholes, time-major layout, the default activations, no clipping."""
     optional = list(node.input) + [""] * (8 - len(node.input))
-    if optional[4] or optional[7] or _attribute(node, "layout", 0) or _attribute(node, "input_forget", 0):
-        return None  # sequence_lens, peepholes, batch-first layout, coupled gates: not unrolled
-    if _attribute(node, "clip") is not None or _attribute(node, "activations") not in (None, [b"Sigmoid", b"Tanh", b"Tanh"] * 2,
-                                                                                      [b"Sigmoid", b"Tanh", b"Tanh"]):
+    peepholes = optional[7] if node.op_type == "LSTM" else ""
+    activations = _attribute(node, "activations")
+    if optional[4] or peepholes or _attribute(node, "layout", 0) or _attribute(node, "input_forget", 0) \
+            or _attribute(node, "clip") is not None \
+            or activations not in (None, _DEFAULT_ACTIVATIONS[node.op_type], _DEFAULT_ACTIVATIONS[node.op_type] * 2):
         return None
     x_shape = graph.shape(node.input[0])
     weights = [graph.const(name) if name else None for name in optional[1:4]]
@@ -342,45 +349,73 @@ def _lstm_plan(graph: Graph, node):
     return x_shape, weights, optional
 
 
-def _build_lstm_unrolled(builder: Builder, node, plan, graph: Graph) -> None:
+def _lstm_step(builder: Builder, node, gates: str, state: tuple, hidden: int, recurrence: tuple) -> tuple:
+    h, c = state
+    gates = builder.node("Add", [gates, builder.node("MatMul", [h, recurrence[0]])])
+    i, o, f, g = (builder.slice(gates, 2, k * hidden, (k + 1) * hidden) for k in range(4))
+    c = builder.node("Add", [builder.node("Mul", [builder.node("Sigmoid", [f]), c]),
+                             builder.node("Mul", [builder.node("Sigmoid", [i]), builder.node("Tanh", [g])])])
+    return builder.node("Mul", [builder.node("Sigmoid", [o]), builder.node("Tanh", [c])]), c
+
+
+def _gru_step(builder: Builder, node, projected: str, state: tuple, hidden: int, recurrence: tuple) -> tuple:
+    (h,), (weights, bias) = state, recurrence
+    recurrent = builder.node("Add", [builder.node("MatMul", [h, weights]), bias])  # H R^T + Rb, all three gates
+    z, r = (builder.node("Sigmoid", [builder.node("Add", [builder.slice(projected, 2, k * hidden, (k + 1) * hidden),
+                                                          builder.slice(recurrent, 2, k * hidden, (k + 1) * hidden)])])
+            for k in range(2))
+    x_part = builder.slice(projected, 2, 2 * hidden, 3 * hidden)
+    if _attribute(node, "linear_before_reset", 0):  # torch's GRU: r gates (H Rh^T + Rbh)
+        reset = builder.node("Mul", [r, builder.slice(recurrent, 2, 2 * hidden, 3 * hidden)])
+    else:  # (r * H) Rh^T + Rbh
+        reset = builder.node("Add", [builder.node("MatMul", [builder.node("Mul", [r, h]),
+                                                             builder.slice(weights, 1, 2 * hidden, 3 * hidden)]),
+                                     builder.slice(bias, 0, 2 * hidden, 3 * hidden)])
+    n = builder.node("Tanh", [builder.node("Add", [x_part, reset])])
+    return builder.node("Add", [n, builder.node("Mul", [z, builder.node("Sub", [h, n])])]),  # (1 - z) n + z H
+
+
+def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> None:
     (steps, batch, _), (w, r, b), inputs = plan
-    directions, hidden = w.shape[0], r.shape[-1]
+    directions, hidden, gates = w.shape[0], r.shape[-1], _GATES[node.op_type]
     dtype = w.dtype
     outputs = list(node.output) + [""] * (3 - len(node.output))
-    sequences, last_h, last_c = [], [], []
+    sequences, finals = [], []
     for direction in range(directions):
-        bias = (b[direction, :4 * hidden] + b[direction, 4 * hidden:]) if b is not None else np.zeros(4 * hidden, dtype)
+        bias = b[direction] if b is not None else np.zeros(2 * gates * hidden, dtype)
+        x_bias, r_bias = bias[:gates * hidden], bias[gates * hidden:]
+        weights = builder.constant(r[direction].T.copy(), "R")
+        if node.op_type == "LSTM":  # both biases add to the input projection
+            x_bias, recurrence = x_bias + r_bias, (weights,)
+        else:  # GRU keeps the recurrent bias apart (the reset gate multiplies it)
+            recurrence = (weights, builder.constant(r_bias.astype(dtype), "Rb"))
         projected = builder.node("Add", [builder.node("MatMul", [inputs[0], builder.constant(w[direction].T.copy(), "W")]),
-                                         builder.constant(bias.astype(dtype), "bias")])  # [T, B, 4H]
-        recurrence = builder.constant(r[direction].T.copy(), "R")
+                                         builder.constant(x_bias.astype(dtype), "bias")])  # [T, B, gates * H]
 
         def initial(index):
-            if inputs[index]:
+            if index < len(inputs) and inputs[index]:
                 return builder.slice(inputs[index], 0, direction, direction + 1)  # [1, B, H]
             return builder.constant(np.zeros((1, batch, hidden), dtype), "zeros")
 
-        h, c = initial(5), initial(6)
-        order = range(steps) if direction == 0 else range(steps - 1, -1, -1)
+        state = (initial(5), initial(6)) if node.op_type == "LSTM" else (initial(5),)
+        step_function = _lstm_step if node.op_type == "LSTM" else _gru_step
         per_step = {}
-        for step in order:
-            gates = builder.node("Add", [builder.slice(projected, 0, step, step + 1), builder.node("MatMul", [h, recurrence])])
-            i, o, f, g = (builder.slice(gates, 2, k * hidden, (k + 1) * hidden) for k in range(4))  # ONNX order: i, o, f, c
-            c = builder.node("Add", [builder.node("Mul", [builder.node("Sigmoid", [f]), c]),
-                                     builder.node("Mul", [builder.node("Sigmoid", [i]), builder.node("Tanh", [g])])])
-            h = builder.node("Mul", [builder.node("Sigmoid", [o]), builder.node("Tanh", [c])])
-            per_step[step] = h
+        for step in (range(steps) if direction == 0 else range(steps - 1, -1, -1)):
+            state = step_function(builder, node, builder.slice(projected, 0, step, step + 1), state, hidden, recurrence)
+            per_step[step] = state[0]
         sequences.append(builder.node("Concat", [per_step[step] for step in range(steps)], axis=0))  # [T, B, H]
-        last_h.append(h)
-        last_c.append(c)
+        finals.append(state)
+
+    def join(parts, output, axis):
+        builder.node("Concat", parts, output, axis=axis) if len(parts) > 1 else builder.node("Identity", parts, output)
+
     if outputs[0]:
         axis_one = builder.constant(np.array([1], np.int64), "axes")
-        expanded = [builder.node("Unsqueeze", [s, axis_one]) if graph.opset >= 13 else
-                    builder.node("Unsqueeze", [s], axes=[1]) for s in sequences]
-        builder.node("Concat", expanded, outputs[0], axis=1) if len(expanded) > 1 else \
-            builder.node("Identity", expanded, outputs[0])
-    for output, states in ((outputs[1], last_h), (outputs[2], last_c)):
+        join([builder.node("Unsqueeze", [s, axis_one]) if graph.opset >= 13 else builder.node("Unsqueeze", [s], axes=[1])
+              for s in sequences], outputs[0], 1)  # [T, D, B, H]
+    for index, output in enumerate(outputs[1:1 + len(finals[0])]):
         if output:
-            builder.node("Concat", states, output, axis=0) if len(states) > 1 else builder.node("Identity", states, output)
+            join([state[index] for state in finals], output, 0)  # [D, B, H]
 
 
 # --- Whole-model rules ---
@@ -499,8 +534,10 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
           "{n} ScatterND node(s) (in-place slice assignment, y[..., a:b] = v), which the Myriad compiler refuses"),
     _rule("CumSum -> MatMul with a triangular matrix", BOTH, "CumSum", _cumsum_plan, _build_cumsum_matmul,
           "{n} CumSum node(s) (torch.cumsum), which the Myriad compiler refuses"),
-    _rule("LSTM -> unrolled steps", BOTH, "LSTM", _lstm_plan, _build_lstm_unrolled,
+    _rule("LSTM -> unrolled steps", BOTH, "LSTM", _recurrent_plan, _build_recurrent_unrolled,
           "{n} fixed-length LSTM node(s), which the Myriad compiler fails on as a sequence layer"),
+    _rule("GRU -> unrolled steps", BOTH, "GRU", _recurrent_plan, _build_recurrent_unrolled,
+          "{n} fixed-length GRU node(s), which the Myriad compiler refuses as a sequence layer"),
     _rule("GatherElements axis made non-negative", BOTH, "GatherElements", _negative_axis_plan, _build_positive_axis,
           "{n} GatherElements node(s) with a negative axis, which the Myriad compiler refuses"),
     _rule("Abs -> Relu(x) + Relu(-x)", BOTH, "Abs", _abs_plan, _build_abs,

@@ -141,8 +141,13 @@ def name_outputs(model, names):
             producer.set_friendly_name(name)
             named.add(producer.get_name())
             continue
-        shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
-        alias = opset1.reshape(source, shape, special_zero=False)
+        if producer.get_type_name() == "TopK":
+            # The 2021.4 plugin folds a Reshape into TopK and names the output "<name>.0"; a
+            # Multiply by 1 it keeps (op sweep: "topk").
+            alias = opset1.multiply(source, opset1.constant(np.array(1, dtype=source.get_element_type().to_dtype())))
+        else:
+            shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
+            alias = opset1.reshape(source, shape, special_zero=False)
         alias.set_friendly_name(name)
         result.input(0).replace_source_output(alias.output(0))
         alias.output(0).get_tensor().set_names({name})
