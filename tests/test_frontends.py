@@ -52,6 +52,7 @@ RULE_MODELS = {
 }
 
 
+@pytest.mark.unit
 def test_every_legalization_rule_has_a_model_here():
     """A new row in the table needs its model in RULE_MODELS (and so a conversion test)."""
     tree = ast.parse(FRONTEND_SCRIPT.read_text())
@@ -195,6 +196,7 @@ def test_blob_outputs_keep_the_onnx_names(nodes, outputs, tmp_path):
     assert sorted(o["name"] for o in _report(blob)["numeric"]["outputs"]) == sorted(outputs)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
 @pytest.mark.parametrize("opset", [17, 18])
 def test_layer_norm_decomposition_matches(dtype, opset):

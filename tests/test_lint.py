@@ -11,6 +11,8 @@ import yaml
 
 from myriad_blob.options import ACTION, OPTIONS
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent

@@ -16,6 +16,8 @@ from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, Stage
 from myriad_blob.options import (ACTION, BY_NAME, CLI, MANIFEST, OPTIONS, SHARED_STAGES, ConversionOptions, parse_options,
                                  stage_key, stage_options)
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("sync_options", ROOT / "scripts" / "sync_options.py")
 sync = importlib.util.module_from_spec(spec)

@@ -7,6 +7,8 @@ import pytest
 
 from myriad_blob.toolchain import JsonWorker, WorkerDied, WorkerPool
 
+pytestmark = pytest.mark.unit
+
 SILENT = [sys.executable, "-c", "import time; time.sleep(60)"]
 CRASHES = [sys.executable, "-c", "import os, sys; sys.stdin.readline(); sys.stderr.write('boom\\n'); os.abort()"]
 ECHO = [sys.executable, "-c", "import sys\nfor line in sys.stdin: print(line.strip(), flush=True)"]
