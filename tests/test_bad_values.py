@@ -7,6 +7,7 @@ import stat
 import threading
 
 import pytest
+
 from conftest import SHAPE_ARG, run_cli
 
 

@@ -7,8 +7,8 @@ import textwrap
 
 import depthai as dai
 import pytest
-from conftest import SHAPE_ARG, run_cli
 
+from conftest import SHAPE_ARG, run_cli
 from myriad_blob.manifest import ManifestError, load_manifest
 
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
 import models
+from conftest import SHAPE, SHAPE_ARG, run_cli
 
 
 def assert_fails(tmp_path, args, stage, exit_code, *fragments, env_extra=None):

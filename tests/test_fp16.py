@@ -6,9 +6,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
 import models
+from conftest import SHAPE, SHAPE_ARG, run_cli
 from myriad_blob.numeric import FP16_MAX, SEED, Fp16Range, LayerRange, seeded_input
 
 

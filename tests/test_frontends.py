@@ -6,13 +6,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
-from corpus import BY_NAME, ULTRALYTICS, shape_flag
 from onnx import TensorProto, helper
-from test_convert import assert_depthai_agrees
 from torch import nn
 
+from conftest import SHAPE, SHAPE_ARG, run_cli
+from corpus import BY_NAME, ULTRALYTICS, shape_flag
 from myriad_blob.toolchain.scripts.ov2022_ir import LEGALIZATION
+from test_convert import assert_depthai_agrees
 
 
 def _report(blob):
@@ -196,9 +196,9 @@ def test_blob_outputs_keep_the_onnx_names(nodes, outputs, tmp_path):
 @pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
 @pytest.mark.parametrize("opset", [17, 18])
 def test_layer_norm_decomposition_matches(dtype, opset):
-    from myriad_blob.onnx_prep import _decompose_layer_norm, _disagreement
-
     import onnxruntime
+
+    from myriad_blob.onnx_prep import _decompose_layer_norm, _disagreement
 
     np_type = helper.tensor_dtype_to_np_dtype(dtype)
     rng = np.random.default_rng(1)

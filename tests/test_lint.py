@@ -1,4 +1,4 @@
-"""The action's files, linted with third-party tools from PyPI, and kept consistent with each other."""
+"""The action's files and the Python, linted with third-party tools from PyPI, and kept consistent with each other."""
 
 import re
 import shutil
@@ -41,6 +41,12 @@ def test_zizmor_finds_nothing_high():
 
 def test_hadolint_on_the_dockerfile():
     result = run("hadolint", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_on_the_python():
+    """src/, tests/, entrypoint/, scripts/, bench/, examples/: the rules in pyproject.toml's [tool.ruff]."""
+    result = run("ruff", "check", "--no-cache", "--output-format", "concise", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from conftest import SHAPE_ARG, run_cli
 from test_convert import assert_depthai_agrees
-from torch import nn
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("myriad-blob")
 
@@ -94,7 +95,7 @@ def test_editing_the_model_class_misses_the_cache(tmp_path, isolated_cache):
         assert result.returncode == 0, result.stderr
         return _report(tmp_path / "net.blob"), (tmp_path / "net.blob").read_bytes()
 
-    first, first_blob = convert()
+    _, first_blob = convert()
     again, _ = convert()
     assert again["cache"]["hit"]  # unchanged: served from the cache
     (tmp_path / "mynet.py").write_text(textwrap.dedent(NET_SOURCE.format(body="torch.sigmoid(self.conv(x))")))

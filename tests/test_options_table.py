@@ -13,8 +13,18 @@ import yaml
 
 from myriad_blob import cli, manifest
 from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, Stage
-from myriad_blob.options import (ACTION, BY_NAME, CLI, MANIFEST, OPTIONS, SHARED_STAGES, ConversionOptions, parse_options,
-                                 stage_key, stage_options)
+from myriad_blob.options import (
+    ACTION,
+    BY_NAME,
+    CLI,
+    MANIFEST,
+    OPTIONS,
+    SHARED_STAGES,
+    ConversionOptions,
+    parse_options,
+    stage_key,
+    stage_options,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from . import __version__, toolchain
-from .report import is_stream
 from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
 from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
+from .report import is_stream
 
 
 def _version_message() -> str:
@@ -64,7 +64,8 @@ def _cli_options(command):
 @_cli_options
 def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
-    from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
+    from .pipeline import convert as run_conversion  # torch is imported only when converting
+    from .pipeline import report_options_error
     from .report import show_progress
 
     if sys.stderr.isatty():

@@ -18,11 +18,11 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from . import toolchain as toolchain_module
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
 from .tensors import TensorInfo
-from . import toolchain as toolchain_module
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
 
 FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}

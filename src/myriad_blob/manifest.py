@@ -148,7 +148,7 @@ def load_manifest(path: Path) -> list[Variant]:
                 # Point at the most specific table that sets the field: the variant, the model, or [defaults].
                 origin = next((w for w, table in ((vwhere, variant), (where, model), (("defaults",), data.get("defaults", {})))
                                if key in table), vwhere)
-                raise fail(origin + ((key,) if key else ()), f"is invalid: {str(error)}") from None
+                raise fail(origin + ((key,) if key else ()), f"is invalid: {error!s}") from None
             variants.append(Variant(model["name"], name, options))
     return variants
 
@@ -160,7 +160,7 @@ def _check_options(table: dict, where: tuple, fail) -> dict:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise fail(where + (key,), f"is not an option{hint}")
         types, expected = OPTION_FIELDS[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise fail(where + (key,), f"must be {expected}, got {value!r}")
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise fail(where + (key,), f"must be {expected}: every item a string, got {value!r}")

@@ -276,8 +276,8 @@ def _decompose_layer_norm(model):
 
         def reduce_mean(source, out):
             if opset >= 18:
-                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)
-            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)
+                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)  # noqa: B023 (called in this iteration)
+            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)  # noqa: B023
 
         eps = f"{p}/epsilon"
         eps_type = dtypes.get(node.input[1], onnx.TensorProto.FLOAT)  # the model's own float type (FP16 too)

@@ -293,7 +293,7 @@ def stage_options(stage: str) -> tuple[str, ...]:
     return tuple(option.field for option in OPTIONS if option.stage == stage)
 
 
-def stage_key(options: "ConversionOptions", stage: str) -> tuple:
+def stage_key(options: ConversionOptions, stage: str) -> tuple:
     """The values of the options the stage reads: with its predecessors' keys, what says two
     variants can share the stage's result."""
     return (stage, *(getattr(options, key) for key in stage_options(stage)))

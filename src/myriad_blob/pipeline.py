@@ -14,10 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, toolchain as toolchain_module
+from . import __version__
+from . import toolchain as toolchain_module
 from .archive import camera_frame_type, nn_archive_config, write_nn_archive
-from .cache import BlobCache
 from .blob import BlobFormatError, parse_blob, verify_blob
+from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
@@ -76,7 +77,7 @@ class Session:
         return self.frontend_workers.borrow() if self.frontend_workers else contextlib.nullcontext()
 
     @classmethod
-    def for_batch(cls, workdir: Path, toolchain, size: int) -> "Session":
+    def for_batch(cls, workdir: Path, toolchain, size: int) -> Session:
         return cls(workdir, WorkerPool(toolchain, size), WorkerPool(toolchain, size, FrontendWorker))
 
     def close(self) -> None:

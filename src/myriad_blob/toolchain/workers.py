@@ -24,7 +24,7 @@ class JsonWorker:
     Its stderr goes to a file, so a crash can be explained; a dead worker is never reused."""
 
     def __init__(self, command: list[str], env: dict):
-        self._stderr = tempfile.TemporaryFile("w+")
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the worker; close() closes it)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self._stderr, text=True, env=env)
         self.dead = False
