@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from .commands import record
+
 # The plugin spends a fixed 5 s of wall-clock time searching for devices on every LoadNetwork
 # (see README, "Why compiling is fast"). Under libfaketime the clock runs this much faster, so
 # the window closes in milliseconds; the blob is byte-identical.
@@ -30,5 +32,12 @@ def tool_environment(fast_clock: bool = False) -> dict:
 
 
 def run_tool(args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+    record(args)
     return subprocess.run(args, capture_output=True, text=True, env=tool_environment(fast_clock),
                           timeout=timeout, check=False)
+
+
+def start_tool(args: list[str]) -> subprocess.Popen:
+    """A tool started in the background (stdout and stderr piped, text)."""
+    record(args)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_environment())

@@ -61,6 +61,9 @@ class Toolchain:
     def run(self, args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
         return environment.run_tool(args, fast_clock=fast_clock, timeout=timeout)
 
+    def start(self, args: list[str]) -> subprocess.Popen:
+        return environment.start_tool(args)
+
     def model_optimizer_command(self, args: list[str]) -> list[str]:
         return [str(self.python), str(self.model_optimizer), *args]
 

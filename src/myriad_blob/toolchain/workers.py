@@ -10,8 +10,9 @@ import subprocess
 import tempfile
 import threading
 
+from .commands import record
 from .install import Toolchain
-from .scripts import FRONTEND_SCRIPT, LEGACY_WORKER_SCRIPT
+from .scripts import FRONTEND_SCRIPT, LEGACY_WORKER_SCRIPT, RUN_IR_ON_CPU_SCRIPT
 from .tool_errors import describe_exit
 
 
@@ -72,9 +73,18 @@ class LegacyWorker(JsonWorker):
 
     def __init__(self, toolchain: Toolchain):
         super().__init__([str(toolchain.python), str(self.SCRIPT)], toolchain.environment())
+        self.toolchain = toolchain
+
+    def one_shot_command(self, op: str, job: dict) -> list[str]:
+        """The command line that runs this job alone (`mo ARGS`; run_ir_on_cpu.py XML IN OUT [RANGES])."""
+        if op == "mo":
+            return self.toolchain.model_optimizer_command(job["args"])
+        return [str(self.toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), job["xml"], job["inputs"], job["outputs"],
+                *([job["ranges"]] if job.get("ranges") else [])]
 
     def call(self, op: str, timeout: float | None = None, **job) -> tuple[int, str]:
         """(returncode, everything the job printed)."""
+        record(self.one_shot_command(op, job))
         try:
             answer = self.ask({"op": op, **job}, timeout)
         except WorkerDied as error:
@@ -87,6 +97,11 @@ class FrontendWorker(JsonWorker):
 
     def __init__(self, toolchain: Toolchain):
         super().__init__([str(toolchain.frontend_python), str(FRONTEND_SCRIPT), "--worker"], toolchain.environment())
+        self.toolchain = toolchain
+
+    def ask(self, job: dict, timeout: float | None = None) -> dict:
+        record([str(self.toolchain.frontend_python), str(FRONTEND_SCRIPT), json.dumps(job)])  # its one-shot form
+        return super().ask(job, timeout)
 
 
 class WorkerPool:
