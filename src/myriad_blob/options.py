@@ -7,6 +7,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
+
 DEFAULT_INPUT_NAME = "input"
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
 # corpus model compiles in a few seconds (see README, "What converts").
@@ -430,17 +432,6 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
     return name, tuple(float(v) for v in values)
 
 
-def per_channel_mismatch(flag: str, name: str, values: tuple, shape: tuple) -> str | None:
-    """Why --mean/--scale values do not fit an input of this shape (None when they do): one value
-    per channel of an NCHW input, or one value for all."""
-    if len(shape) != 4 or len(values) == 1 or not isinstance(shape[1], int):
-        return None
-    if len(values) != shape[1]:
-        return (f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
-                f"(shape {list(shape)}): give one value per channel")
-    return None
-
-
 def default_output(input: Path) -> Path:
     """The input's name with .blob, in the current directory."""
     return Path(Path(input).stem + ".blob")
@@ -484,14 +475,8 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     mean, scale = _per_channel(means, "--mean"), _per_channel(scales, "--scale")
-    shapes = {spec.name: spec.shape for spec in specs}
-    for flag, table in (("--mean", mean), ("--scale", scale)):
-        for name, values in table.items():
-            # Unnamed values go with the only input; named ones with the shape of that name.
-            shape = shapes.get(name) or (specs[0].shape if len(specs) == 1 and name is None else None)
-            problem = shape and per_channel_mismatch(flag, name or (specs[0].name or "input"), values, shape)
-            if problem:
-                raise ValueError(problem)
+    # Unnamed values go with the only input; named ones with the shape of that name (a ValueError).
+    fit_preprocessing(mean, scale, False, {spec.name: spec.shape for spec in specs}, model=False)
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
         mean=mean, scale=scale, output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
