@@ -55,7 +55,8 @@ def test_action_inputs_outputs_code_and_readme_agree():
     readme = (ROOT / "README.md").read_text()
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
-    read |= {option.name for option in OPTIONS if option.on(ACTION) and option.key}  # read from the table
+    read |= {name for option in OPTIONS if option.on(ACTION) and option.key
+             for name in (option.name, *option.renamed_from)}  # read from the table
     assert set(action["inputs"]) <= read, "inputs the entrypoint never reads"
     main = (ROOT / "entrypoint" / "__main__.py").read_text()
     calls = re.findall(r"(?:set_outputs|outputs = dict)\(([^)]*)\)", main, re.S)

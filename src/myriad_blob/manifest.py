@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import tomllib
 from pathlib import Path
 
-from .options import BY_NAME, MANIFEST, OPTIONS, ConversionOptions, parse_options
+from .options import BY_NAME, MANIFEST, OPTIONS, RENAMED, ConversionOptions, parse_options
 
 # What a manifest value of each kind may be: (accepted Python types, what to call it in an error).
 _KINDS = {"flag": ((bool,), "true or false"), "switch": ((bool,), "true or false"), "int": ((int,), "a whole number"),
@@ -154,6 +155,13 @@ def load_manifest(path: Path) -> list[Variant]:
 
 
 def _check_options(table: dict, where: tuple, fail) -> dict:
+    table = dict(table)
+    for old in [key for key in table if key in RENAMED and RENAMED[key].on(MANIFEST)]:
+        option = RENAMED[old]
+        if option.name in table:
+            raise fail(where + (old,), f"and {option.name} are one field (renamed): give {option.name} only")
+        print(f"myriad-blob: warning: {_where(where + (old,))}: {option.deprecation(old, MANIFEST)}", file=sys.stderr)
+        table[option.name] = table.pop(old)
     for key, value in table.items():
         if key not in OPTION_FIELDS:
             close = difflib.get_close_matches(key, OPTION_FIELDS, n=1)

@@ -50,6 +50,10 @@ class Option:
     action_default: str | None = ""
     action_doc_default: str | None = None  # None: `action_default`, or doc_default when that is empty
     action_doc: str | None = None  # None: "as `--name`"
+    # Names the option had before a rename: still accepted on every surface it is on, with a
+    # deprecation warning (the CLI's hidden --old flag, the manifest's old field, the action's old
+    # input with action.yml's deprecationMessage). A rename keeps the old name here for a while.
+    renamed_from: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -63,6 +67,11 @@ class Option:
 
     def on(self, surface: str) -> bool:
         return surface in self.surfaces
+
+    def deprecation(self, old: str, surface: str = CLI) -> str:
+        """What a user of the old name is told."""
+        prefix = "--" if surface == CLI else ""
+        return f"{prefix}{old} is deprecated: it was renamed {prefix}{self.name} (same meaning); use {prefix}{self.name}"
 
 
 _CLI_ACTION = frozenset({CLI, ACTION})
@@ -284,6 +293,8 @@ OPTIONS: tuple[Option, ...] = (
                       "`main` into a `nightly` release)"),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+# Old name -> the option it now is (Option.renamed_from).
+RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
 # The pipeline stages whose results a batch shares between variants, in order: a stage's result
 # depends on the options it reads and on everything before it (pipeline._run keys them so).
 SHARED_STAGES = ("load", "export", "prep", "ir")
