@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test bench corpus-table op-table report-screenshot clean
+.PHONY: setup demo test test-unit bench corpus-table op-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,11 @@ demo: setup
 
 test: setup tests/node_modules
 	$(BIN)/python -m pytest
+
+# The tests that need no toolchain (pytest -m unit), in seconds: the converter's venv only.
+test-unit:
+	@MYRIAD_BLOB_NO_TOOLCHAIN=1 bash scripts/setup.sh
+	$(BIN)/python -m pytest -m unit
 
 # GitHub's published webhook payloads, the action tests' event fixtures (npm registry).
 tests/node_modules: tests/package.json tests/package-lock.json

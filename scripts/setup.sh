@@ -5,7 +5,8 @@
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
 #   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs),
-#   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none).
+#   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none),
+#   MYRIAD_BLOB_NO_TOOLCHAIN (set: the converter's environment only, steps 1 and 3 skipped; `make test-unit`).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
@@ -17,9 +18,11 @@ fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
 # 1. System packages: libusb (the Myriad plugin loads it even with no device), a C++ compiler
 #    for the compile helper, and libfaketime (shortens the plugin's 5 s device search; see README).
 missing=()
+[ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || {
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(libfaketime)
+}
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "myriad-blob setup: installing ${missing[*]}"
@@ -57,4 +60,4 @@ if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # 3. The legacy toolchain, where the converter will look for it.
-"$venv/bin/myriad-blob" setup
+[ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || "$venv/bin/myriad-blob" setup

@@ -14,13 +14,29 @@ SHAPE = [1, 3, 64, 80]
 SHAPE_ARG = "[1, 3, 64, 80]"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def toolchain_ready():
-    from myriad_blob import toolchain
+# Every test is one of two kinds (pyproject.toml registers the markers; --strict-markers):
+#   unit        no toolchain, seconds: `pytest -m unit` (or `make test-unit`) runs them anywhere
+#   conversion  runs the legacy Myriad toolchain (real conversions); the run stops if it is not set up
+# A test marked neither is a conversion test, so a new test never reaches `-m unit` by accident.
+@pytest.hookimpl(tryfirst=True)  # before -m selects
+def pytest_collection_modifyitems(config, items):
+    both = [item.nodeid for item in items if item.get_closest_marker("unit") and item.get_closest_marker("conversion")]
+    if both:
+        raise pytest.UsageError("tests marked both unit and conversion: " + ", ".join(both))
+    for item in items:
+        if not item.get_closest_marker("unit"):
+            item.add_marker(pytest.mark.conversion)
 
-    manifest = toolchain.default_dir() / "toolchain.json"
-    if not manifest.exists():
-        pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up)", 3)
+
+def pytest_collection_finish(session):
+    """The whole run stops at once when a selected conversion test would find no toolchain."""
+    if not session.config.option.collectonly and any(item.get_closest_marker("conversion") for item in session.items):
+        from myriad_blob import toolchain
+
+        manifest = toolchain.default_dir() / "toolchain.json"
+        if not manifest.exists():
+            pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up), "
+                        "or `pytest -m unit` for the tests that need none", 3)
 
 
 @pytest.fixture(autouse=True)

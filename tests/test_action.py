@@ -597,6 +597,7 @@ def test_cache_dir_input_for_one_model(workspace, github, webhooks):
 # --- inputs
 
 
+@pytest.mark.unit
 def test_action_yml_declares_exactly_the_inputs_the_code_reads():
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))

@@ -3,12 +3,11 @@
 import json
 import textwrap
 
-import numpy as np
 import pytest
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
 import models
+from conftest import SHAPE, SHAPE_ARG, run_cli
 from myriad_blob.numeric import FP16_MAX, Fp16Range, LayerRange, photo_input
 
 
@@ -141,6 +140,7 @@ def _layer(max_abs, *, minimum=0.0, nonfinite=0, nonzero=100, subnormal=0):
                       "/block/conv/Conv", "Conv")
 
 
+@pytest.mark.unit
 def test_fp16_verdict_thresholds():
     assert _layer(FP16_MAX).verdict == "near overflow" and _layer(FP16_MAX * 1.001).verdict == "overflow"
     assert _layer(FP16_MAX / 3.9).verdict == "near overflow" and _layer(FP16_MAX / 4.1).verdict == "ok"

@@ -12,12 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
-from test_convert import assert_depthai_agrees
 
+from conftest import run_cli
 from myriad_blob.rules import sweep
-from myriad_blob.rules.onnx_rules import ONNX_RULES, fit_polynomial, interval
 from myriad_blob.rules.onnx_graph import Graph
+from myriad_blob.rules.onnx_rules import ONNX_RULES, fit_polynomial, interval
+from test_convert import assert_depthai_agrees
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
 
@@ -189,6 +189,7 @@ def test_op_sweep_classifies_each_form(tmp_path):
         assert row["result"] == result and detail in row["detail"], row
 
 
+@pytest.mark.unit
 def test_op_table_in_readme_is_from_the_sweep():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split(sweep.START, 1)[1].split(sweep.END, 1)[0]
@@ -208,6 +209,7 @@ def _rule(name):
     return next(rule for rule in ONNX_RULES if rule.name.startswith(name))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("module,rule", [
     (torch.nn.GRU(6, 5, bidirectional=True), "GRU"),
     (torch.nn.LSTM(6, 5, bidirectional=True), "LSTM"),
@@ -227,6 +229,7 @@ def test_recurrent_unrolling_computes_what_onnx_runtime_computes(tmp_path, modul
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_polynomial_is_within_its_bound_and_only_on_a_proven_range():
     coefficients, centre, half, error = fit_polynomial(np.sin, -np.pi / 4, 3 * np.pi / 4)
     assert error < 2e-5 and len(coefficients) <= 14

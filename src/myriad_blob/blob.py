@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from .rules.advice import REFUSED
 from .errors import ConversionError, Stage
+from .rules.advice import REFUSED
 from .tensors import TensorInfo
 
 ELF_HEADER_SIZE = 52

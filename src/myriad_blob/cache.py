@@ -25,9 +25,9 @@ import zipfile
 from pathlib import Path
 
 from . import __version__
+from .errors import ConversionError, Stage
 from .load import user_code_importable
 from .options import ConversionOptions
-from .errors import ConversionError, Stage
 from .report import ConversionReport, remove_written, write_atomically
 
 # Options that do not change what is produced, only where it goes.

@@ -78,8 +78,7 @@ def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> d
 def start_query(ir: IRModel, toolchain: Toolchain) -> subprocess.Popen:
     """The plugin's per-layer query, started beside the compile (it takes as long as a small
     compile: ~0.7 s for ResNet-18, and the machine has a core to spare)."""
-    return subprocess.Popen([str(toolchain.compile_helper), "query", str(ir.xml)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=toolchain.environment())
+    return toolchain.start([str(toolchain.compile_helper), "query", str(ir.xml)])
 
 
 def finish_query(query: subprocess.Popen, ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupport:

@@ -18,12 +18,13 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from . import toolchain as toolchain_module
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
+from .preprocessing import PreprocessingMisfit, fit_preprocessing, input_name
 from .rules.advice import READER_OPSETS, REFUSED
 from .tensors import TensorInfo
-from . import toolchain as toolchain_module
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
 
 FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}
@@ -57,14 +58,10 @@ def _fail(message: str) -> ConversionError:
 
 
 def _resolve_name(name: str | None, onnx_model: OnnxModel, flag: str) -> str:
-    names = [t.name for t in onnx_model.inputs]
-    if name is None:
-        if len(names) != 1:
-            raise _fail(f"the model has inputs {', '.join(names)}: name the one {flag} is for, e.g. {flag} '{names[0]}=[...]'")
-        return names[0]
-    if name not in names:
-        raise _fail(f"{flag} names input {name!r}, but the model's inputs are {', '.join(names)}")
-    return name
+    try:
+        return input_name(name, [t.name for t in onnx_model.inputs], flag)
+    except PreprocessingMisfit as misfit:
+        raise _fail(misfit.message) from None
 
 
 def _format_values(values) -> str:
@@ -88,11 +85,11 @@ def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, outp
 
 def resolve_preprocessing(onnx_model: OnnxModel, options: ConversionOptions) -> dict:
     """Mean and scale by input name (an unnamed value is the only input's), and channel reversal."""
-    preprocessing: dict = {"reverse_input_channels": options.reverse_input_channels, "mean": {}, "scale": {}}
-    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
-        preprocessing[flag.strip("-")] = {_resolve_name(name, onnx_model, flag): list(values)
-                                          for name, values in table.items()}
-    return preprocessing
+    try:
+        return fit_preprocessing(options.mean, options.scale, options.reverse_input_channels,
+                                 {t.name: tuple(t.shape) for t in onnx_model.inputs})
+    except PreprocessingMisfit as misfit:
+        raise ConversionError(Stage.IR if misfit.naming else Stage.OPTIONS, misfit.message) from None
 
 
 def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain, workdir: Path,

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .compile import INTEGER_PRECISIONS
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
-from .compile import INTEGER_PRECISIONS
 from .ir import IRModel
 from .rules.advice import module_path, where
-from .toolchain import LegacyWorker, Toolchain
+from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain
 
-RUN_IR_ON_CPU = Path(__file__).parent / "toolchain" / "run_ir_on_cpu.py"
+RUN_IR_ON_CPU = RUN_IR_ON_CPU_SCRIPT
 CPU_RUN_TIMEOUT_S = 900  # the corpus runs in about a second; a hung CPU run must still end
 SEED = 20190101
 # An output whose reference values all stay below this magnitude cannot be judged: FP16 keeps

@@ -25,7 +25,6 @@ from .options import InputSpec
 from .rules.onnx_rules import ONNX_RULES
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PrepStep:
     name: str

@@ -7,6 +7,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
+
 DEFAULT_INPUT_NAME = "input"
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
 # corpus model compiles in a few seconds (see README, "What converts").
@@ -48,6 +50,10 @@ class Option:
     action_default: str | None = ""
     action_doc_default: str | None = None  # None: `action_default`, or doc_default when that is empty
     action_doc: str | None = None  # None: "as `--name`"
+    # Names the option had before a rename: still accepted on every surface it is on, with a
+    # deprecation warning (the CLI's hidden --old flag, the manifest's old field, the action's old
+    # input with action.yml's deprecationMessage). A rename keeps the old name here for a while.
+    renamed_from: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -61,6 +67,11 @@ class Option:
 
     def on(self, surface: str) -> bool:
         return surface in self.surfaces
+
+    def deprecation(self, old: str, surface: str = CLI) -> str:
+        """What a user of the old name is told."""
+        prefix = "--" if surface == CLI else ""
+        return f"{prefix}{old} is deprecated: it was renamed {prefix}{self.name} (same meaning); use {prefix}{self.name}"
 
 
 _CLI_ACTION = frozenset({CLI, ACTION})
@@ -282,6 +293,8 @@ OPTIONS: tuple[Option, ...] = (
                       "`main` into a `nightly` release)"),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+# Old name -> the option it now is (Option.renamed_from).
+RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
 # The pipeline stages whose results a batch shares between variants, in order: a stage's result
 # depends on the options it reads and on everything before it (pipeline._run keys them so).
 SHARED_STAGES = ("load", "export", "prep", "ir")
@@ -293,7 +306,7 @@ def stage_options(stage: str) -> tuple[str, ...]:
     return tuple(option.field for option in OPTIONS if option.stage == stage)
 
 
-def stage_key(options: "ConversionOptions", stage: str) -> tuple:
+def stage_key(options: ConversionOptions, stage: str) -> tuple:
     """The values of the options the stage reads: with its predecessors' keys, what says two
     variants can share the stage's result."""
     return (stage, *(getattr(options, key) for key in stage_options(stage)))
@@ -430,17 +443,6 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
     return name, tuple(float(v) for v in values)
 
 
-def per_channel_mismatch(flag: str, name: str, values: tuple, shape: tuple) -> str | None:
-    """Why --mean/--scale values do not fit an input of this shape (None when they do): one value
-    per channel of an NCHW input, or one value for all."""
-    if len(shape) != 4 or len(values) == 1 or not isinstance(shape[1], int):
-        return None
-    if len(values) != shape[1]:
-        return (f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
-                f"(shape {list(shape)}): give one value per channel")
-    return None
-
-
 def default_output(input: Path) -> Path:
     """The input's name with .blob, in the current directory."""
     return Path(Path(input).stem + ".blob")
@@ -484,14 +486,8 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     mean, scale = _per_channel(means, "--mean"), _per_channel(scales, "--scale")
-    shapes = {spec.name: spec.shape for spec in specs}
-    for flag, table in (("--mean", mean), ("--scale", scale)):
-        for name, values in table.items():
-            # Unnamed values go with the only input; named ones with the shape of that name.
-            shape = shapes.get(name) or (specs[0].shape if len(specs) == 1 and name is None else None)
-            problem = shape and per_channel_mismatch(flag, name or (specs[0].name or "input"), values, shape)
-            if problem:
-                raise ValueError(problem)
+    # Unnamed values go with the only input; named ones with the shape of that name (a ValueError).
+    fit_preprocessing(mean, scale, False, {spec.name: spec.shape for spec in specs}, model=False)
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
         mean=mean, scale=scale, output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)

@@ -14,10 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, toolchain as toolchain_module
+from . import __version__
+from . import toolchain as toolchain_module
 from .archive import camera_frame_type, nn_archive_config, write_nn_archive
-from .cache import BlobCache
 from .blob import BlobFormatError, parse_blob, verify_blob
+from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
@@ -25,7 +26,8 @@ from .ir import FRONTEND_TITLES, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
-from .options import ConversionOptions, per_channel_mismatch, stage_key
+from .options import ConversionOptions, stage_key
+from .preprocessing import PreprocessingMisfit, fit_preprocessing
 from .report import ConversionReport, is_stream, remove_written, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
@@ -76,7 +78,7 @@ class Session:
         return self.frontend_workers.borrow() if self.frontend_workers else contextlib.nullcontext()
 
     @classmethod
-    def for_batch(cls, workdir: Path, toolchain, size: int) -> "Session":
+    def for_batch(cls, workdir: Path, toolchain, size: int) -> Session:
         return cls(workdir, WorkerPool(toolchain, size), WorkerPool(toolchain, size, FrontendWorker))
 
     def close(self) -> None:
@@ -137,28 +139,15 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
 def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
     """--mean/--scale/--reverse-input-channels against the model's input shapes (the asked ones,
     else the ONNX model's own), before any toolchain runs: an options error, as the values alone
-    are wrong. Reversal and per-channel values apply to NCHW inputs only (channels in dimension 1)."""
+    are wrong. A wrong input name is left to the IR stage, which names the model's inputs."""
     asked = {spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
              for spec in options.input_shapes}
     shapes = {t.name: tuple(asked.get(t.name, t.shape)) for t in onnx_model.inputs}
-    if options.reverse_input_channels and not any(len(s) == 4 and s[1] == 3 for s in shapes.values()):
-        listed = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
-        raise ConversionError(Stage.OPTIONS, f"--reverse-input-channels swaps the 3 channels of an NCHW input "
-                                             f"(dimension 1), but the model's inputs are {listed}: drop the flag, or "
-                                             "reorder the channels on the host (or in the model)")
-    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
-        for name, values in table.items():
-            tensor = next((t for t in onnx_model.inputs if t.name == name), None) if name else \
-                (onnx_model.inputs[0] if len(onnx_model.inputs) == 1 else None)
-            if tensor is None:
-                continue  # a wrong input name is reported by the IR stage, with the model's input names
-            shape = shapes[tensor.name]
-            if len(values) > 1 and len(shape) != 4:
-                raise ConversionError(Stage.OPTIONS, f"{flag} gives {len(values)} per-channel values, but input "
-                                                     f"{tensor.name!r} is {list(shape)}, not NCHW: give one value")
-            problem = per_channel_mismatch(flag, tensor.name, values, shape)
-            if problem:
-                raise ConversionError(Stage.OPTIONS, problem)
+    try:
+        fit_preprocessing(options.mean, options.scale, options.reverse_input_channels, shapes)
+    except PreprocessingMisfit as misfit:
+        if not misfit.naming:
+            raise ConversionError(Stage.OPTIONS, misfit.message) from None
 
 
 def written_outputs(report: ConversionReport) -> list[Path]:

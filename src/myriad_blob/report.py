@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConversionError, Stage
+from .toolchain.commands import recording
 
 SCHEMA = "https://github.com/myriad-blob/myriad-blob/report/v1"
 PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
@@ -66,6 +67,7 @@ class StageRecord:
     tools: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     reused: bool = False  # in a batch: the result of another variant's identical stage
+    commands: list = dataclasses.field(default_factory=list)  # argv of each toolchain process run (toolchain/commands.py)
 
 
 @dataclasses.dataclass
@@ -96,7 +98,7 @@ class ConversionReport:
         record.tools.update(tools)
         start = time.perf_counter()
         try:
-            with _ticker(name):
+            with _ticker(name), recording(record.commands):
                 yield record
         except ConversionError as error:
             record.status, record.error = "failed", error.message

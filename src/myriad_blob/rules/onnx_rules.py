@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -308,7 +308,8 @@ def _build_trig_polynomial(builder: Builder, node, plan, graph: Graph) -> None:
 
 
 def _trig_needed(op):
-    needed, rewrite = node_rule(op, _trig_plan, _build_trig_polynomial, "")
+    """(needed, rewrite) for Sin or Cos: needed names each node's proven range, degree and error."""
+    _, rewrite = node_rule(op, _trig_plan, _build_trig_polynomial, "")
 
     def why(model) -> str:
         if not any(node.op_type == op for node in model.graph.node):
@@ -392,7 +393,7 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
         projected = builder.node("Add", [builder.node("MatMul", [inputs[0], builder.constant(w[direction].T.copy(), "W")]),
                                          builder.constant(x_bias.astype(dtype), "bias")])  # [T, B, gates * H]
 
-        def initial(index):
+        def initial(index, direction=direction):
             if index < len(inputs) and inputs[index]:
                 return builder.slice(inputs[index], 0, direction, direction + 1)  # [1, B, H]
             return builder.constant(np.zeros((1, batch, hidden), dtype), "zeros")
@@ -485,8 +486,8 @@ def decompose_layer_norm(model):
 
         def reduce_mean(source, out):
             if opset >= 18:
-                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)
-            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)
+                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)  # noqa: B023 (called in this iteration)
+            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)  # noqa: B023
 
         eps = f"{p}/epsilon"
         eps_type = dtypes.get(node.input[1], onnx.TensorProto.FLOAT)  # the model's own float type (FP16 too)

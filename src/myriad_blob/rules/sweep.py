@@ -19,8 +19,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 SHAPE = (1, 3, 32, 32)
 
