@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .compile import INTEGER_PRECISIONS
+from .diagnosis import Diagnosis, LayerValues, diagnose, logits
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
@@ -84,6 +85,7 @@ class OutputComparison:
     passed: bool
     note: str = ""  # why it missed or what was not compared (too small, near tie, shape)
     agreement: float | None = None  # integer outputs: the share of values equal to the original's
+    yardstick: str = "the output"  # what was compared: the output, or the logits before its final activation
 
     @property
     def top1_agrees(self) -> bool | None:
@@ -278,6 +280,7 @@ class NumericCheck:
     tolerances: Tolerances
     outputs: tuple[OutputComparison, ...]
     fp16: Fp16Range | None = None  # None: not measured (passed stays about the outputs only)
+    diagnosis: Diagnosis | None = None  # when an output misses: where the runtimes part, and whose fault it is
 
     @property
     def outputs_passed(self) -> bool:
@@ -298,7 +301,8 @@ class NumericCheck:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "outputs_passed": self.outputs_passed, "input": self.input_source, "seed": SEED,
                 "tolerances": dataclasses.asdict(self.tolerances), "outputs": [o.to_dict() for o in self.outputs],
-                "fp16": self.fp16.to_dict() if self.fp16 is not None else None}
+                "fp16": self.fp16.to_dict() if self.fp16 is not None else None,
+                "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None}
 
 
 def _fail(message: str) -> ConversionError:
@@ -600,4 +604,24 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
     missing = [name for name in references if name not in {t.name for t in ir.outputs}]
     if missing:  # an output dropped or merged in conversion is as wrong as a wrong value
         raise _fail(f"the original's output(s) {', '.join(missing)} are missing from the converted model")
-    return NumericCheck(source, tolerances, tuple(comparisons), fp16)
+    diagnosis = None
+    if not all(c.passed for c in comparisons):
+        values = LayerValues(ir, blob_inputs, model_inputs, (origins or (onnx_model,))[0], toolchain, worker)
+        comparisons = [_on_the_logits(c, values, tolerances) if c.note.startswith("too small") else c
+                       for c in comparisons]
+        if not all(c.passed for c in comparisons):
+            diagnosis = diagnose(values)
+    return NumericCheck(source, tolerances, tuple(comparisons), fp16, diagnosis)
+
+
+def _on_the_logits(comparison: OutputComparison, values: LayerValues, tolerances: Tolerances) -> OutputComparison:
+    """An output too small to compare (a sigmoid map with nothing to detect) judged on the logits
+    feeding its final Sigmoid/Softmax, where the numbers are large enough to tell."""
+    found = logits(values, comparison.name)
+    if found is None:
+        return comparison
+    what, reference, actual = found
+    judged = compare(comparison.name, reference, actual, tolerances)
+    note = (f"{comparison.note}; judged on {what} instead: cosine {judged.cosine:.6f}, max relative error "
+            f"{judged.max_relative_error:.2e}" + (f" ({judged.note})" if judged.note else ""))
+    return dataclasses.replace(judged, shape=comparison.shape, note=note, yardstick=what)

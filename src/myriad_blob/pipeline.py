@@ -290,8 +290,9 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
         if not check.outputs_passed:
             failed = ", ".join(o.name for o in check.outputs if not o.passed)
-            message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
-                       "check --reverse-input-channels, --mean and --scale, and FP16 range")
+            cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
+                "check --reverse-input-channels, --mean and --scale, and FP16 range")
+            message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
             if options.strict:
                 raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
             report.warnings.append(message)

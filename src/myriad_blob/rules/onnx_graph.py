@@ -35,24 +35,29 @@ class Graph:
             for name in node.input:
                 if name:
                     self.consumers[name].append(node)
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model)
+        try:  # data propagation: shapes computed by Shape -> Gather -> Concat -> Reshape chains too
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         except Exception:  # a custom op: shapes stay unknown, rules that need them do not apply
             inferred = model
         self.value_info = {}
         for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
             self.value_info[value.name] = value.type.tensor_type
         self._constants = None
+        self._runtime_shapes = None
 
     def shape(self, name: str) -> tuple | None:
-        """The tensor's static shape, or None when any dimension is unknown."""
+        """The tensor's static shape (from shape inference, else from one ONNX Runtime run at the
+        fixed input shapes), or None when it cannot be known."""
         if name in self.initializers:
             return tuple(self.initializers[name].dims)
         tensor = self.value_info.get(name)
-        if tensor is None or not tensor.HasField("shape"):
-            return None
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        return None if any(d is None or d < 0 for d in dims) else dims
+        if tensor is not None and tensor.HasField("shape"):
+            dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+            if not any(d is None or d < 0 for d in dims):
+                return dims
+        if self._runtime_shapes is None:
+            self._runtime_shapes = {name: value.shape for name, value in self._evaluate(everything=True).items()}
+        return self._runtime_shapes.get(name)
 
     def elem_type(self, name: str) -> int | None:
         if name in self.initializers:
@@ -72,11 +77,12 @@ class Graph:
                 if attribute.name == "value":
                     return numpy_helper.to_array(attribute.t)
         if self._constants is None:
-            self._constants = self._evaluate_shape_only()
+            self._constants = self._evaluate(everything=False)
         return self._constants.get(name)
 
-    def _evaluate_shape_only(self) -> dict:
-        """Every tensor computed from shapes and constants alone, evaluated at the fixed input shapes."""
+    def _evaluate(self, everything: bool) -> dict:
+        """Every tensor computed from shapes and constants alone (or every tensor of a known type, with
+        zeros for the inputs: for its shape), evaluated at the fixed input shapes."""
         import onnx
         import onnxruntime
 
@@ -89,7 +95,7 @@ class Graph:
             if node.op_type not in SHAPE_ONLY_OPS and any(i in dependent for i in node.input if i):
                 dependent.update(o for o in node.output if o)
         wanted = [out for node in graph.node if node.op_type != "Constant" and node.op_type not in ("If", "Loop", "Scan")
-                  for out in node.output if out and out not in dependent and self.elem_type(out)]
+                  for out in node.output if out and (everything or out not in dependent) and self.elem_type(out)]
         if not wanted:
             return {}
         model = onnx.ModelProto()

@@ -419,6 +419,38 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
             join([state[index] for state in finals], output, 0)  # [D, B, H]
 
 
+# --- A token prepended as a constant (ViT's class token: Concat of a constant and x) -> Pad + Add ---
+
+def _constant_concat_plan(graph: Graph, node):
+    """One computed input among constant ones, rank 3 (tokens): OpenVINO 2021.4's CPU plugin returns
+    zeros for the constant rows of such a Concat (case03d; 2022.3 and ONNX Runtime agree)."""
+    values = [graph.const(name) for name in node.input]
+    computed = [i for i, v in enumerate(values) if v is None]
+    shape = graph.shape(node.output[0])
+    if len(computed) != 1 or len(node.input) < 2 or shape is None or len(shape) != 3:
+        return None
+    dtype = _np_type(graph, node.output[0])
+    axis = _attribute(node, "axis", 0) % 3
+    sizes = [graph.shape(name) for name in node.input]
+    if dtype is None or any(s is None for s in sizes):
+        return None
+    index = computed[0]
+    parts = [np.broadcast_to(v, sizes[i]).astype(dtype) if v is not None else np.zeros(sizes[i], dtype)
+             for i, v in enumerate(values)]
+    before = sum(sizes[i][axis] for i in range(index))
+    after = sum(sizes[i][axis] for i in range(index + 1, len(sizes)))
+    return axis, before, after, np.concatenate(parts, axis)
+
+
+def _build_pad_add(builder: Builder, node, plan, graph: Graph) -> None:
+    axis, before, after, constants = plan
+    pads = [0] * 6
+    pads[axis], pads[3 + axis] = before, after
+    computed = next(name for name in node.input if graph.const(name) is None)
+    padded = builder.node("Pad", [computed, builder.constant(np.array(pads, np.int64), "pads")])
+    builder.node("Add", [padded, builder.constant(constants, "tokens")], node.output[0])
+
+
 # --- Whole-model rules ---
 
 def _opset(model) -> int:
@@ -543,6 +575,9 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
           "{n} GatherElements node(s) with a negative axis, which the Myriad compiler refuses"),
     _rule("Abs -> Relu(x) + Relu(-x)", BOTH, "Abs", _abs_plan, _build_abs,
           "{n} Abs node(s), which the Myriad compiler refuses"),
+    _rule("constant tokens concatenated -> Pad + Add", BOTH, "Concat", _constant_concat_plan, _build_pad_add,
+          "{n} rank-3 Concat node(s) of a constant (a class token) and a computed tensor, whose constant rows "
+          "OpenVINO 2021.4's CPU plugin returns as zeros"),
     _rule("TopK's K folded to a constant", frozenset({"ov2022"}), "TopK", _topk_plan, _build_topk_constant,
           "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read"),
     OnnxRule("Sin -> polynomial on its proven range", BOTH, *_trig_needed("Sin")),

@@ -1,6 +1,7 @@
 """Run an OpenVINO 2021.4 IR on the CPU plugin (in the legacy toolchain's Python 3.8/3.9).
 
 Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz [RANGES.json]
+       python run_ir_on_cpu.py --values MODEL.xml INPUTS.npz VALUES.npz  (every layer's values)
 Inputs are fed as FP32 (the values a camera would send: for a U8 blob, integers 0..255);
 every output is written as float32. The numeric check compares these with the original model.
 
@@ -104,7 +105,9 @@ def _output_name(name, index, port_count):
     return name if port_count == 1 else f"{name}.{index}"
 
 
-def layer_ranges(core, xml, feed):
+def layer_outputs(core, xml, feed):
+    """(layer, type, port, output name, value) of every computing layer's output, in network order,
+    from runs with those outputs added in chunks."""
     layers = computed_layers(xml)
     chunks, chunk, size = [], [], 0
     for name, kind, ports, port_count in layers:
@@ -117,7 +120,6 @@ def layer_ranges(core, xml, feed):
             size += nbytes
     if chunk:
         chunks.append(chunk)
-    records = []
     for chunk in chunks:
         network = _read(core, xml)
         existing = set(network.outputs)
@@ -128,10 +130,22 @@ def layer_ranges(core, xml, feed):
         results = _load(core, network).infer(feed)
         for name, kind, index, count, _shape in chunk:
             output = _output_name(name, index, count)
-            if output not in results:
-                continue
-            records.append(dict(layer=name, type=kind, port=index, output=output, **_stats(results[output])))
-    return records
+            if output in results:
+                yield name, kind, index, output, results[output]
+
+
+def layer_ranges(core, xml, feed):
+    return [dict(layer=name, type=kind, port=index, output=output, **_stats(value))
+            for name, kind, index, output, value in layer_outputs(core, xml, feed)]
+
+
+def run_values(core, xml, inputs_path, values_path):
+    """Every computing layer's output values ("layer:port" -> float32 array): the numeric check's
+    layer-by-layer comparison, asked for when outputs miss."""
+    with np.load(inputs_path, allow_pickle=False) as inputs:
+        feed = {name: inputs[name] for name in inputs.files}
+    np.savez(values_path, **{f"{name}:{index}": np.asarray(value, dtype=np.float32)
+                             for name, _, index, _, value in layer_outputs(core, xml, feed)})
 
 
 def _stats(value):
@@ -148,7 +162,10 @@ def _stats(value):
 
 
 def main():
-    run(IECore(), *sys.argv[1:])
+    if sys.argv[1] == "--values":
+        run_values(IECore(), *sys.argv[2:])
+    else:
+        run(IECore(), *sys.argv[1:])
 
 
 if __name__ == "__main__":
