@@ -82,3 +82,22 @@ def run_cli(*args, cwd=None, env_extra=None):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "myriad_blob.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+CASES = TESTS.resolve().parents[1] / "shared" / "cases"
+
+
+@pytest.fixture(scope="session")
+def cases(tmp_path_factory):
+    """The models of ../shared/cases (small models that reproduce failures users reported), built
+    once by their own builders: their files in one directory."""
+    import shutil
+
+    if not CASES.is_dir():
+        pytest.fail(f"{CASES} is not here: the project is checked out with ../shared beside it (as CI does)")
+    directory = tmp_path_factory.mktemp("cases")
+    for builder in CASES.glob("*.py"):
+        shutil.copy(builder, directory)
+    for builder in sorted(directory.glob("case*.py")):
+        subprocess.run([sys.executable, builder.name], cwd=directory, check=True, capture_output=True)
+    return directory

@@ -85,7 +85,7 @@ def test_unsupported_layer_is_named_with_its_onnx_node(tmp_path):
     result = run_cli("convert", "--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG,
                      "--output", tmp_path / "m.blob")
     assert result.returncode == 13
-    assert "from ONNX node" in result.stderr and "(Sign)" in result.stderr
+    assert "ONNX node `/Sign`, Sign" in result.stderr and "(Sign;" in result.stderr
     report = json.loads((tmp_path / "m.blob.report.json").read_text())
     (layer,) = report["layers"]["unsupported"]
     assert layer["type"] == "Sign" and layer["onnx_op"] == "Sign" and layer["onnx_node"]

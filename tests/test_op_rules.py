@@ -3,9 +3,6 @@ docstring says it should, the op sweep's classification holds, and a model with 
 Myriad X cannot run names all of them at once."""
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +16,9 @@ from myriad_blob.rules.onnx_graph import Graph
 from myriad_blob.rules.onnx_rules import ONNX_RULES, fit_polynomial, interval
 from test_convert import assert_depthai_agrees
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
-
 
 def _report(blob: Path) -> dict:
     return json.loads(blob.with_name(blob.name + ".report.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    """The builders of ../shared/cases, run once: their models in one directory."""
-    if not CASES.is_dir():
-        pytest.skip(f"{CASES} is not here (CI checks out ../shared beside the project)")
-    directory = tmp_path_factory.mktemp("cases")
-    for builder in CASES.glob("*.py"):
-        shutil.copy(builder, directory)
-    for builder in sorted(directory.glob("case*.py")):
-        subprocess.run([sys.executable, builder.name], cwd=directory, check=True, capture_output=True)
-    return directory
 
 
 def _convert(cases, tmp_path, name, *flags):

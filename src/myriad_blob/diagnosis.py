@@ -145,12 +145,20 @@ def onnx_tensor_values(path: Path, inputs: dict) -> dict:
 
 
 def ir_graph(xml: Path) -> tuple[list, dict]:
-    """The IR's layers [(name, type, id)] in file order, and each layer's inputs {id: [(source id, port)]}."""
+    """The IR's layers [(name, type, id)] in file order, and each layer's inputs {id: [(source id, output index)]}."""
     root = ElementTree.parse(xml).getroot()
     layers = [(layer.get("name"), layer.get("type"), layer.get("id")) for layer in root.iter("layer")]
+    # An edge names a port by its id, numbered across a layer's inputs and outputs; values are keyed
+    # by the output's index among the layer's outputs.
+    output_index = {}
+    for layer in root.iter("layer"):
+        outputs = layer.find("output")
+        for index, port in enumerate(outputs.findall("port") if outputs is not None else []):
+            output_index[(layer.get("id"), port.get("id"))] = index
     inputs: dict = {}
     for edge in root.iter("edge"):
-        inputs.setdefault(edge.get("to-layer"), []).append((edge.get("from-layer"), int(edge.get("from-port"))))
+        source = edge.get("from-layer")
+        inputs.setdefault(edge.get("to-layer"), []).append((source, output_index.get((source, edge.get("from-port")), 0)))
     return layers, inputs
 
 

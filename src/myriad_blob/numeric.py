@@ -56,6 +56,10 @@ FP16_MIN_NORMAL = 2.0 ** -14
 UNDERFLOW_FRACTION = 0.25
 UNDERFLOW_PEAK = 1024 * FP16_MIN_NORMAL
 FP16_TOP_LAYERS = 5  # layers listed in the report's "FP16 range" section when all is well
+# A final Sigmoid is saturated where its logits pass this magnitude: sigmoid(8) = 0.99966, and FP16
+# (resolution 4.9e-4 near 1) cannot tell larger ones from 1. Such an output that misses is judged on
+# its logits (numeric_check).
+SATURATED_LOGIT = 8.0
 # Integer outputs (an ArgMax class map, TopK indices) are judged by agreement: the share of values
 # equal to the original's. Relative error says nothing there: a pixel whose two best classes are
 # a near tie flips with FP16 rounding (case14: 19 of 4,096 pixels, 0.5%), a changed computation
@@ -607,7 +611,7 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
     diagnosis = None
     if not all(c.passed for c in comparisons):
         values = LayerValues(ir, blob_inputs, model_inputs, (origins or (onnx_model,))[0], toolchain, worker)
-        comparisons = [_on_the_logits(c, values, tolerances) if c.note.startswith("too small") else c
+        comparisons = [c if c.passed or c.agreement is not None else _on_the_logits(c, values, tolerances)
                        for c in comparisons]
         if not all(c.passed for c in comparisons):
             diagnosis = diagnose(values)
@@ -615,13 +619,24 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
 
 
 def _on_the_logits(comparison: OutputComparison, values: LayerValues, tolerances: Tolerances) -> OutputComparison:
-    """An output too small to compare (a sigmoid map with nothing to detect) judged on the logits
-    feeding its final Sigmoid/Softmax, where the numbers are large enough to tell."""
+    """A missed output made by a final Sigmoid/Softmax, judged on the logits feeding it when the
+    output itself cannot tell: too small to compare (a sigmoid map with nothing to detect), or
+    saturated (logits beyond SATURATED_LOGIT, where FP16 cannot tell the sigmoid from 0 and 1 and a
+    logit near 0 moves the output most: PP-OCRv4's text map)."""
     found = logits(values, comparison.name)
     if found is None:
         return comparison
     what, reference, actual = found
+    peak = float(np.max(np.abs(reference))) if reference.size else 0.0
+    if comparison.note.startswith("too small"):
+        why = comparison.note
+    elif peak >= SATURATED_LOGIT:
+        why = (f"saturated: its logits reach {peak:.3g}, beyond {SATURATED_LOGIT:g}, where FP16 cannot tell the "
+               f"activation from 0 and 1 (cosine {comparison.cosine:.6f}, max relative error "
+               f"{comparison.max_relative_error:.2e} on the output itself)")
+    else:
+        return comparison
     judged = compare(comparison.name, reference, actual, tolerances)
-    note = (f"{comparison.note}; judged on {what} instead: cosine {judged.cosine:.6f}, max relative error "
+    note = (f"{why}; judged on {what} instead: cosine {judged.cosine:.6f}, max relative error "
             f"{judged.max_relative_error:.2e}" + (f" ({judged.note})" if judged.note else ""))
     return dataclasses.replace(judged, shape=comparison.shape, note=note, yardstick=what)

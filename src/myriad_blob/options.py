@@ -231,12 +231,14 @@ OPTIONS: tuple[Option, ...] = (
            doc="the JSON report; the Markdown report goes beside it with `.md`"),
     Option("sample", "path", surfaces=_CLI_MANIFEST,
            help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
-                "default: seeded random data.",
-           manifest_expected="a path", doc_flag="PATH", doc_default="seeded data",
+                "default: a real photograph with printed text (public domain, from matplotlib).",
+           manifest_expected="a path", doc_flag="PATH", doc_default="the check photo",
            doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input"),
     Option("strict", "flag", default=False,
-           help="Fail (exit 14) when the numeric check misses its tolerances, instead of warning.",
-           doc_default="off", doc="fail (exit 14) when the numeric check misses its tolerances, instead of warning",
+           help="Fail (exit 14) unless the report's verdict would be passed (a numeric miss, an FP16 warning), "
+                "instead of warning.",
+           doc_default="off", doc="fail (exit 14) unless the report's verdict would be `passed` (an output that misses, "
+                                  "an FP16 overflow, near overflow or underflow), instead of warning",
            action_help="Fail when the numeric check finds the blob's numbers differ from the original model's, "
                        "instead of warning.",
            action_default="false", action_doc="as `--strict`: fail when the numeric check misses"),
