@@ -3,6 +3,7 @@ docstring says it should, the op sweep's classification holds, and a model with 
 Myriad X cannot run names all of them at once."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,78 @@ def test_polynomial_is_within_its_bound_and_only_on_a_proven_range():
     x = np.array([-30, -1, 0.5, 30], np.float32)
     np.testing.assert_allclose(_run(_rule("Sin").rewrite(bounded), {"x": x})[0], _run(bounded, {"x": x})[0], atol=5e-5)
     assert not _rule("Sin").needed(graph("Relu"))  # unbounded: no approximation
+
+
+class NmsFreeHead(torch.nn.Module):
+    """An NMS-free detector's selection: TopK whose K the exporter computes from a shape."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, 2, 1)
+
+    def forward(self, x):
+        scores = self.conv(x / 255).sigmoid().flatten(1)
+        k = torch.clamp(torch.tensor(scores.shape[1]) // 8, max=300)
+        return torch.topk(scores, k)
+
+
+def test_topk_with_k_from_a_shape_converts_and_its_indices_are_judged_as_sets(tmp_path):
+    path = tmp_path / "head.onnx"
+    torch.onnx.export(NmsFreeHead().eval(), (torch.rand(1, 3, 64, 64) * 255,), str(path), dynamo=False, opset_version=13,
+                      input_names=["images"], output_names=["scores", "index"], dynamic_axes={"images": {2: "h", 3: "w"}})
+    assert "Shape" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    blob = tmp_path / "head.blob"
+    result = run_cli("convert", "--input", path, "--input-shape", "[1, 3, 64, 64]", "--output", blob, "--strict")
+    assert result.returncode == 0, result.stderr
+    report = _report(blob)
+    assert "TopK's K folded to a constant" in _kept(report)
+    assert sorted(t.name for t in assert_depthai_agrees(blob).outputs) == ["index", "scores"]
+    index = next(o for o in report["numeric"]["outputs"] if o["name"] == "index")
+    assert index["passed"] and index["note"].startswith("TopK indices, judged as sets")
+
+
+SUPERPOINT = '''
+import torch
+
+
+class SuperPointish(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 65, 3, 2, 1), torch.nn.Conv2d(3, 16, 3, 2, 1)
+
+    def forward(self, x):
+        return {"semi": self.a(x / 255), "desc": torch.nn.functional.normalize(self.b(x / 255), dim=1)}
+
+
+class TupleOut(SuperPointish):
+    def forward(self, x):
+        out = super().forward(x)
+        return out["semi"], out["desc"]
+'''
+
+
+def test_pytorch_outputs_take_a_dicts_keys_or_name_outputs(tmp_path):
+    (tmp_path / "superpointish.py").write_text(SUPERPOINT)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import superpointish
+
+        torch.save(superpointish.SuperPointish().state_dict(), tmp_path / "sp.pth")
+    finally:
+        sys.path.remove(str(tmp_path))
+    common = ["--input", "sp.pth", "--input-shape", "[1, 3, 64, 64]", "--strict"]
+    by_keys = run_cli("convert", *common, "--model-class", "superpointish:SuperPointish", "--output", "a.blob",
+                      cwd=tmp_path)
+    assert by_keys.returncode == 0, by_keys.stderr
+    named = run_cli("convert", *common, "--model-class", "superpointish:TupleOut", "--name-outputs", "semi,desc",
+                    "--output", "b.blob", cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    for blob in ("a.blob", "b.blob"):
+        assert sorted(t.name for t in assert_depthai_agrees(tmp_path / blob).outputs) == ["desc", "semi"]
+    wrong = run_cli("convert", *common, "--model-class", "superpointish:TupleOut", "--name-outputs", "semi",
+                    "--output", "c.blob", cwd=tmp_path)
+    assert wrong.returncode == 11 and "--name-outputs gives 1 name(s) (semi), but the model returns 2" in wrong.stderr
+    # The report lists the tensors --output-names can cut at.
+    tensors = {t["name"]: t["op"] for t in _report(tmp_path / "a.blob")["onnx"]["tensors"]}
+    assert tensors["/a/Conv_output_0"] == "Conv"

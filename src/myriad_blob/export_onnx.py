@@ -74,6 +74,9 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
     """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
+        if options.name_outputs:
+            raise _fail(f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
+                        f"({', '.join(t.name for t in onnx_model.outputs)}), which the blob keeps: drop --name-outputs")
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
     return export_torch(loaded.module, options, workdir / "model.onnx")
@@ -117,7 +120,7 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         rule = _size_rule(module, specs, dtype) if _SIZE_MISMATCH.search(cause) else ""
         raise _fail(f"the model rejects input shape {shapes}: {cause}; " + (rule or "check --input-shape")) from error
     outputs = flatten_outputs(sample)
-    output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+    output_names = name_outputs(sample, len(outputs), options.name_outputs)
     fallbacks = []
     for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
         try:
@@ -166,6 +169,20 @@ def _size_rule(module, specs: tuple[InputSpec, ...], dtype) -> str:
         return (f"its strides need image sizes that are multiples of {stride}: use {', '.join(sizes)} "
                 "in --input-shape (or pad the frame)")
     return ""
+
+
+def name_outputs(sample, count: int, asked: tuple[str, ...]) -> list[str]:
+    """The ONNX (and so the blob's) output names: --name-outputs, else a returned dict's keys, else
+    output / output0, output1, ..."""
+    if asked:
+        if len(asked) != count:
+            raise _fail(f"--name-outputs gives {len(asked)} name(s) ({', '.join(asked)}), but the model returns "
+                        f"{count} output(s): give one name per output, in order")
+        return list(asked)
+    if isinstance(sample, dict) and len(sample) == count and all(not isinstance(v, (dict, list, tuple))
+                                                                 for v in sample.values()):
+        return [str(key) for key in sample]
+    return ["output"] if count == 1 else [f"output{i}" for i in range(count)]
 
 
 def forward_parameters(module) -> list[str] | None:

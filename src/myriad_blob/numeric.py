@@ -522,14 +522,15 @@ def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorke
 
 
 def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: Tolerances,
-            integer: bool = False) -> OutputComparison:
-    """One output against the original's; integer outputs by agreement (MIN_AGREEMENT)."""
+            integer: bool = False, indices: bool = False) -> OutputComparison:
+    """One output against the original's; integer outputs by agreement (MIN_AGREEMENT), TopK's
+    indices (indices=True) as sets along the last axis: near-equal scores may swap places."""
     shape = tuple(reference.shape)
     if reference.size != actual.size:
         return OutputComparison(name, shape, float("inf"), float("inf"), 0.0, None, None, 0, False,
                                 f"shape {list(actual.shape)} where the original gives {list(shape)}")
     if integer:
-        return _compare_integers(name, reference, actual)
+        return _compare_integers(name, reference, actual, indices)
     reference, actual = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
     nonfinite = int(np.count_nonzero(~np.isfinite(actual)))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -559,10 +560,15 @@ def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: To
     return OutputComparison(name, shape, abs_error, rel_error, cosine, top1_ref, top1_ir, nonfinite, bool(passed), note)
 
 
-def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray) -> OutputComparison:
+def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray, indices: bool) -> OutputComparison:
+    shape = tuple(reference.shape)
+    if indices and reference.ndim:  # per row, how many of the original's indices the converted model also picked
+        rows = reference.reshape(-1, shape[-1]), actual.reshape(-1, shape[-1])
+        equal = sum(len(np.intersect1d(r, a)) for r, a in zip(*rows))
     reference, actual = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
     nonfinite = int(np.count_nonzero(~np.isfinite(actual)))
-    equal = int(np.count_nonzero(reference == actual))
+    if not indices or not len(shape):
+        equal = int(np.count_nonzero(reference == actual))
     agreement = equal / reference.size if reference.size else 1.0
     with np.errstate(invalid="ignore"):
         abs_error = float(np.max(np.abs(actual - reference))) if reference.size else 0.0
@@ -570,9 +576,10 @@ def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray) -> O
         norms = np.linalg.norm(reference) * np.linalg.norm(actual)
         cosine = float(np.dot(reference, actual) / norms) if norms > 0 else (1.0 if abs_error == 0 else 0.0)
     passed = nonfinite == 0 and agreement >= MIN_AGREEMENT
-    note = (f"integer output, judged by agreement: {equal} of {reference.size} values equal ({agreement:.2%}; "
-            f"at least {MIN_AGREEMENT:.0%} needed)")
-    return OutputComparison(name, tuple(reference.shape), abs_error, abs_error / peak if peak > 0 else abs_error,
+    counted = (f"TopK indices, judged as sets: {equal} of the original's {reference.size} indices picked too"
+               if indices else f"integer output, judged by agreement: {equal} of {reference.size} values equal")
+    note = f"{counted} ({agreement:.2%}; at least {MIN_AGREEMENT:.0%} needed)"
+    return OutputComparison(name, shape, abs_error, abs_error / peak if peak > 0 else abs_error,
                             cosine, None, None, nonfinite, bool(passed), note, round(agreement, 6))
 
 
@@ -603,8 +610,9 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
         if tensor.name not in references or tensor.name not in actual:
             raise _fail(f"the converted model's output {tensor.name!r} is not among the original's outputs "
                         f"({', '.join(references)}): its name was lost in conversion")
+        producer = onnx_model.nodes.get(onnx_model.producers.get(tensor.name))
         comparisons.append(compare(tensor.name, references[tensor.name], actual[tensor.name], tolerances,
-                                   integer=tensor.dtype.upper() in INTEGER_PRECISIONS))
+                                   integer=tensor.dtype.upper() in INTEGER_PRECISIONS, indices=producer == "TopK"))
     missing = [name for name in references if name not in {t.name for t in ir.outputs}]
     if missing:  # an output dropped or merged in conversion is as wrong as a wrong value
         raise _fail(f"the original's output(s) {', '.join(missing)} are missing from the converted model")

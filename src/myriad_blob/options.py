@@ -218,6 +218,17 @@ OPTIONS: tuple[Option, ...] = (
            action_help="Comma-separated names of the tensors to use as the model's outputs (empty keeps the model's own).",
            action_doc_default="—",
            action_doc="as `--output-names`: comma-separated tensor names to use as the outputs"),
+    Option("name-outputs", "text", stage="export", multiple=True, metavar="NAME,...", action_lines=False,
+           help="Names for a PyTorch model's outputs, in order (comma-separated or repeated), e.g. 'semi,desc'; "
+                "a model that returns a dict is named by its keys.  [default: output, or output0, output1, ...]",
+           manifest_expected="a string \"name1,name2\" or a list of output names",
+           doc_flag="NAME,...", doc_default="the dict's keys, else `output`/`output0`, ...",
+           doc="names for a PyTorch model's outputs, in order (the blob's output names, which depthai reads); a model "
+               "that returns a dict gets its keys; ONNX models keep their own names",
+           action_help="Comma-separated names for a PyTorch model's outputs, in order (empty: the dict's keys, or "
+                       "output, output0, output1, ...).",
+           action_doc_default="—",
+           action_doc="as `--name-outputs`: comma-separated names for a PyTorch model's outputs"),
     Option("compile-timeout", "float", default=DEFAULT_COMPILE_TIMEOUT_S,
            help="Seconds the Myriad compiler may run before it is stopped (exit 13).",
            manifest_expected="a number of seconds", doc_default="`600`",
@@ -360,6 +371,7 @@ class ConversionOptions:
     new_export: bool = option_default("new-export")
     frontend: str = option_default("frontend")
     output_names: tuple[str, ...] = ()
+    name_outputs: tuple[str, ...] = ()  # a PyTorch model's output names, in order
     compile_timeout: float = option_default("compile-timeout")
     report: Path | None = None
     sample: Path | None = None
@@ -395,6 +407,7 @@ class ConversionOptions:
         data["sample"] = str(self.sample) if self.sample else None
         data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
         data["output_names"] = list(self.output_names)
+        data["name_outputs"] = list(self.name_outputs)
         data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
         data["scale"] = {k or "": list(v) for k, v in self.scale.items()}
         return data
@@ -450,17 +463,18 @@ def default_output(input: Path) -> Path:
     return Path(Path(input).stem + ".blob")
 
 
-def parse_output_names(value) -> tuple[str, ...]:
+def parse_output_names(value, flag: str = "--output-names") -> tuple[str, ...]:
     """'a,b' or ['a', 'b'] (or both mixed) -> ('a', 'b')."""
     items = [value] if isinstance(value, str) else list(value or ())
     names = tuple(name.strip() for item in items for name in str(item).split(",") if name.strip())
     if len(set(names)) != len(names):
-        raise ValueError(f"--output-names lists a name twice: {', '.join(names)}")
+        raise ValueError(f"{flag} lists a name twice: {', '.join(names)}")
     return names
 
 
 def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
-                  nshaves: int = 6, nslices: int | None = None, output_names=(), **rest) -> ConversionOptions:
+                  nshaves: int = 6, nslices: int | None = None, output_names=(), name_outputs=(),
+                  **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
     for key in ("frontend", "compile_timeout"):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
@@ -492,7 +506,9 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     fit_preprocessing(mean, scale, False, {spec.name: spec.shape for spec in specs}, model=False)
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
-        mean=mean, scale=scale, output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
+        mean=mean, scale=scale, output_names=parse_output_names(output_names),
+        name_outputs=parse_output_names(name_outputs, "--name-outputs"), nshaves=nshaves, nslices=nslices or nshaves,
+        **rest)
 
 
 def _per_channel(values, flag: str) -> dict:

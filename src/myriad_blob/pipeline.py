@@ -225,7 +225,11 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
     report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
                    "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
                    "inputs": [t.to_dict() for t in onnx_model.inputs],
-                   "outputs": [t.to_dict() for t in onnx_model.outputs]}
+                   "outputs": [t.to_dict() for t in onnx_model.outputs],
+                   # Where --output-names can cut: every tensor a node computes, with its node's op.
+                   "tensors": [{"name": tensor, "op": onnx_model.nodes.get(node)}
+                               for tensor, node in onnx_model.producers.items()
+                               if onnx_model.nodes.get(node) != "Constant"]}
 
     prep_key = export_key + stage_key(options, "prep")
     ir_key = prep_key + stage_key(options, "ir")
