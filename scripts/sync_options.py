@@ -97,8 +97,14 @@ def generate(readme: str, action_yml: str) -> tuple[str, str]:
     for name, body in (("cli-options", cli_table()), ("manifest-fields", manifest_fields()),
                        ("action-inputs", action_table())):
         readme = _between(readme, name, body)
-    start, stop = action_yml.index("inputs:\n"), action_yml.index("outputs:\n")
-    return readme, action_yml[:start] + action_inputs() + action_yml[stop:]
+    return readme, splice_inputs(action_yml, action_inputs())
+
+
+def splice_inputs(action_yml: str, inputs: str) -> str:
+    """action.yml with its top-level inputs: block replaced."""
+    # Top-level keys start a line (an input such as name-outputs ends in "outputs:" too).
+    start, stop = action_yml.index("\ninputs:\n") + 1, action_yml.index("\noutputs:\n") + 1
+    return action_yml[:start] + inputs + action_yml[stop:]
 
 
 def main(argv: list[str]) -> int:

@@ -140,7 +140,7 @@ def test_shared_stages_read_the_options_of_the_table():
     base = parse_options(input=Path("m.pt"), input_shapes=["[1, 3, 8, 8]"])
     fields = {f.name for f in dataclasses.fields(ConversionOptions)}
     changed = {"model_key": "ema", "model_dtype": "float16", "model_class": "m:C", "trust_pickle": True,
-               "input_shapes": (), "opset": 13, "new_export": True, "output_names": ("a",),
+               "input_shapes": (), "opset": 13, "new_export": True, "output_names": ("a",), "name_outputs": ("b",),
                "reverse_input_channels": True, "mean": {None: (1.0,)}, "scale": {None: (2.0,)}, "frontend": "mo2021"}
     for option in OPTIONS:
         if option.stage:

@@ -67,8 +67,7 @@ def test_action_yml_declares_the_old_input_with_a_deprecation_message(tmp_path):
                                                       "use nshaves."}
     assert "default" not in inputs["shaves"]  # set means given (entrypoint/inputs.py)
     action_yml = (ROOT / "action.yml").read_text()
-    start, stop = action_yml.index("inputs:\n"), action_yml.index("outputs:\n")
-    (tmp_path / "action.yml").write_text(action_yml[:start] + sync.action_inputs(TABLE) + action_yml[stop:])
+    (tmp_path / "action.yml").write_text(sync.splice_inputs(action_yml, sync.action_inputs(TABLE)))
     schema = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
                              "vendor.github-actions", str(tmp_path / "action.yml")], capture_output=True, text=True)
     assert schema.returncode == 0, schema.stdout + schema.stderr

@@ -22,6 +22,13 @@ class Stage(str, enum.Enum):
         return EXIT_CODES[self]
 
 
+# The one vocabulary of stages. PIPELINE: the stages a conversion runs, in order, as the report
+# times them (OPTIONS, TOOLCHAIN and OUTPUT fail around them). SHARED_STEPS: the results a batch
+# shares between variants, in order; the IR stage's ONNX preparation ("ir.prepare", which both
+# front ends share) is a step of its own and fails as Stage.IR.
+PIPELINE = (Stage.LOAD, Stage.EXPORT, Stage.IR, Stage.COMPILE, Stage.VERIFY)
+SHARED_STEPS = (Stage.LOAD.value, Stage.EXPORT.value, "ir.prepare", Stage.IR.value)
+
 # Documented in the README ("Exit codes"); 1 is an internal error. 2 is a usage error, as click's own.
 EXIT_CODES = {
     Stage.OPTIONS: 2,

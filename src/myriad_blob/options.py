@@ -7,6 +7,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .errors import SHARED_STEPS
 from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
 
 DEFAULT_INPUT_NAME = "input"
@@ -208,7 +209,7 @@ OPTIONS: tuple[Option, ...] = (
            action_help="How the IR is made - auto, ov2022 (OpenVINO 2022.3 ONNX reader) or mo2021 (Model Optimizer "
                        "2021.4); auto tries the first, then the second.",
            action_default="auto", action_doc="as `--frontend`: `auto`, `ov2022` or `mo2021`"),
-    Option("output-names", "text", stage="prep", multiple=True, metavar="NAME,...", action_lines=False,
+    Option("output-names", "text", stage="ir.prepare", multiple=True, metavar="NAME,...", action_lines=False,
            help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
                 "before its decode/NMS.",
            manifest_expected="a string \"name1,name2\" or a list of tensor names",
@@ -225,8 +226,8 @@ OPTIONS: tuple[Option, ...] = (
            doc_flag="NAME,...", doc_default="the dict's keys, else `output`/`output0`, ...",
            doc="names for a PyTorch model's outputs, in order (the blob's output names, which depthai reads); a model "
                "that returns a dict gets its keys; ONNX models keep their own names",
-           action_help="Comma-separated names for a PyTorch model's outputs, in order (empty: the dict's keys, or "
-                       "output, output0, output1, ...).",
+           action_help="Comma-separated names for a PyTorch model's outputs, in order (empty keeps the dict's keys, "
+                       "or output, output0, output1, ...).",
            action_doc_default="—",
            action_doc="as `--name-outputs`: comma-separated names for a PyTorch model's outputs"),
     Option("compile-timeout", "float", default=DEFAULT_COMPILE_TIMEOUT_S,
@@ -308,9 +309,9 @@ OPTIONS: tuple[Option, ...] = (
 BY_NAME = {option.name: option for option in OPTIONS}
 # Old name -> the option it now is (Option.renamed_from).
 RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
-# The pipeline stages whose results a batch shares between variants, in order: a stage's result
-# depends on the options it reads and on everything before it (pipeline._run keys them so).
-SHARED_STAGES = ("load", "export", "prep", "ir")
+# The steps whose results a batch shares between variants (errors.SHARED_STEPS), in order: a step's
+# result depends on the options it reads and on everything before it (pipeline.Conversion keys them so).
+SHARED_STAGES = SHARED_STEPS
 
 
 def stage_options(stage: str) -> tuple[str, ...]:

@@ -190,136 +190,205 @@ def report_options_error(options: ConversionOptions, error: ConversionError) -> 
 def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport, session: Session) -> None:
     toolchain = toolchain_module.locate(toolchain_dir)
     report.toolchain = {"dir": str(toolchain.root), **toolchain.versions}
-    workdir = session.directory(("variant", options))
-    with report.stage("load", **_versions("onnx")) as stage:
-        source = describe_source(options.input)
-        # Each shared stage's key: the options it reads (the table's stage column) after its predecessors'.
-        load_key = stage_key(options, "load") + (source.sha256,)
-        loaded, stage.reused = session.once(load_key, lambda: load_model(options, source))
-        if loaded.module is not None:
-            stage.tools.update(_versions("torch"))
-    report.source = {"path": loaded.source.path, "format": loaded.source.format,
-                     "size": loaded.source.size, "sha256": loaded.source.sha256}
+    conversion = Conversion(options, toolchain, report, session, session.directory(("variant", options)))
+    loaded = conversion.load()
+    onnx_model = conversion.export(loaded)
+    ir, prepared = conversion.make_ir(onnx_model)
+    compiled, support = conversion.compile(ir, prepared)
+    data, info = conversion.verify(loaded, ir, prepared, compiled)
+    conversion.deliver(data, info, ir, support)
 
-    export_key = load_key + stage_key(options, "export")
 
-    def export():
-        with session.torch_lock:
-            return prepare_onnx(loaded, options, session.directory(export_key))
+@dataclasses.dataclass
+class Conversion:
+    """One conversion, stage by stage: each method runs one stage (report.stage times it), fills
+    the report section the stage owns, and returns plain data for the next. Results a batch can
+    share are memoized in the session under a key of the options each stage reads (the options
+    table's stage column) after its predecessors' keys."""
 
-    if loaded.onnx_path is not None:
-        report.skip("export", "the input is ONNX already")
-        onnx_model, _ = session.once(export_key, export)
-    else:
-        with report.stage("export", **_versions("torch", "onnx"),
-                          exporter="torch.export" if options.new_export else "torchscript") as stage:
-            onnx_model, stage.reused = session.once(export_key, export)
-            stage.tools["opset"] = onnx_model.opset
-            for opset, why in onnx_model.opset_fallbacks:
-                report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
-                                       f"exported at opset {onnx_model.opset}")
-            if onnx_model.requested_opset != onnx_model.opset:
-                report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
-                                       f"to opset {onnx_model.requested_opset}")
-    check_preprocessing_fits(options, onnx_model)
-    report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
-                   "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
-                   "inputs": [t.to_dict() for t in onnx_model.inputs],
-                   "outputs": [t.to_dict() for t in onnx_model.outputs],
-                   # Where --output-names can cut: every tensor a node computes, with its node's op.
-                   "tensors": [{"name": tensor, "op": onnx_model.nodes.get(node)}
-                               for tensor, node in onnx_model.producers.items()
-                               if onnx_model.nodes.get(node) != "Constant"]}
+    options: ConversionOptions
+    toolchain: toolchain_module.Toolchain
+    report: ConversionReport
+    session: Session
+    workdir: Path
+    key: tuple = ()  # the memo key so far: grows stage by stage
 
-    prep_key = export_key + stage_key(options, "prep")
-    ir_key = prep_key + stage_key(options, "ir")
+    def _next_key(self, step: str, *extra) -> tuple:
+        self.key = self.key + stage_key(self.options, step) + extra
+        return self.key
 
-    def prepared_for(frontend: str):
-        key = prep_key + (frontend,)
-        return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
-                                                 session.directory(key) / "onnx", frontend))[0]
+    def load(self):
+        options, report = self.options, self.report
+        with report.stage("load", **_versions("onnx")) as stage:
+            source = describe_source(options.input)
+            key = self._next_key("load", source.sha256)
+            loaded, stage.reused = self.session.once(key, lambda: load_model(options, source))
+            if loaded.module is not None:
+                stage.tools.update(_versions("torch"))
+        report.source = {"path": loaded.source.path, "format": loaded.source.format,
+                         "size": loaded.source.size, "sha256": loaded.source.sha256}
+        return loaded
 
-    def make_ir():
-        with session.worker() as worker, session.frontend_worker() as frontend_worker:
-            return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker, frontend_worker)
+    def export(self, loaded):
+        options, report, session = self.options, self.report, self.session
+        key = self._next_key("export")
 
-    with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
-        ir, stage.reused = session.once(ir_key, make_ir)
-        prepared = prepared_for(ir.frontend)
-        stage.tools.update({"frontend": FRONTEND_TITLES[ir.frontend]} | (
-            {"openvino": toolchain.versions.get("openvino_frontend")} if ir.frontend == "ov2022" else
-            {"model-optimizer": toolchain.versions.get("openvino_dev"), "legacy-python": toolchain.versions.get("legacy_python")}))
-    if ir.frontend_fallback:
-        report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
-    report.preprocessing = ir.preprocessing
-    report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
-                 "preparation": [step.to_dict() for step in prepared.steps],
-                 "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
-                 "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
+        def export():
+            with session.torch_lock:
+                return prepare_onnx(loaded, options, session.directory(key))
 
-    report.compile_settings = compile_settings(options, ir)
-    compile_tools = {"openvino": toolchain.versions.get("openvino"),
-                     "inference-engine": toolchain.versions.get("inference_engine_build"),
-                     "g++": toolchain.versions.get("gxx")}
-    with report.stage("compile", **compile_tools):
-        query = start_query(ir, toolchain)
-        query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
-        try:
-            compiled = compile_blob(ir, query_result, options, toolchain, workdir / "model.blob",
-                                    origins=(prepared.model, prepared.reference))
-        finally:
-            support = query_result()
-            report.layers = support.to_dict()
-    report.compile_settings = compiled.settings
+        if loaded.onnx_path is not None:
+            report.skip("export", "the input is ONNX already")
+            onnx_model, _ = session.once(key, export)
+        else:
+            with report.stage("export", **_versions("torch", "onnx"),
+                              exporter="torch.export" if options.new_export else "torchscript") as stage:
+                onnx_model, stage.reused = session.once(key, export)
+                stage.tools["opset"] = onnx_model.opset
+                for opset, why in onnx_model.opset_fallbacks:
+                    report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
+                                           f"exported at opset {onnx_model.opset}")
+                if onnx_model.requested_opset != onnx_model.opset:
+                    report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not "
+                                           f"convert to opset {onnx_model.requested_opset}")
+        check_preprocessing_fits(options, onnx_model)
+        report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
+                       "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
+                       "inputs": [t.to_dict() for t in onnx_model.inputs],
+                       "outputs": [t.to_dict() for t in onnx_model.outputs],
+                       # Where --output-names can cut: every tensor a node computes, with its node's op.
+                       "tensors": [{"name": tensor, "op": onnx_model.nodes.get(node)}
+                                   for tensor, node in onnx_model.producers.items()
+                                   if onnx_model.nodes.get(node) != "Constant"]}
+        return onnx_model
 
-    # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
-    # with the asked shapes (and, with --output-names, cut where the blob is cut).
-    torch_reference = loaded.module is not None and not options.output_names
-    with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
-                      **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
-        data = compiled.path.read_bytes()
-        try:
-            info = parse_blob(data)
-        except BlobFormatError as error:
-            raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
-        verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
-        with session.worker() as worker:
-            check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
-                                  input_type=options.input_type, sample=options.sample, worker=worker,
-                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine),
-                                  origins=(prepared.model, prepared.reference))
-        report.numeric = check.to_dict()
-        # The FP16 range check: an overflow fails with --strict (after a miss of the outputs, which
-        # says more), else every FP16 finding is a warning; the report's FP16 range section has them all.
-        overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
-        if not check.outputs_passed:
-            failed = ", ".join(o.name for o in check.outputs if not o.passed)
-            cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
-                "check --reverse-input-channels, --mean and --scale, and FP16 range")
-            message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
-            if options.strict:
-                raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
-            report.warnings.append(message)
-        if options.strict and overflow:
-            raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
-        fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
-        if options.strict and fp16_warnings:  # --strict passes only what the report's verdict passes
-            raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
-        report.warnings.extend(fp16_warnings)
-    superblob = blobs = None
-    if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
-        with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
-            blobs = compile_every_shave_count(ir, support, options, toolchain, workdir / "superblob")
-            superblob = build_superblob(options.nshaves, blobs)
-    config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels) \
-        if options.nn_archive else None
-    # All or nothing: the blob and the files beside it, or none of them.
-    outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
-    if config is not None:
-        outputs.append((options.nn_archive_path, "the NN Archive",
-                        lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
-    if superblob is not None:
-        outputs.append((options.superblob_path, "the SuperBlob", lambda: write_atomically(options.superblob_path, superblob)))
+    def make_ir(self, onnx_model):
+        options, report, session, toolchain = self.options, self.report, self.session, self.toolchain
+        prep_key = self._next_key("ir.prepare")
+        ir_key = self._next_key("ir")
+
+        def prepared_for(frontend: str):
+            key = prep_key + (frontend,)
+            return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
+                                                     session.directory(key) / "onnx", frontend))[0]
+
+        def make_ir():
+            with session.worker() as worker, session.frontend_worker() as frontend_worker:
+                return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker,
+                                     frontend_worker)
+
+        with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
+            ir, stage.reused = session.once(ir_key, make_ir)
+            prepared = prepared_for(ir.frontend)
+            stage.tools.update(frontend_tools(ir.frontend, toolchain))
+        if ir.frontend_fallback:
+            report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
+        report.preprocessing = ir.preprocessing
+        report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
+                     "preparation": [step.to_dict() for step in prepared.steps],
+                     "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
+                     "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
+        return ir, prepared
+
+    def compile(self, ir, prepared):
+        options, report, toolchain = self.options, self.report, self.toolchain
+        report.compile_settings = compile_settings(options, ir)
+        with report.stage("compile", **{"openvino": toolchain.versions.get("openvino"),
+                                         "inference-engine": toolchain.versions.get("inference_engine_build"),
+                                         "g++": toolchain.versions.get("gxx")}):
+            query = start_query(ir, toolchain)
+            query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
+            try:
+                compiled = compile_blob(ir, query_result, options, toolchain, self.workdir / "model.blob",
+                                        origins=(prepared.model, prepared.reference))
+            finally:
+                support = query_result()
+                report.layers = support.to_dict()
+        report.compile_settings = compiled.settings
+        return compiled, support
+
+    def verify(self, loaded, ir, prepared, compiled):
+        """The blob's header against the IR, then the numeric check; returns (blob bytes, BlobInfo)."""
+        options, report, toolchain = self.options, self.report, self.toolchain
+        # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
+        # with the asked shapes (and, with --output-names, cut where the blob is cut).
+        torch_reference = loaded.module is not None and not options.output_names
+        with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
+                          **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
+            data = compiled.path.read_bytes()
+            try:
+                info = parse_blob(data)
+            except BlobFormatError as error:
+                raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
+            verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+            with self.session.worker() as worker:
+                check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
+                                      input_type=options.input_type, sample=options.sample, worker=worker,
+                                      tolerances=Tolerances(options.max_relative_error, options.min_cosine),
+                                      origins=(prepared.model, prepared.reference))
+            report.numeric = check.to_dict()
+            report.warnings.extend(judge(check, options.strict))
+        return data, info
+
+    def deliver(self, data: bytes, info, ir, support) -> None:
+        """Write the blob and the files beside it, all or nothing, and their report sections."""
+        options, report = self.options, self.report
+        superblob = blobs = None
+        if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
+            with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
+                blobs = compile_every_shave_count(ir, support, options, self.toolchain, self.workdir / "superblob")
+                superblob = build_superblob(options.nshaves, blobs)
+        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels) \
+            if options.nn_archive else None
+        outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
+        if config is not None:
+            outputs.append((options.nn_archive_path, "the NN Archive",
+                            lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+        if superblob is not None:
+            outputs.append((options.superblob_path, "the SuperBlob",
+                            lambda: write_atomically(options.superblob_path, superblob)))
+        write_all_or_nothing(outputs)
+        report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+        if config is not None:
+            report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+        if superblob is not None:
+            report.superblob = {"path": str(options.superblob_path), "size": len(superblob),
+                                "base_shaves": options.nshaves, "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}
+
+
+def frontend_tools(frontend: str, toolchain) -> dict:
+    """The IR stage's tool versions: the front end that made the IR."""
+    if frontend == "ov2022":
+        return {"frontend": FRONTEND_TITLES[frontend], "openvino": toolchain.versions.get("openvino_frontend")}
+    return {"frontend": FRONTEND_TITLES[frontend], "model-optimizer": toolchain.versions.get("openvino_dev"),
+            "legacy-python": toolchain.versions.get("legacy_python")}
+
+
+def judge(check, strict: bool) -> list[str]:
+    """The numeric check's warnings; with --strict, the first of them fails the conversion at verify
+    (an output miss first, with any FP16 overflow appended: together they say most), so --strict
+    passes exactly what the report's verdict passes."""
+    overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
+    warnings = []
+    if not check.outputs_passed:
+        failed = ", ".join(o.name for o in check.outputs if not o.passed)
+        cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
+            "check --reverse-input-channels, --mean and --scale, and FP16 range")
+        message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
+        if strict:
+            raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
+        warnings.append(message)
+    if strict and overflow:
+        raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
+    fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
+    if strict and fp16_warnings:
+        raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
+    return warnings + fp16_warnings
+
+
+def write_all_or_nothing(outputs: list) -> None:
+    """(path, what, write) in order; a failed write removes what was written before it."""
     written = []
     for path, what, write in outputs:
         try:
@@ -328,11 +397,3 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             remove_written(written)
             raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
         written.append(path)
-    report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                   "header": info.to_dict(),
-                   "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
-    if config is not None:
-        report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
-    if superblob is not None:
-        report.superblob = {"path": str(options.superblob_path), "size": len(superblob), "base_shaves": options.nshaves,
-                            "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}

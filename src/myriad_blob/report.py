@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import ConversionError, Stage
+from .errors import PIPELINE, ConversionError, Stage
 from .toolchain.commands import recording
 
 SCHEMA = "https://github.com/myriad-blob/myriad-blob/report/v1"
@@ -56,7 +56,7 @@ def _ticker(name: str):
     finally:
         done.set()
         thread.join()
-STAGES = ("load", "export", "ir", "compile", "verify")
+STAGES = tuple(stage.value for stage in PIPELINE)
 
 
 @dataclasses.dataclass
