@@ -18,9 +18,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import PIPELINE, ConversionError, Stage
+from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
 
-SCHEMA = "https://github.com/myriad-blob/myriad-blob/report/v1"
+SCHEMA = SCHEMA_ID  # docs/report.schema.json, generated from report_types.py
 PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
 _progress_stream = None
 
