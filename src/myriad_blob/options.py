@@ -251,8 +251,8 @@ OPTIONS: tuple[Option, ...] = (
                 "instead of warning.",
            doc_default="off", doc="fail (exit 14) unless the report's verdict would be `passed` (an output that misses, "
                                   "an FP16 overflow, near overflow or underflow), instead of warning",
-           action_help="Fail when the numeric check finds the blob's numbers differ from the original model's, "
-                       "instead of warning.",
+           action_help="Fail unless the report's verdict is passed (the blob's numbers differ from the original "
+                       "model's, or FP16 overflows on the device), instead of warning.",
            action_default="false", action_doc="as `--strict`: fail when the numeric check misses"),
     Option("max-relative-error", "float", default=0.02, range=(0.0, float("inf")),
            help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.",
