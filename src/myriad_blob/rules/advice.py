@@ -34,7 +34,8 @@ REFUSED: dict[str, KnownCause] = {
     "CumSum": KnownCause("torch.cumsum along an axis whose size is not fixed",
                          "give fixed input shapes (--input-shape): it then becomes a MatMul"),
     "Sin": _TRIG, "Cos": _TRIG, "Tan": _TRIG, "Asin": _TRIG, "Acos": _TRIG, "Atan": _TRIG,
-    "Sign": KnownCause("torch.sign", "use torch.where(x > 0, 1.0, torch.where(x < 0, -1.0, 0.0))"),
+    "Sign": KnownCause("torch.sign on integers (a float one becomes a Where here)",
+                       "use torch.where(x > 0, 1, torch.where(x < 0, -1, 0)) on floats"),
     "LSTMSequence": _RECURRENT, "GRUSequence": _RECURRENT, "RNNSequence": _RECURRENT, "TensorIterator": _RECURRENT,
     "GridSample": KnownCause("F.grid_sample", "the Myriad X has no sampler: warp on the host, or with the camera's "
                                               "ImageManip/Warp node"),

@@ -183,7 +183,8 @@ def _build_positive_axis(builder: Builder, node, axis, graph: Graph) -> None:
 
 # --- Abs -> Relu(x) + Relu(-x) ---
 
-def _abs_plan(graph: Graph, node):
+def _float_input(graph: Graph, node):
+    """The node's floating-point input type (the rewrite's constants take it), or None."""
     dtype = _np_type(graph, node.input[0])
     return dtype if dtype is not None and np.dtype(dtype).kind == "f" else None
 
@@ -192,6 +193,16 @@ def _build_abs(builder: Builder, node, dtype, graph: Graph) -> None:
     x = node.input[0]
     negated = builder.node("Mul", [x, builder.constant(np.array(-1, dtype), "minus_one")])
     builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])], node.output[0])
+
+
+# --- Sign -> Where(x > 0, 1, Where(x < 0, -1, 0)) ---
+
+def _build_sign(builder: Builder, node, dtype, graph: Graph) -> None:
+    x = node.input[0]
+    zero, one, minus_one = (builder.constant(np.array(v, dtype), name) for v, name in
+                            ((0, "zero"), (1, "one"), (-1, "minus_one")))
+    negative = builder.node("Where", [builder.node("Less", [x, zero]), minus_one, zero])
+    builder.node("Where", [builder.node("Greater", [x, zero]), one, negative], node.output[0])
 
 
 # --- TopK whose K the exporter computes from a shape -> a constant K ---
@@ -573,11 +584,13 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
           "{n} fixed-length GRU node(s), which the Myriad compiler refuses as a sequence layer"),
     _rule("GatherElements axis made non-negative", BOTH, "GatherElements", _negative_axis_plan, _build_positive_axis,
           "{n} GatherElements node(s) with a negative axis, which the Myriad compiler refuses"),
-    _rule("Abs -> Relu(x) + Relu(-x)", BOTH, "Abs", _abs_plan, _build_abs,
+    _rule("Abs -> Relu(x) + Relu(-x)", BOTH, "Abs", _float_input, _build_abs,
           "{n} Abs node(s), which the Myriad compiler refuses"),
     _rule("constant tokens concatenated -> Pad + Add", BOTH, "Concat", _constant_concat_plan, _build_pad_add,
           "{n} rank-3 Concat node(s) of a constant (a class token) and a computed tensor, whose constant rows "
           "OpenVINO 2021.4's CPU plugin returns as zeros"),
+    _rule("Sign -> Where(x > 0, 1, Where(x < 0, -1, 0))", BOTH, "Sign", _float_input, _build_sign,
+          "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses"),
     _rule("TopK's K folded to a constant", frozenset({"ov2022"}), "TopK", _topk_plan, _build_topk_constant,
           "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read"),
     OnnxRule("Sin -> polynomial on its proven range", BOTH, *_trig_needed("Sin")),
