@@ -100,11 +100,14 @@ def test_output_too_small_to_compare_is_judged_on_its_logits(tmp_path):
     path = tmp_path / "faint.pt"
     torch.jit.save(torch.jit.trace(FaintDetector().eval(), torch.zeros(1, 3, 64, 64)), str(path))
     blob = tmp_path / "faint.blob"
-    result = run_cli("convert", "--input", path, "--input-shape", "[1, 3, 64, 64]", "--output", blob, "--strict")
+    result = run_cli("convert", "--input", path, "--input-shape", "[1, 3, 64, 64]", "--output", blob)
     assert result.returncode == 0, result.stderr
-    (output,) = _report(blob)["numeric"]["outputs"]
+    report = _report(blob)
+    (output,) = report["numeric"]["outputs"]
     assert output["passed"] and output["note"].startswith("too small to compare")
     assert "judged on the logits feeding its Sigmoid" in output["note"]
+    # The values themselves (~1e-5) are below FP16's smallest normal: the device flushes them, and the verdict says so.
+    assert report["verdict"]["reasons"] == ["FP16 underflow in layer output"]
 
 
 def test_strict_follows_the_verdict(cases, tmp_path):

@@ -308,4 +308,4 @@ def test_pytorch_outputs_take_a_dicts_keys_or_name_outputs(tmp_path):
     assert wrong.returncode == 11 and "--name-outputs gives 1 name(s) (semi), but the model returns 2" in wrong.stderr
     # The report lists the tensors --output-names can cut at.
     tensors = {t["name"]: t["op"] for t in _report(tmp_path / "a.blob")["onnx"]["tensors"]}
-    assert tensors["/a/Conv_output_0"] == "Conv"
+    assert tensors["/b/Conv_output_0"] == "Conv" and tensors["semi"] == "Conv"
