@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds the action's image here, with buildah and no Docker engine, from the unchanged Dockerfile:
-#   scripts/image.sh tools   buildah and debootstrap (apt-get, as root) if missing
+#   scripts/image.sh tools   buildah (apt-get, as root) if missing; debootstrap too for the stand-ins
 #   scripts/image.sh bases   local stand-ins for the Dockerfile's two base images (skipped when present)
-#   scripts/image.sh build   tools, bases, then `buildah bud` of a copy of the Dockerfile whose FROM
-#                            lines name the stand-ins (nothing else in it changes)
+#   scripts/image.sh build   tools; the Dockerfile's base images pulled by digest where a registry
+#                            serves them (GitHub's runners), else the stand-ins; then `buildah bud`
+#                            of a copy of the Dockerfile whose FROM lines name the stand-ins
+#                            (nothing else in it changes; nothing at all with the real bases)
 # `make image-test` runs `build`, then the container checks (tests/test_image.py, pytest -m image).
 #
 # The stand-ins behave as python:3.X-slim-bookworm does: Debian bookworm (debootstrap minbase, made
 # slim as debian:bookworm-slim is) with CPython in /usr/local (this machine's pyenv builds, cut to the
 # standard library, pip and setuptools) and the Debian libraries that CPython links against.
-# Environment: MYRIAD_BLOB_IMAGE (default localhost/myriad-blob:test), MYRIAD_BLOB_DEBIAN_MIRROR
+# Environment: MYRIAD_BLOB_IMAGE (default localhost/myriad-blob:test), MYRIAD_BLOB_IMAGE_BASES
+# (auto: pull, else stand-ins; pull; standin), MYRIAD_BLOB_DEBIAN_MIRROR
 # (default: the one apt uses here), PYENV_ROOT-style interpreters from MYRIAD_BLOB_STANDIN_PYTHON_3_9/_3_11.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,10 +23,10 @@ buildah=(buildah --storage-driver vfs)
 fail() { echo "myriad-blob image: $*" >&2; exit 1; }
 say() { echo "myriad-blob image: $*" >&2; }
 
-tools() {
+tools() {  # buildah; with "debootstrap" as argument (the stand-ins), debootstrap too
     local missing=()
     command -v buildah >/dev/null 2>&1 || missing+=(buildah)
-    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    [ "${1:-}" = debootstrap ] && ! command -v debootstrap >/dev/null 2>&1 && missing+=(debootstrap)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || fail "missing ${missing[*]}; install them (sudo apt-get install ${missing[*]}) or run as root"
     say "installing ${missing[*]}"
@@ -73,6 +76,27 @@ Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+    # apt and dpkg set up as in Debian's images (debuerreotype): no package caches or downloaded
+    # .debs left behind by an apt-get in a later layer, no translations, no docs (slim).
+    cat > "$out/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    echo 'Acquire::Languages "none";' > "$out/etc/apt/apt.conf.d/docker-no-languages"
+    printf 'Acquire::GzipIndexes "true";\nAcquire::CompressionTypes::Order:: "gz";\n' > "$out/etc/apt/apt.conf.d/docker-gzip-indexes"
+    echo 'Apt::AutoRemove::SuggestsImportant "false";' > "$out/etc/apt/apt.conf.d/docker-autoremove-suggests"
+    cat > "$out/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/man/*
+EOF
     rm -rf "$out"/var/lib/apt/lists/* "$out"/var/cache/apt/* "$out"/var/log/* "$out"/dev/* "$out"/proc/* "$out"/sys/* \
         "$out"/usr/share/doc/* "$out"/usr/share/man/* "$out"/usr/share/info/* "$out"/tmp/* "$out"/run/*
     find "$out/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
@@ -111,6 +135,7 @@ add_python() {
 
 bases() {
     local version name work ctr mnt
+    tools debootstrap
     for version in 3.9 3.11; do
         name=$(standin_name "$version")
         if "${buildah[@]}" inspect --type image "$name" >/dev/null 2>&1; then
@@ -149,8 +174,10 @@ pip_mounts() {
             [ -n "$value" ] && echo "$key = $value"
         done
         echo "cert = /etc/myriad-blob-build/ca-certificates.crt"
-        echo "timeout = 30"
-        echo "retries = 1"
+        if [ "${real:-0}" = 0 ]; then  # here, where PyTorch's index cannot be reached
+            echo "timeout = 30"
+            echo "retries = 1"
+        fi
     } > "$config/pip.conf"
     mounts=(-v "$config:/etc/myriad-blob-build:ro" -v "$config/pip.conf:/etc/pip.conf:ro")
     for dir in $(grep -oE '(file://)?/[^ ]+' "$config/pip.conf" | sed 's#^file://##' | grep -v '^/etc/myriad-blob-build'); do
@@ -160,20 +187,35 @@ pip_mounts() {
     say "pip in the build: $(grep -v '^\[' "$config/pip.conf" | tr '\n' ' ')"
 }
 
+# The Dockerfile's own base images, pinned by digest, where a registry serves them (GitHub's runners):
+# then nothing in the Dockerfile changes at all. Here Docker Hub cannot be reached: stand-ins.
+pull_real_bases() {
+    [ "${MYRIAD_BLOB_IMAGE_BASES:-auto}" = standin ] && return 1
+    local ref
+    for ref in $(sed -nE 's/^FROM ([^ ]+@sha256:[0-9a-f]+).*/\1/p' "$root/Dockerfile" | sort -u); do
+        "${buildah[@]}" pull --quiet --retry 0 "docker.io/library/$ref" >/dev/null 2>&1 || {
+            [ "${MYRIAD_BLOB_IMAGE_BASES:-auto}" = pull ] && fail "cannot pull $ref (MYRIAD_BLOB_IMAGE_BASES=pull)"
+            say "cannot pull $ref here: building on local stand-ins"
+            return 1
+        }
+    done
+}
+
 build() {
     tools
-    bases
-    local context dockerfile started
+    local context dockerfile started real=0
+    pull_real_bases && real=1
+    [ "$real" = 1 ] || bases
     context=$(mktemp -d /var/tmp/myriad-blob-context.XXXXXX)
     # The build context as git has it (committed or not, no venvs, caches or outputs).
     (cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$context" 2>/dev/null) \
         || (cd "$root" && tar --exclude=.venv --exclude=.git --exclude=out --exclude=node_modules -cf - . | tar -xf - -C "$context")
     dockerfile="$context/Dockerfile"
     # Only the FROM lines change: each base image names its stand-in (digests cannot be checked here).
-    sed -i -E "s#^FROM python:(3\.[0-9]+)-slim-bookworm@sha256:[0-9a-f]+#FROM localhost/myriad-blob-standin/python:\1-slim-bookworm#" "$dockerfile"
+    [ "$real" = 1 ] || sed -i -E "s#^FROM python:(3\.[0-9]+)-slim-bookworm@sha256:[0-9a-f]+#FROM localhost/myriad-blob-standin/python:\1-slim-bookworm#" "$dockerfile"
     diff <(grep -v '^FROM ' "$root/Dockerfile") <(grep -v '^FROM ' "$dockerfile") >/dev/null \
         || fail "the Dockerfile copy differs beyond its FROM lines"
-    [ "$(grep -c '^FROM localhost/' "$dockerfile")" = "$(grep -c '^FROM ' "$dockerfile")" ] \
+    [ "$real" = 1 ] || [ "$(grep -c '^FROM localhost/' "$dockerfile")" = "$(grep -c '^FROM ' "$dockerfile")" ] \
         || fail "a FROM line of the Dockerfile names no stand-in: $(grep '^FROM ' "$dockerfile" | grep -v localhost/)"
     pip_mounts
     say "buildah bud $image (about 10 minutes on 2 cores)"
@@ -188,7 +230,7 @@ build() {
 
 case "${1:-}" in
     tools) tools ;;
-    bases) tools; bases ;;
+    bases) bases ;;
     build) build ;;
     *) fail "usage: scripts/image.sh tools|bases|build" ;;
 esac

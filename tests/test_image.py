@@ -47,20 +47,23 @@ def image_config():
     return json.loads(result.stdout)
 
 
+TIMING = {}
+
+
 @pytest.fixture(scope="module")
 def container(image_config):
     """One working container for the module (with vfs storage each one is a full copy)."""
     started = time.monotonic()
     name = buildah("from", "--pull=never", IMAGE, check=True).stdout.strip()
-    container.create_seconds = time.monotonic() - started
+    TIMING["container_create_s"] = round(time.monotonic() - started, 1)
     yield name
     buildah("rm", name)
 
 
 class Run:
-    def __init__(self, result, runner_dir, seconds):
+    def __init__(self, result, runner_dir, started, seconds):
         self.returncode, self.stdout, self.stderr = result.returncode, result.stdout, result.stderr
-        self.seconds = seconds
+        self.started, self.seconds = started, seconds  # wall clock at the start; the run's length
         output = next(runner_dir.joinpath("file_commands").glob("set_output_*"), None)
         summary = next(runner_dir.joinpath("file_commands").glob("step_summary_*"), None)
         self.outputs = parse_outputs(output.read_text()) if output else {}
@@ -119,6 +122,9 @@ def run_container(container, image_config, workspace, event_name, payload, *, ap
     mounts = {"home": "/github/home", "workflow": "/github/workflow"}
     if mount_file_commands:
         mounts["file_commands"] = "/github/file_commands"
+    else:  # named but never mounted (a directory that does not exist in the container)
+        for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE"):
+            env[name] = env[name].replace("/github/file_commands/", f"/github/file_commands_{step}/")
     command = ["run", "--isolation", "chroot", "--workingdir", "/github/workspace",
                "-v", f"{workspace}:/github/workspace"]
     for name, target in mounts.items():
@@ -126,9 +132,9 @@ def run_container(container, image_config, workspace, event_name, payload, *, ap
     for name, value in env.items():
         command += ["--env", f"{name}={value}"]
     entrypoint = image_config["OCIv1"]["config"]["Entrypoint"]
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     result = buildah(*command, container, "--", *entrypoint, timeout=900)
-    return Run(result, runner_dir, time.monotonic() - started)
+    return Run(result, runner_dir, wall, time.monotonic() - started)
 
 
 def host_blob(tmp_path, model, shape) -> bytes:
@@ -161,7 +167,7 @@ def test_a_push_converts_as_on_the_host(container, image_config, webhooks, tmp_p
     for path in [blob, workspace / "tiny_cnn.blob.report.json", workspace / "tiny_cnn.blob.report.md"]:
         assert (path.stat().st_uid, path.stat().st_gid) == (RUNNER_UID, RUNNER_UID), path
     assert blob.read_bytes() == host_blob(tmp_path, *TINY), "the image's blob differs from the host's"
-    timing = {"container_create_s": round(container.create_seconds, 1), "start_to_blob_s": round(run.seconds, 1)}
+    timing = {**TIMING, "start_to_blob_s": round(blob.stat().st_mtime - run.started, 1), "step_s": round(run.seconds, 1)}
     print("image timing:", json.dumps(timing))
     (ROOT / "out").mkdir(exist_ok=True)
     (ROOT / "out" / "image-timing.json").write_text(json.dumps(timing))
@@ -220,11 +226,10 @@ def test_the_image_holds_no_test_only_packages_and_fits_the_size(image_config, c
                      "import importlib.metadata as m; print('\\n'.join(sorted(d.metadata['Name'].lower() "
                      "for d in m.distributions())))", check=True).stdout.split()
     assert not set(TEST_ONLY) & set(listed), set(TEST_ONLY) & set(listed)
-    size = sum(layer.get("size", 0) for layer in image_config.get("History", []))  # informational
-    result = buildah("images", "--json", IMAGE, check=True)
-    (entry,) = json.loads(result.stdout)
-    print("image size:", entry["size"], f"(layers' history sum {size})")
-    assert entry["size"] <= MAX_IMAGE_BYTES, f"{entry['size'] / 1e9:.2f} GB > {MAX_IMAGE_BYTES / 1e9:.1f} GB"
+    # The image's layers as stored (uncompressed tars): what `docker images` shows as its size.
+    size = sum(layer["size"] for layer in json.loads(image_config["Manifest"])["layers"])
+    print("image size:", size)
+    assert size <= MAX_IMAGE_BYTES, f"{size / 1e9:.2f} GB > {MAX_IMAGE_BYTES / 1e9:.1f} GB"
 
 
 def test_the_corpus_converts_in_the_image_as_on_the_host(container, tmp_path):
