@@ -687,13 +687,16 @@ def test_a_runner_file_that_cannot_be_used_is_a_notice(workspace, github, webhoo
     if problem == "a file that is not JSON":
         path = workspace.parent / "event-not-json"
         path.write_text("{ not json")
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     runner_env={variable: str(path)}, model=broken)
+    payload = example(webhooks, "pull_request", action="opened")
+    run = run_action(workspace, github, "pull_request", payload, runner_env={variable: str(path)}, model=broken)
     assert run.returncode == 10, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     (notice,) = [line for line in _annotations(run, "notice") if variable in line]
     assert f"names {path}" in notice
-    assert github.requests == [] or variable != "GITHUB_EVENT_PATH"  # no payload: no pull request to comment on
+    if variable == "GITHUB_EVENT_PATH":
+        assert github.requests == []  # no payload: no pull request to comment on
+    else:
+        assert len(github.comments[payload["number"]]) == 1  # the rest of the step went on
 
 
 def test_without_any_runner_file_a_model_still_converts(workspace, github, webhooks):
