@@ -204,7 +204,7 @@ pull_real_bases() {
 
 build() {
     tools
-    local context dockerfile started real=0
+    local context dockerfile started previous real=0
     pull_real_bases && real=1
     [ "$real" = 1 ] || bases
     context=$(mktemp -d /var/tmp/myriad-blob-context.XXXXXX)
@@ -225,11 +225,16 @@ build() {
     fi
     say "buildah bud $image (about 2 minutes here, on 2 cores)"
     started=$(date +%s)
+    previous=$("${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null || true)
     # pip's config, CA bundle and local wheel directories are mounted (pip_mounts); everything else
     # is as the Dockerfile says.
     "${buildah[@]}" bud --isolation chroot --layers=false -f "$dockerfile" -t "$image" "${mounts[@]}" \
         "$context" > "$context.log" 2>&1 || { tail -n 40 "$context.log" >&2; fail "buildah bud failed (log: $context.log)"; }
     say "built $image in $(( $(date +%s) - started )) s: $("${buildah[@]}" images --format '{{.Size}}' "$image")"
+    # The image this build replaced, untagged now: removed (with vfs storage it is a full copy).
+    if [ -n "$previous" ] && [ "$previous" != "$("${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "$image")" ]; then
+        "${buildah[@]}" rmi "$previous" >/dev/null 2>&1 || true
+    fi
     rm -rf "$context" "$context.log" "$context.registries.conf" "$pip_config"
 }
 
