@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-unit bench corpus-table op-table report-screenshot clean
+.PHONY: setup demo test test-unit image image-test bench corpus-table op-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,15 @@ test: setup tests/node_modules
 test-unit:
 	@MYRIAD_BLOB_NO_TOOLCHAIN=1 bash scripts/setup.sh
 	$(BIN)/python -m pytest -m unit
+
+# The action's image built from the Dockerfile with buildah (root; no Docker engine needed), then
+# run as GitHub's runner runs it: conversions, a pull request comment, failures, missing runner
+# files, the corpus byte-identical to this machine's (tests/test_image.py). See the README's "The image".
+image: setup
+	bash scripts/image.sh build
+
+image-test: image tests/node_modules
+	$(BIN)/python -m pytest -m image tests/test_image.py
 
 # GitHub's published webhook payloads, the action tests' event fixtures (npm registry).
 tests/node_modules: tests/package.json tests/package-lock.json

@@ -3,10 +3,13 @@
 #   1. system packages the toolchain needs (installed with apt-get when run as root; otherwise named)
 #   2. the converter's environment: a venv of the current Python with pinned packages
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
+#   4. with MYRIAD_BLOB_PRUNE=1 (the Dockerfile sets it): scripts/prune.sh deletes what converting
+#      never loads (test suites, headers, pip, other devices' plugins); a pruned set-up is final
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
 #   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs),
 #   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none),
 #   MYRIAD_BLOB_NO_TOOLCHAIN (set: the converter's environment only, steps 1 and 3 skipped; `make test-unit`).
+#   MYRIAD_BLOB_PRUNE (default 0; 1: step 4).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
@@ -39,7 +42,8 @@ fi
 stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "myriad-blob setup: installing the converter into $venv"
-    "$python" -m venv "$venv"
+    clear=(); [ -e "$venv/.myriad-blob-pruned" ] && clear=(--clear)  # pruned: no pip left to upgrade with
+    "$python" -m venv "${clear[@]}" "$venv"
     spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
     # torch's CPU build: PyPI's Linux torch is the CUDA build (several GB); the CPU build is on
     # PyTorch's own index. Add that index unless pip is told where torch comes from already
@@ -61,3 +65,9 @@ fi
 
 # 3. The legacy toolchain, where the converter will look for it.
 [ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || "$venv/bin/myriad-blob" setup
+
+# 4. For the action's image only: less to pull on every job.
+if [ "${MYRIAD_BLOB_PRUNE:-0}" = 1 ]; then
+    toolchain=$("$venv/bin/python" -c 'from myriad_blob import toolchain; print(toolchain.default_dir())')
+    bash "$root/scripts/prune.sh" "$venv" "$toolchain"
+fi
