@@ -19,7 +19,6 @@ from myriad_blob import toolchain
 from myriad_blob.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "tests" / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
 TOKEN = "ghs_TESTTOKEN1234567890abcdef"
 REPO = "Codertocat/Hello-World"
 MARKER = "<!-- myriad-blob report: models/detector.onnx -->"
@@ -27,13 +26,6 @@ NAMES = ["detector.blob", "detector.blob.report.json", "detector.blob.report.md"
 # MYRIAD_BLOB_ACTION_IMAGE=<image>: run the built image (docker run) instead of `python -m entrypoint`,
 # as the release workflow does before it pushes the image.
 IMAGE = os.environ.get("MYRIAD_BLOB_ACTION_IMAGE")
-
-
-@pytest.fixture(scope="module")
-def webhooks():
-    if not EXAMPLES.exists():
-        pytest.fail(f"{EXAMPLES} is missing: run `make test` (it runs `npm ci --prefix tests`)")
-    return {entry["name"]: entry["examples"] for entry in json.loads(EXAMPLES.read_text())}
 
 
 def example(webhooks, event, **match):
