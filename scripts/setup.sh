@@ -4,13 +4,13 @@
 #   2. the converter's environment: a venv of the current Python with pinned packages
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
-#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs),
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs,ultralytics),
 #   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
 python=${MYRIAD_BLOB_PYTHON:-python3}
-extras=${MYRIAD_BLOB_EXTRAS-action,test,docs}
+extras=${MYRIAD_BLOB_EXTRAS-action,test,docs,ultralytics}
 
 fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
 

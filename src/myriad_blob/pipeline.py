@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import importlib.metadata
 import os
 import platform
@@ -163,7 +164,8 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
 
 def written_outputs(report: ConversionReport) -> list[Path]:
     """The files a successful conversion wrote besides its report."""
-    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.superblob) if section]
+    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.depthai_json, report.superblob)
+            if section]
 
 
 def unwritable_outputs(options: ConversionOptions) -> str | None:
@@ -211,6 +213,9 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             stage.tools.update(_versions("torch"))
     report.source = {"path": loaded.source.path, "format": loaded.source.format,
                      "size": loaded.source.size, "sha256": loaded.source.sha256}
+    if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
+        options, defaulted = loaded.yolo.adjust_options(options)
+        report.yolo = loaded.yolo.report_section(options, defaulted)
 
     export_key = load_key + stage_key(options, "export")
 
@@ -308,18 +313,27 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
         if options.strict and overflow:
             raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
         report.warnings.extend(check.fp16.warnings() if check.fp16 is not None else [])
+        if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
+            with session.worker() as worker:
+                report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
+            report.warnings.extend(report.yolo["detections"].get("warnings", []))
     superblob = blobs = None
     if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
         with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
             blobs = compile_every_shave_count(ir, support, options, toolchain, workdir / "superblob")
             superblob = build_superblob(options.nshaves, blobs)
-    config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels) \
-        if options.nn_archive else None
+    heads = [head for head in [loaded.yolo.archive_head()] if head] if loaded.yolo is not None else []
+    config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels,
+                               heads) if options.nn_archive else None
+    depthai_json = loaded.yolo.depthai_v2_config(info.inputs[0].shape) if loaded.yolo is not None else None
     # All or nothing: the blob and the files beside it, or none of them.
     outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
     if config is not None:
         outputs.append((options.nn_archive_path, "the NN Archive",
                         lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+    if depthai_json is not None:
+        outputs.append((options.depthai_json_path, "depthai's JSON",
+                        lambda: write_atomically(options.depthai_json_path, json.dumps(depthai_json, indent=2).encode())))
     if superblob is not None:
         outputs.append((options.superblob_path, "the SuperBlob", lambda: write_atomically(options.superblob_path, superblob)))
     written = []
@@ -335,6 +349,8 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
                    "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
     if config is not None:
         report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+    if depthai_json is not None:
+        report.depthai_json = {"path": str(options.depthai_json_path), "config": depthai_json}
     if superblob is not None:
         report.superblob = {"path": str(options.superblob_path), "size": len(superblob), "base_shaves": options.nshaves,
                             "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}

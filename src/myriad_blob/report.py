@@ -84,6 +84,8 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
+    depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
+    yolo: dict | None = None  # an ultralytics checkpoint: its head, classes, preprocessing, detection check
     superblob: dict | None = None
     cache: dict | None = None
     toolchain: dict = dataclasses.field(default_factory=dict)

@@ -1,0 +1,118 @@
+"""Check the detections, not only the tensors: the camera's decode of the converted model against
+ultralytics' own prediction, on a photograph.
+
+The camera side: the IR (the blob's source, FP16 weights) runs on OpenVINO's CPU plugin with the
+photograph as the camera would send it (BGR, resized to the input), and its per-scale outputs are
+decoded as depthai's DetectionParser decodes the TLBR family (decode_camera: a candidate is a
+cell whose confidence channel reaches the threshold, its class the best score, its box the cell's
+centre minus/plus the four distances times the stride, clipped to the frame; then NMS over all
+classes). The ultralytics side: the checkpoint's model on the same resized RGB/255 image, and
+ultralytics' own non_max_suppression (agnostic, the same thresholds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MATCH_IOU = 0.5  # a camera box and an ultralytics box of the same class overlapping this much are one detection
+# A detection whose score lies this close to the confidence threshold may appear on one side only
+# (FP16 moves scores by about 1e-3): it is listed as borderline, not as a disagreement.
+BORDERLINE = 0.02
+
+
+def photograph():
+    """A real photograph that ships with ultralytics (its bus.jpg): no download."""
+    from pathlib import Path
+
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    overlap = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    return float(overlap / union) if union > 0 else 0.0
+
+
+def nms(candidates: list, iou_threshold: float) -> list:
+    """depthai's: by score, descending; a box suppresses the later ones it overlaps by iou_threshold or more."""
+    ordered = sorted(candidates, key=lambda c: -c["score"])
+    kept = []
+    for candidate in ordered:
+        if all(iou(np.asarray(candidate["box"]), np.asarray(k["box"])) < iou_threshold for k in kept):
+            kept.append(candidate)
+    return kept
+
+
+def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, conf_threshold: float,
+                  iou_threshold: float, max_det: int = 300) -> list[dict]:
+    """outputs: per scale, (1, 5 + nc, h, w) in stride order. size: (height, width) of the input."""
+    height, width = size
+    candidates = []
+    for output, stride in zip(outputs, strides):
+        grid = output[0]
+        rows, cols = np.nonzero(grid[4] >= conf_threshold)
+        for row, col in zip(rows, cols):
+            scores = grid[5:, row, col]
+            label = int(np.argmax(scores))
+            score = float(scores[label])
+            if score < conf_threshold:
+                continue
+            left, top, right, bottom = grid[:4, row, col]
+            box = np.array([(col - left + 0.5) * stride, (row - top + 0.5) * stride,
+                            (col + right + 0.5) * stride, (row + bottom + 0.5) * stride], dtype=np.float64)
+            box = np.clip(box, 0, [width, height, width, height])
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            candidates.append({"box": box.tolist(), "score": score, "class": label})
+    return nms(candidates, iou_threshold)[:max_det]
+
+
+def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, iou_threshold: float,
+                           max_det: int = 300) -> list[dict]:
+    """image_rgb: (1, 3, h, w) float, 0-255. ultralytics' model and its own NMS."""
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+
+    height, width = image_rgb.shape[-2:]
+    with torch.no_grad():
+        prediction = model(torch.from_numpy(np.ascontiguousarray(image_rgb / 255.0, dtype=np.float32)))
+    prediction = prediction[0] if isinstance(prediction, (list, tuple)) else prediction
+    kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det)[0]
+    detections = []
+    for x1, y1, x2, y2, score, label in kept.tolist():
+        box = np.clip([x1, y1, x2, y2], 0, [width, height, width, height])
+        detections.append({"box": [float(v) for v in box], "score": float(score), "class": int(label)})
+    return detections
+
+
+def match(camera: list[dict], reference: list[dict], conf_threshold: float) -> dict:
+    """Pairs of one camera and one ultralytics detection of the same class (best IoU first)."""
+    pairs, used = [], set()
+    for c_index, det in enumerate(camera):
+        best, best_iou = None, MATCH_IOU
+        for r_index, ref in enumerate(reference):
+            if r_index in used or ref["class"] != det["class"]:
+                continue
+            overlap = iou(np.asarray(det["box"]), np.asarray(ref["box"]))
+            if overlap >= best_iou:
+                best, best_iou = r_index, overlap
+        if best is not None:
+            used.add(best)
+            pairs.append({"camera": c_index, "ultralytics": best, "iou": round(best_iou, 4), "class": det["class"],
+                          "camera_score": round(det["score"], 4), "ultralytics_score": round(reference[best]["score"], 4)})
+    matched_camera = {p["camera"] for p in pairs}
+    only_camera = [d for i, d in enumerate(camera) if i not in matched_camera]
+    only_reference = [d for i, d in enumerate(reference) if i not in used]
+
+    def borderline(d):
+        return abs(d["score"] - conf_threshold) <= BORDERLINE
+
+    parted = [d for d in only_camera + only_reference if not borderline(d)]
+    return {"pairs": pairs, "only_camera": only_camera, "only_ultralytics": only_reference,
+            "borderline": len(only_camera) + len(only_reference) - len(parted), "parted": len(parted)}
