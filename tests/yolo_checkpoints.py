@@ -24,13 +24,39 @@ def build_model(yaml: str, nc: int = len(CLASS_NAMES), seed: int = 0, confident:
     model = cls(yaml, nc=nc, verbose=False)
     model.names = {i: name for i, name in enumerate(CLASS_NAMES[:nc])}
     model.args = get_cfg(overrides={"model": yaml, "task": task, "imgsz": 320, "data": "custom.yaml"})
+    calibrate_batch_norm(model)
     if confident is not None and task != "classify":
         # Seeded weights detect nothing (ultralytics' bias_init puts every class score near 1e-4):
         # raise the class biases so that some cells pass the camera's threshold, a few detections.
+        # Trained heads give moderate logits; seeded ones on calibrated features give huge ones, which
+        # make the DFL softmax a hair-trigger argmax: both final convolutions are scaled down.
         head = model.model[-1]
         for branch in head.cv3:
+            branch[-1].weight.data *= 0.01
             branch[-1].bias.data[:] = confident
+        for branch in head.cv2:
+            branch[-1].weight.data *= 0.01
     return model, task
+
+
+def calibrate_batch_norm(model, size: int = 160) -> None:
+    """Batch-norm statistics from image-like data (as training would set them), so that activations
+    have realistic magnitudes rather than the near-zero ones of untouched statistics."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    ramp = torch.linspace(0, 1, size)
+    images = [(0.5 * (ramp[None, :] + ramp[:, None]) * level + 0.15 * torch.rand(3, size, size, generator=generator))
+              .clamp(0, 1) for level in (0.4, 0.7, 1.0, 0.55)]
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.stack(images))
+    model.eval()
 
 
 def save_like_trainer(model, task: str, path: Path, imgsz: int = 320) -> Path:
