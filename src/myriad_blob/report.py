@@ -299,6 +299,11 @@ def render_markdown(report: dict) -> str:
                         [markdown_table(["layer type", "count", "query: unsupported"],
                                 [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
 
+    if report.get("yolo"):  # an ultralytics checkpoint: its head and the detection check
+        from .yolo.markdown import yolo_section
+
+        out += yolo_section(report["yolo"])
+
     details = []
     if report["source"]:
         src = report["source"]
@@ -313,6 +318,8 @@ def render_markdown(report: dict) -> str:
         details.append("- Compile settings: " + ", ".join(f"{k} `{v}`" for k, v in report["compile_settings"].items()))
     if report["nn_archive"]:
         details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
+    if report.get("depthai_json"):
+        details.append(f"- depthai v2 JSON: `{report['depthai_json']['path']}`")
     for stage in report["stages"]:
         if stage["tools"]:
             details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))

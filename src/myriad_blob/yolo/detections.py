@@ -6,8 +6,9 @@ photograph as the camera would send it (BGR, resized to the input), and its per-
 decoded as depthai's DetectionParser decodes the TLBR family (decode_camera: a candidate is a
 cell whose confidence channel reaches the threshold, its class the best score, its box the cell's
 centre minus/plus the four distances times the stride, clipped to the frame; then NMS over all
-classes). The ultralytics side: the checkpoint's model on the same resized RGB/255 image, and
-ultralytics' own non_max_suppression (agnostic, the same thresholds).
+classes). The ultralytics side: the checkpoint's model on the same resized RGB/255 image, its boxes
+clipped to the frame as the camera clips them, and ultralytics' own non_max_suppression (agnostic,
+the same thresholds).
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, 
     height, width = image_rgb.shape[-2:]
     with torch.no_grad():
         prediction = model(torch.from_numpy(np.ascontiguousarray(image_rgb / 255.0, dtype=np.float32)))
-    prediction = prediction[0] if isinstance(prediction, (list, tuple)) else prediction
+    prediction = (prediction[0] if isinstance(prediction, (list, tuple)) else prediction).clone()
+    # The camera clips each box to the frame before its NMS (ultralytics' predictor clips after): the
+    # same order here, so that both sides suppress the same boxes. Boxes are (cx, cy, w, h) rows.
+    x1y1 = (prediction[:, :2] - prediction[:, 2:4] / 2).clamp(min=0)
+    x2y2 = torch.minimum(prediction[:, :2] + prediction[:, 2:4] / 2,
+                         torch.tensor([width, height], dtype=prediction.dtype).view(1, 2, 1))
+    prediction[:, :2], prediction[:, 2:4] = (x1y1 + x2y2) / 2, (x2y2 - x1y1).clamp(min=0)
     kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det)[0]
     detections = []
     for x1, y1, x2, y2, score, label in kept.tolist():

@@ -1,0 +1,132 @@
+"""YOLO from ultralytics: a best.pt as `yolo train` leaves it, converted with the user's natural
+command, checked with depthai's NNArchive and against ultralytics' own prediction; a pickle dressed
+as a best.pt is refused and runs nothing."""
+
+import json
+import pathlib
+import tarfile
+
+import depthai as dai
+import pytest
+import torch
+from conftest import run_cli
+from test_convert import assert_depthai_agrees
+from yolo_checkpoints import CLASS_NAMES, best_pt, build_model
+
+from myriad_blob.yolo.detections import decode_camera, nms
+
+
+class WritesAFile:
+    """What an attacker pickles: unpickling it calls Path.write_text."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path(self.target), "pwned"))
+
+
+@pytest.mark.parametrize("dressed_as_ultralytics", [True, False], ids=["with-ultralytics-classes", "plain"])
+def test_a_pickle_named_best_pt_is_refused_and_runs_nothing(tmp_path, dressed_as_ultralytics):
+    from ultralytics.nn.modules import Conv
+
+    target = tmp_path / "pwned.txt"
+    checkpoint = {"model": None, "train_args": {"imgsz": 64, "task": "detect"}, "payload": WritesAFile(target),
+                  "ema": Conv(3, 8) if dressed_as_ultralytics else None}
+    best = tmp_path / "runs" / "detect" / "train" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    torch.save(checkpoint, best)
+    result = run_cli("convert", "--input", best, "--output", tmp_path / "best.blob")
+    assert result.returncode == 10, result.stderr
+    assert "--trust-pickle" in result.stderr and "Traceback" not in result.stderr
+    if dressed_as_ultralytics:
+        assert "pathlib" in result.stderr and "ultralytics' model classes" in result.stderr
+    assert not target.exists()
+    assert not (tmp_path / "best.blob").exists()
+
+
+def test_without_ultralytics_the_error_names_the_extra(tmp_path):
+    best = best_pt(tmp_path, imgsz=64)
+    blocker = tmp_path / "blocker" / "ultralytics"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named ultralytics')\n")
+    result = run_cli("convert", "--input", best, "--output", tmp_path / "best.blob",
+                     env_extra={"PYTHONPATH": f"{blocker.parent}:{pathlib.Path(__file__).parent}"})
+    assert result.returncode == 10, result.stderr
+    assert "pip install 'myriad-blob[ultralytics]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_camera_decode_is_depthais(tmp_path):
+    """decode_camera against hand-made outputs: one cell per scale, the TLBR formula, NMS over classes."""
+    import numpy as np
+
+    out = np.zeros((1, 5 + 2, 2, 2), dtype=np.float32)
+    out[0, :, 1, 0] = [1.0, 0.5, 2.0, 1.5, 0.9, 0.1, 0.9]  # cell (row 1, col 0), class 1
+    boxes = decode_camera([out], [8], (16, 16), 0.5, 0.5)
+    assert boxes == [{"box": [0.0, 8.0, 16.0, 16.0], "score": pytest.approx(0.9), "class": 1}]
+    kept = nms([{"box": [0, 0, 10, 10], "score": 0.6, "class": 0}, {"box": [1, 1, 10, 10], "score": 0.7, "class": 1}], 0.5)
+    assert [k["score"] for k in kept] == [0.7]
+
+
+@pytest.fixture(scope="module")
+def yolo11_detect(tmp_path_factory):
+    """A YOLO11n detector with three custom classes, as best.pt; a few detections on bus.jpg."""
+    return best_pt(tmp_path_factory.mktemp("yolo11"), "yolo11n.yaml", imgsz=320, confident=-3.0)
+
+
+def test_best_pt_converts_for_the_camera(yolo11_detect, tmp_path):
+    result = run_cli("convert", "--input", yolo11_detect, cwd=tmp_path)  # the natural command, nothing else
+    assert result.returncode == 0, result.stderr
+    blob = tmp_path / "best.blob"
+    info = assert_depthai_agrees(blob)
+    names = ["output1_yolov6r2", "output2_yolov6r2", "output3_yolov6r2"]
+    assert [t.name for t in info.inputs] == ["images"] and info.inputs[0].shape == (1, 3, 320, 320)
+    assert sorted((t.name, t.shape) for t in info.outputs) == [
+        (names[0], (1, 8, 40, 40)), (names[1], (1, 8, 20, 20)), (names[2], (1, 8, 10, 10))]
+
+    archive = dai.NNArchive(str(tmp_path / "best.tar.xz"))  # depthai v3 reads the archive as the camera would
+    head = archive.getConfig().model.heads[0]
+    assert head.parser == "YOLO" and head.metadata.subtype == "yolov8"
+    assert list(head.metadata.classes) == list(CLASS_NAMES) and head.metadata.nClasses == 3
+    assert list(head.metadata.yoloOutputs) == names
+    config = json.loads(tarfile.open(tmp_path / "best.tar.xz").extractfile("config.json").read())
+    assert config["model"]["inputs"][0]["preprocessing"]["dai_type"] == "BGR888p"
+
+    v2 = json.loads((tmp_path / "best.json").read_text())  # depthai v2's YoloDetectionNetwork config
+    assert v2["mappings"]["labels"] == list(CLASS_NAMES)
+    assert v2["nn_config"]["NN_family"] == "YOLO" and v2["nn_config"]["input_size"] == "320x320"
+    assert v2["nn_config"]["NN_specific_metadata"]["classes"] == 3
+
+    report = json.loads((tmp_path / "best.blob.report.json").read_text())
+    assert report["source"]["format"] == "ultralytics checkpoint"
+    assert report["preprocessing"]["reverse_input_channels"] is True
+    assert report["preprocessing"]["scale"] == {"images": [255.0, 255.0, 255.0]}
+    yolo = report["yolo"]
+    assert (yolo["task"], yolo["family"], yolo["strides"], yolo["imgsz"]) == ("detect", "YOLO11", [8, 16, 32], [320, 320])
+    detections = yolo["detections"]
+    assert detections["compared"] and detections["ultralytics"] >= 2
+    assert detections["parted"] == 0, detections
+    assert detections["matched"] >= detections["ultralytics"] - detections["borderline"]
+    assert detections["min_iou"] > 0.9
+    markdown = (tmp_path / "best.blob.report.md").read_text()
+    assert "YOLO" in markdown and "matched" in markdown
+
+
+def test_a_wrong_preprocessing_parts_the_detections(yolo11_detect, tmp_path):
+    """Mean/scale given by hand replace ultralytics' RGB/255: the comparison sees the camera part."""
+    result = run_cli("convert", "--input", yolo11_detect, "--scale", "[1, 1, 1]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    detections = json.loads((tmp_path / "best.blob.report.json").read_text())["yolo"]["detections"]
+    assert detections["parted"] > 0
+    assert "parts from ultralytics' own prediction" in result.stderr
+
+
+def test_full_head_keeps_ultralytics_output(tmp_path):
+    best = best_pt(tmp_path, "yolov8n.yaml", imgsz=160)
+    result = run_cli("convert", "--input", best, "--yolo-head", "full", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    info = assert_depthai_agrees(tmp_path / "best.blob")
+    assert [(t.name, t.shape) for t in info.outputs] == [("output", (1, 4 + 3, 525))]
+    report = json.loads((tmp_path / "best.blob.report.json").read_text())
+    assert report["yolo"]["family"] == "YOLOv8" and report["yolo"]["head"] == "full"
+    assert not (tmp_path / "best.json").exists()
