@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test bench corpus-table report-screenshot clean
+.PHONY: setup demo test test-yolo-families bench corpus-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,10 @@ demo: setup
 
 test: setup tests/node_modules
 	$(BIN)/python -m pytest
+
+# The YOLO detect families beyond make test's YOLO11 (YOLOv5u, YOLOv8, YOLO26), each with the detection check.
+test-yolo-families: setup
+	MYRIAD_BLOB_YOLO_FAMILIES=1 $(BIN)/python -m pytest tests/test_yolo.py -k families
 
 # GitHub's published webhook payloads, the action tests' event fixtures (npm registry).
 tests/node_modules: tests/package.json tests/package-lock.json

@@ -130,3 +130,42 @@ def test_full_head_keeps_ultralytics_output(tmp_path):
     report = json.loads((tmp_path / "best.blob.report.json").read_text())
     assert report["yolo"]["family"] == "YOLOv8" and report["yolo"]["head"] == "full"
     assert not (tmp_path / "best.json").exists()
+
+
+@pytest.mark.parametrize("yaml, imgsz, flags, parser", [
+    ("yolo11n-cls.yaml", 64, [], "ClassificationParser"),
+    ("yolov8n-seg.yaml", 160, ["--yolo-head", "full"], None),
+    ("yolov8n-pose.yaml", 160, ["--yolo-head", "full"], None),
+], ids=["classify", "segment", "pose"])
+def test_other_tasks_convert(yaml, imgsz, flags, parser, tmp_path):
+    best = best_pt(tmp_path, yaml, imgsz=imgsz)
+    result = run_cli("convert", "--input", best, *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_depthai_agrees(tmp_path / "best.blob")
+    report = json.loads((tmp_path / "best.blob.report.json").read_text())
+    assert report["yolo"]["imgsz"] == [imgsz, imgsz] and report["yolo"]["classes"] == list(CLASS_NAMES)
+    if parser:
+        head = dai.NNArchive(str(tmp_path / "best.tar.xz")).getConfig().model.heads[0]
+        assert head.parser == parser and list(head.metadata.classes) == list(CLASS_NAMES)
+
+
+def test_segment_asks_for_the_full_head(tmp_path):
+    best = best_pt(tmp_path, "yolov8n-seg.yaml", imgsz=64)
+    result = run_cli("convert", "--input", best, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "--yolo-head full" in result.stderr and not (tmp_path / "best.blob").exists()
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("MYRIAD_BLOB_YOLO_FAMILIES"),
+                    reason="the other detect families: make test-yolo-families")
+@pytest.mark.parametrize("yaml, family", [("yolov5nu.yaml", "YOLOv5u"), ("yolov8n.yaml", "YOLOv8"),
+                                          ("yolo26n.yaml", "YOLO26")])
+def test_detect_families_convert_for_the_camera(yaml, family, tmp_path):
+    best = best_pt(tmp_path, yaml, imgsz=320, confident=-3.0)
+    result = run_cli("convert", "--input", best, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    head = dai.NNArchive(str(tmp_path / "best.tar.xz")).getConfig().model.heads[0]
+    assert head.parser == "YOLO" and list(head.metadata.classes) == list(CLASS_NAMES)
+    report = json.loads((tmp_path / "best.blob.report.json").read_text())
+    assert report["yolo"]["family"] == family
+    assert report["yolo"]["detections"]["parted"] == 0, report["yolo"]["detections"]
