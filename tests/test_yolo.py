@@ -105,6 +105,8 @@ def test_best_pt_converts_for_the_camera(yolo11_detect, tmp_path):
     assert (yolo["task"], yolo["family"], yolo["strides"], yolo["imgsz"]) == ("detect", "YOLO11", [8, 16, 32], [320, 320])
     detections = yolo["detections"]
     assert detections["compared"] and detections["ultralytics"] >= 2
+    assert detections["decoder"].startswith("depthai 3.12.0 DetectionParser")
+    assert detections["own_decode_agrees"] is True  # the fallback decode gives what depthai's parser gives
     assert detections["parted"] == 0, detections
     assert detections["matched"] >= detections["ultralytics"] - detections["borderline"]
     assert detections["min_iou"] > 0.9
@@ -132,28 +134,39 @@ def test_full_head_keeps_ultralytics_output(tmp_path):
     assert not (tmp_path / "best.json").exists()
 
 
-@pytest.mark.parametrize("yaml, imgsz, flags, parser", [
-    ("yolo11n-cls.yaml", 64, [], "ClassificationParser"),
-    ("yolov8n-seg.yaml", 160, ["--yolo-head", "full"], None),
-    ("yolov8n-pose.yaml", 160, ["--yolo-head", "full"], None),
+@pytest.mark.parametrize("yaml, imgsz, parser, extra", [
+    ("yolo11n-cls.yaml", 64, "ClassificationParser", None),
+    ("yolov8n-seg.yaml", 160, "YOLOExtendedParser", "mask_outputs"),
+    ("yolo11n-pose.yaml", 160, "YOLOExtendedParser", "keypoints_outputs"),
 ], ids=["classify", "segment", "pose"])
-def test_other_tasks_convert(yaml, imgsz, flags, parser, tmp_path):
-    best = best_pt(tmp_path, yaml, imgsz=imgsz)
-    result = run_cli("convert", "--input", best, *flags, cwd=tmp_path)
+def test_other_tasks_convert_for_the_camera(yaml, imgsz, parser, extra, tmp_path):
+    best = best_pt(tmp_path, yaml, imgsz=imgsz, confident=-3.0)
+    result = run_cli("convert", "--input", best, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_depthai_agrees(tmp_path / "best.blob")
     report = json.loads((tmp_path / "best.blob.report.json").read_text())
     assert report["yolo"]["imgsz"] == [imgsz, imgsz] and report["yolo"]["classes"] == list(CLASS_NAMES)
-    if parser:
-        head = dai.NNArchive(str(tmp_path / "best.tar.xz")).getConfig().model.heads[0]
-        assert head.parser == parser and list(head.metadata.classes) == list(CLASS_NAMES)
+    archive = dai.NNArchive(str(tmp_path / "best.tar.xz"))
+    head = archive.getConfig().model.heads[0]
+    assert head.parser == parser and list(head.metadata.classes) == list(CLASS_NAMES)
+    config = json.loads(tarfile.open(tmp_path / "best.tar.xz").extractfile("config.json").read())
+    metadata = config["model"]["heads"][0]["metadata"]
+    if extra:  # the boxes for depthai's YOLO decoding, and the masks or keypoints beside them
+        assert metadata["yolo_outputs"] == ["output1_yolov8", "output2_yolov8", "output3_yolov8"]
+        assert len(metadata[extra]) == 3 and set(metadata[extra]) <= {o["name"] for o in config["model"]["outputs"]}
+        assert report["yolo"]["detections"]["compared"] and report["yolo"]["detections"]["parted"] == 0
+    if "seg" in yaml:
+        assert metadata["protos_outputs"] == "protos_output" and metadata["n_prototypes"] == 32
+    if "pose" in yaml:
+        assert metadata["n_keypoints"] == 17
 
 
-def test_segment_asks_for_the_full_head(tmp_path):
-    best = best_pt(tmp_path, "yolov8n-seg.yaml", imgsz=64)
+def test_a_head_depthai_cannot_decode_asks_for_the_full_head(tmp_path):
+    best = best_pt(tmp_path, "yolo26n-seg.yaml", imgsz=64)  # YOLO26's own Segment26 head
     result = run_cli("convert", "--input", best, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "--yolo-head full" in result.stderr and not (tmp_path / "best.blob").exists()
+    assert "Segment26" in result.stderr and "--yolo-head full" in result.stderr
+    assert not (tmp_path / "best.blob").exists()
 
 
 @pytest.mark.skipif(not __import__("os").environ.get("MYRIAD_BLOB_YOLO_FAMILIES"),

@@ -23,6 +23,10 @@ __all__ = ["INSTALL_HINT", "YoloModel", "load"]
 
 # What `--yolo-head` chooses: the camera's decode (cut before the box decode), or the full model.
 CAMERA, FULL = "camera", "full"
+# Tasks cut for the camera's YOLO decoding, and the head classes whose outputs it knows (ultralytics'
+# anchor-free heads; YOLO26's own Segment26/Pose26 and the open-vocabulary heads are not among them).
+CAMERA_TASKS = ("detect", "segment", "pose")
+CAMERA_HEADS = {"detect": ("Detect", "v10Detect"), "segment": ("Segment",), "pose": ("Pose",)}
 # The thresholds written into the NN Archive and the v2 JSON (Luxonis's converters' defaults); the
 # camera application can change them (DetectionNetwork.setConfidenceThreshold).
 CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET = 0.5, 0.5, 300
@@ -51,6 +55,7 @@ class YoloModel:
     head: str  # CAMERA or FULL
     version: str | None = None  # the ultralytics version that trained it
     kpt_shape: tuple | None = None
+    n_masks: int | None = None  # segment: mask coefficients per box = prototype channels
 
     @property
     def input_names(self) -> list[str]:
@@ -60,9 +65,14 @@ class YoloModel:
     def output_names(self) -> list[str]:
         from .head import output_names
 
-        if self.head == CAMERA and self.task == "detect":
-            return output_names(len(self.strides))
-        return ["output"] if self.task == "classify" or self.head == FULL else ["output"]
+        if self.head == CAMERA and self.task in CAMERA_TASKS:
+            return output_names(len(self.strides), self.task)
+        return ["output0", "output1"] if self.task == "segment" else ["output"]
+
+    @property
+    def box_outputs(self) -> list[str]:
+        """The per-scale box outputs (`_yolo`), what depthai's YOLO decoding reads for the boxes."""
+        return self.output_names[:len(self.strides)]
 
     def to_dict(self) -> dict:
         return {"task": self.task, "family": self.family, "classes": list(self.names), "n_classes": len(self.names),
@@ -89,12 +99,21 @@ class YoloModel:
         if self.task == "classify":
             return {"parser": "ClassificationParser", "outputs": self.output_names,
                     "metadata": {"classes": names, "n_classes": len(names), "is_softmax": True}}
-        if self.head != CAMERA or self.task != "detect":
+        if self.head != CAMERA or self.task not in CAMERA_TASKS:
             return None
-        return {"parser": "YOLO", "outputs": self.output_names,
-                "metadata": {"yolo_outputs": self.output_names, "subtype": "yolov8", "classes": names,
-                             "n_classes": len(names), "iou_threshold": IOU_THRESHOLD, "conf_threshold": CONF_THRESHOLD,
-                             "max_det": MAX_DET, "anchors": None, "strides": list(self.strides)}}
+        metadata = {"yolo_outputs": self.box_outputs, "subtype": "yolov8", "classes": names,
+                    "n_classes": len(names), "iou_threshold": IOU_THRESHOLD, "conf_threshold": CONF_THRESHOLD,
+                    "max_det": MAX_DET, "strides": list(self.strides)}
+        levels = len(self.strides)
+        if self.task == "segment":  # mask coefficients per scale and the prototypes: depthai's mask decode
+            metadata.update(mask_outputs=self.output_names[levels:2 * levels], protos_outputs=self.output_names[-1],
+                            n_prototypes=self.n_masks, is_softmax=False)
+        elif self.task == "pose":  # keypoints per scale, in pixels: depthai's keypoint decode
+            metadata.update(keypoints_outputs=self.output_names[levels:], n_keypoints=int(self.kpt_shape[0]))
+        # The detect head is the one depthai's DetectionNetwork always took ("YOLO"); with masks or keypoints
+        # Luxonis names the parser YOLOExtendedParser (depthai-nodes' host parser; DetectionNetwork takes both).
+        return {"parser": "YOLO" if self.task == "detect" else "YOLOExtendedParser", "outputs": self.output_names,
+                "metadata": metadata}
 
     def depthai_v2_config(self, input_shape: tuple) -> dict | None:
         """depthai v2's JSON for YoloDetectionNetwork (the format Luxonis's converters write beside the blob)."""
@@ -116,34 +135,44 @@ class YoloModel:
                                         "reverses it to RGB and divides by 255 (--reverse-input-channels --scale 255)")
         else:
             section["preprocessing"] = "as given by --mean/--scale/--reverse-input-channels (ultralytics trains on RGB/255)"
-        section["cut"] = ("before the box decode: per scale [4 DFL-decoded box distances, confidence, class scores], "
-                          "decoded with NMS by the camera's YOLO parser") if self.head == CAMERA and self.task == "detect" \
-            else "nothing: the full model"
+        extra = {"segment": "; per scale the mask coefficients, and the prototypes",
+                 "pose": "; per scale the keypoints (x, y in pixels, visibility logit)"}.get(self.task, "")
+        section["cut"] = ("before the box decode: per scale [4 DFL-decoded box distances, confidence, class scores]"
+                          f"{extra}, decoded with NMS by the camera's YOLO parser") \
+            if self.head == CAMERA and self.task in CAMERA_TASKS else "nothing: the full model"
         return section
 
 
     def check_detections(self, ir, toolchain, worker, options) -> dict:
         """The camera's decode of the IR's outputs on a photograph against ultralytics' own prediction."""
-        if self.task != "detect" or self.head != CAMERA:
+        if self.task not in CAMERA_TASKS or self.head != CAMERA:
             return {"compared": False, "why": f"{self.task} with --yolo-head {self.head}: no camera decode to compare"}
         from ..numeric import load_sample, run_ir
-        from .detections import decode_camera, match, photograph, ultralytics_prediction
+        from .detections import (decode_camera, decode_with_depthai, match, photograph, same_detections,
+                                 ultralytics_prediction)
 
         image = photograph()
         first = ir.inputs[0]
         blob_input = load_sample(image, first.shape, options.reverse_input_channels)
         outputs = run_ir(ir, {first.name: blob_input}, toolchain, worker)
         size = tuple(first.shape[-2:])
-        camera = decode_camera([outputs[name] for name in self.output_names], self.strides, size,
-                               CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET)
+        per_scale = [outputs[name] for name in self.box_outputs]
+        ours = decode_camera(per_scale, self.strides, size, CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET)
+        theirs, decoder = decode_with_depthai(dict(zip(self.box_outputs, per_scale)), self.names, self.strides, size,
+                                              CONF_THRESHOLD, IOU_THRESHOLD)
+        camera = theirs if theirs is not None else ours
+        if theirs is None:
+            decoder = f"myriad-blob's copy of depthai's TLBR decode ({decoder})"
         reference = ultralytics_prediction(self.original, load_sample(image, first.shape, False), CONF_THRESHOLD,
-                                           IOU_THRESHOLD, MAX_DET)
+                                           IOU_THRESHOLD, MAX_DET, classes=len(self.names))
         result = match(camera, reference, CONF_THRESHOLD)
         ious = [p["iou"] for p in result["pairs"]]
         score_gap = max((abs(p["camera_score"] - p["ultralytics_score"]) for p in result["pairs"]), default=0.0)
         section = {"compared": True, "image": f"ultralytics/assets/{image.name}", "input_size": list(size),
                    "conf_threshold": CONF_THRESHOLD, "iou_threshold": IOU_THRESHOLD,
-                   "camera": len(camera), "ultralytics": len(reference), "matched": len(result["pairs"]),
+                   "decoder": decoder,
+                       "own_decode_agrees": same_detections(ours, theirs) if theirs is not None else None,
+                       "camera": len(camera), "ultralytics": len(reference), "matched": len(result["pairs"]),
                    "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
                    "min_iou": round(float(min(ious)), 4) if ious else None,
                    "max_score_difference": round(float(score_gap), 4), "borderline": result["borderline"],
@@ -195,13 +224,15 @@ def load(path: Path, options) -> YoloModel | None:
     class_names = [class_names[k] for k in sorted(class_names)] if isinstance(class_names, dict) else list(class_names)
     strides = [int(s) for s in getattr(model, "stride", [])]
     yolo_head = options.yolo_head
-    if task not in ("detect", "classify") and yolo_head == CAMERA:
-        raise _fail(f"{path} is an ultralytics {task} checkpoint; the camera's decode is converted for detect and "
-                    f"classify checkpoints so far: pass --yolo-head full to convert the whole model (decoded on the host)",
-                    Stage.OPTIONS)
+    head_type = type(head).__name__
+    if yolo_head == CAMERA and task != "classify" and head_type not in CAMERA_HEADS.get(task, ()):
+        raise _fail(f"{path} is an ultralytics {task} checkpoint with a {head_type} head, which depthai's YOLO "
+                    "decoding does not take (it takes the Detect, Segment and Pose heads of YOLOv5u/v8/11): pass "
+                    "--yolo-head full to convert the whole model and decode on the host", Stage.OPTIONS)
     from .head import camera_model, full_model
 
-    module = camera_model(model) if (yolo_head == CAMERA and task == "detect") else full_model(model)
+    module = camera_model(model, task) if (yolo_head == CAMERA and task in CAMERA_TASKS) else full_model(model)
     return YoloModel(module=module, original=model, task=task, family=_family(model, checkpoint), names=class_names,
                      strides=strides, imgsz=_imgsz(checkpoint, task), head=yolo_head,
-                     version=checkpoint.get("version"), kpt_shape=getattr(head, "kpt_shape", None))
+                     version=checkpoint.get("version"), kpt_shape=getattr(head, "kpt_shape", None),
+                     n_masks=getattr(head, "nm", None))

@@ -75,7 +75,7 @@ def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, co
 
 
 def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, iou_threshold: float,
-                           max_det: int = 300) -> list[dict]:
+                           max_det: int = 300, classes: int = 0) -> list[dict]:
     """image_rgb: (1, 3, h, w) float, 0-255. ultralytics' model and its own NMS."""
     import torch
     from ultralytics.utils.nms import non_max_suppression
@@ -83,16 +83,19 @@ def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, 
     height, width = image_rgb.shape[-2:]
     with torch.no_grad():
         prediction = model(torch.from_numpy(np.ascontiguousarray(image_rgb / 255.0, dtype=np.float32)))
-    prediction = (prediction[0] if isinstance(prediction, (list, tuple)) else prediction).clone()
+    while isinstance(prediction, (list, tuple)):  # (decoded, raw); segment: ((decoded, protos), raw)
+        prediction = prediction[0]
+    prediction = prediction.clone()
     # The camera clips each box to the frame before its NMS (ultralytics' predictor clips after): the
     # same order here, so that both sides suppress the same boxes. Boxes are (cx, cy, w, h) rows.
     x1y1 = (prediction[:, :2] - prediction[:, 2:4] / 2).clamp(min=0)
     x2y2 = torch.minimum(prediction[:, :2] + prediction[:, 2:4] / 2,
                          torch.tensor([width, height], dtype=prediction.dtype).view(1, 2, 1))
     prediction[:, :2], prediction[:, 2:4] = (x1y1 + x2y2) / 2, (x2y2 - x1y1).clamp(min=0)
-    kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det)[0]
+    kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det,
+                               nc=classes)[0]
     detections = []
-    for x1, y1, x2, y2, score, label in kept.tolist():
+    for x1, y1, x2, y2, score, label in (row[:6] for row in kept.tolist()):
         box = np.clip([x1, y1, x2, y2], 0, [width, height, width, height])
         detections.append({"box": [float(v) for v in box], "score": float(score), "class": int(label)})
     return detections
@@ -123,3 +126,67 @@ def match(camera: list[dict], reference: list[dict], conf_threshold: float) -> d
     parted = [d for d in only_camera + only_reference if not borderline(d)]
     return {"pairs": pairs, "only_camera": only_camera, "only_ultralytics": only_reference,
             "borderline": len(only_camera) + len(only_reference) - len(parted), "parted": len(parted)}
+
+
+DEPTHAI_TIMEOUT_S = 20.0
+
+
+def decode_with_depthai(outputs: dict, classes: list[str], strides: list[int], size: tuple,
+                        conf_threshold: float, iou_threshold: float) -> tuple[list[dict] | None, str]:
+    """depthai's own DetectionParser (the camera's decoder), run on the host (depthai v3 runs it
+    without a device): (detections, what decoded them), or (None, why not) when depthai is not
+    installed or its parser fails. The parser is set up as the NN Archive's YOLO head sets it."""
+    import os
+
+    os.environ.setdefault("DEPTHAI_LEVEL", "error")  # no "USB protocol not available" on a machine without cameras
+    try:
+        import depthai as dai
+    except ImportError:
+        return None, "depthai is not installed"
+    height, width = size
+    try:
+        pipeline = dai.Pipeline(False)
+        parser = pipeline.create(dai.node.DetectionParser)
+        parser.setRunOnHost(True)
+        parser.setNNFamily(dai.DetectionNetworkType.YOLO)
+        parser.setSubtype("yolov8")
+        parser.setClasses([str(c) for c in classes])
+        parser.setCoordinateSize(4)
+        parser.setStrides(list(strides))
+        parser.setConfidenceThreshold(conf_threshold)
+        parser.setIouThreshold(iou_threshold)
+        inputs, results = parser.input.createInputQueue(), parser.out.createOutputQueue()
+        pipeline.start()
+        try:
+            data = dai.NNData()
+            for name, output in outputs.items():  # (1, C, H, W) as CHW: depthai's viewer refuses a batch of 1
+                data.addTensor(name, np.ascontiguousarray(output[0], dtype=np.float32), dai.TensorInfo.StorageOrder.CHW)
+            data.setTransformation(dai.ImgTransformation(width, height))
+            inputs.send(data)
+            import time
+
+            deadline, message = time.monotonic() + DEPTHAI_TIMEOUT_S, None
+            while message is None and time.monotonic() < deadline and pipeline.isRunning():
+                message = results.tryGet()
+                time.sleep(0.01)
+        finally:
+            pipeline.stop()
+    except Exception as error:  # depthai's own failure: the check falls back to our decode, and says so
+        return None, f"depthai's DetectionParser failed: {str(error).splitlines()[0] if str(error) else error!r}"
+    if message is None:
+        return None, "depthai's DetectionParser gave no result"
+    detections = [{"box": [d.xmin * width, d.ymin * height, d.xmax * width, d.ymax * height],
+                   "score": float(d.confidence), "class": int(d.label)} for d in message.detections]
+    return detections, f"depthai {dai.__version__} DetectionParser, on the host"
+
+
+def same_detections(ours: list[dict], theirs: list[dict], tolerance: float = 1e-3) -> bool:
+    """Our decode and depthai's: the same boxes, classes and scores (in any order)."""
+    if len(ours) != len(theirs):
+        return False
+    key = lambda d: (d["class"], round(d["score"], 3), [round(v) for v in d["box"]])  # noqa: E731
+    for a, b in zip(sorted(ours, key=key), sorted(theirs, key=key)):
+        if a["class"] != b["class"] or abs(a["score"] - b["score"]) > tolerance or \
+                max(abs(x - y) for x, y in zip(a["box"], b["box"])) > tolerance * 1000:
+            return False
+    return True

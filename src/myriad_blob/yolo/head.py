@@ -17,9 +17,17 @@ import torch
 from torch import nn
 
 
-def output_names(levels: int) -> list[str]:
-    """What depthai's parser finds (`_yolo`) and sorts into stride order (1 < 2 < 3)."""
-    return [f"output{i + 1}_yolov6r2" for i in range(levels)]
+def output_names(levels: int, task: str = "detect") -> list[str]:
+    """What depthai's parser finds and sorts into stride order (1 < 2 < 3): `_yolo` for the boxes,
+    `_masks` and `proto` for segmentation, `kpt_output` for keypoints (Luxonis's converters' names)."""
+    if task == "detect":
+        return [f"output{i + 1}_yolov6r2" for i in range(levels)]
+    boxes = [f"output{i + 1}_yolov8" for i in range(levels)]
+    if task == "segment":
+        return boxes + [f"output{i + 1}_masks" for i in range(levels)] + ["protos_output"]
+    if task == "pose":
+        return boxes + [f"kpt_output{i + 1}" for i in range(levels)]
+    raise ValueError(task)
 
 
 class CameraDetect(nn.Module):
@@ -52,7 +60,50 @@ class CameraDetect(nn.Module):
         return outputs
 
 
-def camera_model(model: nn.Module) -> nn.Module:
+class CameraSegment(CameraDetect):
+    """Segment: the boxes as Detect, then per scale the mask coefficients (nm × h × w), then the
+    prototypes (nm × H/4 × W/4); the camera multiplies the two for each kept box."""
+
+    def __init__(self, segment: nn.Module):
+        super().__init__(segment)
+        self.mask_head, self.proto = segment.cv4, segment.proto
+
+    def forward(self, features):
+        boxes = super().forward(features)
+        masks = [self.mask_head[level](features[level]) for level in range(self.nl)]
+        return boxes + masks + [self.proto(features[0])]
+
+
+class CameraPose(CameraDetect):
+    """Pose: the boxes as Detect, then per scale the keypoints, decoded to pixels as ultralytics
+    decodes them ((2·k + cell) × stride), visibility left as a logit (the camera applies the
+    sigmoid): 1 × (3·keypoints) × (h·w)."""
+
+    def __init__(self, pose: nn.Module):
+        super().__init__(pose)
+        self.kpt_head, self.kpt_shape = pose.cv4, tuple(pose.kpt_shape)
+
+    def forward(self, features):
+        boxes = super().forward(features)
+        keypoints = []
+        for level in range(self.nl):
+            raw = self.kpt_head[level](features[level])
+            batch, _, height, width = raw.shape
+            stride = float(self.stride[level])
+            ys, xs = torch.meshgrid(torch.arange(height, dtype=raw.dtype), torch.arange(width, dtype=raw.dtype),
+                                    indexing="ij")
+            cells = torch.stack((xs, ys)).view(1, 1, 2, height * width)
+            points = raw.view(batch, self.kpt_shape[0], self.kpt_shape[1], height * width)
+            xy = (points[:, :, :2] * 2.0 + cells) * stride
+            keypoints.append(torch.cat((xy, points[:, :, 2:3]), 2).view(batch, -1, height * width))
+        return boxes + keypoints
+
+
+def camera_head(head: nn.Module, task: str) -> nn.Module:
+    return {"detect": CameraDetect, "segment": CameraSegment, "pose": CameraPose}[task](head)
+
+
+def camera_model(model: nn.Module, task: str = "detect") -> nn.Module:
     """The DetectionModel with its Detect head replaced (a copy; the original stays for the comparison)."""
     import copy
 
@@ -60,7 +111,7 @@ def camera_model(model: nn.Module) -> nn.Module:
     detect = cut.model[-1]
     if getattr(detect, "end2end", False):  # YOLO26 and the like: the one-to-many branch, decoded with NMS
         detect.end2end = False
-    cut.model[-1] = CameraDetect(detect)
+    cut.model[-1] = camera_head(detect, task)
     return cut.eval()
 
 
