@@ -209,6 +209,7 @@ def load(path: Path, options) -> YoloModel | None:
         return None
     checkpoint = load_checkpoint(path, names, options.trust_pickle)
     model = model_of(checkpoint, path)
+    checkpoint = checkpoint if isinstance(checkpoint, dict) else {}  # a bare model: its own attributes only
     from ultralytics.nn.tasks import guess_model_task
 
     task = getattr(model, "task", None) or guess_model_task(model)

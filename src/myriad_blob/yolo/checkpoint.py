@@ -123,9 +123,11 @@ def model_of(checkpoint, path: Path):
     """The trained model: the EMA weights the trainer keeps (its `model` key is None), else `model`."""
     import torch
 
+    if isinstance(checkpoint, torch.nn.Module):  # torch.save(model) of an ultralytics model
+        return checkpoint.float().eval()
     if not isinstance(checkpoint, dict):
         raise _fail(f"{path} holds a {type(checkpoint).__name__}, not an ultralytics checkpoint dict")
-    model = checkpoint.get("ema") or checkpoint.get("model")
+    model = checkpoint.get("ema") if checkpoint.get("ema") is not None else checkpoint.get("model")
     if not isinstance(model, torch.nn.Module):
         raise _fail(f"{path} is an ultralytics checkpoint without a model under 'ema' or 'model' "
                     "(an optimizer-only or stripped file?): use the best.pt or last.pt that `yolo train` wrote")
