@@ -45,15 +45,21 @@ def test_a_pickle_named_best_pt_is_refused_and_runs_nothing(tmp_path, dressed_as
     assert not (tmp_path / "best.blob").exists()
 
 
-def test_without_ultralytics_the_error_names_the_extra(tmp_path):
+@pytest.mark.parametrize("how", ["missing", "broken"])
+def test_without_ultralytics_the_error_names_the_extra(tmp_path, how):
     best = best_pt(tmp_path, imgsz=64)
-    blocker = tmp_path / "blocker" / "ultralytics"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('No module named ultralytics')\n")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    if how == "missing":  # as if not installed: importlib finds no ultralytics
+        (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['ultralytics'] = None\n")
+    else:  # installed, but its own imports fail (OpenCV without libGL in a slim image)
+        (blocker / "ultralytics").mkdir()
+        (blocker / "ultralytics" / "__init__.py").write_text("raise ImportError('libGL.so.1: cannot open shared object file')\n")
     result = run_cli("convert", "--input", best, "--output", tmp_path / "best.blob",
-                     env_extra={"PYTHONPATH": f"{blocker.parent}:{pathlib.Path(__file__).parent}"})
+                     env_extra={"PYTHONPATH": f"{blocker}:{pathlib.Path(__file__).parent}"})
     assert result.returncode == 10, result.stderr
     assert "pip install 'myriad-blob[ultralytics]'" in result.stderr and "Traceback" not in result.stderr
+    assert ("libGL" in result.stderr) == (how == "broken")
 
 
 def test_camera_decode_is_depthais(tmp_path):

@@ -91,11 +91,17 @@ def require_ultralytics(path: Path) -> None:
     # Quiet and offline: no settings banner, no update checks or downloads (nothing is fetched at run time).
     os.environ.setdefault("YOLO_VERBOSE", "False")
     os.environ.setdefault("YOLO_OFFLINE", "True")
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
+        raise _fail(f"{path} is an ultralytics checkpoint (`yolo train`'s best.pt), which needs the ultralytics "
+                    f"package: {INSTALL_HINT}")
     try:
         import ultralytics  # noqa: F401  (its classes are what the checkpoint holds)
-    except ImportError:
-        raise _fail(f"{path} is an ultralytics checkpoint (`yolo train`'s best.pt), which needs the ultralytics "
-                    f"package: {INSTALL_HINT}") from None
+    except Exception as error:  # installed, but one of its own imports fails (OpenCV without libGL, ...)
+        raise _fail(f"{path} is an ultralytics checkpoint, and the installed ultralytics cannot be imported "
+                    f"({first_line(error)}): reinstall it with {INSTALL_HINT}, and on a slim Linux install "
+                    "OpenCV's libGL (Debian: apt-get install libgl1 libglib2.0-0)") from error
 
 
 def load_checkpoint(path: Path, names: list[str], trust_pickle: bool) -> dict:
