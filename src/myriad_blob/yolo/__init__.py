@@ -82,7 +82,8 @@ class YoloModel:
     # --- the options the checkpoint implies -------------------------------------------------
     def adjust_options(self, options):
         """Input shape from the checkpoint's imgsz; ultralytics' preprocessing (RGB from the camera's
-        BGR, /255) unless the user gave --mean, --scale or --reverse-input-channels; the NN Archive."""
+        BGR, /255) unless the user gave --mean, --scale or --reverse-input-channels; the NN Archive;
+        ultralytics' bus.jpg as the numeric check's sample unless --sample names one."""
         changes = {"nn_archive": True} if self.head == CAMERA else {}
         if not options.input_shapes:
             from ..options import InputSpec
@@ -90,6 +91,10 @@ class YoloModel:
             changes["input_shapes"] = (InputSpec(None, (1, 3, *self.imgsz)),)
         if not (options.mean or options.scale or options.reverse_input_channels):
             changes.update(reverse_input_channels=True, scale={None: ULTRALYTICS_SCALE})
+        if options.sample is None:  # the numeric and FP16 range checks on a real photograph, not seeded data
+            from .detections import photograph
+
+            changes["sample"] = photograph()
         return dataclasses.replace(options, **changes), "reverse_input_channels" in changes
 
     # --- what the camera is told ------------------------------------------------------------
