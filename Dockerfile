@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The myriad-blob action image. The build stage runs scripts/setup.sh, the same set-up `make`
-# runs on a laptop and in CI; the final stage keeps only what converting needs (no compiler).
+# runs on a laptop and in CI; the final stage keeps only what converting needs (no compiler), and
+# MYRIAD_BLOB_PRUNE=1 has the set-up delete what converting never loads (scripts/prune.sh).
 # Base images are pinned by digest (python:3.9-slim-bookworm, python:3.11-slim-bookworm).
 
 # Python 3.9 for the legacy toolchain: openvino 2021.4.2, the last wheel with the Myriad plugin,
@@ -17,6 +18,7 @@ ENV MYRIAD_BLOB_LEGACY_PYTHON=/usr/local/bin/python3.9 \
     MYRIAD_BLOB_VENV=/opt/myriad-blob/venv \
     MYRIAD_BLOB_TOOLCHAIN=/opt/myriad-blob/toolchain \
     MYRIAD_BLOB_EXTRAS=action,ultralytics \
+    MYRIAD_BLOB_PRUNE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-yolo-families bench corpus-table report-screenshot clean
+.PHONY: setup demo test test-unit test-yolo-families image image-test bench corpus-table op-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,20 @@ test: setup tests/node_modules
 test-yolo-families: setup
 	MYRIAD_BLOB_YOLO_FAMILIES=1 $(BIN)/python -m pytest tests/test_yolo.py -k families
 
+# The tests that need no toolchain (pytest -m unit), in seconds: the converter's venv only.
+test-unit:
+	@MYRIAD_BLOB_NO_TOOLCHAIN=1 bash scripts/setup.sh
+	$(BIN)/python -m pytest -m unit
+
+# The action's image built from the Dockerfile with buildah (root; no Docker engine needed), then
+# run as GitHub's runner runs it: conversions, a pull request comment, failures, missing runner
+# files, the corpus byte-identical to this machine's (tests/test_image.py). See the README's "The image".
+image: setup
+	bash scripts/image.sh build
+
+image-test: image tests/node_modules
+	$(BIN)/python -m pytest -m image tests/test_image.py
+
 # GitHub's published webhook payloads, the action tests' event fixtures (npm registry).
 tests/node_modules: tests/package.json tests/package-lock.json
 	npm ci --prefix tests --silent
@@ -29,6 +43,10 @@ bench: setup
 # The README's "What converts" table, written from a real run of the corpus (tests/corpus.py).
 corpus-table: setup
 	$(BIN)/python scripts/corpus_table.py
+
+# The README's "Supported ops" table, written from a real run of the op sweep (src/myriad_blob/rules/sweep.py).
+op-table: setup
+	$(BIN)/python -m myriad_blob.rules.sweep --readme README.md
 
 # The README's example report: a conversion with every section filled, rendered as GitHub shows it.
 report-screenshot: setup

@@ -16,10 +16,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench"), str(ROOT / "tests")]
-import corpus  # noqa: E402
 from networks import MobileNetV2  # noqa: E402
 from tiny_cnn import TinyCNN  # noqa: E402
 
+import corpus  # noqa: E402
 from myriad_blob import toolchain as toolchain_module  # noqa: E402
 
 CASES = [("small CNN (TinyCNN)", TinyCNN, [1, 3, 240, 320]), ("MobileNetV2", MobileNetV2, [1, 3, 224, 224])]
@@ -143,8 +143,8 @@ def cold_against_hand_chain(tmp: Path, toolchain) -> None:
     mo = time.perf_counter() - start
     compile_s, _ = time_compile(toolchain, tmp / "hand" / "tiny_cnn.xml", tmp / "hand.blob", fast_clock=False)
     hand = mo + compile_s
-    wall, _, report = convert(onnx_path, [1, 3, 240, 320], tmp / "cold.blob")
-    print(f"\ncold conversion of a small ONNX CNN (TinyCNN, 1x3x240x320)")
+    wall, _, _ = convert(onnx_path, [1, 3, 240, 320], tmp / "cold.blob")
+    print("\ncold conversion of a small ONNX CNN (TinyCNN, 1x3x240x320)")
     print(f"  hand chain: Model Optimizer 2021.4 {mo:.2f} s + compile with the device search {compile_s:.2f} s = {hand:.2f} s")
     print(f"  myriad-blob convert --no-cache (new process, numeric check included): {wall:.2f} s "
           f"= {wall / hand:.2f}x the hand chain")

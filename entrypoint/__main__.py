@@ -18,6 +18,7 @@ import github_action_utils as gha
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
 from myriad_blob.pipeline import convert, report_options_error
 
+from . import runner
 from .event import Event
 from .inputs import InputError, OutsideWorkspace, inside_workspace, read_inputs
 from .publish import PublishError, client, comment_report, upload_release_assets
@@ -41,33 +42,49 @@ def give_back_to_workspace_owner(paths: list[Path], workspace: Path) -> None:
 
 def set_outputs(**outputs) -> None:
     for name, value in outputs.items():
-        gha.set_output(name.replace("_", "-"), "" if value is None else value)
+        runner.set_output(name.replace("_", "-"), "" if value is None else value)
+
+
+def fatal_summary(title: str, cause: str, exit_code: int, what_next: str) -> None:
+    """A fatal path's step summary: what stopped the step and why, as the annotation says it, plus
+    the exit code and what to do (the summary is where a workflow's user looks first)."""
+    runner.append_summary(f"## ❌ {title}\n\n{cause}\n\nExit code {exit_code}. {what_next}")
 
 
 def main() -> int:
+    try:
+        return run()
+    except Exception as error:  # a bug of ours; the reports written so far stay
+        traceback.print_exc()
+        message = f"internal error: {error!r}"
+        gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
+        fatal_summary("myriad-blob: internal error", f"`{message}`", EXIT_INTERNAL,
+                      "This is a bug in myriad-blob, not in your model: please report it with this step's log.")
+        set_outputs(status="failed")
+        return EXIT_INTERNAL
+
+
+def run() -> int:
     event = Event.from_environment()
-    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
+    workspace = runner.workspace()
     try:
         inputs = read_inputs(workspace)
     except InputError as error:
         gha.error(str(error), title="myriad-blob: invalid input")
+        fatal_summary("myriad-blob: invalid input", str(error), EXIT_INPUT,
+                      "Fix the input in the workflow file (its `with:`) and run the job again.")
         # On a pull request the report comment was not written: say so, not "no pull request".
         set_outputs(status="failed", comment_status="failed" if event.pull_request else "skipped-no-pr")
         return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
-    try:
-        outcome = (convert_manifest(inputs, event, workspace) if inputs.manifest
-                   else convert_model(inputs, event))
-    except Exception as error:  # a bug of ours; the reports written so far stay
-        traceback.print_exc()
-        gha.error(f"internal error: {error!r} (please report it)", title="myriad-blob: internal error")
-        return EXIT_INTERNAL
+    outcome = (convert_manifest(inputs, event, workspace) if inputs.manifest
+               else convert_model(inputs, event))
     written = [p for p in outcome.files if p.exists()]
     if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
         written += [inputs.cache_dir, *inputs.cache_dir.rglob("*")]
     give_back_to_workspace_owner(written, workspace)
-    gha.append_job_summary(outcome.markdown)
+    runner.append_summary(outcome.markdown)
     set_outputs(**outcome.outputs)
     publish_failed = publish(inputs, event, outcome)
     if outcome.exit_code:
@@ -163,11 +180,15 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
     output_dir = Path(inputs.output_dir or "blobs")
     try:
         inside_workspace(output_dir, workspace, "input output")
-        variants = load_manifest(inputs.manifest)
+        try:
+            variants = load_manifest(inputs.manifest)
+        except OSError as error:  # a directory, say, or a file this user cannot read
+            raise ManifestError(f"cannot read {inputs.manifest}: {error.strerror}") from None
         check_manifest(variants, output_dir, workspace, event)
     except (ManifestError, OutsideWorkspace) as error:
         gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
-        return Outcome(EXIT_INVALID_MANIFEST, f"myriad-blob: invalid manifest: {error}",
+        return Outcome(EXIT_INVALID_MANIFEST, f"## ❌ myriad-blob: invalid manifest\n\n{error}\n\n"
+                       f"Exit code {EXIT_INVALID_MANIFEST}. Fix {inputs.manifest} and run the job again.",
                        dict(status="failed"), [], [])
     summary = convert_all(variants, output_dir, cache=BlobCache(inputs.cache_dir or default_cache_dir()))
     files, uploads = [output_dir / "batch-report.json", output_dir / "batch-report.md"], []

@@ -1,11 +1,11 @@
-"""What triggered the workflow, from GITHUB_EVENT_NAME and the payload at GITHUB_EVENT_PATH."""
+"""What triggered the workflow, from GITHUB_EVENT_NAME and the payload at GITHUB_EVENT_PATH (see runner.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
+
+from . import runner  # each runner variable or file that is missing is a notice, not a crash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,9 +16,7 @@ class Event:
 
     @classmethod
     def from_environment(cls) -> Event:
-        name = os.environ.get("GITHUB_EVENT_NAME", "")
-        path = os.environ.get("GITHUB_EVENT_PATH")
-        payload = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+        name, payload = runner.event_name(), runner.event_payload()
         repository = os.environ.get("GITHUB_REPOSITORY") or payload.get("repository", {}).get("full_name", "")
         return cls(name, payload, repository)
 

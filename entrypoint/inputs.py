@@ -90,19 +90,30 @@ def _conversion_inputs() -> dict:
     for option in OPTIONS:
         if not option.on(ACTION) or option.key in ("", "output"):
             continue
+        name = _input_name(option)
         if option.multiple:
-            value = _lines(option.name) if option.action_lines is not False else _text(option.name)
+            value = _lines(name) if option.action_lines is not False else _text(name)
         elif option.kind in ("flag", "switch"):
-            value = _boolean(option.name, option.default)
+            value = _boolean(name, option.default)
         elif option.kind == "int":
-            value = _integer(option.name, None)
+            value = _integer(name, None)
         elif option.kind == "float":
-            value = _number(option.name, None)
+            value = _number(name, None)
         else:
-            value = _text(option.name) or None
+            value = _text(name) or None
         if value is not None:
             values[option.key] = value
     return values
+
+
+def _input_name(option) -> str:
+    """The input to read: a name the option had before a rename when the workflow sets it (it has
+    no default in action.yml, so set means given; a warning says to rename it), else its name."""
+    for old in option.renamed_from:
+        if _text(old):
+            gha.warning(option.deprecation(old, ACTION), title="myriad-blob: a renamed input")
+            return old
+    return option.name
 
 
 def read_inputs(workspace: Path) -> ActionInputs:

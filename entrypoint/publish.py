@@ -290,12 +290,12 @@ def upload_release_assets(gh: Github, event: Event, tag: str, files: list[Path])
 def _clear_stale_temporaries(existing: dict, names: set) -> None:
     """Delete what a replacement that died half-way left (a temporary name more than an hour
     old); a younger one may be another run's replacement in progress."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     for name, asset in list(existing.items()):
         original = name[len(TEMP_PREFIX) + 9:] if name.startswith(TEMP_PREFIX) else None
         created = asset.created_at
         if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=datetime.timezone.utc)
+            created = created.replace(tzinfo=datetime.UTC)
         if original in names and created is not None and now - created > datetime.timedelta(hours=1):
             _delete(asset)
             del existing[name]

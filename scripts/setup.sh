@@ -3,9 +3,13 @@
 #   1. system packages the toolchain needs (installed with apt-get when run as root; otherwise named)
 #   2. the converter's environment: a venv of the current Python with pinned packages
 #   3. the legacy Myriad toolchain (src/myriad_blob/toolchain/setup-toolchain.sh)
+#   4. with MYRIAD_BLOB_PRUNE=1 (the Dockerfile sets it): scripts/prune.sh deletes what converting
+#      never loads (test suites, headers, pip, other devices' plugins); a pruned set-up is final
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
 #   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs,ultralytics),
-#   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none).
+#   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none),
+#   MYRIAD_BLOB_NO_TOOLCHAIN (set: the converter's environment only, steps 1 and 3 skipped; `make test-unit`).
+#   MYRIAD_BLOB_PRUNE (default 0; 1: step 4).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
@@ -17,9 +21,11 @@ fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
 # 1. System packages: libusb (the Myriad plugin loads it even with no device), a C++ compiler
 #    for the compile helper, and libfaketime (shortens the plugin's 5 s device search; see README).
 missing=()
+[ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || {
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(libfaketime)
+}
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "myriad-blob setup: installing ${missing[*]}"
@@ -36,7 +42,8 @@ fi
 stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "myriad-blob setup: installing the converter into $venv"
-    "$python" -m venv "$venv"
+    clear=(); [ -e "$venv/.myriad-blob-pruned" ] && clear=(--clear)  # pruned: no pip left to upgrade with
+    "$python" -m venv "${clear[@]}" "$venv"
     spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
     # torch's CPU build: PyPI's Linux torch is the CUDA build (several GB); the CPU build is on
     # PyTorch's own index. Add that index unless pip is told where torch comes from already
@@ -57,4 +64,10 @@ if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # 3. The legacy toolchain, where the converter will look for it.
-"$venv/bin/myriad-blob" setup
+[ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || "$venv/bin/myriad-blob" setup
+
+# 4. For the action's image only: less to pull on every job.
+if [ "${MYRIAD_BLOB_PRUNE:-0}" = 1 ]; then
+    toolchain=$("$venv/bin/python" -c 'from myriad_blob import toolchain; print(toolchain.default_dir())')
+    bash "$root/scripts/prune.sh" "$venv" "$toolchain"
+fi

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from myriad_blob.options import ACTION, CLI, OPTIONS, Option  # noqa: E402
+from myriad_blob.options import ACTION, CLI, MANIFEST, OPTIONS, Option  # noqa: E402
 
 README, ACTION_YML = ROOT / "README.md", ROOT / "action.yml"
 
@@ -32,10 +32,12 @@ def _cli_flag(option: Option) -> str:
     return f"`--{option.name}{' ' + option.doc_flag if option.doc_flag else ''}`"
 
 
-def cli_table() -> str:
+def cli_table(options: tuple[Option, ...] = OPTIONS) -> str:
     rows = ["| flag | default | meaning |", "|---|---|---|"]
-    rows += [f"| {_cli_flag(o)} | {o.doc_default} | {o.help if o.doc is None else o.doc} |"
-             for o in OPTIONS if o.on(CLI)]
+    for o in options:
+        if o.on(CLI):
+            rows.append(f"| {_cli_flag(o)} | {o.doc_default} | {o.help if o.doc is None else o.doc} |")
+            rows += [f"| `--{old}` | | deprecated: the name of `--{o.name}` before a rename |" for old in o.renamed_from]
     return "\n".join(rows)
 
 
@@ -45,10 +47,12 @@ def _action_default(option: Option) -> str:
     return f"`{option.action_default}`" if option.action_default else option.doc_default
 
 
-def action_table() -> str:
+def action_table(options: tuple[Option, ...] = OPTIONS) -> str:
     rows = ["| input | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{o.name}` | {_action_default(o)} | {o.action_doc or f'as `--{o.name}`'} |"
-             for o in OPTIONS if o.on(ACTION)]
+    for o in options:
+        if o.on(ACTION):
+            rows.append(f"| `{o.name}` | {_action_default(o)} | {o.action_doc or f'as `--{o.name}`'} |")
+            rows += [f"| `{old}` | | deprecated: the name of `{o.name}` before a rename |" for old in o.renamed_from]
     return "\n".join(rows)
 
 
@@ -59,6 +63,9 @@ def manifest_fields() -> str:
     for name, (_, expected) in OPTION_FIELDS.items():
         groups.setdefault(expected, []).append(f"`{name}`")
     text = "Values: " + "; ".join(f"{', '.join(names)} {expected}" for expected, names in groups.items()) + "."
+    renamed = [f"`{old}` (now `{o.name}`)" for o in OPTIONS if o.on(MANIFEST) for old in o.renamed_from]
+    if renamed:
+        text += " Deprecated, still read with a warning: " + ", ".join(renamed) + "."
     return textwrap.fill(text, width=96, break_long_words=False, break_on_hyphens=False)
 
 
@@ -66,13 +73,16 @@ def _yaml_scalar(value: str) -> str:
     return f"'{value}'" if value == "" or re.fullmatch(r"[0-9.]+|true|false", value) else value
 
 
-def action_inputs() -> str:
+def action_inputs(options: tuple[Option, ...] = OPTIONS) -> str:
     lines = ["inputs:"]
-    for option in OPTIONS:
+    for option in options:
         if option.on(ACTION):
             lines += [f"  {option.name}:", f"    description: {option.action_help}", "    required: false"]
             if option.action_default is not None:
                 lines.append(f"    default: {_yaml_scalar(option.action_default)}")
+            for old in option.renamed_from:  # no default: the entrypoint reads it only when it is set
+                lines += [f"  {old}:", f"    description: 'Deprecated: use {option.name}.'", "    required: false",
+                          f"    deprecationMessage: '{option.deprecation(old, ACTION)}.'"]
     return "\n".join(lines) + "\n\n"
 
 
@@ -87,8 +97,14 @@ def generate(readme: str, action_yml: str) -> tuple[str, str]:
     for name, body in (("cli-options", cli_table()), ("manifest-fields", manifest_fields()),
                        ("action-inputs", action_table())):
         readme = _between(readme, name, body)
-    start, stop = action_yml.index("inputs:\n"), action_yml.index("outputs:\n")
-    return readme, action_yml[:start] + action_inputs() + action_yml[stop:]
+    return readme, splice_inputs(action_yml, action_inputs())
+
+
+def splice_inputs(action_yml: str, inputs: str) -> str:
+    """action.yml with its top-level inputs: block replaced."""
+    # Top-level keys start a line (an input such as name-outputs ends in "outputs:" too).
+    start, stop = action_yml.index("\ninputs:\n") + 1, action_yml.index("\noutputs:\n") + 1
+    return action_yml[:start] + inputs + action_yml[stop:]
 
 
 def main(argv: list[str]) -> int:

@@ -14,13 +14,29 @@ SHAPE = [1, 3, 64, 80]
 SHAPE_ARG = "[1, 3, 64, 80]"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def toolchain_ready():
-    from myriad_blob import toolchain
+# Every test is one of two kinds (pyproject.toml registers the markers; --strict-markers):
+#   unit        no toolchain, seconds: `pytest -m unit` (or `make test-unit`) runs them anywhere
+#   conversion  runs the legacy Myriad toolchain (real conversions); the run stops if it is not set up
+# A test marked neither is a conversion test, so a new test never reaches `-m unit` by accident.
+@pytest.hookimpl(tryfirst=True)  # before -m selects
+def pytest_collection_modifyitems(config, items):
+    both = [item.nodeid for item in items if item.get_closest_marker("unit") and item.get_closest_marker("conversion")]
+    if both:
+        raise pytest.UsageError("tests marked both unit and conversion: " + ", ".join(both))
+    for item in items:
+        if not item.get_closest_marker("unit"):
+            item.add_marker(pytest.mark.conversion)
 
-    manifest = toolchain.default_dir() / "toolchain.json"
-    if not manifest.exists():
-        pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up)", 3)
+
+def pytest_collection_finish(session):
+    """The whole run stops at once when a selected conversion test would find no toolchain."""
+    if not session.config.option.collectonly and any(item.get_closest_marker("conversion") for item in session.items):
+        from myriad_blob import toolchain
+
+        manifest = toolchain.default_dir() / "toolchain.json"
+        if not manifest.exists():
+            pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up), "
+                        "or `pytest -m unit` for the tests that need none", 3)
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +82,22 @@ def run_cli(*args, cwd=None, env_extra=None):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "myriad_blob.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+CASES = TESTS.resolve().parents[1] / "shared" / "cases"
+
+
+@pytest.fixture(scope="session")
+def cases(tmp_path_factory):
+    """The models of ../shared/cases (small models that reproduce failures users reported), built
+    once by their own builders: their files in one directory."""
+    import shutil
+
+    if not CASES.is_dir():
+        pytest.fail(f"{CASES} is not here: the project is checked out with ../shared beside it (as CI does)")
+    directory = tmp_path_factory.mktemp("cases")
+    for builder in CASES.glob("*.py"):
+        shutil.copy(builder, directory)
+    for builder in sorted(directory.glob("case*.py")):
+        subprocess.run([sys.executable, builder.name], cwd=directory, check=True, capture_output=True)
+    return directory

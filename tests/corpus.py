@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ def torchvision_models():
 def image_batch(shape, seed: int = 1) -> torch.Tensor:
     """Normalized image-like data: smooth gradients per channel plus noise."""
     generator = torch.Generator().manual_seed(seed)
-    n, c, h, w = shape
+    _, c, h, w = shape
     gradient = (torch.linspace(-1, 1, h)[:, None] + torch.linspace(-1, 1, w)[None, :]) / 2
     levels = torch.linspace(0.8, -0.8, c)[:, None, None]
     return levels + gradient + 0.5 * torch.randn(shape, generator=generator)

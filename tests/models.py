@@ -29,15 +29,16 @@ class TwoInputs(nn.Module):
         return fused, fused.mean(dim=(2, 3))
 
 
-class SignNet(nn.Module):
-    """torch.sign exports to ONNX Sign, which Model Optimizer converts but the Myriad plugin cannot run."""
+class SinNet(nn.Module):
+    """torch.sin of an unbounded value exports to ONNX Sin, which the Myriad compiler cannot run (and no
+    polynomial covers: the graph proves no range)."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
 
     def forward(self, x):
-        return torch.sign(self.conv(x))
+        return torch.sin(self.conv(x))
 
 
 class IsNanNet(nn.Module):

@@ -84,7 +84,8 @@ def parse_outputs(text: str) -> dict:
     return outputs
 
 
-def run_action(workspace, github, event_name, payload, **inputs):
+def run_action(workspace, github, event_name, payload, runner_env=None, **inputs):
+    """`runner_env`: variables to change in the runner's environment (None: leave it unset)."""
     runner = workspace.parent / f"runner-{len(list(workspace.parent.glob('runner-*')))}"
     runner.mkdir()
     (runner / "event.json").write_text(json.dumps(payload))
@@ -109,6 +110,8 @@ def run_action(workspace, github, event_name, payload, **inputs):
     defaults.update({"model": "models/detector.onnx", "github-token": TOKEN})
     for name, value in {**defaults, **inputs}.items():
         env[f"INPUT_{name.upper()}"] = value
+    for name, value in (runner_env or {}).items():
+        env.pop(name, None) if value is None else env.__setitem__(name, value)
     if IMAGE:
         shared = workspace.parent.parent  # pytest's base temporary directory: every path the test uses
         command = ["docker", "run", "--rm", "--network", "host", "-v", f"{shared}:{shared}", "-w", str(workspace)]
@@ -269,6 +272,9 @@ def test_inputs_are_validated(workspace, github, webhooks):
                      nshaves="six")
     assert run.returncode == 2 and "input nshaves must be a whole number" in run.stdout
     assert github.requests == []
+    # The step summary says it too (the annotation alone is easy to miss), with the exit code.
+    assert run.summary.startswith("## ❌ myriad-blob: invalid input\n\ninput nshaves must be a whole number")
+    assert "Exit code 2." in run.summary
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing file owners needs root, as in the container")
@@ -535,6 +541,7 @@ def test_manifest_paths_outside_the_workspace_are_refused(workspace, github, web
     assert run.returncode == 16, run.stdout + run.stderr
     assert "detector/default: model" in run.stdout and "is outside the workspace" in run.stdout
     assert not (workspace / "blobs").exists() and github.requests == []
+    assert run.summary.startswith("## ❌ myriad-blob: invalid manifest\n\ndetector/default: model")
 
 
 def test_manifest_sample_outside_the_workspace_is_refused(workspace, github, webhooks):
@@ -597,6 +604,7 @@ def test_cache_dir_input_for_one_model(workspace, github, webhooks):
 # --- inputs
 
 
+@pytest.mark.unit
 def test_action_yml_declares_exactly_the_inputs_the_code_reads():
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
@@ -648,3 +656,101 @@ def test_a_yolo_best_pt_uploads_blob_archive_and_json(workspace, github, webhook
         names = sorted(a["name"] for a in github.releases[0]["assets"])
         assert names == ["best.blob", "best.blob.report.json", "best.blob.report.md", "best.json", "best.tar.xz"]
     assert json.loads((workspace / "best.blob.report.json").read_text())["cache"]["hit"]
+
+# --- the runner's files and variables, each of which may be missing
+
+
+BROKEN = "models/broken.onnx"
+
+
+@pytest.fixture
+def broken(workspace):
+    (workspace / BROKEN).write_text("not a model\n")
+    return BROKEN
+
+
+def _push(webhooks):
+    return example(webhooks, "push", ref="refs/heads/master")
+
+
+def _annotations(run, kind):
+    return [line for line in run.stdout.splitlines() if line.startswith(f"::{kind} ")]
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH",
+                                      "GITHUB_EVENT_NAME", "GITHUB_WORKSPACE"])
+def test_a_missing_runner_variable_is_a_notice_and_the_exit_code_stands(workspace, github, webhooks, broken,
+                                                                       variable):
+    """GitHub Enterprise Server before step summaries, a container run by hand: a bad model still
+    fails with its own exit code (10), one error annotation, and one notice naming what is missing."""
+    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
+                     runner_env={variable: None}, model=broken)
+    assert run.returncode == 10, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(_annotations(run, "error")) == 1 and "load failed" in _annotations(run, "error")[0]
+    (notice,) = [line for line in _annotations(run, "notice") if variable in line]
+    assert f"{variable} is not set" in notice
+
+
+@pytest.mark.parametrize("variable,problem", [
+    ("GITHUB_STEP_SUMMARY", "a directory that is not there"), ("GITHUB_OUTPUT", "a directory that is not there"),
+    ("GITHUB_EVENT_PATH", "a file that is not there"), ("GITHUB_EVENT_PATH", "a file that is not JSON"),
+])
+def test_a_runner_file_that_cannot_be_used_is_a_notice(workspace, github, webhooks, broken, variable, problem):
+    """The variable is set, but its file-command directory was not mounted, or the event file is
+    gone or damaged."""
+    path = workspace.parent / "not-mounted" / "file"
+    if problem == "a file that is not JSON":
+        path = workspace.parent / "event-not-json"
+        path.write_text("{ not json")
+    payload = example(webhooks, "pull_request", action="opened")
+    run = run_action(workspace, github, "pull_request", payload, runner_env={variable: str(path)}, model=broken)
+    assert run.returncode == 10, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    (notice,) = [line for line in _annotations(run, "notice") if variable in line]
+    assert f"names {path}" in notice
+    if variable == "GITHUB_EVENT_PATH":
+        assert github.requests == []  # no payload: no pull request to comment on
+    else:
+        assert len(github.comments[payload["number"]]) == 1  # the rest of the step went on
+
+
+def test_without_any_runner_file_a_model_still_converts(workspace, github, webhooks):
+    """A container run by hand (docker run -e INPUT_MODEL=... image): no runner variables at all."""
+    missing = dict.fromkeys(["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH", "GITHUB_EVENT_NAME",
+                             "GITHUB_WORKSPACE", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_ACTIONS",
+                             "GITHUB_REF"])
+    run = run_action(workspace, github, "push", _push(webhooks), runner_env=missing)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (workspace / "detector.blob").stat().st_size > 0
+    assert len(_annotations(run, "notice")) == 5 and not _annotations(run, "error")
+    assert run.outputs == {} and run.summary == ""
+
+
+@pytest.mark.skipif(bool(IMAGE), reason="injects a fault through PYTHONPATH, which the image does not take")
+def test_an_internal_error_is_annotated_and_summarised(workspace, github, webhooks, tmp_path):
+    """A bug of ours (here a fault injected in the converter's entry point, as no real input should
+    reach one): exit 1, one error annotation, and a step summary saying it is a bug to report."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import myriad_blob.pipeline\n"
+        "def convert(*args, **kwargs):\n"
+        "    raise RuntimeError('injected fault')\n"
+        "myriad_blob.pipeline.convert = convert\n")
+    run = run_action(workspace, github, "push", _push(webhooks),
+                     runner_env={"PYTHONPATH": os.pathsep.join([str(inject), str(ROOT)])})
+    assert run.returncode == 1, run.stdout + run.stderr
+    (error,) = _annotations(run, "error")
+    assert "internal error: RuntimeError('injected fault') (please report it)" in error
+    assert run.summary.startswith("## ❌ myriad-blob: internal error\n\n`internal error: RuntimeError('injected fault')`")
+    assert "please report it" in run.summary and "Exit code 1." in run.summary
+    assert run.outputs["status"] == "failed"
+
+
+def test_a_manifest_that_is_a_directory_is_an_invalid_manifest(workspace, github, webhooks):
+    (workspace / "myriad-blob.toml").mkdir()
+    run = run_action(workspace, github, "push", _push(webhooks), model="", manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert "cannot read myriad-blob.toml: Is a directory" in run.summary

@@ -7,6 +7,7 @@ import stat
 import threading
 
 import pytest
+
 from conftest import SHAPE_ARG, run_cli
 
 
@@ -35,6 +36,7 @@ def test_scale_count_for_a_named_input(model_files, tmp_path):
     _fails_at_options(result, "--scale gives 4 value(s) for input 'input', which has 3 channel(s)")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag, value, phrase", [
     ("--mean", "[1e40, 0, 0]", "must lie within FP16's range"),
     ("--scale", "[1, 0, 1]", "must not be 0"),
@@ -45,6 +47,7 @@ def test_absurd_mean_and_scale_values(flag, value, phrase, model_files, tmp_path
     _fails_at_options(result, phrase)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag, value", [("--output-type", "U8"), ("--output-type", "I32"), ("--input-type", "I64")])
 def test_precisions_name_what_the_myriad_x_takes(flag, value, model_files, tmp_path):
     result = run_cli("convert", "--input", model_files["onnx"], flag, value, "--output", tmp_path / "x.blob")
@@ -123,6 +126,7 @@ def test_a_report_to_standard_output(model_files, tmp_path):
     assert "blob:   " in result.stderr
 
 
+@pytest.mark.unit
 def test_the_blob_to_standard_output_is_refused(model_files, tmp_path):
     result = run_cli("convert", "--input", model_files["onnx"], "--output", "-", cwd=tmp_path)
     assert result.returncode == 15 and result.stdout == ""
@@ -139,6 +143,7 @@ def test_a_symlinked_report_stays_a_link(model_files, tmp_path):
     assert link.is_symlink() and json.loads((tmp_path / "reports" / "run.json").read_text())["status"] == "succeeded"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag", ["--output", "--report"])
 def test_a_directory_as_output_fails_before_converting(flag, model_files, tmp_path):
     (tmp_path / "adir").mkdir()

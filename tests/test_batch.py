@@ -7,8 +7,8 @@ import textwrap
 
 import depthai as dai
 import pytest
-from conftest import SHAPE_ARG, run_cli
 
+from conftest import SHAPE_ARG, run_cli
 from myriad_blob.manifest import ManifestError, load_manifest
 
 
@@ -46,6 +46,7 @@ def repo(tmp_path, model_files):
     return tmp_path
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("body, message", [
     ('[[models]]\nname = "a"\nmodel = "m.pt"\nnshave = 4\n', r"myriad-blob.toml:4: models\[0\].nshave is not an option \(did you mean 'nshaves'\?\)"),
     ('[[models]]\nname = "a"\nmodel = "m.pt"\n\n[[models.variants]]\nname = "v"\nnshaves = "six"\n',
@@ -65,6 +66,7 @@ def test_invalid_manifest_fields_are_named_with_their_line(tmp_path, body, messa
         load_manifest(write_manifest(tmp_path, body))
 
 
+@pytest.mark.unit
 def test_invalid_manifest_fails_convert_all_with_exit_16(tmp_path):
     write_manifest(tmp_path, '[[models]]\nname = "a"\nmodel = "m.pt"\nnshaves = 40\n')
     result = run_cli("convert-all", "--manifest", tmp_path / "myriad-blob.toml", "--output-dir", tmp_path / "out")

@@ -5,8 +5,8 @@ import json
 
 import depthai as dai
 import pytest
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
+from conftest import SHAPE, SHAPE_ARG, run_cli
 from myriad_blob.blob import parse_blob
 
 DEPTHAI_TYPES = {"FP16": "FP16", "U8": "U8F", "I32": "INT", "FP32": "FP32", "I8": "I8"}
@@ -76,6 +76,7 @@ def test_settings_and_preprocessing_reach_the_blob(model_files, tmp_path):
 
 def test_several_inputs_and_outputs(tmp_path):
     import torch
+
     from models import TwoInputs
 
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ realistic scales.
 import json
 
 import pytest
+
 from conftest import run_cli
 from corpus import CORPUS, shape_flag
 from test_convert import assert_depthai_agrees

@@ -7,9 +7,9 @@ import os
 
 import pytest
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
 import models
+from conftest import SHAPE, SHAPE_ARG, run_cli
 
 
 def assert_fails(tmp_path, args, stage, exit_code, *fragments, env_extra=None):
@@ -70,6 +70,7 @@ def test_input_shape_the_model_rejects(tmp_path, model_files):
                  "export", 11, "rejects input shape [1, 1, 64, 80]", "check --input-shape")
 
 
+@pytest.mark.unit
 def test_malformed_input_shape(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "1x3x64x80"],
                  "options", 2, "--input-shape must be a list")
@@ -98,11 +99,11 @@ def test_op_model_optimizer_does_not_support(tmp_path):
 
 
 def test_op_the_myriad_plugin_does_not_support(tmp_path):
-    # The compiler's verdict, with the query's suspect traced to its ONNX node.
-    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG],
-                          "compile", 13, 'the Myriad compiler failed: Failed to compile layer', 'unsupported layer type "Sign"',
-                          "from ONNX node /Sign (Sign)")
-    assert report["layers"]["unsupported"][0]["type"] == "Sign"  # the report names it too
+    # The compiler's verdict, the layer traced to its ONNX node, with the known fix.
+    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG],
+                          "compile", 13, "the Myriad X cannot run 1 layer(s)", "(Sin; ONNX node `/Sin`, Sin)",
+                          "--output-names", "(the compiler: Failed to compile layer", 'unsupported layer type "Sin"')
+    assert report["layers"]["unsupported"][0]["type"] == "Sin"  # the report names it too
     assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
 
 
@@ -159,11 +160,13 @@ def test_checkpoint_without_the_model_key(tmp_path, model_files):
                  "without a model or state dict under key 'net'", "epoch")
 
 
+@pytest.mark.unit
 def test_toolchain_not_set_up(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["onnx"]], "toolchain", 3, "myriad-blob setup",
                  env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(tmp_path / "none")})
 
 
+@pytest.mark.unit
 def test_debug_shows_the_traceback(tmp_path, model_files):
     result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "m.blob",
                      "--nshaves", "5", "--nslices", "4", "--debug")
@@ -175,6 +178,7 @@ def test_new_export_of_a_torchscript_model(tmp_path, model_files):
                  "export", 11, "cannot export a TorchScript model", "drop --new-export")
 
 
+@pytest.mark.unit
 def test_out_of_range_shaves_is_an_options_error_with_a_report(tmp_path, model_files):
     assert_fails(tmp_path, ["--input", model_files["onnx"], "--nshaves", "17"], "options", 2,
                  "--nshaves must be between 1 and 16, got 17")

@@ -1,4 +1,4 @@
-"""The action's files, linted with third-party tools from PyPI, and kept consistent with each other."""
+"""The action's files and the Python, linted with third-party tools from PyPI, and kept consistent with each other."""
 
 import re
 import shutil
@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from myriad_blob.options import ACTION, OPTIONS
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
@@ -42,12 +44,19 @@ def test_hadolint_on_the_dockerfile():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_on_the_python():
+    """src/, tests/, entrypoint/, scripts/, bench/, examples/: the rules in pyproject.toml's [tool.ruff]."""
+    result = run("ruff", "check", "--no-cache", "--output-format", "concise", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_action_inputs_outputs_code_and_readme_agree():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     readme = (ROOT / "README.md").read_text()
     read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
                           (ROOT / "entrypoint" / "inputs.py").read_text()))
-    read |= {option.name for option in OPTIONS if option.on(ACTION) and option.key}  # read from the table
+    read |= {name for option in OPTIONS if option.on(ACTION) and option.key
+             for name in (option.name, *option.renamed_from)}  # read from the table
     assert set(action["inputs"]) <= read, "inputs the entrypoint never reads"
     main = (ROOT / "entrypoint" / "__main__.py").read_text()
     calls = re.findall(r"(?:set_outputs|outputs = dict)\(([^)]*)\)", main, re.S)

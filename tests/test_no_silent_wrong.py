@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from conftest import SHAPE_ARG, run_cli
 from test_convert import assert_depthai_agrees
-from torch import nn
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("myriad-blob")
 
@@ -94,7 +95,7 @@ def test_editing_the_model_class_misses_the_cache(tmp_path, isolated_cache):
         assert result.returncode == 0, result.stderr
         return _report(tmp_path / "net.blob"), (tmp_path / "net.blob").read_bytes()
 
-    first, first_blob = convert()
+    _, first_blob = convert()
     again, _ = convert()
     assert again["cache"]["hit"]  # unchanged: served from the cache
     (tmp_path / "mynet.py").write_text(textwrap.dedent(NET_SOURCE.format(body="torch.sigmoid(self.conv(x))")))
@@ -114,6 +115,7 @@ def test_a_damaged_cache_entry_is_not_handed_out(model_files, tmp_path, isolated
     assert_depthai_agrees(tmp_path / "a.blob")
 
 
+@pytest.mark.unit
 def test_an_unwritable_report_fails_before_converting(model_files, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     blob = tmp_path / "out.blob"
@@ -123,6 +125,7 @@ def test_an_unwritable_report_fails_before_converting(model_files, tmp_path):
     assert not blob.exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("field, value", [("opset", "99"), ("max-relative-error", "-1"), ("min-cosine", "2")])
 def test_manifest_ranges_are_the_flags_ranges(field, value, tmp_path, model_files):
     (tmp_path / "myriad-blob.toml").write_text(
@@ -132,6 +135,7 @@ def test_manifest_ranges_are_the_flags_ranges(field, value, tmp_path, model_file
     assert f"models[0].{field} is invalid: --{field} must be" in result.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag, value", [("--input-type", "U32"), ("--input-type", "BF16"), ("--output-type", "U8"),
                                          ("--output-type", "I32"), ("--input-type", "BOOL")])
 def test_precisions_the_myriad_x_does_not_take_fail_at_options(flag, value, model_files, tmp_path):
@@ -202,6 +206,7 @@ def test_reverse_input_channels_on_an_input_it_cannot_reverse(tmp_path):
     assert "--reverse-input-channels swaps the 3 channels of an NCHW input" in first and "image [1, 16, 16, 3]" in first
 
 
+@pytest.mark.unit
 def test_editing_a_module_the_model_class_imports_misses_the_cache(tmp_path, isolated_cache):
     """model.py imports layers.py: editing layers.py changes the model, so it must change the key."""
     from myriad_blob.cache import BlobCache
@@ -223,6 +228,7 @@ def test_editing_a_module_the_model_class_imports_misses_the_cache(tmp_path, iso
     assert before and after and before != after
 
 
+@pytest.mark.unit
 def test_manifest_list_items_must_be_strings(tmp_path, model_files):
     (tmp_path / "myriad-blob.toml").write_text(
         f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\ninput-shape = ["[1, 3, 64, 80]", 5]\n')

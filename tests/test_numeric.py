@@ -5,9 +5,9 @@ import json
 import depthai as dai
 import numpy as np
 import torch
-from conftest import SHAPE, SHAPE_ARG, run_cli
 
 import models
+from conftest import SHAPE, SHAPE_ARG, run_cli
 from myriad_blob import toolchain as toolchain_module
 from myriad_blob.export_onnx import prepare_onnx
 from myriad_blob.ir import convert_to_ir
@@ -31,10 +31,10 @@ def test_clean_conversion_passes_with_the_figures_in_the_report(tmp_path, model_
                      "--output", tmp_path / "m.blob", "--reverse-input-channels", "--strict", *IMAGENET)
     assert result.returncode == 0, result.stderr
     numeric = json.loads((tmp_path / "m.blob.report.json").read_text())["numeric"]
-    assert numeric["passed"] and numeric["input"] == "seeded"
+    assert numeric["passed"] and numeric["input"].startswith("photo")
     (output,) = numeric["outputs"]
     assert output["cosine"] > 0.9999 and output["max_relative_error"] < 0.01 and output["top1_agrees"] is True
-    assert 0 < output["max_abs_error"]  # FP16 weights: never exactly equal
+    assert output["max_abs_error"] > 0  # FP16 weights: never exactly equal
     markdown = (tmp_path / "m.blob.report.md").read_text()
     assert "numbers match" in markdown.splitlines()[2]
 
@@ -82,14 +82,14 @@ def test_fp16_overflow_warns_and_fails_with_strict(tmp_path):
 
 
 def test_unsupported_layer_is_named_with_its_onnx_node(tmp_path):
-    result = run_cli("convert", "--input", _torchscript(tmp_path, models.SignNet()), "--input-shape", SHAPE_ARG,
+    result = run_cli("convert", "--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG,
                      "--output", tmp_path / "m.blob")
     assert result.returncode == 13
-    assert "from ONNX node" in result.stderr and "(Sign)" in result.stderr
+    assert "ONNX node `/Sin`, Sin" in result.stderr and "(Sin;" in result.stderr
     report = json.loads((tmp_path / "m.blob.report.json").read_text())
     (layer,) = report["layers"]["unsupported"]
-    assert layer["type"] == "Sign" and layer["onnx_op"] == "Sign" and layer["onnx_node"]
-    assert report["layers"]["by_type"]["Sign"] == {"count": 1, "unsupported": 1}
+    assert layer["type"] == "Sin" and layer["onnx_op"] == "Sin" and layer["onnx_node"]
+    assert report["layers"]["by_type"]["Sin"] == {"count": 1, "unsupported": 1}
     assert report["stages"][3]["status"] == "failed" and report["blob"] is None
 
 

@@ -3,8 +3,12 @@
 import io
 import time
 
+import pytest
+
 from myriad_blob import report as report_module
 from myriad_blob.report import ConversionReport
+
+pytestmark = pytest.mark.unit
 
 
 def test_a_long_stage_shows_elapsed_time_and_clears_it(monkeypatch):

@@ -4,7 +4,11 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from myriad_blob.toolchain import SETUP_SCRIPT
+
+pytestmark = pytest.mark.unit
 
 
 def run_setup(tmp_path, env):

@@ -9,6 +9,8 @@ from myriad_blob.ir import explain_model_optimizer_error
 from myriad_blob.options import InputSpec, parse_input_shape, parse_per_channel
 from myriad_blob.toolchain import helper_error
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("text, spec", [
     ("[1, 3, 240, 320]", InputSpec(None, (1, 3, 240, 320))),

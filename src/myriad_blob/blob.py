@@ -10,6 +10,7 @@ import dataclasses
 import struct
 
 from .errors import ConversionError, Stage
+from .rules.advice import REFUSED
 from .tensors import TensorInfo
 
 ELF_HEADER_SIZE = 52
@@ -113,6 +114,11 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
     for role, expected, found, wanted_type in (("input", inputs, info.inputs, settings["input_type"]),
                                                ("output", outputs, info.outputs, settings["output_type"])):
         by_name = {t.name: t for t in found}
+        dynamic = [name[: -len("@shape")] for name in by_name if name.endswith("@shape")]
+        if dynamic:  # the Myriad's dynamic-shape outputs: a size that depends on the data
+            raise ConversionError(Stage.VERIFY, f"the blob's {role}(s) {', '.join(dynamic)} have a size that depends on "
+                                                f"the data (the compiler added {', '.join(d + '@shape' for d in dynamic)}): "
+                                                f"{REFUSED['NonZero'].what}; {REFUSED['NonZero'].fix}")
         if sorted(by_name) != sorted(t.name for t in expected):
             problems.append(f"{role}s {sorted(by_name)}, expected {sorted(t.name for t in expected)}")
             continue
@@ -120,8 +126,9 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             got = by_name[tensor.name]
             if tuple(got.shape) != tuple(tensor.shape):
                 problems.append(f"{role} {tensor.name} has shape {list(got.shape)}, expected {list(tensor.shape)}")
-            if wanted_type != "ONNX" and got.data_type != wanted_type:
-                problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted_type}")
+            wanted = settings.get("tensor_types", {}).get(tensor.name, wanted_type)
+            if wanted != "ONNX" and got.data_type != wanted:
+                problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted}")
     if problems:
         raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
                               + _batch_hint(info, inputs))

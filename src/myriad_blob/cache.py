@@ -11,6 +11,7 @@ saying it came from the cache. Nothing here imports torch: a hit is quick.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -24,9 +25,9 @@ import zipfile
 from pathlib import Path
 
 from . import __version__
+from .errors import ConversionError, Stage
 from .load import user_code_importable
 from .options import ConversionOptions
-from .errors import ConversionError, Stage
 from .report import ConversionReport, remove_written, write_atomically
 
 # Options that do not change what is produced, only where it goes.
@@ -61,6 +62,17 @@ def _converter_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+@functools.cache
+def converter_source_digest() -> str:
+    """sha256 over the converter's own code and toolchain scripts: a rule added or a stage changed
+    between two runs of the same version must not restore the old blob."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".cpp", ".sh", ".txt") and p.is_file()):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _module_sources(module_names) -> dict | None:
@@ -151,7 +163,8 @@ class BlobCache:
             return None  # user code that cannot be found: convert (and fail there with the reason)
         material = {"model": model, "external_data": _onnx_external_data(options.input), "user_code": sources,
                     "sample": _file_sha256(options.sample) if options.sample else None, "options": settings,
-                    "converter": _converter_versions(), "toolchain": toolchain_versions, "myriad-blob": __version__}
+                    "converter": _converter_versions(),
+                    "converter_code": converter_source_digest(), "toolchain": toolchain_versions, "myriad-blob": __version__}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def _entry(self, key: str) -> Path:

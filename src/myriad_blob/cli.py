@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -10,9 +11,9 @@ from pathlib import Path
 import click
 
 from . import __version__, toolchain
-from .report import is_stream
 from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
 from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
+from .report import is_stream
 
 
 def _version_message() -> str:
@@ -34,37 +35,71 @@ def main() -> None:
     """Convert PyTorch and ONNX models to Myriad X blobs for OAK cameras and the NCS2."""
 
 
-def _click_option(option: Option):
-    """The click option of one entry of OPTIONS."""
+def _click_option(option: Option, old_name: str | None = None):
+    """The click option of one entry of OPTIONS; with old_name, the hidden flag of a name it had
+    before a rename (no default, so _cli_options can tell it was given)."""
+    name = old_name or option.name
     settings: dict = {"help": option.help}
     if option.kind == "switch":
-        decls = [f"--{option.name}/--no-{option.name}"]
+        decls = [f"--{name}/--no-{name}"]
         settings.update(default=option.default, show_default=True)
     elif option.kind == "flag":
-        decls = [f"--{option.name}"]
+        decls = [f"--{name}"]
         settings.update(is_flag=True)
     else:
-        decls = [f"--{option.name}"]
+        decls = [f"--{name}"]
         settings["type"] = {"path": click.Path(path_type=Path), "int": int, "float": float, "text": None,
                             "choice": click.Choice(option.choices or (), case_sensitive=False)}[option.kind]
         settings.update(default=option.default, show_default=option.default is not None)
     for key in ("multiple", "metavar", "required"):
         if getattr(option, key):
             settings[key] = getattr(option, key)
-    return click.option(*decls, option.key or option.name.replace("-", "_"), **settings)
+    if old_name:
+        settings.update(default=None, show_default=False, hidden=True, required=False)
+        return click.option(*decls, _renamed_key(old_name), **settings)
+    return click.option(*decls, _click_key(option), **settings)
 
 
-def _cli_options(command):
-    for option in reversed([option for option in OPTIONS if option.on(CLI)]):
-        command = _click_option(option)(command)
-    return command
+def _click_key(option: Option) -> str:
+    return option.key or option.name.replace("-", "_")
+
+
+def _renamed_key(old_name: str) -> str:
+    return "renamed__" + old_name.replace("-", "_")
+
+
+def _cli_options(command, options: tuple[Option, ...] = OPTIONS):
+    """The command with a click option for every CLI entry of the table, and a hidden one for each
+    name an entry had before a rename: given, it warns and stands for the new flag."""
+    table = [option for option in options if option.on(CLI)]
+
+    @functools.wraps(command)
+    def with_renamed_flags(**values):
+        for option in table:
+            for old in option.renamed_from:
+                value = values.pop(_renamed_key(old))
+                if value is None or value == ():
+                    continue
+                source = click.get_current_context().get_parameter_source(_click_key(option))
+                if source == click.core.ParameterSource.COMMANDLINE:
+                    raise click.UsageError(f"--{old} and --{option.name} are one option (renamed): give --{option.name} only")
+                click.echo(f"myriad-blob: warning: {option.deprecation(old)}", err=True)
+                values[_click_key(option)] = value
+        return command(**values)
+
+    for option in reversed(table):
+        for old in option.renamed_from:
+            with_renamed_flags = _click_option(option, old)(with_renamed_flags)
+        with_renamed_flags = _click_option(option)(with_renamed_flags)
+    return with_renamed_flags
 
 
 @main.command()
 @_cli_options
 def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
-    from .pipeline import convert as run_conversion, report_options_error  # torch is imported only when converting
+    from .pipeline import convert as run_conversion  # torch is imported only when converting
+    from .pipeline import report_options_error
     from .report import show_progress
 
     if sys.stderr.isatty():

@@ -16,6 +16,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
 from .options import ConversionOptions
+from .rules.advice import explain_refused
 from .toolchain import Toolchain, helper_error
 
 QUERY_TIMEOUT_S = 60  # the query is for the report (~1 s for the corpus): it never holds a conversion up for long
@@ -52,11 +53,22 @@ def _describe(layer: dict) -> str:
     return text
 
 
-def compile_settings(options: ConversionOptions) -> dict:
+# IR precisions of integer tensors (an ArgMax class map, TopK indices). The Myriad compiler
+# gives such an output only S32 ("output #0 has type FP16, but one of [S32] is expected").
+INTEGER_PRECISIONS = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+
+
+def integer_outputs(ir: IRModel | None) -> dict:
+    """{output name: "I32"} for the IR's integer outputs: their blob precision whatever --output-type."""
+    return {t.name: "I32" for t in (ir.outputs if ir else ()) if t.dtype.upper() in INTEGER_PRECISIONS}
+
+
+def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
     return {
         "platform": "VPU_MYRIAD_2480",
         "input_type": options.input_type,
         "output_type": options.output_type,
+        "tensor_types": integer_outputs(ir) if options.output_type != "ONNX" else {},
         "nshaves": options.nshaves,
         "nslices": options.nslices,
         "nstreams": options.nstreams,
@@ -66,8 +78,7 @@ def compile_settings(options: ConversionOptions) -> dict:
 def start_query(ir: IRModel, toolchain: Toolchain) -> subprocess.Popen:
     """The plugin's per-layer query, started beside the compile (it takes as long as a small
     compile: ~0.7 s for ResNet-18, and the machine has a core to spare)."""
-    return subprocess.Popen([str(toolchain.compile_helper), "query", str(ir.xml)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=toolchain.environment())
+    return toolchain.start([str(toolchain.compile_helper), "query", str(ir.xml)])
 
 
 def finish_query(query: subprocess.Popen, ir: IRModel, onnx_model: OnnxModel | None = None) -> LayerSupport:
@@ -97,15 +108,20 @@ def layer_support(ir: IRModel, supported: frozenset | None, onnx_model: OnnxMode
 
 
 def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: Toolchain,
-                 blob_path: Path) -> CompiledBlob:
-    """Compile (within --compile-timeout); on failure, the compiler's message and the query's
-    suspects. support() gives the query's LayerSupport, asked for only when the compile fails."""
-    settings = compile_settings(options)
+                 blob_path: Path, origins: tuple = ()) -> CompiledBlob:
+    """Compile (within --compile-timeout). On failure: every layer of a type the compiler refuses
+    (rules/advice.py), named in the user's terms with what to change, then the compiler's own
+    message; else the compiler's message and the query's suspects. support() gives the query's
+    LayerSupport, asked for only when the compile fails. origins: the ONNX models whose node
+    names the IR layers trace back to."""
+    settings = compile_settings(options, ir)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
     if options.input_type != "ONNX":
         args += ["-ip", options.input_type]
     if options.output_type != "ONNX":
         args += ["-op", options.output_type]
+    if settings["tensor_types"]:
+        args += ["-iop", ",".join(f"{name}:{precision}" for name, precision in settings["tensor_types"].items())]
     args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
              f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
     try:
@@ -115,9 +131,19 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
         raise _fail(f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
                     f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout") from None
     if result.returncode != 0 or not blob_path.exists():
-        raise _fail("the Myriad compiler failed: " + helper_error(result.stderr) + _suspects(support()))
+        message = helper_error(result.stderr)
+        refused = explain_refused([(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins),
+                                  message)
+        if refused:
+            raise _fail(f"{refused} (the compiler: {message})")
+        raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
+
+
+def trace(layer_name: str, origins: tuple) -> dict | None:
+    """The ONNX node an IR layer came from, in the first of origins that knows it."""
+    return next((o for o in (model.origin(layer_name) for model in origins) if o), None)
 
 
 def _suspects(support: LayerSupport) -> str:

@@ -22,6 +22,13 @@ class Stage(str, enum.Enum):
         return EXIT_CODES[self]
 
 
+# The one vocabulary of stages. PIPELINE: the stages a conversion runs, in order, as the report
+# times them (OPTIONS, TOOLCHAIN and OUTPUT fail around them). SHARED_STEPS: the results a batch
+# shares between variants, in order; the IR stage's ONNX preparation ("ir.prepare", which both
+# front ends share) is a step of its own and fails as Stage.IR.
+PIPELINE = (Stage.LOAD, Stage.EXPORT, Stage.IR, Stage.COMPILE, Stage.VERIFY)
+SHARED_STEPS = (Stage.LOAD.value, Stage.EXPORT.value, "ir.prepare", Stage.IR.value)
+
 # Documented in the README ("Exit codes"); 1 is an internal error. 2 is a usage error, as click's own.
 EXIT_CODES = {
     Stage.OPTIONS: 2,
@@ -58,3 +65,16 @@ def first_line(error: BaseException) -> str:
     """An exception's message, cut to its first line, for one-line errors."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def cause_line(error: BaseException) -> str:
+    """The line of an exception's message that names the cause. TorchScript's interpreter puts
+    "The following operation failed..." first and the real error ("RuntimeError: Sizes of tensors
+    must match ...") last, after both tracebacks: take that one, without its class name."""
+    lines = [line.strip() for line in (str(error).strip() or type(error).__name__).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        last = lines[-1]
+        head, separator, rest = last.partition(": ")
+        return rest if separator and head.endswith(("Error", "Exception")) and " " not in head else last
+    return lines[0]
+

@@ -6,10 +6,13 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
+import re
+import tempfile
 import warnings
 from pathlib import Path
 
-from .errors import ConversionError, Stage, first_line
+from .errors import ConversionError, Stage, cause_line
 from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
 from .tensors import TensorInfo
@@ -71,6 +74,9 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
     """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
+        if options.name_outputs:
+            raise _fail(f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
+                        f"({', '.join(t.name for t in onnx_model.outputs)}), which the blob keeps: drop --name-outputs")
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
     names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
@@ -113,11 +119,13 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
         with torch.no_grad():
             sample = module(*args)
     except Exception as error:
-        raise _fail(f"the model rejects input shape {shapes}: {first_line(error)}; check --input-shape") from error
+        cause = cause_line(error).rstrip(".")
+        rule = _size_rule(module, specs, dtype) if _SIZE_MISMATCH.search(cause) else ""
+        raise _fail(f"the model rejects input shape {shapes}: {cause}; " + (rule or "check --input-shape")) from error
     outputs = flatten_outputs(sample)
-    output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
-    if names and len(names[1]) == len(outputs):
-        output_names = list(names[1])
+    output_names = name_outputs(sample, len(outputs), options.name_outputs)
+    if names and not options.name_outputs and len(names[1]) == len(outputs):
+        output_names = list(names[1])  # the names the model's consumer looks for (a YOLO parser's)
     fallbacks = []
     for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
         try:
@@ -128,13 +136,58 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
                     **({} if options.new_export else {"dynamic_axes": None}),
                 )
         except Exception as error:
-            fallbacks.append((opset, first_line(error)))
+            fallbacks.append((opset, cause_line(error)))
             continue
         return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks),
                                    requested_opset=opset)
     hint = "try another --opset" if not options.new_export else "try without --new-export"
     tried = ", ".join(str(o) for o, _ in fallbacks)
     raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")
+
+
+# What PyTorch says when a strided net meets a size its strides do not divide (a skip connection
+# joins 24 rows with 25).
+_SIZE_MISMATCH = re.compile(r"[Ss]izes? of tensors must match|must match the size of tensor|size mismatch")
+
+
+def _size_rule(module, specs: tuple[InputSpec, ...], dtype) -> str:
+    """For a size mismatch inside a strided net: the smallest power-of-two multiple its image
+    sizes need, found by running the model at the asked sizes rounded down to it, and the two
+    nearest sizes that work. "" when no such multiple (up to 64) makes the model run."""
+    import torch
+
+    for stride in (2, 4, 8, 16, 32, 64):
+        rounded = [tuple(s.shape[:2]) + tuple(max(stride, d // stride * stride) for d in s.shape[2:]) for s in specs]
+        if all(r == tuple(s.shape) for r, s in zip(rounded, specs)) or not all(len(s.shape) == 4 for s in specs):
+            continue
+        try:
+            with torch.no_grad():
+                module(*(torch.zeros(shape, dtype=dtype) for shape in rounded))
+        except Exception:
+            continue
+        sizes = []
+        for spec in specs:
+            for axis, size in zip(("height", "width"), spec.shape[2:]):
+                if size % stride:
+                    low = size // stride * stride
+                    sizes.append(f"{axis} {size} -> {low} or {low + stride}")
+        return (f"its strides need image sizes that are multiples of {stride}: use {', '.join(sizes)} "
+                "in --input-shape (or pad the frame)")
+    return ""
+
+
+def name_outputs(sample, count: int, asked: tuple[str, ...]) -> list[str]:
+    """The ONNX (and so the blob's) output names: --name-outputs, else a returned dict's keys, else
+    output / output0, output1, ..."""
+    if asked:
+        if len(asked) != count:
+            raise _fail(f"--name-outputs gives {len(asked)} name(s) ({', '.join(asked)}), but the model returns "
+                        f"{count} output(s): give one name per output, in order")
+        return list(asked)
+    if isinstance(sample, dict) and len(sample) == count and all(not isinstance(v, (dict, list, tuple))
+                                                                 for v in sample.values()):
+        return [str(key) for key in sample]
+    return ["output"] if count == 1 else [f"output{i}" for i in range(count)]
 
 
 def forward_parameters(module) -> list[str] | None:
@@ -179,11 +232,18 @@ def _quiet():
     the user gets our one line instead (and --opset fallbacks as a report warning)."""
     sink = io.StringIO()
     logging.disable(logging.WARNING)
+    # torch's C++ side prints too ("Torch IR graph at exception: ..." for an op an opset lacks),
+    # straight to file descriptor 2: point it at a scratch file meanwhile.
+    saved = os.dup(2)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with tempfile.TemporaryFile() as scratch, warnings.catch_warnings(), \
+                contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            os.dup2(scratch.fileno(), 2)
             warnings.simplefilter("ignore")
             yield
     finally:
+        os.dup2(saved, 2)
+        os.close(saved)
         logging.disable(logging.NOTSET)
 
 

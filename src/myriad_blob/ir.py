@@ -18,11 +18,13 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from . import toolchain as toolchain_module
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .options import ConversionOptions
+from .preprocessing import PreprocessingMisfit, fit_preprocessing, input_name
+from .rules.advice import READER_OPSETS, REFUSED
 from .tensors import TensorInfo
-from . import toolchain as toolchain_module
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
 
 FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}
@@ -34,6 +36,7 @@ IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is 
 class IRLayer:
     name: str
     type: str
+    version: str = ""  # the op set ("opset8"), which the 2021.4 reader must know
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +58,10 @@ def _fail(message: str) -> ConversionError:
 
 
 def _resolve_name(name: str | None, onnx_model: OnnxModel, flag: str) -> str:
-    names = [t.name for t in onnx_model.inputs]
-    if name is None:
-        if len(names) != 1:
-            raise _fail(f"the model has inputs {', '.join(names)}: name the one {flag} is for, e.g. {flag} '{names[0]}=[...]'")
-        return names[0]
-    if name not in names:
-        raise _fail(f"{flag} names input {name!r}, but the model's inputs are {', '.join(names)}")
-    return name
+    try:
+        return input_name(name, [t.name for t in onnx_model.inputs], flag)
+    except PreprocessingMisfit as misfit:
+        raise _fail(misfit.message) from None
 
 
 def _format_values(values) -> str:
@@ -86,11 +85,11 @@ def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, outp
 
 def resolve_preprocessing(onnx_model: OnnxModel, options: ConversionOptions) -> dict:
     """Mean and scale by input name (an unnamed value is the only input's), and channel reversal."""
-    preprocessing: dict = {"reverse_input_channels": options.reverse_input_channels, "mean": {}, "scale": {}}
-    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
-        preprocessing[flag.strip("-")] = {_resolve_name(name, onnx_model, flag): list(values)
-                                          for name, values in table.items()}
-    return preprocessing
+    try:
+        return fit_preprocessing(options.mean, options.scale, options.reverse_input_channels,
+                                 {t.name: tuple(t.shape) for t in onnx_model.inputs})
+    except PreprocessingMisfit as misfit:
+        raise ConversionError(Stage.IR if misfit.naming else Stage.OPTIONS, misfit.message) from None
 
 
 def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
@@ -183,7 +182,23 @@ def validate_ir(ir: IRModel, toolchain: Toolchain) -> None:
     fails here, where --frontend auto can still try the other front end."""
     result = toolchain.run([str(toolchain.compile_helper), "read", str(ir.xml)])
     if result.returncode != 0:
-        raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR (is --input-shape right?): {helper_error(result.stderr)}")
+        message = helper_error(result.stderr)
+        hint = " (is --input-shape right?)" if _SHAPE_TROUBLE.search(message) else ""
+        # The reader stops at the first layer of an op version it lacks: name them all.
+        newer = [layer for layer in ir.layers if layer.version and layer.version not in READER_OPSETS]
+        if len(newer) > 1 or (newer and "unsupported opset" in message):
+            listed = ", ".join(f"`{layer.name}` ({layer.type}, {layer.version})" for layer in newer[:8])
+            advice = "; ".join(dict.fromkeys(f"{layer.type}: {REFUSED[layer.type].what}; {REFUSED[layer.type].fix}"
+                                             for layer in newer if layer.type in REFUSED))
+            message = (f"{len(newer)} layer(s) use op versions it does not know: {listed}"
+                       + (f" ({advice})" if advice else " (no rewrite to an older version is known)")
+                       + f"; the reader: {message}")
+        raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR{hint}: {message}")
+
+
+# Reader errors that can come from a wrong --input-shape (Model Optimizer writes an IR for any
+# shape; the reader then finds the layers do not fit). An unsupported op version is not one.
+_SHAPE_TROUBLE = re.compile(r"shape|dimension|channels|rank|mismatch|incompatible", re.IGNORECASE)
 
 
 _NO_INFER = re.compile(r'no registered "infer" function for node "([^"]*)" with op = "([^"]*)"')
@@ -213,7 +228,7 @@ def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
     layers, inputs, outputs = [], [], []
     for layer in by_id.values():
         name, kind = layer.get("name", ""), layer.get("type", "")
-        layers.append(IRLayer(name, kind))
+        layers.append(IRLayer(name, kind, layer.get("version", "")))
         if kind == "Parameter":
             data = layer.find("data")
             shape = tuple(int(d) for d in data.get("shape", "").split(",") if d)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import tomllib
 from pathlib import Path
 
-from .options import BY_NAME, MANIFEST, OPTIONS, ConversionOptions, parse_options
+from .options import BY_NAME, MANIFEST, OPTIONS, RENAMED, ConversionOptions, parse_options
 
 # What a manifest value of each kind may be: (accepted Python types, what to call it in an error).
 _KINDS = {"flag": ((bool,), "true or false"), "switch": ((bool,), "true or false"), "int": ((int,), "a whole number"),
@@ -148,19 +149,26 @@ def load_manifest(path: Path) -> list[Variant]:
                 # Point at the most specific table that sets the field: the variant, the model, or [defaults].
                 origin = next((w for w, table in ((vwhere, variant), (where, model), (("defaults",), data.get("defaults", {})))
                                if key in table), vwhere)
-                raise fail(origin + ((key,) if key else ()), f"is invalid: {str(error)}") from None
+                raise fail(origin + ((key,) if key else ()), f"is invalid: {error!s}") from None
             variants.append(Variant(model["name"], name, options))
     return variants
 
 
 def _check_options(table: dict, where: tuple, fail) -> dict:
+    table = dict(table)
+    for old in [key for key in table if key in RENAMED and RENAMED[key].on(MANIFEST)]:
+        option = RENAMED[old]
+        if option.name in table:
+            raise fail(where + (old,), f"and {option.name} are one field (renamed): give {option.name} only")
+        print(f"myriad-blob: warning: {_where(where + (old,))}: {option.deprecation(old, MANIFEST)}", file=sys.stderr)
+        table[option.name] = table.pop(old)
     for key, value in table.items():
         if key not in OPTION_FIELDS:
             close = difflib.get_close_matches(key, OPTION_FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise fail(where + (key,), f"is not an option{hint}")
         types, expected = OPTION_FIELDS[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise fail(where + (key,), f"must be {expected}, got {value!r}")
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise fail(where + (key,), f"must be {expected}: every item a string, got {value!r}")

@@ -5,8 +5,9 @@ becomes static, or a static one takes the asked --input-shape), and with --outpu
 is cut at the named tensors. The result is the *reference*: ONNX Runtime runs it for the numeric
 check, so a changed shape or a cut is checked like everything else.
 
-Then the rewrites in PREPARATION, each applied only where it is needed, run on ONNX Runtime and
-kept only if the outputs still agree with the reference's. The report lists every step.
+Then the rewrites of the ONNX rule table (rules/onnx_rules.py), each applied only where it is
+needed, run on ONNX Runtime and kept only if the outputs still agree with the reference's. The
+report lists every step.
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ import numpy as np
 from .errors import ConversionError, Stage, first_line
 from .export_onnx import OnnxModel, describe_onnx
 from .options import InputSpec
-
-# Outputs of a kept rewrite may differ from the reference's by this much, relative to each
-# output's largest magnitude (float32 reassociation, not a changed computation).
-AGREEMENT = 1e-4
-# Ops that compute shapes at run time: constant folding with the fixed input shapes removes them,
-# which Model Optimizer 2021.4 needs (it loses shapes on such graphs); OpenVINO 2022.3 folds them itself.
-SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "Expand", "NonZero"}
+from .rules.onnx_rules import ONNX_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +49,7 @@ def _fail(message: str) -> ConversionError:
 
 def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: tuple[str, ...],
             workdir: Path, frontend: str = "ov2022") -> PreparedOnnx:
-    """The ONNX model for one IR front end (the PREPARATION rows for it that are needed and agree)."""
+    """The ONNX model for one IR front end (the ONNX_RULES rows for it that are needed and agree)."""
     import onnx
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +74,8 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
         reference_path, reference = onnx_model.path, onnx_model
         feeds = seeded_feeds(reference)
     current, current_path = model, reference_path
-    for name, frontends, needed, rewrite in PREPARATION:
-        reason = needed(current) if frontend in frontends else ""
+    for rule in ONNX_RULES:
+        reason = rule.needed(current) if frontend in rule.frontends else ""
         if not reason:
             continue
         if expected is None:
@@ -88,18 +83,18 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
         started = time.perf_counter()
         path = workdir / f"step-{len(steps)}.onnx"
         try:
-            candidate = rewrite(current)
+            candidate = rule.rewrite(current)
             _save(candidate, path)
             disagreement = _disagreement(expected, run_onnxruntime(path, feeds))
         except Exception as error:  # a step that cannot run is dropped, the model goes on without it
-            steps.append(PrepStep(name, False, f"{reason}; not applied: {first_line(error)}",
+            steps.append(PrepStep(rule.name, False, f"{reason}; not applied: {first_line(error)}",
                                   round(time.perf_counter() - started, 3)))
             continue
-        kept = disagreement <= AGREEMENT
+        kept = disagreement <= rule.tolerance
         detail = f"{reason}; {len(current.graph.node)} -> {len(candidate.graph.node)} nodes"
         detail += f", outputs agree (max relative difference {disagreement:.1e})" if kept else \
             f"; dropped: outputs differ by {disagreement:.1e} relative"
-        steps.append(PrepStep(name, kept, detail, round(time.perf_counter() - started, 3)))
+        steps.append(PrepStep(rule.name, kept, detail, round(time.perf_counter() - started, 3)))
         if kept:
             current, current_path = candidate, path
     prepared = reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
@@ -180,7 +175,10 @@ def _cut(model, output_names: tuple[str, ...]) -> list[str]:
             raise _fail(f"--output-names: the model has no tensor {name!r}{hint}")
     inputs = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
     try:
-        extracted = onnx.utils.Extractor(model).extract_model(inputs, list(output_names))
+        # The extractor types the new outputs from value_info, which torch.onnx.export and
+        # TorchScript exports leave empty: shape inference fills it first.
+        inferred = onnx.shape_inference.infer_shapes(model)
+        extracted = onnx.utils.Extractor(inferred).extract_model(inputs, list(output_names))
     except Exception as error:  # e.g. a tensor whose type shape inference cannot tell (a custom op before it)
         raise _fail(f"--output-names: cannot cut the graph at {', '.join(output_names)}: {first_line(error)}") from error
     model.CopyFrom(extracted)
@@ -235,130 +233,3 @@ def _disagreement(expected: list, actual: list) -> float:
         peak = float(np.max(np.abs(a))) or 1.0
         worst = max(worst, float(np.max(np.abs(a - b))) / peak)
     return worst
-
-
-# --- The preparation rewrites: (name, needed(model) -> reason or "", rewrite(model) -> new model) ---
-
-def _layer_norms(model) -> str:
-    count = sum(node.op_type == "LayerNormalization" for node in model.graph.node)
-    return f"{count} LayerNormalization node(s), which OpenVINO 2022.3 crashes on" if count else ""
-
-
-def _decompose_layer_norm(model):
-    """LayerNormalization (opset 17) -> ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add."""
-    import onnx
-    from onnx import helper
-
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    opset = _opset(result)
-    ranks = _ranks(result)
-    dtypes = {init.name: init.data_type for init in result.graph.initializer}
-    nodes = []
-    for node in result.graph.node:
-        if node.op_type != "LayerNormalization" or len([o for o in node.output if o]) > 1:
-            nodes.append(node)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        axis, epsilon = attrs.get("axis", -1), attrs.get("epsilon", 1e-5)
-        if axis < 0:
-            axes = list(range(axis, 0))
-        elif node.input[0] in ranks:
-            axes = list(range(axis, ranks[node.input[0]]))
-        else:
-            raise ValueError(f"the rank of {node.input[0]} is unknown")
-        # Names from the output, which is unique (node names need not be).
-        x, p = node.input[0], node.output[0] + "/decomposed"
-        extra = []
-        if opset >= 18:  # axes are an input from opset 18 on: one constant, used by both means
-            extra.append(helper.make_node("Constant", [], [f"{p}/axes"], value=helper.make_tensor(
-                f"{p}/axes", onnx.TensorProto.INT64, [len(axes)], axes)))
-
-        def reduce_mean(source, out):
-            if opset >= 18:
-                return helper.make_node("ReduceMean", [source, f"{p}/axes"], [out], keepdims=1)
-            return helper.make_node("ReduceMean", [source], [out], axes=axes, keepdims=1)
-
-        eps = f"{p}/epsilon"
-        eps_type = dtypes.get(node.input[1], onnx.TensorProto.FLOAT)  # the model's own float type (FP16 too)
-        body = [
-            reduce_mean(x, f"{p}/mean"),
-            helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/centered"]),
-            helper.make_node("Mul", [f"{p}/centered", f"{p}/centered"], [f"{p}/squared"]),
-            reduce_mean(f"{p}/squared", f"{p}/variance"),
-            helper.make_node("Constant", [], [eps], value=helper.make_tensor(eps, eps_type, [], [epsilon])),
-            helper.make_node("Add", [f"{p}/variance", eps], [f"{p}/variance_eps"]),
-            helper.make_node("Sqrt", [f"{p}/variance_eps"], [f"{p}/std"]),
-            helper.make_node("Div", [f"{p}/centered", f"{p}/std"], [f"{p}/normalized"]),
-        ]
-        scaled = f"{p}/scaled" if len(node.input) > 2 and node.input[2] else node.output[0]
-        body.append(helper.make_node("Mul", [f"{p}/normalized", node.input[1]], [scaled]))
-        if scaled != node.output[0]:
-            body.append(helper.make_node("Add", [scaled, node.input[2]], [node.output[0]]))
-        nodes.extend(extra + body)
-    del result.graph.node[:]
-    result.graph.node.extend(nodes)
-    return result
-
-
-def _ranks(model) -> dict:
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        return {}
-    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in values if v.type.tensor_type.HasField("shape")}
-
-
-def _shape_computations(model) -> str:
-    count = sum(node.op_type in SHAPE_OPS for node in model.graph.node)
-    return f"{count} node(s) computing shapes at run time" if count else ""
-
-
-def _fold_constants(model):
-    """onnxslim: constant folding and shape simplification with the fixed input shapes."""
-    import onnx
-    import onnxslim
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return onnxslim.slim(copy)
-
-
-# The newest ONNX opset the OpenVINO 2022.3 front end reads well (opset 18 moved the axes of the
-# Reduce ops to an input, which it misreads).
-FRONTEND_MAX_OPSET = 17
-
-
-def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _newer_opset(model) -> str:
-    opset = _opset(model)
-    return f"opset {opset}, newer than the {FRONTEND_MAX_OPSET} OpenVINO 2022.3 reads well" \
-        if opset > FRONTEND_MAX_OPSET else ""
-
-
-def _convert_opset(model):
-    import onnx.version_converter
-
-    converted = onnx.version_converter.convert_version(model, FRONTEND_MAX_OPSET)
-    # The converter moves the Reduce ops' axes back to an attribute but keeps opset 18's
-    # noop_with_empty_axes, which only ReduceSum has before 18; at its default (0) it means nothing.
-    for node in converted.graph.node:
-        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum":
-            kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
-            del node.attribute[:]
-            node.attribute.extend(kept)
-    return converted
-
-
-# (name in the report, the front ends it is for, needed(model) -> why or "", rewrite(model) -> model)
-PREPARATION = (
-    ("convert to opset 17 (onnx version converter)", {"ov2022"}, _newer_opset, _convert_opset),
-    ("decompose LayerNormalization", {"ov2022"}, _layer_norms, _decompose_layer_norm),
-    ("fold constants (onnxslim)", {"mo2021"}, _shape_computations, _fold_constants),
-)

@@ -7,6 +7,9 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .errors import SHARED_STEPS
+from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
+
 DEFAULT_INPUT_NAME = "input"
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
 # corpus model compiles in a few seconds (see README, "What converts").
@@ -48,6 +51,10 @@ class Option:
     action_default: str | None = ""
     action_doc_default: str | None = None  # None: `action_default`, or doc_default when that is empty
     action_doc: str | None = None  # None: "as `--name`"
+    # Names the option had before a rename: still accepted on every surface it is on, with a
+    # deprecation warning (the CLI's hidden --old flag, the manifest's old field, the action's old
+    # input with action.yml's deprecationMessage). A rename keeps the old name here for a while.
+    renamed_from: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -61,6 +68,11 @@ class Option:
 
     def on(self, surface: str) -> bool:
         return surface in self.surfaces
+
+    def deprecation(self, old: str, surface: str = CLI) -> str:
+        """What a user of the old name is told."""
+        prefix = "--" if surface == CLI else ""
+        return f"{prefix}{old} is deprecated: it was renamed {prefix}{self.name} (same meaning); use {prefix}{self.name}"
 
 
 _CLI_ACTION = frozenset({CLI, ACTION})
@@ -206,7 +218,7 @@ OPTIONS: tuple[Option, ...] = (
            action_help="How the IR is made - auto, ov2022 (OpenVINO 2022.3 ONNX reader) or mo2021 (Model Optimizer "
                        "2021.4); auto tries the first, then the second.",
            action_default="auto", action_doc="as `--frontend`: `auto`, `ov2022` or `mo2021`"),
-    Option("output-names", "text", stage="prep", multiple=True, metavar="NAME,...", action_lines=False,
+    Option("output-names", "text", stage="ir.prepare", multiple=True, metavar="NAME,...", action_lines=False,
            help="Convert only up to these ONNX tensors (comma-separated or repeated), e.g. to cut a detector "
                 "before its decode/NMS.",
            manifest_expected="a string \"name1,name2\" or a list of tensor names",
@@ -216,6 +228,17 @@ OPTIONS: tuple[Option, ...] = (
            action_help="Comma-separated names of the tensors to use as the model's outputs (empty keeps the model's own).",
            action_doc_default="—",
            action_doc="as `--output-names`: comma-separated tensor names to use as the outputs"),
+    Option("name-outputs", "text", stage="export", multiple=True, metavar="NAME,...", action_lines=False,
+           help="Names for a PyTorch model's outputs, in order (comma-separated or repeated), e.g. 'semi,desc'; "
+                "a model that returns a dict is named by its keys.  [default: output, or output0, output1, ...]",
+           manifest_expected="a string \"name1,name2\" or a list of output names",
+           doc_flag="NAME,...", doc_default="the dict's keys, else `output`/`output0`, ...",
+           doc="names for a PyTorch model's outputs, in order (the blob's output names, which depthai reads); a model "
+               "that returns a dict gets its keys; ONNX models keep their own names",
+           action_help="Comma-separated names for a PyTorch model's outputs, in order (empty keeps the dict's keys, "
+                       "or output, output0, output1, ...).",
+           action_doc_default="—",
+           action_doc="as `--name-outputs`: comma-separated names for a PyTorch model's outputs"),
     Option("compile-timeout", "float", default=DEFAULT_COMPILE_TIMEOUT_S,
            help="Seconds the Myriad compiler may run before it is stopped (exit 13).",
            manifest_expected="a number of seconds", doc_default="`600`",
@@ -229,14 +252,16 @@ OPTIONS: tuple[Option, ...] = (
            doc="the JSON report; the Markdown report goes beside it with `.md`"),
     Option("sample", "path", surfaces=_CLI_MANIFEST,
            help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
-                "default: seeded random data.",
-           manifest_expected="a path", doc_flag="PATH", doc_default="seeded data",
+                "default: a real photograph with printed text (public domain, from matplotlib).",
+           manifest_expected="a path", doc_flag="PATH", doc_default="the check photo",
            doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input"),
     Option("strict", "flag", default=False,
-           help="Fail (exit 14) when the numeric check misses its tolerances, instead of warning.",
-           doc_default="off", doc="fail (exit 14) when the numeric check misses its tolerances, instead of warning",
-           action_help="Fail when the numeric check finds the blob's numbers differ from the original model's, "
-                       "instead of warning.",
+           help="Fail (exit 14) unless the report's verdict would be passed (a numeric miss, an FP16 warning), "
+                "instead of warning.",
+           doc_default="off", doc="fail (exit 14) unless the report's verdict would be `passed` (an output that misses, "
+                                  "an FP16 overflow, near overflow or underflow), instead of warning",
+           action_help="Fail unless the report's verdict is passed (the blob's numbers differ from the original "
+                       "model's, or FP16 overflows on the device), instead of warning.",
            action_default="false", action_doc="as `--strict`: fail when the numeric check misses"),
     Option("max-relative-error", "float", default=0.02, range=(0.0, float("inf")),
            help="Numeric check: largest allowed |IR - original| relative to the output's largest magnitude.",
@@ -291,9 +316,11 @@ OPTIONS: tuple[Option, ...] = (
                       "`main` into a `nightly` release)"),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
-# The pipeline stages whose results a batch shares between variants, in order: a stage's result
-# depends on the options it reads and on everything before it (pipeline._run keys them so).
-SHARED_STAGES = ("load", "export", "prep", "ir")
+# Old name -> the option it now is (Option.renamed_from).
+RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
+# The steps whose results a batch shares between variants (errors.SHARED_STEPS), in order: a step's
+# result depends on the options it reads and on everything before it (pipeline.Conversion keys them so).
+SHARED_STAGES = SHARED_STEPS
 
 
 def stage_options(stage: str) -> tuple[str, ...]:
@@ -302,7 +329,7 @@ def stage_options(stage: str) -> tuple[str, ...]:
     return tuple(option.field for option in OPTIONS if option.stage == stage)
 
 
-def stage_key(options: "ConversionOptions", stage: str) -> tuple:
+def stage_key(options: ConversionOptions, stage: str) -> tuple:
     """The values of the options the stage reads: with its predecessors' keys, what says two
     variants can share the stage's result."""
     return (stage, *(getattr(options, key) for key in stage_options(stage)))
@@ -355,6 +382,7 @@ class ConversionOptions:
     new_export: bool = option_default("new-export")
     frontend: str = option_default("frontend")
     output_names: tuple[str, ...] = ()
+    name_outputs: tuple[str, ...] = ()  # a PyTorch model's output names, in order
     compile_timeout: float = option_default("compile-timeout")
     report: Path | None = None
     sample: Path | None = None
@@ -395,6 +423,7 @@ class ConversionOptions:
         data["sample"] = str(self.sample) if self.sample else None
         data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
         data["output_names"] = list(self.output_names)
+        data["name_outputs"] = list(self.name_outputs)
         data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
         data["scale"] = {k or "": list(v) for k, v in self.scale.items()}
         return data
@@ -445,33 +474,23 @@ def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ..
     return name, tuple(float(v) for v in values)
 
 
-def per_channel_mismatch(flag: str, name: str, values: tuple, shape: tuple) -> str | None:
-    """Why --mean/--scale values do not fit an input of this shape (None when they do): one value
-    per channel of an NCHW input, or one value for all."""
-    if len(shape) != 4 or len(values) == 1 or not isinstance(shape[1], int):
-        return None
-    if len(values) != shape[1]:
-        return (f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
-                f"(shape {list(shape)}): give one value per channel")
-    return None
-
-
 def default_output(input: Path) -> Path:
     """The input's name with .blob, in the current directory."""
     return Path(Path(input).stem + ".blob")
 
 
-def parse_output_names(value) -> tuple[str, ...]:
+def parse_output_names(value, flag: str = "--output-names") -> tuple[str, ...]:
     """'a,b' or ['a', 'b'] (or both mixed) -> ('a', 'b')."""
     items = [value] if isinstance(value, str) else list(value or ())
     names = tuple(name.strip() for item in items for name in str(item).split(",") if name.strip())
     if len(set(names)) != len(names):
-        raise ValueError(f"--output-names lists a name twice: {', '.join(names)}")
+        raise ValueError(f"{flag} lists a name twice: {', '.join(names)}")
     return names
 
 
 def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), means=(), scales=(),
-                  nshaves: int = 6, nslices: int | None = None, output_names=(), **rest) -> ConversionOptions:
+                  nshaves: int = 6, nslices: int | None = None, output_names=(), name_outputs=(),
+                  **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
     for key in ("frontend", "compile_timeout", "yolo_head"):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
@@ -499,17 +518,13 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")
     mean, scale = _per_channel(means, "--mean"), _per_channel(scales, "--scale")
-    shapes = {spec.name: spec.shape for spec in specs}
-    for flag, table in (("--mean", mean), ("--scale", scale)):
-        for name, values in table.items():
-            # Unnamed values go with the only input; named ones with the shape of that name.
-            shape = shapes.get(name) or (specs[0].shape if len(specs) == 1 and name is None else None)
-            problem = shape and per_channel_mismatch(flag, name or (specs[0].name or "input"), values, shape)
-            if problem:
-                raise ValueError(problem)
+    # Unnamed values go with the only input; named ones with the shape of that name (a ValueError).
+    fit_preprocessing(mean, scale, False, {spec.name: spec.shape for spec in specs}, model=False)
     return ConversionOptions(
         input=Path(input), output=Path(output) if output else default_output(input), input_shapes=specs,
-        mean=mean, scale=scale, output_names=parse_output_names(output_names), nshaves=nshaves, nslices=nslices or nshaves, **rest)
+        mean=mean, scale=scale, output_names=parse_output_names(output_names),
+        name_outputs=parse_output_names(name_outputs, "--name-outputs"), nshaves=nshaves, nslices=nslices or nshaves,
+        **rest)
 
 
 def _per_channel(values, flag: str) -> dict:

@@ -6,8 +6,8 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import importlib.metadata
+import json
 import os
 import platform
 import tempfile
@@ -15,10 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, toolchain as toolchain_module
+from . import __version__
+from . import toolchain as toolchain_module
 from .archive import camera_frame_type, nn_archive_config, write_nn_archive
-from .cache import BlobCache
 from .blob import BlobFormatError, parse_blob, verify_blob
+from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
@@ -26,7 +27,8 @@ from .ir import FRONTEND_TITLES, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
-from .options import ConversionOptions, per_channel_mismatch, stage_key
+from .options import ConversionOptions, stage_key
+from .preprocessing import PreprocessingMisfit, fit_preprocessing
 from .report import ConversionReport, is_stream, remove_written, write_atomically
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
@@ -77,7 +79,7 @@ class Session:
         return self.frontend_workers.borrow() if self.frontend_workers else contextlib.nullcontext()
 
     @classmethod
-    def for_batch(cls, workdir: Path, toolchain, size: int) -> "Session":
+    def for_batch(cls, workdir: Path, toolchain, size: int) -> Session:
         return cls(workdir, WorkerPool(toolchain, size), WorkerPool(toolchain, size, FrontendWorker))
 
     def close(self) -> None:
@@ -138,28 +140,15 @@ def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
 def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
     """--mean/--scale/--reverse-input-channels against the model's input shapes (the asked ones,
     else the ONNX model's own), before any toolchain runs: an options error, as the values alone
-    are wrong. Reversal and per-channel values apply to NCHW inputs only (channels in dimension 1)."""
+    are wrong. A wrong input name is left to the IR stage, which names the model's inputs."""
     asked = {spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
              for spec in options.input_shapes}
     shapes = {t.name: tuple(asked.get(t.name, t.shape)) for t in onnx_model.inputs}
-    if options.reverse_input_channels and not any(len(s) == 4 and s[1] == 3 for s in shapes.values()):
-        listed = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
-        raise ConversionError(Stage.OPTIONS, f"--reverse-input-channels swaps the 3 channels of an NCHW input "
-                                             f"(dimension 1), but the model's inputs are {listed}: drop the flag, or "
-                                             "reorder the channels on the host (or in the model)")
-    for flag, table in (("--mean", options.mean), ("--scale", options.scale)):
-        for name, values in table.items():
-            tensor = next((t for t in onnx_model.inputs if t.name == name), None) if name else \
-                (onnx_model.inputs[0] if len(onnx_model.inputs) == 1 else None)
-            if tensor is None:
-                continue  # a wrong input name is reported by the IR stage, with the model's input names
-            shape = shapes[tensor.name]
-            if len(values) > 1 and len(shape) != 4:
-                raise ConversionError(Stage.OPTIONS, f"{flag} gives {len(values)} per-channel values, but input "
-                                                     f"{tensor.name!r} is {list(shape)}, not NCHW: give one value")
-            problem = per_channel_mismatch(flag, tensor.name, values, shape)
-            if problem:
-                raise ConversionError(Stage.OPTIONS, problem)
+    try:
+        fit_preprocessing(options.mean, options.scale, options.reverse_input_channels, shapes)
+    except PreprocessingMisfit as misfit:
+        if not misfit.naming:
+            raise ConversionError(Stage.OPTIONS, misfit.message) from None
 
 
 def written_outputs(report: ConversionReport) -> list[Path]:
@@ -203,139 +192,222 @@ def report_options_error(options: ConversionOptions, error: ConversionError) -> 
 def _run(options: ConversionOptions, toolchain_dir: Path | None, report: ConversionReport, session: Session) -> None:
     toolchain = toolchain_module.locate(toolchain_dir)
     report.toolchain = {"dir": str(toolchain.root), **toolchain.versions}
-    workdir = session.directory(("variant", options))
-    with report.stage("load", **_versions("onnx")) as stage:
-        source = describe_source(options.input)
-        # Each shared stage's key: the options it reads (the table's stage column) after its predecessors'.
-        load_key = stage_key(options, "load") + (source.sha256,)
-        loaded, stage.reused = session.once(load_key, lambda: load_model(options, source))
-        if loaded.module is not None:
-            stage.tools.update(_versions("torch"))
-    report.source = {"path": loaded.source.path, "format": loaded.source.format,
-                     "size": loaded.source.size, "sha256": loaded.source.sha256}
-    if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
-        options, defaulted = loaded.yolo.adjust_options(options)
-        report.yolo = loaded.yolo.report_section(options, defaulted)
+    conversion = Conversion(options, toolchain, report, session, session.directory(("variant", options)))
+    loaded = conversion.load()
+    onnx_model = conversion.export(loaded)
+    ir, prepared = conversion.make_ir(onnx_model)
+    compiled, support = conversion.compile(ir, prepared)
+    data, info = conversion.verify(loaded, ir, prepared, compiled)
+    conversion.deliver(data, info, ir, support)
 
-    export_key = load_key + stage_key(options, "export")
 
-    def export():
-        with session.torch_lock:
-            return prepare_onnx(loaded, options, session.directory(export_key))
+@dataclasses.dataclass
+class Conversion:
+    """One conversion, stage by stage: each method runs one stage (report.stage times it), fills
+    the report section the stage owns, and returns plain data for the next. Results a batch can
+    share are memoized in the session under a key of the options each stage reads (the options
+    table's stage column) after its predecessors' keys."""
 
-    if loaded.onnx_path is not None:
-        report.skip("export", "the input is ONNX already")
-        onnx_model, _ = session.once(export_key, export)
-    else:
-        with report.stage("export", **_versions("torch", "onnx"),
-                          exporter="torch.export" if options.new_export else "torchscript") as stage:
-            onnx_model, stage.reused = session.once(export_key, export)
-            stage.tools["opset"] = onnx_model.opset
-            for opset, why in onnx_model.opset_fallbacks:
-                report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
-                                       f"exported at opset {onnx_model.opset}")
-            if onnx_model.requested_opset != onnx_model.opset:
-                report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not convert "
-                                       f"to opset {onnx_model.requested_opset}")
-    check_preprocessing_fits(options, onnx_model)
-    report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
-                   "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
-                   "inputs": [t.to_dict() for t in onnx_model.inputs],
-                   "outputs": [t.to_dict() for t in onnx_model.outputs]}
+    options: ConversionOptions
+    toolchain: toolchain_module.Toolchain
+    report: ConversionReport
+    session: Session
+    workdir: Path
+    key: tuple = ()  # the memo key so far: grows stage by stage
+    loaded_yolo: object = None  # yolo.YoloModel for an ultralytics best.pt: the archive head and v2 JSON it gives
 
-    prep_key = export_key + stage_key(options, "prep")
-    ir_key = prep_key + stage_key(options, "ir")
+    def _next_key(self, step: str, *extra) -> tuple:
+        self.key = self.key + stage_key(self.options, step) + extra
+        return self.key
 
-    def prepared_for(frontend: str):
-        key = prep_key + (frontend,)
-        return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
-                                                 session.directory(key) / "onnx", frontend))[0]
+    def load(self):
+        options, report = self.options, self.report
+        with report.stage("load", **_versions("onnx")) as stage:
+            source = describe_source(options.input)
+            key = self._next_key("load", source.sha256)
+            loaded, stage.reused = self.session.once(key, lambda: load_model(options, source))
+            if loaded.module is not None:
+                stage.tools.update(_versions("torch"))
+        report.source = {"path": loaded.source.path, "format": loaded.source.format,
+                         "size": loaded.source.size, "sha256": loaded.source.sha256}
+        if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
+            self.loaded_yolo = loaded.yolo
+            self.options, defaulted = loaded.yolo.adjust_options(options)
+            report.yolo = loaded.yolo.report_section(self.options, defaulted)
+        return loaded
 
-    def make_ir():
-        with session.worker() as worker, session.frontend_worker() as frontend_worker:
-            return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker, frontend_worker)
+    def export(self, loaded):
+        options, report, session = self.options, self.report, self.session
+        key = self._next_key("export")
 
-    with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
-        ir, stage.reused = session.once(ir_key, make_ir)
-        prepared = prepared_for(ir.frontend)
-        stage.tools.update({"frontend": FRONTEND_TITLES[ir.frontend]} | (
-            {"openvino": toolchain.versions.get("openvino_frontend")} if ir.frontend == "ov2022" else
-            {"model-optimizer": toolchain.versions.get("openvino_dev"), "legacy-python": toolchain.versions.get("legacy_python")}))
-    if ir.frontend_fallback:
-        report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
-    report.preprocessing = ir.preprocessing
-    report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
-                 "preparation": [step.to_dict() for step in prepared.steps],
-                 "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
-                 "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
+        def export():
+            with session.torch_lock:
+                return prepare_onnx(loaded, options, session.directory(key))
 
-    report.compile_settings = compile_settings(options)
-    compile_tools = {"openvino": toolchain.versions.get("openvino"),
-                     "inference-engine": toolchain.versions.get("inference_engine_build"),
-                     "g++": toolchain.versions.get("gxx")}
-    with report.stage("compile", **compile_tools):
-        query = start_query(ir, toolchain)
-        query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
-        try:
-            compiled = compile_blob(ir, query_result, options, toolchain, workdir / "model.blob")
-        finally:
-            support = query_result()
-            report.layers = support.to_dict()
-    report.compile_settings = compiled.settings
+        if loaded.onnx_path is not None:
+            report.skip("export", "the input is ONNX already")
+            onnx_model, _ = session.once(key, export)
+        else:
+            with report.stage("export", **_versions("torch", "onnx"),
+                              exporter="torch.export" if options.new_export else "torchscript") as stage:
+                onnx_model, stage.reused = session.once(key, export)
+                stage.tools["opset"] = onnx_model.opset
+                for opset, why in onnx_model.opset_fallbacks:
+                    report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
+                                           f"exported at opset {onnx_model.opset}")
+                if onnx_model.requested_opset != onnx_model.opset:
+                    report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not "
+                                           f"convert to opset {onnx_model.requested_opset}")
+        check_preprocessing_fits(options, onnx_model)
+        report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
+                       "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
+                       "inputs": [t.to_dict() for t in onnx_model.inputs],
+                       "outputs": [t.to_dict() for t in onnx_model.outputs],
+                       # Where --output-names can cut: every tensor a node computes, with its node's op.
+                       "tensors": [{"name": tensor, "op": onnx_model.nodes.get(node)}
+                                   for tensor, node in onnx_model.producers.items()
+                                   if onnx_model.nodes.get(node) != "Constant"]}
+        return onnx_model
 
-    # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
-    # with the asked shapes (and, with --output-names, cut where the blob is cut).
-    torch_reference = loaded.module is not None and not options.output_names
-    with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
-                      **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
-        data = compiled.path.read_bytes()
-        try:
-            info = parse_blob(data)
-        except BlobFormatError as error:
-            raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
-        verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
-        with session.worker() as worker:
-            check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
-                                  input_type=options.input_type, sample=options.sample, worker=worker,
-                                  tolerances=Tolerances(options.max_relative_error, options.min_cosine),
-                                  origins=(prepared.model, prepared.reference))
-        report.numeric = check.to_dict()
-        # The FP16 range check: an overflow fails with --strict (after a miss of the outputs, which
-        # says more), else every FP16 finding is a warning; the report's FP16 range section has them all.
-        overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
-        if not check.passed:
-            failed = ", ".join(o.name for o in check.outputs if not o.passed)
-            message = (f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); "
-                       "check --reverse-input-channels, --mean and --scale, and FP16 range")
-            if options.strict:
-                raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
-            report.warnings.append(message)
-        if options.strict and overflow:
-            raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
-        report.warnings.extend(check.fp16.warnings() if check.fp16 is not None else [])
-        if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
-            with session.worker() as worker:
-                report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
-            report.warnings.extend(report.yolo["detections"].get("warnings", []))
-    superblob = blobs = None
-    if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
-        with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
-            blobs = compile_every_shave_count(ir, support, options, toolchain, workdir / "superblob")
-            superblob = build_superblob(options.nshaves, blobs)
-    heads = [head for head in [loaded.yolo.archive_head()] if head] if loaded.yolo is not None else []
-    config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels,
-                               heads) if options.nn_archive else None
-    depthai_json = loaded.yolo.depthai_v2_config(info.inputs[0].shape) if loaded.yolo is not None else None
-    # All or nothing: the blob and the files beside it, or none of them.
-    outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
-    if config is not None:
-        outputs.append((options.nn_archive_path, "the NN Archive",
-                        lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
-    if depthai_json is not None:
-        outputs.append((options.depthai_json_path, "depthai's JSON",
-                        lambda: write_atomically(options.depthai_json_path, json.dumps(depthai_json, indent=2).encode())))
-    if superblob is not None:
-        outputs.append((options.superblob_path, "the SuperBlob", lambda: write_atomically(options.superblob_path, superblob)))
+    def make_ir(self, onnx_model):
+        options, report, session, toolchain = self.options, self.report, self.session, self.toolchain
+        prep_key = self._next_key("ir.prepare")
+        ir_key = self._next_key("ir")
+
+        def prepared_for(frontend: str):
+            key = prep_key + (frontend,)
+            return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
+                                                     session.directory(key) / "onnx", frontend))[0]
+
+        def make_ir():
+            with session.worker() as worker, session.frontend_worker() as frontend_worker:
+                return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker,
+                                     frontend_worker)
+
+        with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
+            ir, stage.reused = session.once(ir_key, make_ir)
+            prepared = prepared_for(ir.frontend)
+            stage.tools.update(frontend_tools(ir.frontend, toolchain))
+        if ir.frontend_fallback:
+            report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
+        report.preprocessing = ir.preprocessing
+        report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
+                     "preparation": [step.to_dict() for step in prepared.steps],
+                     "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
+                     "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
+        return ir, prepared
+
+    def compile(self, ir, prepared):
+        options, report, toolchain = self.options, self.report, self.toolchain
+        report.compile_settings = compile_settings(options, ir)
+        with report.stage("compile", **{"openvino": toolchain.versions.get("openvino"),
+                                         "inference-engine": toolchain.versions.get("inference_engine_build"),
+                                         "g++": toolchain.versions.get("gxx")}):
+            query = start_query(ir, toolchain)
+            query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
+            try:
+                compiled = compile_blob(ir, query_result, options, toolchain, self.workdir / "model.blob",
+                                        origins=(prepared.model, prepared.reference))
+            finally:
+                support = query_result()
+                report.layers = support.to_dict()
+        report.compile_settings = compiled.settings
+        return compiled, support
+
+    def verify(self, loaded, ir, prepared, compiled):
+        """The blob's header against the IR, then the numeric check; returns (blob bytes, BlobInfo)."""
+        options, report, toolchain = self.options, self.report, self.toolchain
+        # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
+        # with the asked shapes (and, with --output-names, cut where the blob is cut).
+        torch_reference = loaded.module is not None and not options.output_names
+        with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
+                          **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
+            data = compiled.path.read_bytes()
+            try:
+                info = parse_blob(data)
+            except BlobFormatError as error:
+                raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
+            verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+            with self.session.worker() as worker:
+                check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
+                                      input_type=options.input_type, sample=options.sample, worker=worker,
+                                      tolerances=Tolerances(options.max_relative_error, options.min_cosine),
+                                      origins=(prepared.model, prepared.reference))
+            report.numeric = check.to_dict()
+            report.warnings.extend(judge(check, options.strict))
+            if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
+                with self.session.worker() as worker:
+                    report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
+                report.warnings.extend(report.yolo["detections"].get("warnings", []))
+        return data, info
+
+    def deliver(self, data: bytes, info, ir, support) -> None:
+        """Write the blob and the files beside it, all or nothing, and their report sections."""
+        options, report = self.options, self.report
+        superblob = blobs = None
+        if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
+            with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
+                blobs = compile_every_shave_count(ir, support, options, self.toolchain, self.workdir / "superblob")
+                superblob = build_superblob(options.nshaves, blobs)
+        yolo = self.loaded_yolo
+        heads = [head for head in [yolo.archive_head()] if head] if yolo is not None else []
+        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels,
+                                   heads) if options.nn_archive else None
+        depthai_json = yolo.depthai_v2_config(info.inputs[0].shape) if yolo is not None else None
+        outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
+        if config is not None:
+            outputs.append((options.nn_archive_path, "the NN Archive",
+                            lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+        if depthai_json is not None:
+            outputs.append((options.depthai_json_path, "depthai's JSON", lambda: write_atomically(
+                options.depthai_json_path, json.dumps(depthai_json, indent=2).encode())))
+        if superblob is not None:
+            outputs.append((options.superblob_path, "the SuperBlob",
+                            lambda: write_atomically(options.superblob_path, superblob)))
+        write_all_or_nothing(outputs)
+        report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+        if config is not None:
+            report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+        if depthai_json is not None:
+            report.depthai_json = {"path": str(options.depthai_json_path), "config": depthai_json}
+        if superblob is not None:
+            report.superblob = {"path": str(options.superblob_path), "size": len(superblob),
+                                "base_shaves": options.nshaves, "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}
+
+
+def frontend_tools(frontend: str, toolchain) -> dict:
+    """The IR stage's tool versions: the front end that made the IR."""
+    if frontend == "ov2022":
+        return {"frontend": FRONTEND_TITLES[frontend], "openvino": toolchain.versions.get("openvino_frontend")}
+    return {"frontend": FRONTEND_TITLES[frontend], "model-optimizer": toolchain.versions.get("openvino_dev"),
+            "legacy-python": toolchain.versions.get("legacy_python")}
+
+
+def judge(check, strict: bool) -> list[str]:
+    """The numeric check's warnings; with --strict, the first of them fails the conversion at verify
+    (an output miss first, with any FP16 overflow appended: together they say most), so --strict
+    passes exactly what the report's verdict passes."""
+    overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
+    warnings = []
+    if not check.outputs_passed:
+        failed = ", ".join(o.name for o in check.outputs if not o.passed)
+        cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
+            "check --reverse-input-channels, --mean and --scale, and FP16 range")
+        message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
+        if strict:
+            raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
+        warnings.append(message)
+    if strict and overflow:
+        raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
+    fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
+    if strict and fp16_warnings:
+        raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
+    return warnings + fp16_warnings
+
+
+def write_all_or_nothing(outputs: list) -> None:
+    """(path, what, write) in order; a failed write removes what was written before it."""
     written = []
     for path, what, write in outputs:
         try:
@@ -344,13 +416,3 @@ def _run(options: ConversionOptions, toolchain_dir: Path | None, report: Convers
             remove_written(written)
             raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
         written.append(path)
-    report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                   "header": info.to_dict(),
-                   "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
-    if config is not None:
-        report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
-    if depthai_json is not None:
-        report.depthai_json = {"path": str(options.depthai_json_path), "config": depthai_json}
-    if superblob is not None:
-        report.superblob = {"path": str(options.superblob_path), "size": len(superblob), "base_shaves": options.nshaves,
-                            "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}

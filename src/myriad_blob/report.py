@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import ConversionError, Stage
+from .errors import PIPELINE, ConversionError, Stage
+from .report_types import SCHEMA_ID
+from .toolchain.commands import recording
 
-SCHEMA = "https://github.com/myriad-blob/myriad-blob/report/v1"
+SCHEMA = SCHEMA_ID  # docs/report.schema.json, generated from report_types.py
 PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
 _progress_stream = None
 
@@ -55,7 +57,7 @@ def _ticker(name: str):
     finally:
         done.set()
         thread.join()
-STAGES = ("load", "export", "ir", "compile", "verify")
+STAGES = tuple(stage.value for stage in PIPELINE)
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class StageRecord:
     tools: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     reused: bool = False  # in a batch: the result of another variant's identical stage
+    commands: list = dataclasses.field(default_factory=list)  # argv of each toolchain process run (toolchain/commands.py)
 
 
 @dataclasses.dataclass
@@ -98,7 +101,7 @@ class ConversionReport:
         record.tools.update(tools)
         start = time.perf_counter()
         try:
-            with _ticker(name):
+            with _ticker(name), recording(record.commands):
                 yield record
         except ConversionError as error:
             record.status, record.error = "failed", error.message
@@ -129,6 +132,7 @@ class ConversionReport:
         data = {"$schema": SCHEMA, "tool": {"name": "myriad-blob", "version": __version__}}
         data |= dataclasses.asdict(self)
         data["stages"] = [dataclasses.asdict(record) for record in self.stages.values()]
+        data["verdict"] = overall_verdict(data)
         return data
 
     def to_markdown(self) -> str:
@@ -218,6 +222,33 @@ def _details(summary: str, body: list[str]) -> list[str]:
     return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
 
 
+def overall_verdict(report: dict) -> dict:
+    """One verdict a machine can read: "passed" only when the blob was written and every check
+    passed without a warning; "warnings" when it was written but a check missed, warned or could
+    not run; "failed" when there is no blob. The Markdown verdict line, the batch report, the
+    action's output and --strict's exit code follow it. {"result": ..., "reasons": [...]}"""
+    if report["status"] != "succeeded":
+        error = report.get("error") or {}
+        return {"result": "failed", "reasons": [f"{error.get('stage', 'internal')}: {error.get('message', 'failed')}"]}
+    numeric, reasons = report.get("numeric"), []
+    if not numeric:
+        reasons.append("the numeric check did not run")
+    else:
+        missed = [o for o in numeric["outputs"] if not o["passed"]]
+        if missed:
+            reasons.append("numeric check: " + "; ".join(f"output {o['name']} differs from the original's"
+                                                          + (f" ({o['note']})" if o.get("note") else "") for o in missed))
+        fp16 = numeric.get("fp16") or {}
+        if fp16.get("error"):
+            reasons.append(f"the FP16 range check could not run ({fp16['error']})")
+        for key, what in (("overflow", "FP16 overflow"), ("near_overflow", "FP16 near overflow"),
+                          ("underflow", "FP16 underflow")):
+            layers = fp16.get(key) or []
+            if layers:
+                reasons.append(f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else ""))
+    return {"result": "warnings" if reasons else "passed", "reasons": reasons}
+
+
 def verdict(report: dict) -> str:
     """The report's first line: converted or not, do the numbers match, size, time."""
     name = Path(report["options"]["input"]).name
@@ -225,7 +256,7 @@ def verdict(report: dict) -> str:
         error = report["error"]
         return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
     numeric = report["numeric"]
-    if numeric and numeric["passed"]:
+    if numeric and numeric.get("outputs_passed", numeric["passed"]):
         worst = max(o["max_relative_error"] for o in numeric["outputs"])
         numbers = f"numbers match (max relative error {worst:.1e})"
     elif numeric:
@@ -235,7 +266,7 @@ def verdict(report: dict) -> str:
     overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
     if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
         numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (f" and {len(overflow) - 1} more" if len(overflow) > 1 else "")
-    icon = "✅" if numeric and numeric["passed"] and not overflow else "⚠️"
+    icon = "✅" if overall_verdict(report)["result"] == "passed" else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
             f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}")

@@ -10,7 +10,7 @@
 //   myriad_compile_blob version
 //   myriad_compile_blob read MODEL.xml                  -> reads the IR (validates it), nothing else
 //   myriad_compile_blob query MODEL.xml                 -> one supported layer name per line
-//   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [KEY=VALUE ...]
+//   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [-iop NAME:PRECISION,...] [KEY=VALUE ...]
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -105,7 +105,7 @@ int usage() {
                  "usage: myriad_compile_blob version\n"
                  "       myriad_compile_blob read MODEL.xml\n"
                  "       myriad_compile_blob query MODEL.xml\n"
-                 "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [KEY=VALUE ...]\n");
+                 "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [-iop NAME:P,...] [KEY=VALUE ...]\n");
     return 64;
 }
 
@@ -113,12 +113,25 @@ int compile(int argc, char** argv) {
     const std::string model = argv[2];
     const std::string blob = argv[3];
     std::string input_precision, output_precision;
+    std::map<std::string, std::string> tensor_precisions;  // -iop name:P,name:P (as compile_tool)
     std::map<std::string, std::string> config = kBaseConfig;
     for (int i = 4; i < argc; ++i) {
         const std::string arg = argv[i];
         const size_t equals = arg.find('=');
         if ((arg == "-ip" || arg == "-op") && i + 1 < argc) {
             (arg == "-ip" ? input_precision : output_precision) = argv[++i];
+        } else if (arg == "-iop" && i + 1 < argc) {
+            std::string list = argv[++i];
+            size_t start = 0;
+            while (start < list.size()) {
+                size_t comma = list.find(',', start);
+                if (comma == std::string::npos) comma = list.size();
+                const std::string item = list.substr(start, comma - start);
+                const size_t colon = item.rfind(':');
+                if (colon == std::string::npos) return usage();
+                tensor_precisions[item.substr(0, colon)] = item.substr(colon + 1);
+                start = comma + 1;
+            }
         } else if (equals != std::string::npos) {
             config[arg.substr(0, equals)] = arg.substr(equals + 1);
         } else {
@@ -136,6 +149,22 @@ int compile(int argc, char** argv) {
     if (!output_precision.empty()) {
         const ie::Precision precision = precision_from_name(output_precision);
         for (const auto& entry : network->getOutputsInfo()) entry.second->setPrecision(precision);
+    }
+    if (!tensor_precisions.empty()) {
+        const auto inputs = network->getInputsInfo();
+        const auto outputs = network->getOutputsInfo();
+        for (const auto& entry : tensor_precisions) {
+            const ie::Precision precision = precision_from_name(entry.second);
+            const auto input = inputs.find(entry.first);
+            const auto output = outputs.find(entry.first);
+            if (input != inputs.end()) {
+                input_data(input->first, input->second)->setPrecision(precision);
+            } else if (output != outputs.end()) {
+                output->second->setPrecision(precision);
+            } else {
+                throw std::invalid_argument("-iop names " + entry.first + ", which is no input or output of the network");
+            }
+        }
     }
     auto* executable = new ie::ExecutableNetwork(core->LoadNetwork(*network, "MYRIAD", config));
     executable->Export(blob);

@@ -38,31 +38,40 @@ ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || [ -e /usr/lib/x86_64-linu
     || fail "libusb-1.0 not found; the Myriad plugin needs it even with no device: install it (Debian/Ubuntu: apt-get install libusb-1.0-0)"
 
 legacy_python=$(find_legacy_python)
-stamp=$( { cat "$requirements" "$frontend_requirements" "$source_cpp"; "$legacy_python" -c 'import sys; print(sys.version)'; g++ --version | head -n 1; } | sha256sum | cut -d' ' -f1)
+# Two stamps: the venvs' (requirements, interpreter) and the whole toolchain's (that, the compile
+# helper's source, g++). A changed helper alone is rebuilt in seconds, the venvs kept.
+venv_stamp=$( { cat "$requirements" "$frontend_requirements"; "$legacy_python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
+stamp=$( { echo "$venv_stamp"; cat "$source_cpp"; g++ --version | head -n 1; } | sha256sum | cut -d' ' -f1)
 if [ -f "$dir/toolchain.json" ] && grep -q "\"stamp\": \"$stamp\"" "$dir/toolchain.json" && [ -x "$dir/bin/myriad_compile_blob" ]; then
     echo "myriad-blob setup: toolchain up to date in $dir"
     exit 0
 fi
 
-echo "myriad-blob setup: building the Myriad toolchain in $dir (Python: $legacy_python)"
-# The directory is replaced whole, so it must be ours: new, empty, or marked by an earlier set-up
-# (a directory someone pointed --dir at by mistake is never deleted).
-if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -e "$dir/.myriad-blob-toolchain" ] && [ ! -e "$dir/toolchain.json" ]; then
-    fail "$dir is not empty and holds no myriad-blob toolchain: choose another --dir (or MYRIAD_BLOB_TOOLCHAIN); nothing was deleted"
+if [ -f "$dir/toolchain.json" ] && grep -q "\"venv_stamp\": \"$venv_stamp\"" "$dir/toolchain.json" \
+    && [ -x "$dir/venv/bin/python" ] && [ -x "$dir/venv-ov2022/bin/python" ]; then
+    echo "myriad-blob setup: rebuilding the compile helper in $dir"
+    rm "$dir/toolchain.json"  # written last again: an interrupted rebuild starts over
+else
+    echo "myriad-blob setup: building the Myriad toolchain in $dir (Python: $legacy_python)"
+    # The directory is replaced whole, so it must be ours: new, empty, or marked by an earlier set-up
+    # (a directory someone pointed --dir at by mistake is never deleted).
+    if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -e "$dir/.myriad-blob-toolchain" ] && [ ! -e "$dir/toolchain.json" ]; then
+        fail "$dir is not empty and holds no myriad-blob toolchain: choose another --dir (or MYRIAD_BLOB_TOOLCHAIN); nothing was deleted"
+    fi
+    # toolchain.json is written last: without it (an interrupted set-up) the next run starts over.
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    touch "$dir/.myriad-blob-toolchain"
+    "$legacy_python" -m venv "$dir/venv"
+    "$dir/venv/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$requirements"
+    "$dir/venv/bin/python" -c 'import openvino.inference_engine, mo' \
+        || fail "the legacy environment does not import OpenVINO; see the messages above"
+    # A second venv: openvino 2022.3.1 and 2021.4.2 both install the top-level package `openvino`.
+    "$legacy_python" -m venv "$dir/venv-ov2022"
+    "$dir/venv-ov2022/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$frontend_requirements"
+    "$dir/venv-ov2022/bin/python" -W ignore -c 'import openvino.runtime, openvino.preprocess, openvino.offline_transformations' \
+        || fail "the front-end environment does not import OpenVINO 2022.3; see the messages above"
 fi
-# toolchain.json is written last: without it (an interrupted set-up) the next run starts over.
-rm -rf "$dir"
-mkdir -p "$dir/bin"
-touch "$dir/.myriad-blob-toolchain"
-"$legacy_python" -m venv "$dir/venv"
-"$dir/venv/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$requirements"
-"$dir/venv/bin/python" -c 'import openvino.inference_engine, mo' \
-    || fail "the legacy environment does not import OpenVINO; see the messages above"
-# A second venv: openvino 2022.3.1 and 2021.4.2 both install the top-level package `openvino`.
-"$legacy_python" -m venv "$dir/venv-ov2022"
-"$dir/venv-ov2022/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps -r "$frontend_requirements"
-"$dir/venv-ov2022/bin/python" -W ignore -c 'import openvino.runtime, openvino.preprocess, openvino.offline_transformations' \
-    || fail "the front-end environment does not import OpenVINO 2022.3; see the messages above"
 libs=$("$dir/venv/bin/python" -c 'import os, openvino; print(os.path.join(os.path.dirname(openvino.__file__), "libs"))')
 # The old libstdc++ string ABI, as the wheel is built; rpath so no LD_LIBRARY_PATH is needed.
 g++ -O2 -std=c++14 -D_GLIBCXX_USE_CXX11_ABI=0 -Wall -Wextra "$source_cpp" \
@@ -71,6 +80,7 @@ g++ -O2 -std=c++14 -D_GLIBCXX_USE_CXX11_ABI=0 -Wall -Wextra "$source_cpp" \
 cat > "$dir/toolchain.json" <<JSON
 {
   "stamp": "$stamp",
+  "venv_stamp": "$venv_stamp",
   "legacy_python": "$("$dir/venv/bin/python" -c 'import platform; print(platform.python_version())')",
   "openvino": "$("$dir/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openvino"))')",
   "openvino_dev": "$("$dir/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openvino-dev"))')",

@@ -5,6 +5,7 @@ interpreter start-up and the imports of Model Optimizer and the inference engine
   {"op": "mo", "args": [...]}                          -> Model Optimizer, as the `mo` command
   {"op": "infer", "xml": ..., "inputs": ..., "outputs": ..., "ranges": ... (optional)}
                                                        -> run_ir_on_cpu.run (ranges: the FP16 range check)
+  {"op": "values", "xml": ..., "inputs": ..., "values": ...}  -> run_ir_on_cpu.run_values (every layer's values)
 Answer: {"returncode": int, "output": everything the job printed}.
 """
 
@@ -37,6 +38,9 @@ def main():
                 if job["op"] == "mo":
                     sys.argv = ["mo", *job["args"]]
                     returncode = model_optimizer(get_all_cli_parser(), None)
+                elif job["op"] == "values":
+                    run_ir_on_cpu.run_values(core, job["xml"], job["inputs"], job["values"])
+                    returncode = 0
                 else:
                     run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"))
                     returncode = 0

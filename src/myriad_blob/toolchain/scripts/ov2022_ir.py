@@ -18,13 +18,18 @@ import sys
 import traceback
 import warnings
 
-warnings.simplefilter("ignore")  # openvino.offline_transformations announces it is private
+import numpy as np
 
-import numpy as np  # noqa: E402
-import openvino.runtime as ov  # noqa: E402
-from openvino.offline_transformations import apply_moc_transformations, compress_model_transformation  # noqa: E402
-from openvino.preprocess import PrePostProcessor  # noqa: E402
-from openvino.runtime import Layout, opset1  # noqa: E402
+if __name__ == "__main__":  # always, in the toolchain; not when the converter imports the table
+    warnings.simplefilter("ignore")  # openvino.offline_transformations announces it is private
+try:
+    import openvino.runtime as ov
+    from openvino.offline_transformations import apply_moc_transformations, compress_model_transformation
+    from openvino.preprocess import PrePostProcessor
+    from openvino.runtime import Layout, opset1, opset7
+except ImportError:  # the converter's Python imports this module for LEGALIZATION only (tests)
+    if __name__ == "__main__":
+        raise
 
 
 def _max_pool_v1(node):
@@ -42,6 +47,27 @@ def _softmax_v1(node):
     if axis < 0:
         axis += node.input_value(0).get_partial_shape().rank.get_length()
     return opset1.softmax(node.input_value(0), axis)
+
+
+def _gather_v7(node):
+    """Gather-8 (negative indices allowed; the 2021.4 reader has no opset8) -> Gather-7, with
+    constant negative indices counted from the front. Indices computed at run time (TopK's,
+    ArgMax's) are never negative, where the two versions agree."""
+    data, indices, axis = node.input_value(0), node.input_value(1), node.input_value(2)
+    axis_value = _scalar(axis)
+    if axis_value is None:
+        return None
+    batch_dims = node.get_attributes().get("batch_dims", 0)
+    if indices.get_node().get_type_name() == "Constant":
+        values = indices.get_node().get_data()
+        if (values < 0).any():
+            rank = data.get_partial_shape().rank.get_length()
+            dimension = data.get_partial_shape()[int(axis_value) % rank]
+            if not dimension.is_static:
+                return None
+            values = np.where(values < 0, values + dimension.get_length(), values).astype(values.dtype)
+            indices = opset1.constant(values).output(0)
+    return opset7.gather(data, indices, axis, batch_dims)
 
 
 def _hard_sigmoid_clamp(node):
@@ -68,6 +94,7 @@ LEGALIZATION = (
     ("MaxPool-8 -> MaxPool-1", "MaxPool", "opset8", _max_pool_v1),
     ("Softmax-8 -> Softmax-1", "Softmax", "opset8", _softmax_v1),
     ("HardSigmoid -> Clamp(alpha*x+beta)", "HardSigmoid", None, _hard_sigmoid_clamp),
+    ("Gather-8 -> Gather-7", "Gather", "opset8", _gather_v7),
 )
 
 
@@ -119,8 +146,13 @@ def name_outputs(model, names):
             producer.set_friendly_name(name)
             named.add(producer.get_name())
             continue
-        shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
-        alias = opset1.reshape(source, shape, special_zero=False)
+        if producer.get_type_name() == "TopK":
+            # The 2021.4 plugin folds a Reshape into TopK and names the output "<name>.0"; a
+            # Multiply by 1 it keeps (op sweep: "topk").
+            alias = opset1.multiply(source, opset1.constant(np.array(1, dtype=source.get_element_type().to_dtype())))
+        else:
+            shape = opset1.constant(np.array(source.get_partial_shape().to_shape(), dtype=np.int64))
+            alias = opset1.reshape(source, shape, special_zero=False)
         alias.set_friendly_name(name)
         result.input(0).replace_source_output(alias.output(0))
         alias.output(0).get_tensor().set_names({name})

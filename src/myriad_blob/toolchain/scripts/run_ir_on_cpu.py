@@ -1,6 +1,7 @@
 """Run an OpenVINO 2021.4 IR on the CPU plugin (in the legacy toolchain's Python 3.8/3.9).
 
 Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz [RANGES.json]
+       python run_ir_on_cpu.py --values MODEL.xml INPUTS.npz VALUES.npz  (every layer's values)
 Inputs are fed as FP32 (the values a camera would send: for a U8 blob, integers 0..255);
 every output is written as float32. The numeric check compares these with the original model.
 
@@ -16,7 +17,12 @@ import sys
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
-from openvino.inference_engine import IECore
+
+try:
+    from openvino.inference_engine import IECore
+except ImportError:  # the converter's Python may import this module for its constants (tests)
+    if __name__ == "__main__":
+        raise
 
 FP16_MIN_NORMAL = 2.0 ** -14  # 6.1e-5: below it FP16 has only subnormals (or flushes to zero)
 # Extra outputs are buffers of their own; layers are added in chunks of at most this many bytes
@@ -38,7 +44,7 @@ def run(core, xml, inputs_path, outputs_path, ranges_path=None):
             ranges = {"layers": layer_ranges(core, xml, feed)}
         except Exception as error:  # the range check is extra: its failure must not fail the run
             lines = str(error).strip().splitlines()
-            ranges = {"error": "%s: %s" % (type(error).__name__, lines[-1] if lines else "")}
+            ranges = {"error": f"{type(error).__name__}: {lines[-1] if lines else ''}"}
         with open(ranges_path, "w") as stream:
             json.dump(ranges, stream)
 
@@ -69,7 +75,7 @@ def computed_layers(xml):
             shape = [int(dim.text) for dim in port.findall("dim")]
             ports.append((index, shape, port.get("precision", "FP32").upper()))
         layers[layer.get("id")] = (layer.get("name"), layer.get("type"), ports)
-    consumers, indegree = {}, {key: 0 for key in layers}
+    consumers, indegree = {}, dict.fromkeys(layers, 0)
     for edge in root.iter("edge"):
         source, target = edge.get("from-layer"), edge.get("to-layer")
         consumers.setdefault(source, []).append(target)
@@ -96,10 +102,12 @@ def computed_layers(xml):
 
 def _output_name(name, index, port_count):
     # CNNNetwork.add_outputs names an added output after its layer, with ".port" when it has several.
-    return name if port_count == 1 else "%s.%d" % (name, index)
+    return name if port_count == 1 else f"{name}.{index}"
 
 
-def layer_ranges(core, xml, feed):
+def layer_outputs(core, xml, feed):
+    """(layer, type, port, output name, value) of every computing layer's output, in network order,
+    from runs with those outputs added in chunks."""
     layers = computed_layers(xml)
     chunks, chunk, size = [], [], 0
     for name, kind, ports, port_count in layers:
@@ -112,7 +120,6 @@ def layer_ranges(core, xml, feed):
             size += nbytes
     if chunk:
         chunks.append(chunk)
-    records = []
     for chunk in chunks:
         network = _read(core, xml)
         existing = set(network.outputs)
@@ -121,12 +128,24 @@ def layer_ranges(core, xml, feed):
         if extra:
             network.add_outputs(extra)
         results = _load(core, network).infer(feed)
-        for name, kind, index, count, shape in chunk:
+        for name, kind, index, count, _shape in chunk:
             output = _output_name(name, index, count)
-            if output not in results:
-                continue
-            records.append(dict(layer=name, type=kind, port=index, output=output, **_stats(results[output])))
-    return records
+            if output in results:
+                yield name, kind, index, output, results[output]
+
+
+def layer_ranges(core, xml, feed):
+    return [dict(layer=name, type=kind, port=index, output=output, **_stats(value))
+            for name, kind, index, output, value in layer_outputs(core, xml, feed)]
+
+
+def run_values(core, xml, inputs_path, values_path):
+    """Every computing layer's output values ("layer:port" -> float32 array): the numeric check's
+    layer-by-layer comparison, asked for when outputs miss."""
+    with np.load(inputs_path, allow_pickle=False) as inputs:
+        feed = {name: inputs[name] for name in inputs.files}
+    np.savez(values_path, **{f"{name}:{index}": np.asarray(value, dtype=np.float32)
+                             for name, _, index, _, value in layer_outputs(core, xml, feed)})
 
 
 def _stats(value):
@@ -143,7 +162,10 @@ def _stats(value):
 
 
 def main():
-    run(IECore(), *sys.argv[1:])
+    if sys.argv[1] == "--values":
+        run_values(IECore(), *sys.argv[2:])
+    else:
+        run(IECore(), *sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""Known causes -> advice: IR layers the 2021.4 Myriad compiler (or its IR reader) refuses, in the
+user's terms, with what to change.
+
+REFUSED is one table, keyed by IR layer type; each row was measured by the op sweep (sweep.py)
+or a case in ../shared/cases. A failed compile names every IR layer of a listed type at once
+(the compiler itself stops at the first), each with the ONNX node and the PyTorch module it came
+from; the compiler's own message follows ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownCause:
+    what: str  # what the user's code does, in PyTorch terms
+    fix: str  # what to change
+
+
+_RECURRENT = KnownCause("a recurrent layer (nn.LSTM/nn.GRU/nn.RNN) in a form the unrolling does not cover "
+                        "(sequence lengths, peepholes, clipping, a plain RNN)",
+                        "export it with a fixed sequence length and PyTorch's default LSTM/GRU, or run it on the host")
+_TRIG = KnownCause("a trigonometric function on values whose range the graph does not bound",
+                   "bound its argument (a sigmoid or clamp before it makes it a polynomial here), or cut the graph "
+                   "before it with --output-names and compute it on the host")
+
+REFUSED: dict[str, KnownCause] = {
+    "ScatterNDUpdate": KnownCause("an in-place assignment (y[..., i] = v) that does not write one contiguous box",
+                                  "build the tensor with torch.cat of slices, or torch.where with a mask"),
+    "ScatterUpdate": KnownCause("an index assignment (y[idx] = v)", "build the tensor with torch.cat or torch.where"),
+    "ScatterElementsUpdate": KnownCause("torch.scatter / scatter_", "use torch.where with a one-hot mask"),
+    "CumSum": KnownCause("torch.cumsum along an axis whose size is not fixed",
+                         "give fixed input shapes (--input-shape): it then becomes a MatMul"),
+    "Sin": _TRIG, "Cos": _TRIG, "Tan": _TRIG, "Asin": _TRIG, "Acos": _TRIG, "Atan": _TRIG,
+    "Sign": KnownCause("torch.sign on integers (a float one becomes a Where here)",
+                       "use torch.where(x > 0, 1, torch.where(x < 0, -1, 0)) on floats"),
+    "LSTMSequence": _RECURRENT, "GRUSequence": _RECURRENT, "RNNSequence": _RECURRENT, "TensorIterator": _RECURRENT,
+    "GridSample": KnownCause("F.grid_sample", "the Myriad X has no sampler: warp on the host, or with the camera's "
+                                              "ImageManip/Warp node"),
+    "NonZero": KnownCause("torch.nonzero or boolean-mask indexing (x[mask]), whose output size depends on the data",
+                          "cut the graph before it with --output-names and do it on the host"),
+    "NonMaxSuppression": KnownCause("non-maximum suppression inside the model",
+                                    "cut the graph before the NMS with --output-names: the camera's detection "
+                                    "node or the host runs it"),
+    "Einsum": KnownCause("torch.einsum", "write it as torch.matmul with permute/reshape"),
+    "Loop": KnownCause("a loop in the graph (scripted control flow)",
+                       "trace the model (torch.jit.trace) at a fixed input shape, which unrolls it"),
+    "If": KnownCause("a branch in the graph (scripted control flow)", "trace the model (torch.jit.trace) instead"),
+}
+
+# Op versions the 2021.4 IR reader knows (it reads IR v10 layers of opset1..opset7 and its own).
+READER_OPSETS = {f"opset{n}" for n in range(1, 8)} | {"experimental", "extension", "ie"}
+
+
+def module_path(onnx_node: str | None) -> str | None:
+    """The PyTorch module path the exporter kept in an ONNX node name ("/features/features.0/Conv"
+    -> "features.0", "/backbone/3/conv/Conv" -> "backbone.3.conv"), if it looks like one."""
+    if not onnx_node or not onnx_node.startswith("/"):
+        return None
+    path = ""
+    for segment in onnx_node.split("/")[1:-1]:
+        path = segment if not path or segment.startswith(path + ".") else f"{path}.{segment}"
+    return path or None
+
+
+def where(layer: str, layer_type: str, origin: dict | None) -> str:
+    """`layer` (Type; ONNX node `n`, Op; PyTorch module `m`), for messages."""
+    parts = [layer_type]
+    if origin:
+        parts.append(f"ONNX node `{origin['node']}`, {origin['op']}")
+        module = module_path(origin["node"])
+        if module:
+            parts.append(f"PyTorch module `{module}`")
+    return f"`{layer}` ({'; '.join(parts)})"
+
+
+_COMPILER_LAYER = re.compile(r'Failed to compile layer "([^"]+)"')
+_STAGE_LAYER = re.compile(r"stage (\S+) with type")
+
+
+def compiler_layer(message: str) -> str | None:
+    """The layer the compiler's message names, if it names one."""
+    match = _COMPILER_LAYER.search(message) or _STAGE_LAYER.search(message)
+    return match.group(1) if match else None
+
+
+def explain_refused(layers, origin_of, compiler_message: str = "") -> str | None:
+    """One line naming every layer of a REFUSED type (and the one the compiler named), grouped by
+    cause, or None when there is nothing to name. layers: (name, type) pairs in network order;
+    origin_of(name) -> {"node", "op"} or None."""
+    named = compiler_layer(compiler_message)
+    culprits = [(name, kind) for name, kind in layers if kind in REFUSED]
+    if named and named not in {name for name, _ in culprits}:
+        kind = next((k for n, k in layers if n == named), None)
+        if kind is not None:
+            culprits.append((named, kind))
+    if not culprits:
+        return None
+    groups: dict = {}
+    for name, kind in culprits:
+        groups.setdefault(kind, []).append(name)
+    parts = []
+    for kind, names in groups.items():
+        cause = REFUSED.get(kind)
+        listed = ", ".join(where(name, kind, origin_of(name)) for name in names[:6])
+        listed += f" and {len(names) - 6} more" if len(names) > 6 else ""
+        parts.append(f"{listed}: {cause.what}; {cause.fix}" if cause else f"{listed}: no known rewrite")
+    count = len(culprits)
+    return f"the Myriad X cannot run {count} layer(s) of this model: " + " | ".join(parts)

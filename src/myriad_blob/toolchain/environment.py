@@ -1,0 +1,43 @@
+"""The environment the toolchain's subprocesses run in: ours, without anything that would steer
+the legacy Python or the clock, and, for compiling, libfaketime's fast clock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from .commands import record
+
+# The plugin spends a fixed 5 s of wall-clock time searching for devices on every LoadNetwork
+# (see README, "Why compiling is fast"). Under libfaketime the clock runs this much faster, so
+# the window closes in milliseconds; the blob is byte-identical.
+FAKETIME_SPEEDUP = 200
+FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def faketime_library() -> Path | None:
+    return FAKETIME_LIBRARY if FAKETIME_LIBRARY.exists() else None
+
+
+def tool_environment(fast_clock: bool = False) -> dict:
+    """Our environment without PYTHON*, LD_PRELOAD and FAKETIME*; with fast_clock (and libfaketime
+    installed), the clock sped up FAKETIME_SPEEDUP times."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "FAKETIME"))}
+    faketime = faketime_library()
+    if fast_clock and faketime:
+        env["LD_PRELOAD"] = str(faketime)
+        env["FAKETIME"] = f"+0 x{FAKETIME_SPEEDUP}"
+    return env
+
+
+def run_tool(args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+    record(args)
+    return subprocess.run(args, capture_output=True, text=True, env=tool_environment(fast_clock),
+                          timeout=timeout, check=False)
+
+
+def start_tool(args: list[str]) -> subprocess.Popen:
+    """A tool started in the background (stdout and stderr piped, text)."""
+    record(args)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_environment())
