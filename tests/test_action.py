@@ -649,7 +649,7 @@ def test_a_yolo_best_pt_uploads_blob_archive_and_json(workspace, github, webhook
     best_pt(workspace, imgsz=160)
     payload = example(webhooks, "release", action="published")
     github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
-    for run in range(2):  # the second from the cache, which keeps the JSON too
+    for _run in range(2):  # the second from the cache, which keeps the JSON too
         result = run_action(workspace, github, "release", payload, model="runs/detect/train/weights/best.pt",
                             **{"cache-dir": ".myriad-blob-cache"})
         assert result.returncode == 0, result.stdout + result.stderr

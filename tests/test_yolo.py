@@ -9,11 +9,16 @@ import tarfile
 import depthai as dai
 import pytest
 import torch
-from conftest import run_cli
-from test_convert import assert_depthai_agrees
-from yolo_checkpoints import CLASS_NAMES, best_pt, build_model
 
+from conftest import run_cli
 from myriad_blob.yolo.detections import decode_camera, nms
+from test_convert import assert_depthai_agrees
+from yolo_checkpoints import CLASS_NAMES, best_pt
+
+
+def _archive_config(path):
+    with tarfile.open(path) as archive:
+        return json.loads(archive.extractfile("config.json").read())
 
 
 class WritesAFile:
@@ -95,7 +100,7 @@ def test_best_pt_converts_for_the_camera(yolo11_detect, tmp_path):
     assert head.parser == "YOLO" and head.metadata.subtype == "yolov8"
     assert list(head.metadata.classes) == list(CLASS_NAMES) and head.metadata.nClasses == 3
     assert list(head.metadata.yoloOutputs) == names
-    config = json.loads(tarfile.open(tmp_path / "best.tar.xz").extractfile("config.json").read())
+    config = _archive_config(tmp_path / "best.tar.xz")
     assert config["model"]["inputs"][0]["preprocessing"]["dai_type"] == "BGR888p"
 
     v2 = json.loads((tmp_path / "best.json").read_text())  # depthai v2's YoloDetectionNetwork config
@@ -155,7 +160,7 @@ def test_other_tasks_convert_for_the_camera(yaml, imgsz, parser, extra, tmp_path
     archive = dai.NNArchive(str(tmp_path / "best.tar.xz"))
     head = archive.getConfig().model.heads[0]
     assert head.parser == parser and list(head.metadata.classes) == list(CLASS_NAMES)
-    config = json.loads(tarfile.open(tmp_path / "best.tar.xz").extractfile("config.json").read())
+    config = _archive_config(tmp_path / "best.tar.xz")
     metadata = config["model"]["heads"][0]["metadata"]
     if extra:  # the boxes for depthai's YOLO decoding, and the masks or keypoints beside them
         assert metadata["yolo_outputs"] == ["output1_yolov8", "output2_yolov8", "output3_yolov8"]

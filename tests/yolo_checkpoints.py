@@ -22,7 +22,7 @@ def build_model(yaml: str, nc: int = len(CLASS_NAMES), seed: int = 0, confident:
     cls = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel,
            "classify": ClassificationModel}[task]
     model = cls(yaml, nc=nc, verbose=False)
-    model.names = {i: name for i, name in enumerate(CLASS_NAMES[:nc])}
+    model.names = dict(enumerate(CLASS_NAMES[:nc]))
     model.args = get_cfg(overrides={"model": yaml, "task": task, "imgsz": 320, "data": "custom.yaml"})
     calibrate_batch_norm(model)
     if confident is not None and task != "classify":

@@ -11,7 +11,6 @@ knows about YOLO.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +152,14 @@ class YoloModel:
         if self.task not in CAMERA_TASKS or self.head != CAMERA:
             return {"compared": False, "why": f"{self.task} with --yolo-head {self.head}: no camera decode to compare"}
         from ..numeric import load_sample, run_ir
-        from .detections import (decode_camera, decode_with_depthai, match, photograph, same_detections,
-                                 ultralytics_prediction)
+        from .detections import (
+            decode_camera,
+            decode_with_depthai,
+            match,
+            photograph,
+            same_detections,
+            ultralytics_prediction,
+        )
 
         image = photograph()
         first = ir.inputs[0]
