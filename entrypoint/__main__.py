@@ -60,7 +60,7 @@ def main() -> int:
         gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
         fatal_summary("myriad-blob: internal error", f"`{message}`", EXIT_INTERNAL,
                       "This is a bug in myriad-blob, not in your model: please report it with this step's log.")
-        set_outputs(status="failed")
+        set_outputs(status="failed", verdict="failed")
         return EXIT_INTERNAL
 
 
@@ -74,7 +74,7 @@ def run() -> int:
         fatal_summary("myriad-blob: invalid input", str(error), EXIT_INPUT,
                       "Fix the input in the workflow file (its `with:`) and run the job again.")
         # On a pull request the report comment was not written: say so, not "no pull request".
-        set_outputs(status="failed", comment_status="failed" if event.pull_request else "skipped-no-pr")
+        set_outputs(status="failed", verdict="failed", comment_status="failed" if event.pull_request else "skipped-no-pr")
         return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
@@ -137,7 +137,7 @@ def convert_model(inputs, event: Event) -> Outcome:
         gha.error(report.error["message"], title=f"myriad-blob: {report.error['stage']} failed", file=inputs.model)
     for warning in report.warnings:
         gha.warning(warning, title="myriad-blob: check the conversion", file=inputs.model)
-    outputs = dict(status=report.status, report_path=options.report_json,
+    outputs = dict(status=report.status, verdict=report.to_dict()["verdict"]["result"], report_path=options.report_json,
                    report_markdown_path=options.report_markdown, blob_path=None if failed else options.output,
                    blob_sha256=None if failed else report.blob["sha256"],
                    blob_size=None if failed else report.blob["size"])
@@ -189,7 +189,7 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
         gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
         return Outcome(EXIT_INVALID_MANIFEST, f"## ❌ myriad-blob: invalid manifest\n\n{error}\n\n"
                        f"Exit code {EXIT_INVALID_MANIFEST}. Fix {inputs.manifest} and run the job again.",
-                       dict(status="failed"), [], [])
+                       dict(status="failed", verdict="failed"), [], [])
     summary = convert_all(variants, output_dir, cache=BlobCache(inputs.cache_dir or default_cache_dir()))
     files, uploads = [output_dir / "batch-report.json", output_dir / "batch-report.md"], []
     for variant in summary["variants"]:
@@ -204,7 +204,8 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
         files += written
     uploads += files[:2]
     markdown = (output_dir / "batch-report.md").read_text()
-    outputs = dict(status="failed" if summary["failed"] else "succeeded", report_path=output_dir / "batch-report.json",
+    outputs = dict(status="failed" if summary["failed"] else "succeeded", verdict=summary["verdict"],
+                   report_path=output_dir / "batch-report.json",
                    report_markdown_path=output_dir / "batch-report.md", blob_path=None, blob_sha256=None,
                    blob_size=None)
     return Outcome(EXIT_SOME_FAILED if summary["failed"] else 0, markdown, outputs, files, uploads)

@@ -101,3 +101,16 @@ def cases(tmp_path_factory):
     for builder in sorted(directory.glob("case*.py")):
         subprocess.run([sys.executable, builder.name], cwd=directory, check=True, capture_output=True)
     return directory
+
+
+# GitHub's published webhook payloads (npm @octokit/webhooks-examples): the action tests' events.
+WEBHOOK_EXAMPLES = TESTS / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
+
+
+@pytest.fixture(scope="module")
+def webhooks():
+    import json
+
+    if not WEBHOOK_EXAMPLES.exists():
+        pytest.fail(f"{WEBHOOK_EXAMPLES} is missing: run `make test` (it runs `npm ci --prefix tests`)")
+    return {entry["name"]: entry["examples"] for entry in json.loads(WEBHOOK_EXAMPLES.read_text())}

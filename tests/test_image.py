@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from github_api import FakeGitHub
-from test_action import ACTION, REPO, TOKEN, example, parse_outputs, webhooks  # noqa: F401 (a fixture)
+from test_action import ACTION, REPO, TOKEN, example, parse_outputs
 
 pytestmark = pytest.mark.image
 

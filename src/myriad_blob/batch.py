@@ -79,10 +79,17 @@ def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache |
                "succeeded": sum(r.report.status == "succeeded" for r in ordered),
                "failed": sum(r.report.status != "succeeded" for r in ordered),
                "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
+               # The worst of the variants' verdicts (report.overall_verdict): passed only if every one passed.
+               "verdict": worst_verdict(r.report.to_dict()["verdict"]["result"] for r in ordered),
                "variants": [r.to_dict() for r in ordered]}
     write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
     return summary
+
+
+def worst_verdict(results) -> str:
+    order = ("passed", "warnings", "failed")
+    return max(results, key=order.index, default="passed")
 
 
 def render_batch_markdown(summary: dict, results: list[BatchResult]) -> str:
