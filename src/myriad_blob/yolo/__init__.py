@@ -167,7 +167,7 @@ class YoloModel:
         outputs = run_ir(ir, {first.name: blob_input}, toolchain, worker)
         size = tuple(first.shape[-2:])
         per_scale = [outputs[name] for name in self.box_outputs]
-        ours = decode_camera(per_scale, self.strides, size, CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET)
+        ours = decode_camera(per_scale, self.strides, size, CONF_THRESHOLD, IOU_THRESHOLD)
         theirs, decoder = decode_with_depthai(dict(zip(self.box_outputs, per_scale)), self.names, self.strides, size,
                                               CONF_THRESHOLD, IOU_THRESHOLD)
         camera = theirs if theirs is not None else ours

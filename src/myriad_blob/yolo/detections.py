@@ -51,12 +51,14 @@ def nms(candidates: list, iou_threshold: float) -> list:
 
 
 def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, conf_threshold: float,
-                  iou_threshold: float, max_det: int = 300) -> list[dict]:
-    """outputs: per scale, (1, 5 + nc, h, w) in stride order. size: (height, width) of the input."""
+                  iou_threshold: float) -> list[dict]:
+    """outputs: per scale, (1, 5 + nc, h, w) in stride order. size: (height, width) of the input.
+    The blob's outputs are FP16 on the camera, and depthai's parser reads them so: the values are
+    rounded to FP16 first. Like depthai's, no cap on the number of detections."""
     height, width = size
     candidates = []
     for output, stride in zip(outputs, strides):
-        grid = output[0]
+        grid = output[0].astype(np.float16).astype(np.float32)
         rows, cols = np.nonzero(grid[4] >= conf_threshold)
         for row, col in zip(rows, cols):
             scores = grid[5:, row, col]
@@ -71,7 +73,7 @@ def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, co
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
             candidates.append({"box": box.tolist(), "score": score, "class": label})
-    return nms(candidates, iou_threshold)[:max_det]
+    return nms(candidates, iou_threshold)
 
 
 def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, iou_threshold: float,
@@ -180,13 +182,17 @@ def decode_with_depthai(outputs: dict, classes: list[str], strides: list[int], s
     return detections, f"depthai {dai.__version__} DetectionParser, on the host"
 
 
-def same_detections(ours: list[dict], theirs: list[dict], tolerance: float = 1e-3) -> bool:
-    """Our decode and depthai's: the same boxes, classes and scores (in any order)."""
+def same_detections(ours: list[dict], theirs: list[dict], score_tolerance: float = 1e-3,
+                    box_tolerance: float = 0.5) -> bool:
+    """Our decode and depthai's: each detection of one has one in the other with the same class,
+    the score within score_tolerance and every box coordinate within box_tolerance pixels."""
     if len(ours) != len(theirs):
         return False
-    key = lambda d: (d["class"], round(d["score"], 3), [round(v) for v in d["box"]])  # noqa: E731
-    for a, b in zip(sorted(ours, key=key), sorted(theirs, key=key)):
-        if a["class"] != b["class"] or abs(a["score"] - b["score"]) > tolerance or \
-                max(abs(x - y) for x, y in zip(a["box"], b["box"])) > tolerance * 1000:
+    unmatched = list(theirs)
+    for a in ours:
+        match = next((b for b in unmatched if a["class"] == b["class"] and abs(a["score"] - b["score"]) <= score_tolerance
+                      and max(abs(x - y) for x, y in zip(a["box"], b["box"])) <= box_tolerance), None)
+        if match is None:
             return False
+        unmatched.remove(match)
     return True
