@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-unit image image-test bench corpus-table op-table report-screenshot clean
+.PHONY: setup demo test test-unit test-yolo-families image image-test bench corpus-table op-table report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,10 @@ demo: setup
 
 test: setup tests/node_modules
 	$(BIN)/python -m pytest
+
+# The YOLO detect families beyond make test's YOLO11 (YOLOv5u, YOLOv8, YOLO26), each with the detection check.
+test-yolo-families: setup
+	MYRIAD_BLOB_YOLO_FAMILIES=1 $(BIN)/python -m pytest tests/test_yolo.py -k families
 
 # The tests that need no toolchain (pytest -m unit), in seconds: the converter's venv only.
 test-unit:

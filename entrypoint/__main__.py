@@ -129,6 +129,8 @@ def convert_model(inputs, event: Event) -> Outcome:
     files = [options.output, options.report_json, options.report_markdown]
     if report.nn_archive:
         files.append(Path(report.nn_archive["path"]))
+    if report.depthai_json:  # a YOLO blob's depthai v2 JSON
+        files.append(Path(report.depthai_json["path"]))
     markdown = options.report_markdown.read_text() if options.report_markdown.exists() else report.to_markdown()
     failed = report.status != "succeeded"
     if failed:
@@ -212,10 +214,12 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
 def nn_archives(report_path: Path) -> list[Path]:
     """The NN Archive a variant's report names (nn-archive = true in the manifest), if any."""
     try:
-        archive = (json.loads(report_path.read_text()).get("nn_archive") or {}).get("path")
+        report = json.loads(report_path.read_text())
     except (OSError, ValueError):
         return []
-    return [Path(archive)] if archive and Path(archive).exists() else []
+    # The NN Archive, and a YOLO blob's depthai v2 JSON beside it.
+    paths = [(report.get(section) or {}).get("path") for section in ("nn_archive", "depthai_json")]
+    return [Path(path) for path in paths if path and Path(path).exists()]
 
 
 def publish(inputs, event: Event, outcome: Outcome) -> bool:

@@ -6,7 +6,7 @@
 #   4. with MYRIAD_BLOB_PRUNE=1 (the Dockerfile sets it): scripts/prune.sh deletes what converting
 #      never loads (test suites, headers, pip, other devices' plugins); a pruned set-up is final
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
-#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs),
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs,ultralytics),
 #   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none),
 #   MYRIAD_BLOB_NO_TOOLCHAIN (set: the converter's environment only, steps 1 and 3 skipped; `make test-unit`).
 #   MYRIAD_BLOB_PRUNE (default 0; 1: step 4).
@@ -14,7 +14,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MYRIAD_BLOB_VENV:-$root/.venv}
 python=${MYRIAD_BLOB_PYTHON:-python3}
-extras=${MYRIAD_BLOB_EXTRAS-action,test,docs}
+extras=${MYRIAD_BLOB_EXTRAS-action,test,docs,ultralytics}
 
 fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
 

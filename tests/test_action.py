@@ -635,6 +635,21 @@ def test_what_a_dead_replacement_left_is_cleared(workspace, github, webhooks, sh
         NAMES + ["myriad-blob-upload-c0ffee00-detector.blob.report.md"])
 
 
+def test_a_yolo_best_pt_uploads_blob_archive_and_json(workspace, github, webhooks):
+    """`model: runs/detect/train/weights/best.pt`, nothing else: the camera's files go to the release."""
+    from yolo_checkpoints import best_pt
+
+    best_pt(workspace, imgsz=160)
+    payload = example(webhooks, "release", action="published")
+    github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
+    for _run in range(2):  # the second from the cache, which keeps the JSON too
+        result = run_action(workspace, github, "release", payload, model="runs/detect/train/weights/best.pt",
+                            **{"cache-dir": ".myriad-blob-cache"})
+        assert result.returncode == 0, result.stdout + result.stderr
+        names = sorted(a["name"] for a in github.releases[0]["assets"])
+        assert names == ["best.blob", "best.blob.report.json", "best.blob.report.md", "best.json", "best.tar.xz"]
+    assert json.loads((workspace / "best.blob.report.json").read_text())["cache"]["hit"]
+
 # --- the runner's files and variables, each of which may be missing
 
 

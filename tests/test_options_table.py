@@ -141,7 +141,8 @@ def test_shared_stages_read_the_options_of_the_table():
     fields = {f.name for f in dataclasses.fields(ConversionOptions)}
     changed = {"model_key": "ema", "model_dtype": "float16", "model_class": "m:C", "trust_pickle": True,
                "input_shapes": (), "opset": 13, "new_export": True, "output_names": ("a",), "name_outputs": ("b",),
-               "reverse_input_channels": True, "mean": {None: (1.0,)}, "scale": {None: (2.0,)}, "frontend": "mo2021"}
+               "reverse_input_channels": True, "mean": {None: (1.0,)}, "scale": {None: (2.0,)}, "frontend": "mo2021",
+               "yolo_head": "full"}
     for option in OPTIONS:
         if option.stage:
             assert option.stage in SHARED_STAGES and option.field in fields, option.name

@@ -1,7 +1,10 @@
 """Camera-ready output: the depthai NN Archive (config.json + the blob, as .tar.xz) that depthai v3 loads.
 
-Mean, scale and channel order are baked into the blob, so the archive declares mean 0 and
-scale 1: a pipeline that applied the archive's values would otherwise apply them twice.
+config.json is built and validated with luxonis-ml's NN Archive schema (luxonis_ml.nn_archive.Config,
+the pydantic models of the format that Luxonis's converters and depthai's NNArchive follow), so a
+field the format does not know, or a head whose metadata does not fit its parser, fails here and
+not on the camera. Mean, scale and channel order are baked into the blob, so the archive declares
+mean 0 and scale 1: a pipeline that applied the archive's values would otherwise apply them twice.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ def camera_frame_type(reverse_input_channels: bool) -> str:
     return "BGR888p" if reverse_input_channels else "RGB888p"
 
 
-def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool) -> dict:
+def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool,
+                      heads: list[dict] | None = None) -> dict:
+    """config.json, validated by luxonis-ml's schema. heads: parser heads (e.g. a YOLO head: parser,
+    outputs, metadata), written as given once the schema accepts them."""
+    from luxonis_ml.nn_archive import Config
+
     inputs = []
     for tensor in info.inputs:
         is_image = len(tensor.shape) == 4 and tensor.shape[1] == 3
@@ -39,9 +47,10 @@ def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_c
                        "preprocessing": {k: v for k, v in preprocessing.items() if v is not None}})
     outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": list(t.shape),
                 "layout": _LAYOUTS.get(t.order, t.order)} for t in info.outputs]
-    return {"config_version": "1.0",
-            "model": {"metadata": {"name": name, "path": blob_name, "precision": "float16"},
-                      "inputs": inputs, "outputs": outputs, "heads": []}}
+    config = {"config_version": "1.0",
+              "model": {"metadata": {"name": name, "path": blob_name, "precision": "float16"},
+                        "inputs": inputs, "outputs": outputs, "heads": list(heads or [])}}
+    return Config.model_validate(config).model_dump(mode="json", exclude_none=True)
 
 
 def write_nn_archive(path: Path, blob: bytes, blob_name: str, config: dict) -> None:

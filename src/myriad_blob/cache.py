@@ -33,7 +33,8 @@ from .report import ConversionReport, remove_written, write_atomically
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")
 # Files a conversion may write beside the blob: (report field, ConversionOptions path property, name in the cache).
-_ARTIFACTS = (("nn_archive", "nn_archive_path", "model.tar.xz"), ("superblob", "superblob_path", "model.superblob"))
+_ARTIFACTS = (("nn_archive", "nn_archive_path", "model.tar.xz"), ("superblob", "superblob_path", "model.superblob"),
+              ("depthai_json", "depthai_json_path", "model.json"))
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +51,7 @@ def _file_sha256(path: Path) -> str | None:
 
 
 # Packages whose versions change the ONNX model or how it is checked.
-_CONVERTER_PACKAGES = ("torch", "onnx", "onnxslim", "onnxruntime", "numpy")
+_CONVERTER_PACKAGES = ("torch", "onnx", "onnxslim", "onnxruntime", "numpy", "luxonis-ml", "ultralytics")
 
 
 def _converter_versions() -> dict:

@@ -79,7 +79,8 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
                         f"({', '.join(t.name for t in onnx_model.outputs)}), which the blob keeps: drop --name-outputs")
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
-    return export_torch(loaded.module, options, workdir / "model.onnx")
+    names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
+    return export_torch(loaded.module, options, workdir / "model.onnx", names)
 
 
 def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
@@ -97,7 +98,8 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
             raise _fail(f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes")
 
 
-def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
+def export_torch(module, options: ConversionOptions, path: Path, names: tuple | None = None) -> OnnxModel:
+    """names: (input names, output names) the model's consumer expects (a YOLO parser's); default generic."""
     import torch
 
     if options.new_export and isinstance(module, torch.jit.ScriptModule):
@@ -108,7 +110,8 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise _fail(f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)")
     specs = bind_inputs(module, options.input_shapes)
-    input_names = [s.name or (DEFAULT_INPUT_NAME if len(specs) == 1 else f"input{i}") for i, s in enumerate(specs)]
+    input_names = [s.name or (names[0][i] if names else DEFAULT_INPUT_NAME if len(specs) == 1 else f"input{i}")
+                   for i, s in enumerate(specs)]
     module = module.to(dtype).eval()
     args = tuple(torch.zeros(s.shape, dtype=dtype) for s in specs)
     shapes = ", ".join(str(list(s.shape)) for s in specs)
@@ -121,6 +124,8 @@ def export_torch(module, options: ConversionOptions, path: Path) -> OnnxModel:
         raise _fail(f"the model rejects input shape {shapes}: {cause}; " + (rule or "check --input-shape")) from error
     outputs = flatten_outputs(sample)
     output_names = name_outputs(sample, len(outputs), options.name_outputs)
+    if names and not options.name_outputs and len(names[1]) == len(outputs):
+        output_names = list(names[1])  # the names the model's consumer looks for (a YOLO parser's)
     fallbacks = []
     for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
         try:

@@ -31,6 +31,7 @@ class ModelFormat:
     STATE_DICT = "state-dict"
     CHECKPOINT = "checkpoint"
     PICKLE = "full-model pickle"
+    ULTRALYTICS = "ultralytics checkpoint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,7 @@ class LoadedModel:
     source: SourceInfo
     module: Any = None  # torch.nn.Module for PyTorch formats; None for ONNX
     onnx_path: Path | None = None
+    yolo: Any = None  # yolo.YoloModel for an ultralytics checkpoint (its head, names, preprocessing)
 
 
 def _fail(message: str) -> ConversionError:
@@ -125,6 +127,12 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
     elif fmt == ModelFormat.TORCH_EXPORT:
         module = _eval_only_class()(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
     else:
+        from . import yolo
+
+        checkpoint = yolo.load(path, options)  # an ultralytics best.pt: its own safe loader and the camera's head
+        if checkpoint is not None:
+            return LoadedModel(dataclasses.replace(source, format=ModelFormat.ULTRALYTICS), module=checkpoint.module,
+                               yolo=checkpoint)
         fmt, module = _load_pickle(path, options)
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")

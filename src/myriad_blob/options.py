@@ -177,6 +177,15 @@ OPTIONS: tuple[Option, ...] = (
                        "pull requests of forks.",
            action_default="false",
            action_doc="as `--trust-pickle`; refused for forks' pull requests under `pull_request_target`"),
+    Option("yolo-head", "choice", stage="load", default="camera", choices=("camera", "full"),
+           help="For an ultralytics checkpoint (yolo train's best.pt): camera cuts before the box decode so the "
+                "camera's YOLO parser decodes and runs NMS; full keeps ultralytics' decoded output (decode on the host).",
+           manifest_expected="\"camera\" or \"full\"", doc_default="`camera`",
+           doc="for an ultralytics `best.pt`: `camera` cuts before the box decode, for depthai's YOLO parser (see "
+               "[YOLO from ultralytics](#yolo-from-ultralytics)); `full` keeps ultralytics' decoded output for a host decode",
+           action_help="For an ultralytics checkpoint - camera (cut for the camera's YOLO decoding) or full (the whole "
+                       "model, decoded on the host).",
+           action_default="camera", action_doc="as `--yolo-head`: `camera` or `full`"),
     Option("nshaves", "int", default=6, range=(1, 16), help="SHAVE cores the blob uses (1-16).",
            doc_default="`6`", doc="SHAVE cores the blob uses (1–16)",
            action_help="SHAVE cores the blob uses (1-16).", action_default="6"),
@@ -365,6 +374,7 @@ class ConversionOptions:
     model_dtype: str = option_default("model-dtype")
     model_class: str | None = None
     trust_pickle: bool = option_default("trust-pickle")
+    yolo_head: str = option_default("yolo-head")
     nshaves: int = option_default("nshaves")
     nslices: int = option_default("nshaves")  # parse_options: same as nshaves
     nstreams: int = option_default("nstreams")
@@ -389,6 +399,11 @@ class ConversionOptions:
     @property
     def nn_archive_path(self) -> Path:
         return self.output.with_name(self.output.stem + ".tar.xz")
+
+    @property
+    def depthai_json_path(self) -> Path:
+        """depthai v2's JSON for a YOLO blob (nn_config and labels), beside the blob."""
+        return self.output.with_suffix(".json")
 
     @property
     def superblob_path(self) -> Path:
@@ -477,7 +492,7 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
                   nshaves: int = 6, nslices: int | None = None, output_names=(), name_outputs=(),
                   **rest) -> ConversionOptions:
     """ConversionOptions from the user's strings (CLI flags or action inputs); ValueError says what is wrong."""
-    for key in ("frontend", "compile_timeout"):  # None: the default (an empty action input, a missing field)
+    for key in ("frontend", "compile_timeout", "yolo_head"):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
             del rest[key]
     for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import tempfile
@@ -152,7 +153,8 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
 
 def written_outputs(report: ConversionReport) -> list[Path]:
     """The files a successful conversion wrote besides its report."""
-    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.superblob) if section]
+    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.depthai_json, report.superblob)
+            if section]
 
 
 def unwritable_outputs(options: ConversionOptions) -> str | None:
@@ -212,6 +214,7 @@ class Conversion:
     session: Session
     workdir: Path
     key: tuple = ()  # the memo key so far: grows stage by stage
+    loaded_yolo: object = None  # yolo.YoloModel for an ultralytics best.pt: the archive head and v2 JSON it gives
 
     def _next_key(self, step: str, *extra) -> tuple:
         self.key = self.key + stage_key(self.options, step) + extra
@@ -227,6 +230,10 @@ class Conversion:
                 stage.tools.update(_versions("torch"))
         report.source = {"path": loaded.source.path, "format": loaded.source.format,
                          "size": loaded.source.size, "sha256": loaded.source.sha256}
+        if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
+            self.loaded_yolo = loaded.yolo
+            self.options, defaulted = loaded.yolo.adjust_options(options)
+            report.yolo = loaded.yolo.report_section(self.options, defaulted)
         return loaded
 
     def export(self, loaded):
@@ -328,6 +335,10 @@ class Conversion:
                                       origins=(prepared.model, prepared.reference))
             report.numeric = check.to_dict()
             report.warnings.extend(judge(check, options.strict))
+            if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
+                with self.session.worker() as worker:
+                    report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
+                report.warnings.extend(report.yolo["detections"].get("warnings", []))
         return data, info
 
     def deliver(self, data: bytes, info, ir, support) -> None:
@@ -338,12 +349,18 @@ class Conversion:
             with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
                 blobs = compile_every_shave_count(ir, support, options, self.toolchain, self.workdir / "superblob")
                 superblob = build_superblob(options.nshaves, blobs)
-        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels) \
-            if options.nn_archive else None
+        yolo = self.loaded_yolo
+        heads = [head for head in [yolo.archive_head()] if head] if yolo is not None else []
+        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels,
+                                   heads) if options.nn_archive else None
+        depthai_json = yolo.depthai_v2_config(info.inputs[0].shape) if yolo is not None else None
         outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
         if config is not None:
             outputs.append((options.nn_archive_path, "the NN Archive",
                             lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+        if depthai_json is not None:
+            outputs.append((options.depthai_json_path, "depthai's JSON", lambda: write_atomically(
+                options.depthai_json_path, json.dumps(depthai_json, indent=2).encode())))
         if superblob is not None:
             outputs.append((options.superblob_path, "the SuperBlob",
                             lambda: write_atomically(options.superblob_path, superblob)))
@@ -352,6 +369,8 @@ class Conversion:
                        "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
         if config is not None:
             report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
+        if depthai_json is not None:
+            report.depthai_json = {"path": str(options.depthai_json_path), "config": depthai_json}
         if superblob is not None:
             report.superblob = {"path": str(options.superblob_path), "size": len(superblob),
                                 "base_shaves": options.nshaves, "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}

@@ -87,6 +87,8 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
+    depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
+    yolo: dict | None = None  # an ultralytics checkpoint: its head, classes, preprocessing, detection check
     superblob: dict | None = None
     cache: dict | None = None
     toolchain: dict = dataclasses.field(default_factory=dict)
@@ -328,6 +330,11 @@ def render_markdown(report: dict) -> str:
                         [markdown_table(["layer type", "count", "query: unsupported"],
                                 [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
 
+    if report.get("yolo"):  # an ultralytics checkpoint: its head and the detection check
+        from .yolo.markdown import yolo_section
+
+        out += yolo_section(report["yolo"])
+
     details = []
     if report["source"]:
         src = report["source"]
@@ -342,6 +349,8 @@ def render_markdown(report: dict) -> str:
         details.append("- Compile settings: " + ", ".join(f"{k} `{v}`" for k, v in report["compile_settings"].items()))
     if report["nn_archive"]:
         details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
+    if report.get("depthai_json"):
+        details.append(f"- depthai v2 JSON: `{report['depthai_json']['path']}`")
     for stage in report["stages"]:
         if stage["tools"]:
             details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))

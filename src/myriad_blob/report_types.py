@@ -199,6 +199,8 @@ Report = TypedDict("Report", {
     "numeric": NumericSection | None,
     "blob": BlobSection | None,
     "nn_archive": dict[str, Any] | None,
+    "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
+    "yolo": dict[str, Any] | None,  # an ultralytics checkpoint: task, family, classes, head, detections (yolo/)
     "superblob": dict[str, Any] | None,
     "cache": dict[str, Any] | None,
     "toolchain": dict[str, Any],
