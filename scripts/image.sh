@@ -57,6 +57,9 @@ pyenv_python() {  # the directory holding bin/pythonX.Y for version X.Y
 # Debian bookworm, minbase, with the libraries CPython's extension modules link against.
 debian_rootfs() {
     local out=$1
+    # Everything below writes under $out: never under the host's own / (an empty $out once wrote
+    # Debian-image apt and dpkg settings into this machine's /etc).
+    case "$out" in ""|/) fail "internal error: no directory for the stand-in root filesystem" ;; esac
     local packages=ca-certificates,netbase,tzdata,libssl3,libsqlite3-0,libffi8,liblzma5,libbz2-1.0,zlib1g,libreadline8,libncursesw6,libuuid1,libnsl2,libtirpc3,libgssapi-krb5-2,libexpat1,libcrypt1
     say "debootstrap bookworm into $out ($(mirror))"
     debootstrap --variant=minbase --include="$packages" bookworm "$out" "$(mirror)" >"$out.log" 2>&1 \

@@ -22,7 +22,7 @@ fail() { echo "myriad-blob setup: $*" >&2; exit 1; }
 #    for the compile helper, and libfaketime (shortens the plugin's 5 s device search; see README).
 missing=()
 [ -n "${MYRIAD_BLOB_NO_TOOLCHAIN:-}" ] || {
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || missing+=(libusb-1.0-0)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(libfaketime)
 }

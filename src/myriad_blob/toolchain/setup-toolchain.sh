@@ -34,7 +34,7 @@ find_legacy_python() {
 }
 
 command -v g++ >/dev/null 2>&1 || fail "g++ not found: install it (Debian/Ubuntu: apt-get install g++)"
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || [ -e /usr/lib/x86_64-linux-gnu/libusb-1.0.so.0 ] \
+ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || [ -e /usr/lib/x86_64-linux-gnu/libusb-1.0.so.0 ] \
     || fail "libusb-1.0 not found; the Myriad plugin needs it even with no device: install it (Debian/Ubuntu: apt-get install libusb-1.0-0)"
 
 legacy_python=$(find_legacy_python)
