@@ -70,19 +70,25 @@ def manifest_fields() -> str:
 
 
 def _yaml_scalar(value: str) -> str:
-    return f"'{value}'" if value == "" or re.fullmatch(r"[0-9.]+|true|false", value) else value
+    """value as a YAML scalar that reads back as this string: plain when YAML allows, else quoted
+    (a ': ' or ' #' inside, an indicator character first, or what YAML would read as a number or
+    boolean)."""
+    plain = not (value == "" or re.fullmatch(r"[0-9.]+|true|false|null|~", value) or ": " in value or " #" in value
+                 or value.endswith(":") or value[0] in "-?:,[]{}#&*!|>'\"%@`" or value != value.strip())
+    return value if plain else "'" + value.replace("'", "''") + "'"
 
 
 def action_inputs(options: tuple[Option, ...] = OPTIONS) -> str:
     lines = ["inputs:"]
     for option in options:
         if option.on(ACTION):
-            lines += [f"  {option.name}:", f"    description: {option.action_help}", "    required: false"]
+            lines += [f"  {option.name}:", f"    description: {_yaml_scalar(option.action_help)}", "    required: false"]
             if option.action_default is not None:
                 lines.append(f"    default: {_yaml_scalar(option.action_default)}")
             for old in option.renamed_from:  # no default: the entrypoint reads it only when it is set
-                lines += [f"  {old}:", f"    description: 'Deprecated: use {option.name}.'", "    required: false",
-                          f"    deprecationMessage: '{option.deprecation(old, ACTION)}.'"]
+                lines += [f"  {old}:", f"    description: {_yaml_scalar(f'Deprecated: use {option.name}.')}",
+                          "    required: false",
+                          f"    deprecationMessage: {_yaml_scalar(option.deprecation(old, ACTION) + '.')}"]
     return "\n".join(lines) + "\n\n"
 
 

@@ -96,3 +96,11 @@ def test_the_action_reads_the_old_input_when_it_is_set(monkeypatch, capsys):
     assert inputs._input_name(NSHAVES) == "shaves"
     assert "a renamed input::shaves is deprecated: it was renamed nshaves" in capsys.readouterr().out
     assert ACTION in NSHAVES.surfaces
+
+
+def test_any_description_reads_back_from_action_yml():
+    """action.yml is written as text: a help with ': ', quotes or a leading indicator is quoted."""
+    texts = ["Names (empty: the dict's keys)", "'quoted' and # not a comment", "- a dash first", "plain text", "12"]
+    table = tuple(dataclasses.replace(NSHAVES, name=f"x{i}", action_help=text, renamed_from=()) for i, text in enumerate(texts))
+    inputs = yaml.safe_load(sync.action_inputs(table))["inputs"]
+    assert [inputs[f"x{i}"]["description"] for i in range(len(texts))] == texts

@@ -1,7 +1,7 @@
 """Stage 3, IR: ONNX -> OpenVINO IR v10 (FP16 weights) that the 2021.4 Myriad compiler reads.
 
 Two front ends, each in a child process:
-- ov2022: OpenVINO 2022.3.1's C++ ONNX reader (toolchain/ov2022_ir.py), legalized for the 2021.4
+- ov2022: OpenVINO 2022.3.1's C++ ONNX reader (toolchain/scripts/ov2022_ir.py), legalized for the 2021.4
   compiler by one table of rewrites. Fast (well under a second) and reads current exports
   (opset 13-17, dynamic axes).
 - mo2021: Model Optimizer 2021.4, the fallback (--frontend auto tries ov2022 first).

@@ -4,7 +4,7 @@
   (onnx_prep.py) before an IR front end reads the model; each is kept only if ONNX Runtime gives
   the same outputs afterwards, within the row's tolerance.
 - The IR-level table, LEGALIZATION, lives in the OpenVINO 2022.3 front end's script
-  (toolchain/ov2022_ir.py): rewrites of op versions the 2021.4 IR reader or the plugin rejects.
+  (toolchain/scripts/ov2022_ir.py): rewrites of op versions the 2021.4 IR reader or the plugin rejects.
 - advice.REFUSED: IR layer types the compiler refuses (measured by the op sweep), each with the
   ONNX op or PyTorch code it comes from and what to change; a failed compile names every such
   layer of the IR at once, in the user's terms.
