@@ -273,9 +273,18 @@ def verdict(report: dict) -> str:
 
 
 def render_markdown(report: dict) -> str:
+    """The Markdown report (the PR comment): the verdict line, the warnings, then its sections."""
     out = [f"### myriad-blob: `{Path(report['options']['input']).name}`", "", verdict(report), ""]
     out += [f"> ⚠️ {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
+    for section in (_io_section, _numeric_section, _stages_section, _ir_section, _layers_section, _yolo_section,
+                    _details_section):
+        out += section(report)
+    return "\n".join(out)
 
+
+def _io_section(report: dict) -> list[str]:
+    """The blob's (or, before there is one, the model's) inputs and outputs, and the camera frame type."""
+    out: list[str] = []
     rows = []
     if report["blob"]:
         header = report["blob"]["header"]
@@ -289,7 +298,12 @@ def render_markdown(report: dict) -> str:
                 markdown_table(["", "name", "shape", "type"], rows), ""]
         if report["blob"]:
             out += [f"Camera frames: `{report['blob']['camera_frame_type']}`. " + _preprocessing_line(report), ""]
+    return out
 
+
+def _numeric_section(report: dict) -> list[str]:
+    """The numeric check's table and the FP16 range section."""
+    out: list[str] = []
     numeric = report["numeric"]
     if numeric:
         tolerances = numeric["tolerances"]
@@ -301,12 +315,22 @@ def render_markdown(report: dict) -> str:
                      ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else "")]
                     for o in numeric["outputs"]]), ""]
         out += _fp16_section(numeric)
+    return out
 
+
+def _stages_section(report: dict) -> list[str]:
+    """Each stage's status and time."""
+    out: list[str] = []
     out += ["**Stages**", "", markdown_table(["stage", "status", "seconds"], [
         [s["name"], {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
          + (f": {s['error']}" if s["status"] == "skipped" else ""),
          "" if s["duration_s"] is None else f"{s['duration_s']:.2f}"] for s in report["stages"]]), ""]
+    return out
 
+
+def _ir_section(report: dict) -> list[str]:
+    """The IR's front end, preparation steps and rewrites (folded)."""
+    out: list[str] = []
     ir = report["ir"]
     if ir and ir.get("frontend"):
         title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
@@ -316,7 +340,12 @@ def render_markdown(report: dict) -> str:
         lines += [f"- Rewritten for the 2021.4 compiler: {r['rule']} ({r['layers']} layer(s))" for r in ir.get("rewrites") or []]
         out += _details(f"IR: {title}, {len(ir.get('rewrites') or [])} rewrite rule(s), "
                         f"{sum(s['kept'] for s in ir.get('preparation') or [])} preparation step(s)", lines)
+    return out
 
+
+def _layers_section(report: dict) -> list[str]:
+    """The plugin's per-layer query (its suspects shown when the compile failed)."""
+    out: list[str] = []
     layers = report["layers"]
     if layers:
         if layers["unsupported"] and report["status"] == "failed" and report["error"]["stage"] == "compile":
@@ -329,12 +358,22 @@ def render_markdown(report: dict) -> str:
         out += _details(f"Layer support: {layers['total']} layers; {accepted} (the compiler's verdict decides)",
                         [markdown_table(["layer type", "count", "query: unsupported"],
                                 [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
+    return out
 
+
+def _yolo_section(report: dict) -> list[str]:
+    """An ultralytics checkpoint: its head and the detection check."""
+    out: list[str] = []
     if report.get("yolo"):  # an ultralytics checkpoint: its head and the detection check
         from .yolo.markdown import yolo_section
 
         out += yolo_section(report["yolo"])
+    return out
 
+
+def _details_section(report: dict) -> list[str]:
+    """Source, blob, settings and tool versions (folded)."""
+    out: list[str] = []
     details = []
     if report["source"]:
         src = report["source"]
@@ -355,7 +394,7 @@ def render_markdown(report: dict) -> str:
         if stage["tools"]:
             details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))
     out += _details("Details: source, blob, settings, tool versions", details)
-    return "\n".join(out)
+    return out
 
 
 def _fp16_section(numeric: dict) -> list[str]:
