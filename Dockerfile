@@ -17,7 +17,7 @@ ENV MYRIAD_BLOB_LEGACY_PYTHON=/usr/local/bin/python3.9 \
     MYRIAD_BLOB_PYTHON=/usr/local/bin/python3.11 \
     MYRIAD_BLOB_VENV=/opt/myriad-blob/venv \
     MYRIAD_BLOB_TOOLCHAIN=/opt/myriad-blob/toolchain \
-    MYRIAD_BLOB_EXTRAS=action,ultralytics \
+    MYRIAD_BLOB_EXTRAS=action,ultralytics-runtime \
     MYRIAD_BLOB_PRUNE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -33,14 +33,14 @@ RUN bash scripts/setup.sh \
 
 FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 # Runtime needs of the Myriad plugin (libusb, loaded even with no device) and of the fast clock;
-# OpenCV's (libGL, GLib), which ultralytics imports to load a best.pt (the ultralytics extra).
+# GLib, which OpenCV (headless) loads when ultralytics imports it to read a best.pt.
 # Pinned to the upstream version, any Debian revision: bookworm's point releases and security
 # updates change only the revision (1.0.26-1 -> 1.0.26-1+deb12u1), and an exact pin would stop
 # building the day the old revision leaves the mirror. What must not move is pinned by digest
 # (the base images above); these two only move within bookworm's stable updates.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends 'libusb-1.0-0=2:1.0.26-*' 'libfaketime=0.9.10-*' \
-        'libgl1=1.6.0-*' 'libglib2.0-0=2.74.6-*' \
+        'libglib2.0-0=2.74.6-*' \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=legacy-python /usr/local/bin/python3.9 /usr/local/bin/python3.9
 COPY --from=legacy-python /usr/local/lib/python3.9 /usr/local/lib/python3.9

@@ -6,7 +6,7 @@
 #   4. with MYRIAD_BLOB_PRUNE=1 (the Dockerfile sets it): scripts/prune.sh deletes what converting
 #      never loads (test suites, headers, pip, other devices' plugins); a pruned set-up is final
 # Environment: MYRIAD_BLOB_VENV (default .venv), MYRIAD_BLOB_PYTHON (default python3),
-#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs,ultralytics),
+#   MYRIAD_BLOB_TOOLCHAIN (default ~/.cache/myriad-blob/toolchain-openvino-2021.4.2), MYRIAD_BLOB_EXTRAS (default action,test,docs,ultralytics; ultralytics-runtime: the image's slim ultralytics),
 #   MYRIAD_BLOB_TORCH_INDEX (default: PyTorch's CPU index when pip has no other source of torch; empty: none),
 #   MYRIAD_BLOB_NO_TOOLCHAIN (set: the converter's environment only, steps 1 and 3 skipped; `make test-unit`).
 #   MYRIAD_BLOB_PRUNE (default 0; 1: step 4).
@@ -39,12 +39,15 @@ fi
 # 2. The converter's environment.
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
     || fail "$python is not Python 3.11 or newer (the manifest reader needs tomllib); set MYRIAD_BLOB_PYTHON to one"
-stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
+stamp=$( { cat "$root/pyproject.toml" "$root/requirements/constraints.txt" "$root/requirements/ultralytics-runtime.txt"; echo "$extras"; "$python" -V; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "myriad-blob setup: installing the converter into $venv"
     clear=(); [ -e "$venv/.myriad-blob-pruned" ] && clear=(--clear)  # pruned: no pip left to upgrade with
     "$python" -m venv "${clear[@]}" "$venv"
-    spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
+    # ultralytics-runtime is no extra of the package: ultralytics without its training-only
+    # dependencies, for the action's image (requirements/ultralytics-runtime.txt), installed below.
+    pip_extras=$(echo ",$extras," | sed 's/,ultralytics-runtime,/,/g; s/^,//; s/,$//')
+    spec="$root"; [ -n "$pip_extras" ] && spec="$root[$pip_extras]"
     # torch's CPU build: PyPI's Linux torch is the CUDA build (several GB); the CPU build is on
     # PyTorch's own index. Add that index unless pip is told where torch comes from already
     # (PIP_INDEX_URL or PIP_EXTRA_INDEX_URL, as CI and the Dockerfile set) or can install the
@@ -60,6 +63,10 @@ if [ "$(cat "$venv/.myriad-blob-stamp" 2>/dev/null)" != "$stamp" ]; then
     fi
     "$venv/bin/python" -m pip --disable-pip-version-check --quiet install "${torch_index[@]}" \
         -c "$root/requirements/constraints.txt" -e "$spec"
+    if [ "$pip_extras" != "$extras" ]; then
+        "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --no-deps \
+            -c "$root/requirements/constraints.txt" -r "$root/requirements/ultralytics-runtime.txt"
+    fi
     echo "$stamp" > "$venv/.myriad-blob-stamp"
 fi
 
