@@ -10,7 +10,8 @@ ONNX Runtime tells:
   computes that layer differently (case03d: it returns zeros for a constant row of a rank-3
   Concat). Whether the Myriad plugin of the same release shares the fault needs a device.
 - "conversion": both OpenVINO runtimes part from ONNX Runtime there: the conversion changed
-  the computation at that layer.
+  the computation at that layer (a rewrite, or FP16 weights: a softmax over logits in the
+  thousands turns FP16 rounding into a different winner).
 - "preprocessing": the first layer after the input parts: the baked-in --mean/--scale/
   --reverse-input-channels are where they differ.
 The same values give the yardstick for outputs too small to compare: the logits feeding a final
@@ -245,8 +246,9 @@ def _verdict(values: LayerValues, first: LayerAgreement, kind: str, compared: in
                                     "plugin of that release shares the fault needs a device: check this output on "
                                     "the camera", compared, first)
     also = "" if first.error_2022 is None else f" (OpenVINO 2022.3 too: {first.error_2022:.2g})"
-    return Diagnosis("conversion", f"the conversion changed the computation at layer {first.where()}: it differs "
-                                   f"from the original by {first.error_2021:.2g} of its peak{also}", compared, first)
+    return Diagnosis("conversion", f"the conversion (a rewrite, or the IR's FP16 weights) changed the computation at "
+                                   f"layer {first.where()}: it differs from the original by {first.error_2021:.2g} of "
+                                   f"its peak{also}", compared, first)
 
 
 def logits(values: LayerValues, output: str) -> tuple[str, np.ndarray, np.ndarray] | None:
