@@ -213,11 +213,35 @@ def test_recurrent_unrolling_computes_what_onnx_runtime_computes(tmp_path, modul
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_reverse_direction_recurrent_layer_is_unrolled_backwards(op):
+    from onnx import TensorProto, helper
+
+    gates, hidden, size, steps = {"LSTM": 4, "GRU": 3}[op], 5, 6, 7
+    rng = np.random.default_rng(2)
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, dims, rng.standard_normal(dims).astype(np.float32).ravel())
+               for name, dims in (("W", [1, gates * hidden, size]), ("R", [1, gates * hidden, hidden]),
+                                  ("B", [1, 2 * gates * hidden]))]
+    node = helper.make_node(op, ["x", "W", "R", "B"], ["y", "h"], hidden_size=hidden, direction="reverse",
+                            **({"linear_before_reset": 1} if op == "GRU" else {}))
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
+        weights), ir_version=8, opset_imports=[helper.make_opsetid("", 14)])
+    feeds = {"x": rng.standard_normal((steps, 1, size)).astype(np.float32)}
+    rewritten = _rule(op).rewrite(model)
+    for expected, actual in zip(_run(model, feeds), _run(rewritten, feeds)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
 def test_polynomial_is_within_its_bound_and_only_on_a_proven_range():
     coefficients, centre, half, error = fit_polynomial(np.sin, -np.pi / 4, 3 * np.pi / 4)
-    assert error < 2e-5 and len(coefficients) <= 14
+    assert error < 5e-3 and len(coefficients) <= 14  # in FP16 arithmetic, as the device computes it
     x = np.linspace(-np.pi / 4, 3 * np.pi / 4, 1001)
     assert np.max(np.abs(np.polynomial.polynomial.polyval((x - centre) / half, coefficients) - np.sin(x))) < 2e-5
+    # A range of several pi: coefficients FP16 cannot carry (a max error near 0.08 on the device): refused.
+    assert fit_polynomial(np.sin, -6.25, 6.25)[3] > 5e-3
     from onnx import TensorProto, helper
 
     def graph(first):

@@ -236,8 +236,21 @@ def _verdict(values: LayerValues, first: LayerAgreement, kind: str, compared: in
                                                        or preprocessing.get("reverse_input_channels")):
         return Diagnosis("preprocessing", f"the first layer after the input, {first.where()}, differs from the "
                                           f"original by {first.error_2021:.2g} of its peak: the preprocessing baked "
-                                          "into the blob is where they part; check --reverse-input-channels, --mean "
-                                          "and --scale", compared, first)
+                                          "into the blob does not compute what the check applies to the original "
+                                          "(both get the same --mean/--scale/--reverse-input-channels, so the flags "
+                                          "are not the cause: a fault of the conversion there)", compared, first)
+    if kind == "conversion" and first.onnx_tensor and fp16_weights_explain(values, first):
+        return Diagnosis("fp16", f"the IR's FP16 weights change layer {first.where()} by {first.error_2021:.2g} of its "
+                                 "peak: ONNX Runtime with the same weights rounded to FP16 parts from the original "
+                                 "there too, so the conversion computes what it should, and FP16 is not precise "
+                                 "enough for this layer (a softmax or argmax over near-equal values, or large "
+                                 "activations): the camera will see the same; retrain or rescale that part, or run it "
+                                 "on the host", compared, first)
+    if kind == "runtime" and first.onnx_tensor is None:  # no ONNX tensor to say which runtime is right
+        return Diagnosis("runtime", f"OpenVINO 2021.4's CPU plugin, the check's reference, and 2022.3's compute layer "
+                                    f"{first.where()} of the same IR differently (by {first.error_2021:.2g} of its "
+                                    "peak): one runtime is wrong there. Whether the Myriad plugin of 2021.4 shares "
+                                    "the fault needs a device: check this output on the camera", compared, first)
     if kind == "runtime":
         return Diagnosis("runtime", f"OpenVINO 2021.4's CPU plugin, the check's reference, computes layer "
                                     f"{first.where()} differently from OpenVINO 2022.3's CPU plugin on the same IR "
@@ -249,6 +262,29 @@ def _verdict(values: LayerValues, first: LayerAgreement, kind: str, compared: in
     return Diagnosis("conversion", f"the conversion (a rewrite, or the IR's FP16 weights) changed the computation at "
                                    f"layer {first.where()}: it differs from the original by {first.error_2021:.2g} of "
                                    f"its peak{also}", compared, first)
+
+
+def fp16_weights_explain(values: LayerValues, first: LayerAgreement) -> bool:
+    """Whether ONNX Runtime on the prepared ONNX with its weights rounded to FP16 (as the IR stores
+    them) also parts from the original at the diverging layer."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load_model(str(values.onnx_model.path))
+        for initializer in model.graph.initializer:
+            if initializer.data_type == onnx.TensorProto.FLOAT:
+                with np.errstate(over="ignore"):
+                    rounded = numpy_helper.to_array(initializer).astype(np.float16).astype(np.float32)
+                initializer.CopyFrom(numpy_helper.from_array(rounded, initializer.name))
+        with tempfile.TemporaryDirectory(prefix="myriad-blob-fp16w-") as tmp:
+            path = Path(tmp) / "fp16-weights.onnx"
+            onnx.save_model(model, str(path))
+            rounded_values = onnx_tensor_values(path, values.model_inputs)
+        original = values.onnxruntime()[first.onnx_tensor]
+        return relative_difference(original, rounded_values[first.onnx_tensor]) > DIVERGENCE
+    except Exception:  # unknown: the verdict stays the conversion's
+        return False
 
 
 def logits(values: LayerValues, output: str) -> tuple[str, np.ndarray, np.ndarray] | None:

@@ -514,6 +514,9 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     if nslices is not None and nshaves > nslices:
         raise ValueError(f"--nshaves {nshaves} is more than --nslices {nslices}: "
                          "the compiler needs at least as many CMX slices as SHAVEs")
+    if parse_output_names(output_names) and parse_output_names(name_outputs, "--name-outputs"):
+        raise ValueError("--name-outputs names a PyTorch model's own outputs, but --output-names replaces them with the "
+                         "tensors it cuts at, whose names the blob keeps: give one of the two")
     specs = tuple(parse_input_shape(text) for text in input_shapes)
     if len(specs) > 1 and any(spec.name is None for spec in specs):
         raise ValueError("with several --input-shape values, name each one: --input-shape 'name=[...]'")

@@ -338,7 +338,10 @@ class Conversion:
             if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
                 with self.session.worker() as worker:
                     report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
-                report.warnings.extend(report.yolo["detections"].get("warnings", []))
+                parted = report.yolo["detections"].get("warnings", [])
+                if options.strict and parted:  # --strict passes what the verdict passes (report.overall_verdict)
+                    raise ConversionError(Stage.VERIFY, parted[0] + " (--strict)")
+                report.warnings.extend(parted)
         return data, info
 
     def deliver(self, data: bytes, info, ir, support) -> None:
@@ -393,7 +396,8 @@ def judge(check, strict: bool) -> list[str]:
     if not check.outputs_passed:
         failed = ", ".join(o.name for o in check.outputs if not o.passed)
         cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
-            "check --reverse-input-channels, --mean and --scale, and FP16 range")
+            "the layer-by-layer comparison could not say where" + (f" ({check.diagnosis.message})" if check.diagnosis
+                                                                   else ""))
         message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
         if strict:
             raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")

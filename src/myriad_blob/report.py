@@ -239,6 +239,10 @@ def overall_verdict(report: dict) -> dict:
             reasons.append("numeric check: " + "; ".join(f"output {o['name']} differs from the original's"
                                                           + (f" ({o['note']})" if o.get("note") else "") for o in missed))
         fp16 = numeric.get("fp16") or {}
+        detections = (report.get("yolo") or {}).get("detections") or {}
+        if detections.get("parted"):
+            reasons.append(f"YOLO detections: {detections['parted']} of the camera's decode and ultralytics' own "
+                           "prediction on one side only")
         if fp16.get("error"):
             reasons.append(f"the FP16 range check could not run ({fp16['error']})")
         for key, what in (("overflow", "FP16 overflow"), ("near_overflow", "FP16 near overflow"),
@@ -257,8 +261,11 @@ def verdict(report: dict) -> str:
         return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
     numeric = report["numeric"]
     if numeric and numeric.get("outputs_passed", numeric["passed"]):
-        worst = max(o["max_relative_error"] for o in numeric["outputs"])
-        numbers = f"numbers match (max relative error {worst:.1e})"
+        floats = [o["max_relative_error"] for o in numeric["outputs"] if o.get("agreement") is None]
+        agreements = [o["agreement"] for o in numeric["outputs"] if o.get("agreement") is not None]
+        numbers = "numbers match (" + ", ".join(
+            ([f"max relative error {max(floats):.1e}"] if floats else [])
+            + ([f"integer outputs {min(agreements):.2%} equal"] if agreements else [])) + ")"
     elif numeric:
         numbers = "⚠️ **numbers differ** from the original model"
     else:

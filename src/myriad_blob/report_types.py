@@ -114,7 +114,7 @@ class LayerDivergence(TypedDict):
 
 
 class Diagnosis(TypedDict):
-    cause: Literal["runtime", "conversion", "preprocessing", "unknown", "error"]
+    cause: Literal["runtime", "conversion", "fp16", "preprocessing", "unknown", "error"]
     message: str
     layers_compared: int
     first_divergence: LayerDivergence | None

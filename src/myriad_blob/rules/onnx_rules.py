@@ -24,9 +24,13 @@ from .onnx_graph import Builder, Graph, copy_model, opset_of, replace_nodes
 # Outputs of a kept rewrite may differ from the reference's by this much, relative to each
 # output's largest magnitude (float32 reassociation, not a changed computation).
 AGREEMENT = 1e-4
-# The Sin/Cos polynomial: the smallest degree whose error on the proven range is below this
-# (FP16 resolves about 4.9e-4 near 1, so the device cannot tell the polynomial from the function).
+# The Sin/Cos polynomial: the smallest degree whose float64 error on the proven range is below
+# POLYNOMIAL_MAX_ERROR, applied only where its error computed as the device does (FP16 coefficients
+# and Horner steps) stays below POLYNOMIAL_FP16_ERROR, about ten FP16 steps near 1 (4.9e-4 each) and
+# a tenth of the numeric check's tolerance: the YOLO OBB angle's [-pi/4, 3pi/4] gives 2.2e-3 (degree 7);
+# [-pi, pi] gives 7.6e-3 and is refused, as wider ranges are (their coefficients outgrow FP16).
 POLYNOMIAL_MAX_ERROR = 2e-5
+POLYNOMIAL_FP16_ERROR = 5e-3
 # The newest ONNX opset the OpenVINO 2022.3 front end reads well (opset 18 moved the axes of the
 # Reduce ops to an input, which it misreads).
 FRONTEND_MAX_OPSET = 17
@@ -34,6 +38,8 @@ FRONTEND_MAX_OPSET = 17
 # which Model Optimizer 2021.4 needs (it loses shapes on such graphs); OpenVINO 2022.3 folds them itself.
 SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "Expand", "NonZero"}
 BOTH = frozenset({"ov2022", "mo2021"})
+# The node rules emit Slice and Pad with their parameters as inputs (ONNX opset 10 and 11 on).
+MIN_RULE_OPSET = 11
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +59,8 @@ def node_rule(op: str, plan: Callable, build: Callable, why: str):
     def matches(model):
         graph = Graph(model)
         found = []
+        if graph.opset < MIN_RULE_OPSET:
+            return graph, found
         for index, node in enumerate(model.graph.node):
             if node.op_type == op:
                 chosen = plan(graph, node)
@@ -242,7 +250,15 @@ def interval(graph: Graph, name: str, depth: int = 0) -> tuple[float, float] | N
     if op == "Tanh":
         return -1.0, 1.0
     if op in ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Gather", "Split",
-              "Cast", "MaxPool", "Expand"):
+              "MaxPool", "Expand"):
+        return interval(graph, node.input[0], depth + 1)
+    if op == "Cast":  # only between float types: a cast to an integer truncates
+        from onnx import helper
+
+        to = np.dtype(helper.tensor_dtype_to_np_dtype(_attribute(node, "to", 1)))
+        source = _np_type(graph, node.input[0])
+        if to.kind != "f" or source is None or np.dtype(source).kind != "f":
+            return None
         return interval(graph, node.input[0], depth + 1)
     if op == "Concat":
         parts = [interval(graph, i, depth + 1) for i in node.input]
@@ -279,19 +295,26 @@ def interval(graph: Graph, name: str, depth: int = 0) -> tuple[float, float] | N
 
 
 def fit_polynomial(function, low: float, high: float) -> tuple[np.ndarray, float, float, float]:
-    """Power-basis coefficients (lowest first) of f on [low, high] in t = (x - centre) / half, the
-    smallest degree whose error on a dense grid is below POLYNOMIAL_MAX_ERROR: (coefficients,
-    centre, half, max error)."""
+    """Power-basis coefficients (lowest first) of f on [low, high] in t = (x - centre) / half, and
+    the error as the device computes it: coefficients, argument and every Horner step rounded to
+    FP16 (the IR stores FP16 weights and the Myriad computes in FP16). The smallest degree whose
+    float64 error is below POLYNOMIAL_MAX_ERROR: (coefficients, centre, half, FP16 error)."""
     centre, half = (low + high) / 2, max((high - low) / 2, 1e-6)
-    t = np.linspace(-1, 1, 8193)
-    exact = function(centre + half * t)
+    x = np.linspace(low, high, 8193)
+    t = (x - centre) / half
+    exact = function(x)
     for degree in range(1, 24):
         series = np.polynomial.chebyshev.Chebyshev.fit(t, exact, degree, domain=[-1, 1])
         coefficients = np.polynomial.chebyshev.cheb2poly(series.coef)
-        error = float(np.max(np.abs(np.polynomial.polynomial.polyval(t, coefficients) - exact)))
-        if error < POLYNOMIAL_MAX_ERROR:
+        if float(np.max(np.abs(np.polynomial.polynomial.polyval(t, coefficients) - exact))) < POLYNOMIAL_MAX_ERROR:
             break
-    return coefficients, centre, half, error
+    half16 = np.float16
+    with np.errstate(over="ignore"):
+        t16 = ((x.astype(half16) - half16(centre)) * half16(1 / half)).astype(half16)
+        value = np.full_like(t16, half16(coefficients[-1]))
+        for coefficient in coefficients[-2::-1]:
+            value = (value * t16 + half16(coefficient)).astype(half16)
+    return coefficients, centre, half, float(np.max(np.abs(value.astype(np.float64) - exact)))
 
 
 _TRIG = {"Sin": np.sin, "Cos": np.cos}
@@ -302,7 +325,8 @@ def _trig_plan(graph: Graph, node):
     dtype = _np_type(graph, node.input[0])
     if bounds is None or dtype is None or np.dtype(dtype).kind != "f" or bounds[1] - bounds[0] > 4 * math.pi:
         return None
-    return fit_polynomial(_TRIG[node.op_type], *bounds) + (bounds, dtype)
+    fit = fit_polynomial(_TRIG[node.op_type], *bounds)
+    return fit + (bounds, dtype) if fit[3] <= POLYNOMIAL_FP16_ERROR else None
 
 
 def _build_trig_polynomial(builder: Builder, node, plan, graph: Graph) -> None:
@@ -333,7 +357,8 @@ def _trig_needed(op):
         worst = max(plan[3] for _, plan in found)
         ranges = ", ".join(f"{node.name or node.output[0]} on [{plan[4][0]:.4g}, {plan[4][1]:.4g}] (degree "
                            f"{len(plan[0]) - 1})" for node, plan in found[:4])
-        return f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error {worst:.1e}"
+        return (f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error in FP16 arithmetic "
+                f"{worst:.1e}")
 
     return why, rewrite
 
@@ -412,7 +437,8 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
         state = (initial(5), initial(6)) if node.op_type == "LSTM" else (initial(5),)
         step_function = _lstm_step if node.op_type == "LSTM" else _gru_step
         per_step = {}
-        for step in (range(steps) if direction == 0 else range(steps - 1, -1, -1)):
+        backwards = direction == 1 or _attribute(node, "direction", b"forward") in (b"reverse", "reverse")
+        for step in (range(steps - 1, -1, -1) if backwards else range(steps)):
             state = step_function(builder, node, builder.slice(projected, 0, step, step + 1), state, hidden, recurrence)
             per_step[step] = state[0]
         sequences.append(builder.node("Concat", [per_step[step] for step in range(steps)], axis=0))  # [T, B, H]

@@ -193,8 +193,8 @@ class YoloModel:
             section["warnings"].append(
                 f"the camera's decode of the converted model parts from ultralytics' own prediction on {image.name}: "
                 f"{len(camera)} detections against {len(reference)}, {len(result['pairs'])} matched (IoU ≥ 0.5, same class), "
-                f"{result['parted']} on one side only; check --mean/--scale/--reverse-input-channels (ultralytics expects "
-                "RGB/255) and the numeric check")
+                f"{result['parted']} on one side only. Both sides got the same photo with the preprocessing in the "
+                "report (ultralytics trains on RGB/255); see the numeric check's diagnosis for where the blob parts")
         return section
 
 
