@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from pathlib import Path
 
 from . import toolchain as toolchain_module
@@ -27,7 +28,34 @@ from .rules.advice import READER_OPSETS, REFUSED
 from .tensors import TensorInfo
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
 
-FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}
+
+@dataclasses.dataclass(frozen=True)
+class FrontEnd:
+    """An IR front end: make_ir(onnx_model, options, toolchain, workdir, workers) -> IRModel, where
+    workers = (legacy worker, 2022.3 front-end worker), each None outside a batch; tools(toolchain)
+    -> the versions the report's IR stage names."""
+
+    name: str  # --frontend's value
+    title: str
+    make_ir: Callable
+    tools: Callable
+
+
+def _registry() -> dict:
+    return {frontend.name: frontend for frontend in (
+        FrontEnd("ov2022", "OpenVINO 2022.3.1 ONNX front end",
+                 lambda model, options, toolchain, workdir, workers: _ov2022_ir(model, options, toolchain, workdir,
+                                                                                workers[1]),
+                 lambda toolchain: {"openvino": toolchain.versions.get("openvino_frontend")}),
+        FrontEnd("mo2021", "Model Optimizer 2021.4",
+                 lambda model, options, toolchain, workdir, workers: _model_optimizer_ir(model, options, toolchain,
+                                                                                         workdir, workers[0]),
+                 lambda toolchain: {"model-optimizer": toolchain.versions.get("openvino_dev"),
+                                    "legacy-python": toolchain.versions.get("legacy_python")}),
+    )}
+
+
+# --frontend's choices: the front ends to try, in order (auto: the fast one, then the fallback).
 FRONTEND_ORDER = {"auto": ("ov2022", "mo2021"), "ov2022": ("ov2022",), "mo2021": ("mo2021",)}
 IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is only a safety net
 
@@ -102,21 +130,18 @@ def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain
         # A wrong input name is the user's to fix, not a reason to try another front end.
         resolve_preprocessing(onnx_model, options)
         try:
-            if frontend == "ov2022":
-                ir = _ov2022_ir(onnx_model, options, toolchain, workdir / frontend, frontend_worker)
-            else:
-                ir = _model_optimizer_ir(onnx_model, options, toolchain, workdir / frontend, worker)
+            ir = FRONTENDS[frontend].make_ir(onnx_model, options, toolchain, workdir / frontend, (worker, frontend_worker))
             validate_ir(ir, toolchain)
             ir = dataclasses.replace(ir, frontend=frontend)
         except ConversionError as error:
             failures.append((frontend, error.message))
             continue
         if failures:
-            ir = dataclasses.replace(ir, frontend_fallback="; ".join(f"{FRONTEND_TITLES[f]} failed: {m}" for f, m in failures))
+            ir = dataclasses.replace(ir, frontend_fallback="; ".join(f"{FRONTENDS[f].title} failed: {m}" for f, m in failures))
         return ir
     if len(failures) == 1:
         raise _fail(failures[0][1])
-    raise _fail(" and ".join(f"{FRONTEND_TITLES[f]} failed: {m}" for f, m in failures))
+    raise _fail(" and ".join(f"{FRONTENDS[f].title} failed: {m}" for f, m in failures))
 
 
 def _ov2022_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
@@ -245,3 +270,6 @@ def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
                 output_name += f".{source_ports.index(source_port)}"
             outputs.append(TensorInfo(output_name, shape, port.get("precision", "")))
     return IRModel(xml, weights, int(root.get("version", "0")), tuple(inputs), tuple(outputs), tuple(layers), preprocessing)
+
+
+FRONTENDS: dict[str, FrontEnd] = _registry()  # the one registry of IR front ends, by --frontend's name

@@ -23,7 +23,7 @@ from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
-from .ir import FRONTEND_TITLES, convert_to_ir
+from .ir import FRONTENDS, convert_to_ir
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
@@ -289,7 +289,7 @@ class Conversion:
             prepared = prepared_for(ir.frontend)
             stage.tools.update(frontend_tools(ir.frontend, toolchain))
         if ir.frontend_fallback:
-            report.warnings.append(f"the IR was made by {FRONTEND_TITLES[ir.frontend]}: {ir.frontend_fallback}")
+            report.warnings.append(f"the IR was made by {FRONTENDS[ir.frontend].title}: {ir.frontend_fallback}")
         report.preprocessing = ir.preprocessing
         report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
                      "preparation": [step.to_dict() for step in prepared.steps],
@@ -381,10 +381,7 @@ class Conversion:
 
 def frontend_tools(frontend: str, toolchain) -> dict:
     """The IR stage's tool versions: the front end that made the IR."""
-    if frontend == "ov2022":
-        return {"frontend": FRONTEND_TITLES[frontend], "openvino": toolchain.versions.get("openvino_frontend")}
-    return {"frontend": FRONTEND_TITLES[frontend], "model-optimizer": toolchain.versions.get("openvino_dev"),
-            "legacy-python": toolchain.versions.get("legacy_python")}
+    return {"frontend": FRONTENDS[frontend].title, **FRONTENDS[frontend].tools(toolchain)}
 
 
 def judge(check, strict: bool) -> list[str]:
