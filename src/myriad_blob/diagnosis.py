@@ -21,7 +21,6 @@ Sigmoid or Softmax.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from .export_onnx import OnnxModel
 from .ir import IRModel
 from .rules.advice import where
-from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain
+from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
 # A layer "parts" from ONNX Runtime when its largest difference exceeds this share of the layer's
 # largest magnitude: FP16 weights alone stay near 1e-3 per layer (the corpus), a changed
@@ -106,21 +105,13 @@ def _run_values(values: LayerValues, release: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="myriad-blob-values-") as tmp:
         inputs_path, values_path = Path(tmp) / "inputs.npz", Path(tmp) / "values.npz"
         np.savez(inputs_path, **values.blob_inputs)
-        if release == "2021" and values.worker is not None:
-            returncode, output = values.worker.call("values", timeout=VALUES_TIMEOUT_S, xml=str(ir.xml),
-                                                    inputs=str(inputs_path), values=str(values_path))
-        else:
-            command = ([str(toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), "--values"] if release == "2021" else
-                       [str(toolchain.frontend_python), str(RUN_IR_2022_SCRIPT)])
-            try:
-                result = toolchain.run(command + [str(ir.xml), str(inputs_path), str(values_path)],
-                                       timeout=VALUES_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise RuntimeError(f"OpenVINO {release} did not finish within {VALUES_TIMEOUT_S} s") from None
-            returncode, output = result.returncode, result.stderr
+        command = ([str(toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), "--values"] if release == "2021" else
+                   [str(toolchain.frontend_python), str(RUN_IR_2022_SCRIPT)])
+        returncode, output = run_job(toolchain, values.worker if release == "2021" else None, "values",
+                                     {"xml": str(ir.xml), "inputs": str(inputs_path), "values": str(values_path)},
+                                     command + [str(ir.xml), str(inputs_path), str(values_path)], VALUES_TIMEOUT_S)
         if returncode != 0:
-            last = [line for line in output.splitlines() if line.strip()][-1:] or ["no message"]
-            raise RuntimeError(f"OpenVINO {release}'s CPU plugin could not run the IR: {last[0]}")
+            raise RuntimeError(f"OpenVINO {release}'s CPU plugin could not run the IR: {last_line(output)}")
         with np.load(values_path, allow_pickle=False) as loaded:
             return {name: loaded[name] for name in loaded.files}
 

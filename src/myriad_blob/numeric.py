@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
 from .rules.advice import module_path, where
-from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain
+from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
 RUN_IR_ON_CPU = RUN_IR_ON_CPU_SCRIPT
 CPU_RUN_TIMEOUT_S = 900  # the corpus runs in about a second; a hung CPU run must still end
@@ -497,20 +496,14 @@ def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorke
         ranges_path = Path(tmp) / "ranges.json"
         np.savez(inputs_path, **inputs)
         extra = [str(ranges_path)] if ranges else []
-        if worker is not None:  # a job that outlives CPU_RUN_TIMEOUT_S kills the worker: (1, why)
-            returncode, output = worker.call("infer", timeout=CPU_RUN_TIMEOUT_S, xml=str(ir.xml),
-                                             inputs=str(inputs_path), outputs=str(outputs_path),
-                                             **({"ranges": str(ranges_path)} if ranges else {}))
-        else:
-            try:
-                result = toolchain.run([str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
-                                        str(outputs_path), *extra], timeout=CPU_RUN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise _fail(f"the IR did not finish on OpenVINO's CPU plugin within {CPU_RUN_TIMEOUT_S} s") from None
-            returncode, output = result.returncode, result.stderr
+        # A job that outlives CPU_RUN_TIMEOUT_S is stopped (a warm worker is killed): (1, why).
+        returncode, output = run_job(toolchain, worker, "infer",
+                                     {"xml": str(ir.xml), "inputs": str(inputs_path), "outputs": str(outputs_path),
+                                      **({"ranges": str(ranges_path)} if ranges else {})},
+                                     [str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
+                                      str(outputs_path), *extra], CPU_RUN_TIMEOUT_S)
         if returncode != 0:
-            last = [line for line in output.splitlines() if line.strip()][-1:] or ["no message"]
-            raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last[0]}")
+            raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last_line(output)}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
             actual = {name: outputs[name] for name in outputs.files}
         if not ranges:

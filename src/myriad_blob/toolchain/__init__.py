@@ -15,11 +15,11 @@ from .commands import record, recording
 from .environment import FAKETIME_LIBRARY, FAKETIME_SPEEDUP
 from .install import PINNED, SETUP_SCRIPT, Toolchain, default_dir, locate, setup
 from .scripts import FRONTEND_SCRIPT, LEGACY_WORKER_SCRIPT, RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT
-from .tool_errors import describe_exit, helper_error
-from .workers import FrontendWorker, JsonWorker, LegacyWorker, WorkerDied, WorkerPool
+from .tool_errors import describe_exit, helper_error, last_line
+from .workers import FrontendWorker, JsonWorker, LegacyWorker, WorkerDied, WorkerPool, run_job
 
 __all__ = [
     "FAKETIME_LIBRARY", "FAKETIME_SPEEDUP", "FRONTEND_SCRIPT", "LEGACY_WORKER_SCRIPT", "PINNED", "RUN_IR_2022_SCRIPT", "RUN_IR_ON_CPU_SCRIPT",
     "SETUP_SCRIPT", "FrontendWorker", "JsonWorker", "LegacyWorker", "Toolchain", "WorkerDied", "WorkerPool",
-    "default_dir", "describe_exit", "helper_error", "locate", "record", "recording", "setup",
+    "default_dir", "describe_exit", "helper_error", "last_line", "locate", "record", "recording", "run_job", "setup",
 ]

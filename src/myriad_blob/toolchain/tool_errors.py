@@ -34,3 +34,8 @@ def describe_exit(returncode: int, last_line: str = "") -> str:
     else:
         text = f"exited with status {returncode}"
     return text + (f": {last_line}" if last_line else "")
+
+
+def last_line(output: str) -> str:
+    """A tool's last non-empty line of output (its error, after any traceback)."""
+    return ([line for line in output.splitlines() if line.strip()][-1:] or ["no message"])[0]

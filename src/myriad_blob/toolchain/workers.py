@@ -137,3 +137,18 @@ class WorkerPool:
     def close(self) -> None:
         for worker in self._all:
             worker.close()
+
+
+def run_job(toolchain, worker, op: str, job: dict, command: list, timeout: float) -> tuple[int, str]:
+    """One job of the legacy toolchain's Python: on the batch's warm worker when there is one (as
+    op with job's fields), else as command in a child process. (returncode, what it printed; for a
+    child, its stderr). A job past timeout is (1, why), as the worker reports its own."""
+    import subprocess
+
+    if worker is not None:
+        return worker.call(op, timeout=timeout, **job)
+    try:
+        result = toolchain.run(command, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 1, f"did not finish within {timeout:g} s"
+    return result.returncode, result.stderr
