@@ -94,6 +94,11 @@ class LayerValues:
             self._cache["2022"] = _run_values(self, "2022")
         return self._cache["2022"]
 
+    def ir_graph(self) -> tuple[list, dict]:
+        if "graph" not in self._cache:
+            self._cache["graph"] = ir_graph(self.ir.xml)
+        return self._cache["graph"]
+
     def onnxruntime(self) -> dict:
         if "ort" not in self._cache:
             self._cache["ort"] = onnx_tensor_values(self.onnx_model.path, self.model_inputs)
@@ -190,7 +195,7 @@ def diagnose(values: LayerValues) -> Diagnosis:
     except Exception:
         ov2022 = {}
     onnx_model = values.onnx_model
-    layers, inputs = ir_graph(values.ir.xml)
+    layers, inputs = values.ir_graph()
     types = {layer_id: kind for _, kind, layer_id in layers}
     compared = 0
     for name, kind, layer_id in layers:
@@ -255,19 +260,27 @@ def _verdict(values: LayerValues, first: LayerAgreement, kind: str, compared: in
                                    f"its peak{also}", compared, first)
 
 
+def round_weights_to_fp16(model) -> None:
+    """Every FP32 initializer rounded to FP16 and back, as the IR stores weights (in place); a
+    weight beyond FP16's range becomes inf, as in the IR."""
+    import onnx
+    from onnx import numpy_helper
+
+    for initializer in model.graph.initializer:
+        if initializer.data_type == onnx.TensorProto.FLOAT:
+            with np.errstate(over="ignore"):
+                rounded = numpy_helper.to_array(initializer).astype(np.float16).astype(np.float32)
+            initializer.CopyFrom(numpy_helper.from_array(rounded, initializer.name))
+
+
 def fp16_weights_explain(values: LayerValues, first: LayerAgreement) -> bool:
     """Whether ONNX Runtime on the prepared ONNX with its weights rounded to FP16 (as the IR stores
     them) also parts from the original at the diverging layer."""
     import onnx
-    from onnx import numpy_helper
 
     try:
         model = onnx.load_model(str(values.onnx_model.path))
-        for initializer in model.graph.initializer:
-            if initializer.data_type == onnx.TensorProto.FLOAT:
-                with np.errstate(over="ignore"):
-                    rounded = numpy_helper.to_array(initializer).astype(np.float16).astype(np.float32)
-                initializer.CopyFrom(numpy_helper.from_array(rounded, initializer.name))
+        round_weights_to_fp16(model)
         with tempfile.TemporaryDirectory(prefix="myriad-blob-fp16w-") as tmp:
             path = Path(tmp) / "fp16-weights.onnx"
             onnx.save_model(model, str(path))
@@ -281,7 +294,7 @@ def fp16_weights_explain(values: LayerValues, first: LayerAgreement) -> bool:
 def logits(values: LayerValues, output: str) -> tuple[str, np.ndarray, np.ndarray] | None:
     """For an output made by a final Sigmoid or Softmax: (description, the original's logits, the
     IR's logits on the 2021.4 CPU plugin), else None."""
-    layers, inputs = ir_graph(values.ir.xml)
+    layers, inputs = values.ir_graph()
     by_id = {layer_id: (name, kind) for name, kind, layer_id in layers}
     result = next((layer_id for name, kind, layer_id in layers if name == output and kind != "Result"), None)
     if result is None or by_id[result][1] not in ("Sigmoid", "SoftMax", "Softmax"):

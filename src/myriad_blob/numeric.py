@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .compile import INTEGER_PRECISIONS
-from .diagnosis import Diagnosis, LayerValues, diagnose, logits
+from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
 from .errors import ConversionError, Stage
 from .export_onnx import OnnxModel
 from .ir import IRModel
@@ -228,17 +228,12 @@ def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: di
     try:
         import onnx
         import onnxruntime
-        from onnx import numpy_helper
 
         model = onnx.shape_inference.infer_shapes(onnx.load_model(str(onnx_model.path)))
         graph = model.graph
         floats = {v.name for v in list(graph.value_info) + list(graph.output)
                   if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-        for initializer in graph.initializer:
-            if initializer.data_type == onnx.TensorProto.FLOAT:
-                with np.errstate(over="ignore"):  # a weight beyond FP16 becomes inf, as in the IR
-                    rounded = numpy_helper.to_array(initializer).astype(np.float16).astype(np.float32)
-                initializer.CopyFrom(numpy_helper.from_array(rounded, initializer.name))
+        round_weights_to_fp16(model)
         nodes = []
         for original in graph.node:
             node, casts = onnx.NodeProto(), []

@@ -51,10 +51,11 @@ class OnnxRule:
     tolerance: float = AGREEMENT
 
 
-def node_rule(op: str, plan: Callable, build: Callable, why: str):
+def node_rule(op: str, plan: Callable, build: Callable, why):
     """needed/rewrite for a rule that replaces single nodes of type op: plan(graph, node) gives
     what build needs (None: this node cannot be rewritten), build(builder, node, plan, graph)
-    emits nodes that produce the node's outputs. why: "{n} ... node(s) ..." for the report."""
+    emits nodes that produce the node's outputs. why: "{n} ... node(s) ..." for the report, or a
+    function of the [(index, node, plan)] found that says it."""
 
     def matches(model):
         graph = Graph(model)
@@ -72,7 +73,9 @@ def node_rule(op: str, plan: Callable, build: Callable, why: str):
         if not any(node.op_type == op for node in model.graph.node):
             return ""
         found = matches(model)[1]
-        return why.format(n=len(found)) if found else ""
+        if not found:
+            return ""
+        return why(found) if callable(why) else why.format(n=len(found))
 
     def rewrite(model):
         result = copy_model(model)
@@ -342,25 +345,13 @@ def _build_trig_polynomial(builder: Builder, node, plan, graph: Graph) -> None:
         builder.node("Identity", [value], node.output[0])
 
 
-def _trig_needed(op):
-    """(needed, rewrite) for Sin or Cos: needed names each node's proven range, degree and error."""
-    _, rewrite = node_rule(op, _trig_plan, _build_trig_polynomial, "")
-
-    def why(model) -> str:
-        if not any(node.op_type == op for node in model.graph.node):
-            return ""
-        graph = Graph(model)
-        found = [(node, _trig_plan(graph, node)) for node in model.graph.node if node.op_type == op]
-        found = [(node, plan) for node, plan in found if plan is not None]
-        if not found:
-            return ""
-        worst = max(plan[3] for _, plan in found)
-        ranges = ", ".join(f"{node.name or node.output[0]} on [{plan[4][0]:.4g}, {plan[4][1]:.4g}] (degree "
-                           f"{len(plan[0]) - 1})" for node, plan in found[:4])
-        return (f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error in FP16 arithmetic "
-                f"{worst:.1e}")
-
-    return why, rewrite
+def _trig_why(found) -> str:
+    """Each Sin/Cos node's proven range and degree, and the largest error in FP16 arithmetic."""
+    op = found[0][1].op_type
+    worst = max(plan[3] for _, _, plan in found)
+    ranges = ", ".join(f"{node.name or node.output[0]} on [{plan[4][0]:.4g}, {plan[4][1]:.4g}] (degree "
+                       f"{len(plan[0]) - 1})" for _, node, plan in found[:4])
+    return f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error in FP16 arithmetic {worst:.1e}"
 
 
 # --- LSTM and GRU (fixed length, torch's defaults) -> unrolled MatMul/Sigmoid/Tanh steps ---
@@ -619,7 +610,7 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
           "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses"),
     _rule("TopK's K folded to a constant", frozenset({"ov2022"}), "TopK", _topk_plan, _build_topk_constant,
           "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read"),
-    OnnxRule("Sin -> polynomial on its proven range", BOTH, *_trig_needed("Sin")),
-    OnnxRule("Cos -> polynomial on its proven range", BOTH, *_trig_needed("Cos")),
+    _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
+    _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
     OnnxRule("fold constants (onnxslim)", frozenset({"mo2021"}), _shape_computations, _fold_constants),
 )
