@@ -121,3 +121,20 @@ class OutputOverflow(nn.Module):
 
     def forward(self, x):
         return self.conv(x)
+
+
+class StereoWithState(nn.Module):
+    """Two camera images (U8 pixels) and a recurrent state (floats): a 4-channel map and the next state.
+    Returns a dict, so the outputs are named `disparity` and `state_out`."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Conv2d(16, 4, 1)
+        self.update = nn.Linear(16 + 4, 16)
+
+    def forward(self, left, right, state):
+        left, right = torch.relu(self.features(left / 255)), torch.relu(self.features(right / 255))
+        disparity = self.head(torch.cat([left, right], 1))
+        pooled = disparity.mean(dim=(2, 3))
+        return {"disparity": disparity, "state_out": torch.tanh(self.update(torch.cat([state, pooled], 1)))}

@@ -21,10 +21,16 @@ _DTYPES = {"U8": "uint8", "FP16": "float16", "FP32": "float32", "I32": "int32", 
 _LAYOUTS = {"NCHW": "NCHW", "NC": "NC", "NHWC": "NHWC", "CHW": "CHW", "C": "C"}
 
 
-def camera_frame_type(reverse_input_channels: bool) -> str:
+def camera_frame_type(reverse_input_channels: bool, layout: str = "NCHW") -> str:
     """What the camera should send. PyTorch models expect RGB: with --reverse-input-channels the
-    blob takes the camera's BGR and flips it; without, the camera must send RGB."""
-    return "BGR888p" if reverse_input_channels else "RGB888p"
+    blob takes the camera's BGR and flips it; without, the camera must send RGB. A planar (NCHW)
+    input takes ...888p frames, an interleaved (NHWC) one ...888i (depthai's ImgFrame types)."""
+    return ("BGR888" if reverse_input_channels else "RGB888") + ("i" if layout == "NHWC" else "p")
+
+
+def image_input_layout(info: BlobInfo) -> str:
+    """The memory layout of the blob's first 3-channel image input, as its header says (NCHW if none)."""
+    return next((t.order for t in info.inputs if len(t.shape) == 4 and t.shape[1] == 3), "NCHW")
 
 
 def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool,
@@ -36,11 +42,12 @@ def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_c
     inputs = []
     for tensor in info.inputs:
         is_image = len(tensor.shape) == 4 and tensor.shape[1] == 3
+        # interleaved_to_planar (legacy, beside dai_type): the blob takes interleaved (NHWC) frames.
         preprocessing = {"mean": [0.0] * tensor.shape[1] if is_image else None,
                          "scale": [1.0] * tensor.shape[1] if is_image else None,
                          "reverse_channels": not reverse_input_channels if is_image else None,
-                         "interleaved_to_planar": False,
-                         "dai_type": camera_frame_type(reverse_input_channels) if is_image else None}
+                         "interleaved_to_planar": tensor.order == "NHWC",
+                         "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if is_image else None}
         inputs.append({"name": tensor.name, "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
                        "input_type": "image" if is_image else "raw", "shape": list(tensor.shape),
                        "layout": _LAYOUTS.get(tensor.order, tensor.order),

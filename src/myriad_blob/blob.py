@@ -129,6 +129,9 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             wanted = settings.get("tensor_types", {}).get(tensor.name, wanted_type)
             if wanted != "ONNX" and got.data_type != wanted:
                 problems.append(f"{role} {tensor.name} is {got.data_type}, asked {wanted}")
+            layout = settings.get("tensor_layouts", {}).get(tensor.name, "NCHW")
+            if len(got.shape) == 4 and got.order != layout:
+                problems.append(f"{role} {tensor.name} is laid out {got.order}, asked {layout}")
     if problems:
         raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
                               + _batch_hint(info, inputs))

@@ -63,16 +63,70 @@ def integer_outputs(ir: IRModel | None) -> dict:
     return {t.name: "I32" for t in (ir.outputs if ir else ()) if t.dtype.upper() in INTEGER_PRECISIONS}
 
 
+# The IR's own element types as blob precisions (what --input-type/--output-type ONNX keep).
+_IR_PRECISIONS = {"F32": "FP32", "F16": "FP16", "FP32": "FP32", "FP16": "FP16", "U8": "U8", "I32": "I32",
+                  "I64": "I64", "I8": "I8", "BOOL": "BOOL"}
+
+
 def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
-    return {
+    """What the compile is asked for. tensor_types/tensor_layouts: the tensors whose precision or
+    layout is not the every-tensor value (--input-type/--output-type, NCHW), as compile_tool's
+    -iop/-iol take them: named ones, integer outputs (I32), 4-D tensors under an NHWC value.
+    ConversionError (options) for a name the blob has no tensor of, a layout on a tensor that is not
+    4-D, or a float precision asked for an integer output."""
+    settings = {
         "platform": "VPU_MYRIAD_2480",
         "input_type": options.input_type,
         "output_type": options.output_type,
+        "input_layout": options.input_layout,
+        "output_layout": options.output_layout,
         "tensor_types": integer_outputs(ir) if options.output_type != "ONNX" else {},
+        "tensor_layouts": {},
+        "config": dict(options.compile_config),
         "nshaves": options.nshaves,
         "nslices": options.nslices,
         "nstreams": options.nstreams,
     }
+    if ir is not None:
+        settings["tensor_types"], settings["tensor_layouts"] = _per_tensor(options, ir, settings["tensor_types"])
+    return settings
+
+
+def _per_tensor(options: ConversionOptions, ir: IRModel, integer: dict) -> tuple[dict, dict]:
+    types, layouts = dict(integer), {}
+    for role, tensors, every_layout, named_types, named_layouts in (
+            ("input", ir.inputs, options.input_layout, options.input_type_by_name, options.input_layout_by_name),
+            ("output", ir.outputs, options.output_layout, options.output_type_by_name, options.output_layout_by_name)):
+        by_name = {t.name: t for t in tensors}
+        for flag, named in ((f"--{role}-type", named_types), (f"--{role}-layout", named_layouts)):
+            for name in named:
+                if name not in by_name:
+                    other = "outputs" if role == "input" else "inputs"
+                    elsewhere = {t.name for t in (ir.outputs if role == "input" else ir.inputs)}
+                    hint = f" ({name!r} is one of its {other}: use --{'output' if role == 'input' else 'input'}-" \
+                           f"{flag.rsplit('-', 1)[1]})" if name in elsewhere else ""
+                    raise _options_error(f"{flag} names {name!r}, but the blob's {role}s are "
+                                         f"{', '.join(by_name)}{hint}")
+        for name, precision in named_types.items():
+            tensor = by_name[name]
+            if name in integer and precision not in ("ONNX", integer[name]):
+                raise _options_error(f"--{role}-type {name}={precision}: {name} is an integer tensor "
+                                     f"({tensor.dtype}), which the Myriad X gives only as {integer[name]}: drop it")
+            types[name] = _IR_PRECISIONS.get(tensor.dtype.upper(), tensor.dtype.upper()) if precision == "ONNX" \
+                else precision
+        for tensor in tensors:
+            layout = named_layouts.get(tensor.name)
+            if layout is not None and len(tensor.shape) != 4:
+                raise _options_error(f"--{role}-layout {tensor.name}={layout}: {role} {tensor.name} is "
+                                     f"{list(tensor.shape)}, not 4-D; NCHW and NHWC are the layouts of 4-D tensors")
+            layout = layout or (every_layout if len(tensor.shape) == 4 else None)
+            if layout and layout != "NCHW":
+                layouts[tensor.name] = layout
+    return types, layouts
+
+
+def _options_error(message: str) -> ConversionError:
+    return ConversionError(Stage.OPTIONS, message)
 
 
 def start_query(ir: IRModel, toolchain: Toolchain) -> subprocess.Popen:
@@ -120,10 +174,12 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
         args += ["-ip", options.input_type]
     if options.output_type != "ONNX":
         args += ["-op", options.output_type]
-    if settings["tensor_types"]:
-        args += ["-iop", ",".join(f"{name}:{precision}" for name, precision in settings["tensor_types"].items())]
+    for flag, table in (("-iop", settings["tensor_types"]), ("-iol", settings["tensor_layouts"])):
+        if table:
+            args += [flag, ",".join(f"{name}:{value}" for name, value in table.items())]
     args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
              f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
+    args += [f"{key}={value}" for key, value in settings["config"].items()]
     try:
         result = toolchain.run(args, fast_clock=True, timeout=options.compile_timeout)
     except subprocess.TimeoutExpired:

@@ -318,13 +318,20 @@ PHOTO_INPUT = "photo (matplotlib's grace_hopper.jpg, public domain, with printed
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_channels: bool) -> tuple[dict, str]:
-    """The blob-side inputs (what a camera would send): the check photo for every image input
-    (NCHW, 1 or 3 channels), seeded image-like noise for the others, or --sample for the first."""
+def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_channels: bool,
+                input_types: dict | None = None) -> tuple[dict, str]:
+    """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
+    blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
+    for the others, or --sample for the first. Pixel values (0..255) for a U8 input or one with
+    --mean/--scale baked in; normalized values for a float input. input_types: the precision of
+    the inputs named with --input-type name=TYPE (the others: input_type)."""
     rng = np.random.default_rng(SEED)
-    integer_input = input_type in ("U8", "ONNX") or bool(ir.preprocessing.get("mean") or ir.preprocessing.get("scale"))
+    baked = ir.preprocessing.get("mean") or {}, ir.preprocessing.get("scale") or {}
+    every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])
     inputs, photos = {}, 0
     for tensor in ir.inputs:
+        named = (input_types or {}).get(tensor.name)
+        integer_input = every if named is None else named == "U8" or any(tensor.name in table for table in baked)
         if _is_image(tensor.shape):
             inputs[tensor.name] = photo_input(tensor.shape, integer_input, reverse_channels)
             photos += 1
@@ -479,28 +486,42 @@ def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker
     return _run_ir(ir, inputs, toolchain, worker, ranges=False)[0]
 
 
-def run_ir_with_ranges(ir: IRModel, inputs: dict, toolchain: Toolchain,
-                       worker: LegacyWorker | None = None) -> tuple[dict, dict]:
-    """The IR's outputs, and run_ir_on_cpu's per-layer ranges ({"layers": [...]} or {"error": ...})."""
-    return _run_ir(ir, inputs, toolchain, worker, ranges=True)
+def run_ir_with_ranges(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None,
+                       layouts: dict | None = None) -> tuple[dict, dict]:
+    """The IR's outputs, and run_ir_on_cpu's per-layer ranges ({"layers": [...]} or {"error": ...}).
+    layouts: {tensor: "NHWC"} as the blob lays them out (--input-layout/--output-layout): the run
+    takes those inputs interleaved, as the camera sends them, and gives those outputs interleaved;
+    inputs and outputs here stay planar (N, C, H, W), as the original's."""
+    return _run_ir(ir, inputs, toolchain, worker, ranges=True, layouts=layouts or {})
 
 
-def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None, ranges: bool):
+def interleaved(value: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> the same frame as (N, H, W, C): what an NHWC blob takes (BGR888i)."""
+    return np.ascontiguousarray(value.transpose(0, 2, 3, 1))
+
+
+def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None, ranges: bool,
+            layouts: dict | None = None):
+    layouts = layouts or {}
     with tempfile.TemporaryDirectory(prefix="myriad-blob-cpu-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         ranges_path = Path(tmp) / "ranges.json"
-        np.savez(inputs_path, **inputs)
+        np.savez(inputs_path, **{name: interleaved(value) if layouts.get(name) == "NHWC" else value
+                                 for name, value in inputs.items()})
         extra = [str(ranges_path)] if ranges else []
+        laid_out = ["--layouts", json.dumps(layouts)] if layouts else []
         # A job that outlives CPU_RUN_TIMEOUT_S is stopped (a warm worker is killed): (1, why).
         returncode, output = run_job(toolchain, worker, "infer",
                                      {"xml": str(ir.xml), "inputs": str(inputs_path), "outputs": str(outputs_path),
-                                      **({"ranges": str(ranges_path)} if ranges else {})},
-                                     [str(toolchain.python), str(RUN_IR_ON_CPU), str(ir.xml), str(inputs_path),
-                                      str(outputs_path), *extra], CPU_RUN_TIMEOUT_S)
+                                      **({"ranges": str(ranges_path)} if ranges else {}),
+                                      **({"layouts": layouts} if layouts else {})},
+                                     [str(toolchain.python), str(RUN_IR_ON_CPU), *laid_out, str(ir.xml),
+                                      str(inputs_path), str(outputs_path), *extra], CPU_RUN_TIMEOUT_S)
         if returncode != 0:
             raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last_line(output)}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
-            actual = {name: outputs[name] for name in outputs.files}
+            actual = {name: outputs[name].transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else outputs[name]
+                      for name in outputs.files}
         if not ranges:
             return actual, None
         try:
@@ -579,16 +600,20 @@ def _looks_like_scores(shape: tuple) -> bool:
 def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolchain, *, input_type: str,
                   sample: Path | None = None, tolerances: Tolerances = Tolerances(),
                   reference_preprocessing: dict | None = None, worker: LegacyWorker | None = None,
-                  origins: tuple[OnnxModel, ...] | None = None) -> NumericCheck:
+                  origins: tuple[OnnxModel, ...] | None = None, input_types: dict | None = None,
+                  layouts: dict | None = None) -> NumericCheck:
     """Compare the original model with the FP16 IR, and check every IR layer's range against FP16's.
     reference_preprocessing defaults to the IR's own (it differs only in tests that prove a wrong
     conversion is caught). origins: the ONNX models whose node names IR layers are traced to (the
-    one the IR was made from first); default the reference."""
+    one the IR was made from first); default the reference. input_types: the inputs' precisions
+    named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
+    the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
-    blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False))
+    blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False),
+                                      input_types)
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
-    actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker)
+    actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)
     emulation = emulate_fp16_activations(onnx_model, model_inputs, references, tolerances)
     fp16 = Fp16Range(error=ranges["error"], emulation=emulation) if "error" in ranges else \
         Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)), emulation=emulation)

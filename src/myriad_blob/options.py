@@ -7,6 +7,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .compile_config import parse_compile_config
 from .errors import SHARED_STEPS
 from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
 
@@ -118,19 +119,52 @@ OPTIONS: tuple[Option, ...] = (
            doc="swap RGB and BGR inside the blob (OAK cameras give BGR; PyTorch models usually expect RGB)",
            action_help="Swap RGB and BGR inside the blob (true when the camera sends BGR to a model trained on RGB).",
            action_default="false"),
-    Option("input-type", "text", default="U8", choices=("U8", "FP16", "FP32", "ONNX"),
+    Option("input-type", "text", choices=("U8", "FP16", "FP32", "ONNX"), multiple=True, metavar="[NAME=]TYPE",
            choices_note=" (what the Myriad X takes)",
-           help="Blob input precision: U8, FP16 or FP32 (what the Myriad X takes); ONNX keeps the model's own.",
-           manifest_expected="a precision name such as \"U8\"", doc_default="`U8`",
-           doc="blob input precision: `U8`, `FP16` or `FP32` (what the Myriad X takes); `ONNX` keeps the model's own",
-           action_help="Blob input precision (U8, FP16 or FP32); ONNX keeps the model's own.",
-           action_default="U8"),
-    Option("output-type", "text", default="FP16", choices=("FP16", "FP32", "ONNX"),
+           help="Blob input precision: U8, FP16 or FP32 (what the Myriad X takes); ONNX keeps the model's own. "
+                "A bare value is for every input; 'name=FP16' for one (repeated), e.g. U8 images and an FP16 state.  "
+                "[default: U8]",
+           manifest_expected="a precision name such as \"U8\", or a list like [\"U8\", \"state=FP16\"]",
+           doc_flag="[NAME=]TYPE", doc_default="`U8`",
+           doc="blob input precision: `U8`, `FP16` or `FP32` (what the Myriad X takes); `ONNX` keeps the model's own. "
+               "A bare value is for every input, `name=TYPE` for one (repeated; it wins), e.g. `--input-type U8 "
+               "--input-type state=FP16`",
+           action_help="Blob input precision (U8, FP16 or FP32; ONNX keeps the model's own). One per line; name=TYPE "
+                       "for one input, e.g. U8 and state=FP16.",
+           action_default="U8", action_doc="as `--input-type`; one per line (`name=TYPE` for one input)"),
+    Option("output-type", "text", choices=("FP16", "FP32", "ONNX"), multiple=True, metavar="[NAME=]TYPE",
            choices_note=" (what the Myriad X takes)",
-           help="Blob output precision; ONNX keeps the model's own.",
-           manifest_expected="a precision name such as \"FP16\"", doc_default="`FP16`",
-           doc="blob output precision; `ONNX` keeps the model's own",
-           action_help="Blob output precision; ONNX keeps the model's own.", action_default="FP16"),
+           help="Blob output precision; ONNX keeps the model's own; 'name=FP32' for one output (repeated). Integer "
+                "outputs (an argmax, TopK indices) are I32 whatever this says.  [default: FP16]",
+           manifest_expected="a precision name such as \"FP16\", or a list like [\"FP16\", \"boxes=FP32\"]",
+           doc_flag="[NAME=]TYPE", doc_default="`FP16`",
+           doc="blob output precision; `ONNX` keeps the model's own; `name=TYPE` for one output (repeated). Integer "
+               "outputs (an argmax class map, TopK indices) are `I32`, the one integer type the Myriad X gives",
+           action_help="Blob output precision (FP16 or FP32; ONNX keeps the model's own). One per line; name=TYPE for "
+                       "one output.",
+           action_default="FP16", action_doc="as `--output-type`; one per line (`name=TYPE` for one output)"),
+    Option("input-layout", "text", choices=("NCHW", "NHWC"), multiple=True, metavar="[NAME=]LAYOUT",
+           choices_note=" (planar or interleaved frames)",
+           help="Memory layout of the blob's image inputs: NCHW (planar frames, e.g. BGR888p) or NHWC (interleaved, "
+                "BGR888i), set in the compiler; 'name=NHWC' for one 4-D input (repeated).  [default: NCHW]",
+           manifest_expected="\"NCHW\" or \"NHWC\", or a list like [\"image=NHWC\"]",
+           doc_flag="[NAME=]LAYOUT", doc_default="`NCHW`",
+           doc="memory layout of the blob's 4-D inputs: `NCHW` (planar frames, `BGR888p`) or `NHWC` (interleaved, "
+               "`BGR888i`: no reorder on the host or in an ImageManip node), set by the compiler; `name=LAYOUT` "
+               "for one input",
+           action_help="Memory layout of the blob's image inputs - NCHW (planar frames) or NHWC (interleaved). "
+                       "One per line; name=LAYOUT for one input.",
+           action_default="NCHW", action_doc="as `--input-layout`; one per line (`name=LAYOUT` for one input)"),
+    Option("output-layout", "text", choices=("NCHW", "NHWC"), multiple=True, metavar="[NAME=]LAYOUT",
+           choices_note=" (channels before or after the spatial dimensions)",
+           help="Memory layout of the blob's 4-D outputs: NCHW or NHWC; 'name=NHWC' for one (repeated).  "
+                "[default: NCHW]",
+           manifest_expected="\"NCHW\" or \"NHWC\", or a list like [\"mask=NHWC\"]",
+           doc_flag="[NAME=]LAYOUT", doc_default="`NCHW`",
+           doc="memory layout of the blob's 4-D outputs (`NCHW` or `NHWC`); `name=LAYOUT` for one output",
+           action_help="Memory layout of the blob's 4-D outputs - NCHW or NHWC. One per line; name=LAYOUT for one "
+                       "output.",
+           action_default="NCHW", action_doc="as `--output-layout`; one per line (`name=LAYOUT` for one output)"),
     Option("mean", "text", stage="ir", param="means", attribute="mean", multiple=True, metavar="VALUES",
            help="Per-channel mean subtracted in the blob, e.g. 'input=[123.675, 116.28, 103.53]' (before --scale).",
            manifest_expected="a string like \"[123.675, 116.28, 103.53]\" or a list of them",
@@ -197,6 +231,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("nstreams", "int", default=1, range=(1, 3), help="Throughput streams (1-3).",
            doc_default="`1`", doc="throughput streams (1–3)",
            action_help="Throughput streams (1-3).", action_default="1"),
+    Option("compile-config", "text", multiple=True, metavar="KEY=VALUE",
+           help="A setting of the 2021.4 Myriad plugin for the compile (repeated), e.g. MYRIAD_TILING_CMX_LIMIT_KB=512 "
+                "or MYRIAD_ENABLE_HW_ACCELERATION=NO; the README lists the keys.",
+           manifest_expected="a string \"KEY=VALUE\" or a list of them",
+           doc_flag="KEY=VALUE", doc_default="none",
+           doc="a setting of the 2021.4 Myriad plugin for the compile, repeated (the keys that change a blob: "
+               "[Compiler settings](#compiler-settings)); checked before anything runs, recorded in the report and "
+               "the cache key",
+           action_help="Settings of the 2021.4 Myriad plugin for the compile, one KEY=VALUE per line (for example "
+                       "MYRIAD_TILING_CMX_LIMIT_KB=512).",
+           action_doc="as `--compile-config`; one `KEY=VALUE` per line"),
     Option("opset", "int", stage="export", range=(7, 18),
            help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
                 "when the exporter fails]",
@@ -345,6 +390,9 @@ def option_default(name: str):
 INPUT_PRECISIONS = BY_NAME["input-type"].choices
 OUTPUT_PRECISIONS = BY_NAME["output-type"].choices
 PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}
+# The options set per tensor ("VALUE" for every tensor, "name=VALUE" for one): their value for
+# every tensor when none is given. Layouts are of 4-D tensors (compile_tool's -il/-ol alike).
+PER_TENSOR_DEFAULTS = {"input_type": "U8", "output_type": "FP16", "input_layout": "NCHW", "output_layout": "NCHW"}
 # Ranges checked wherever options come from (flags, manifest, action inputs): (low, high), inclusive.
 RANGES = {option.key: option.range for option in OPTIONS if option.range}
 # IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
@@ -366,8 +414,14 @@ class ConversionOptions:
     output: Path
     input_shapes: tuple[InputSpec, ...] = ()
     reverse_input_channels: bool = option_default("reverse-input-channels")
-    input_type: str = option_default("input-type")
-    output_type: str = option_default("output-type")
+    input_type: str = PER_TENSOR_DEFAULTS["input_type"]  # every input's, but those named in input_type_by_name
+    output_type: str = PER_TENSOR_DEFAULTS["output_type"]
+    input_layout: str = PER_TENSOR_DEFAULTS["input_layout"]
+    output_layout: str = PER_TENSOR_DEFAULTS["output_layout"]
+    input_type_by_name: dict[str, str] = dataclasses.field(default_factory=dict)  # --input-type name=TYPE
+    output_type_by_name: dict[str, str] = dataclasses.field(default_factory=dict)
+    input_layout_by_name: dict[str, str] = dataclasses.field(default_factory=dict)
+    output_layout_by_name: dict[str, str] = dataclasses.field(default_factory=dict)
     mean: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     scale: dict[str | None, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     model_key: str | None = None  # None: load.CHECKPOINT_KEYS
@@ -378,6 +432,7 @@ class ConversionOptions:
     nshaves: int = option_default("nshaves")
     nslices: int = option_default("nshaves")  # parse_options: same as nshaves
     nstreams: int = option_default("nstreams")
+    compile_config: dict[str, str] = dataclasses.field(default_factory=dict)  # --compile-config, by key
     opset: int | None = None  # None: the policy in export_onnx.OPSET_PREFERENCE
     new_export: bool = option_default("new-export")
     frontend: str = option_default("frontend")
@@ -495,14 +550,14 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
     for key in ("frontend", "compile_timeout", "yolo_head"):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
             del rest[key]
+    for key in PER_TENSOR_DEFAULTS:  # "U8", or ["U8", "state=FP16"]: every tensor's value and the named ones'
+        if key in rest:
+            rest[key], rest[key + "_by_name"] = parse_per_tensor(rest[key], BY_NAME[key.replace("_", "-")])
+    if "compile_config" in rest:
+        rest["compile_config"] = parse_compile_config(rest["compile_config"])
     for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case
-        if option.choices and option.key in rest:
-            given = str(rest[option.key])
-            match = next((choice for choice in option.choices if choice.lower() == given.lower()), None)
-            if match is None:
-                raise ValueError(f"--{option.name} must be one of {', '.join(option.choices)}{option.choices_note}, "
-                                 f"got {rest[option.key]!r}")
-            rest[option.key] = match
+        if option.choices and option.key in rest and not option.multiple:
+            rest[option.key] = _choice(option, rest[option.key])
     if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
         raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
     values = {"nshaves": nshaves, "nslices": nslices, **rest}
@@ -528,6 +583,37 @@ def parse_options(*, input: Path, output: Path | None = None, input_shapes=(), m
         mean=mean, scale=scale, output_names=parse_output_names(output_names),
         name_outputs=parse_output_names(name_outputs, "--name-outputs"), nshaves=nshaves, nslices=nslices or nshaves,
         **rest)
+
+
+def _choice(option: Option, given: str) -> str:
+    """given, case-insensitively one of option.choices, in the table's case; ValueError if not."""
+    match = next((choice for choice in option.choices if choice.lower() == str(given).strip().lower()), None)
+    if match is None:
+        raise ValueError(f"--{option.name} must be one of {', '.join(option.choices)}{option.choices_note}, "
+                         f"got {given!r}")
+    return match
+
+
+def parse_per_tensor(values, option: Option) -> tuple[str, dict[str, str]]:
+    """An option set per tensor: "U8" (a bare value: every tensor's) and "name=FP16" (one tensor's,
+    repeated; it wins over the bare value) -> ("U8", {"name": "FP16"}). No bare value: the
+    default. ValueError for a value outside the choices, or one given twice."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    every, named = None, {}
+    for text in items:
+        name, equals, value = str(text).rpartition("=")  # tensor names may hold anything but a trailing =
+        name = name.strip()
+        if equals and not name:
+            raise ValueError(f"--{option.name} {text!r} names no tensor: give 'name=VALUE', or a bare value for all")
+        value = _choice(option, value)
+        if not equals:
+            if every is not None and every != value:
+                raise ValueError(f"--{option.name} is given twice for every tensor ({every}, {value}): "
+                                 f"name the tensor one is for, 'name={value}'")
+            every = value
+        elif named.setdefault(name, value) != value:
+            raise ValueError(f"--{option.name} is given twice for {name!r} ({named[name]}, {value})")
+    return every or PER_TENSOR_DEFAULTS[option.key], named
 
 
 def _per_channel(values, flag: str) -> dict:

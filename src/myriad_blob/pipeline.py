@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from . import toolchain as toolchain_module
-from .archive import camera_frame_type, nn_archive_config, write_nn_archive
+from .archive import camera_frame_type, image_input_layout, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
@@ -332,7 +332,9 @@ class Conversion:
                 check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
                                       input_type=options.input_type, sample=options.sample, worker=worker,
                                       tolerances=Tolerances(options.max_relative_error, options.min_cosine),
-                                      origins=(prepared.model, prepared.reference))
+                                      origins=(prepared.model, prepared.reference),
+                                      input_types=compiled.settings["tensor_types"],
+                                      layouts=compiled.settings["tensor_layouts"])
             report.numeric = check.to_dict()
             report.warnings.extend(judge(check, options.strict))
             if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
@@ -369,7 +371,7 @@ class Conversion:
                             lambda: write_atomically(options.superblob_path, superblob)))
         write_all_or_nothing(outputs)
         report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels)}
+                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels, image_input_layout(info))}
         if config is not None:
             report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
         if depthai_json is not None:

@@ -392,7 +392,8 @@ def _details_section(report: dict) -> list[str]:
                        f"{blob['header']['version']}, {blob['header']['stage_count']} stages, "
                        f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices")
     if report["compile_settings"]:
-        details.append("- Compile settings: " + ", ".join(f"{k} `{v}`" for k, v in report["compile_settings"].items()))
+        details.append("- Compile settings: " + ", ".join(_setting(k, v) for k, v in report["compile_settings"].items()
+                                                          if v != {}))
     if report["nn_archive"]:
         details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
     if report.get("depthai_json"):
@@ -460,6 +461,13 @@ def _headroom(headroom: float | None) -> str:
     if headroom is None:
         return "∞"
     return f"{headroom:.3g}×" if headroom >= 1 else ("over" if headroom == 0 else f"over by {1 / headroom:.3g}×")
+
+
+def _setting(key: str, value) -> str:
+    """One compile setting for the Markdown: a table of them (per tensor, --compile-config) as name=value."""
+    if isinstance(value, dict):
+        value = ", ".join(f"{name}={item}" for name, item in value.items())
+    return f"{key} `{value}`"
 
 
 def _preprocessing_line(report: dict) -> str:

@@ -174,7 +174,7 @@ class BlobSection(TypedDict):
     size: int  # bytes
     sha256: str
     header: BlobHeader
-    camera_frame_type: str  # the frame type to ask the camera for (BGR888p, RGB888p)
+    camera_frame_type: str  # the frame type to ask the camera for (BGR888p, RGB888p; ...888i for NHWC)
 
 
 class Verdict(TypedDict):

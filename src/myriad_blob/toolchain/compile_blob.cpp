@@ -10,7 +10,9 @@
 //   myriad_compile_blob version
 //   myriad_compile_blob read MODEL.xml                  -> reads the IR (validates it), nothing else
 //   myriad_compile_blob query MODEL.xml                 -> one supported layer name per line
-//   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [-iop NAME:PRECISION,...] [KEY=VALUE ...]
+//   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [-iop NAME:PRECISION,...]
+//                               [-il LAYOUT] [-ol LAYOUT] [-iol NAME:LAYOUT,...] [KEY=VALUE ...]
+//   (as compile_tool's flags: -iop/-iol override -ip/-op and -il/-ol for the tensors they name)
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -26,6 +28,8 @@ struct Precision {  // ie_precision.hpp: PrecisionInfo {size_t; const char*; boo
     bool isFloat;
     uint8_t value;
 };
+// ie_common.h (2021.4): the memory order of a tensor's data; dims stay in canonical (N, C, H, W) order.
+enum Layout : uint8_t { ANY = 0, NCHW = 1, NHWC = 2, NCDHW = 3, NDHWC = 4, C = 96, CHW = 128, HWC = 129, HW = 192, NC = 193 };
 struct Version {  // ie_version.hpp
     struct { int major; int minor; } apiVersion;
     const char* buildNumber;
@@ -34,6 +38,7 @@ struct Version {  // ie_version.hpp
 class Data {
 public:
     void setPrecision(const Precision& precision);
+    void setLayout(Layout layout);
     const std::string& getName() const;
 };
 class InputInfo;
@@ -100,38 +105,57 @@ ie::Precision precision_from_name(const std::string& name) {
     throw std::invalid_argument("unknown precision " + name);
 }
 
+ie::Layout layout_from_name(const std::string& name) {
+    struct Row { const char* name; ie::Layout value; };
+    static const Row rows[] = {{"NCHW", ie::NCHW}, {"NHWC", ie::NHWC}, {"NCDHW", ie::NCDHW}, {"NDHWC", ie::NDHWC},
+                               {"C", ie::C}, {"CHW", ie::CHW}, {"HWC", ie::HWC}, {"HW", ie::HW}, {"NC", ie::NC}};
+    for (const Row& row : rows) {
+        if (name == row.name) return row.value;
+    }
+    throw std::invalid_argument("unknown layout " + name);
+}
+
+// "name:VALUE,name:VALUE" (compile_tool's -iop/-iol) -> {name: VALUE}; false if an item has no colon.
+bool parse_named_list(const std::string& list, std::map<std::string, std::string>& into) {
+    size_t start = 0;
+    while (start < list.size()) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string::npos) comma = list.size();
+        const std::string item = list.substr(start, comma - start);
+        const size_t colon = item.rfind(':');
+        if (colon == std::string::npos) return false;
+        into[item.substr(0, colon)] = item.substr(colon + 1);
+        start = comma + 1;
+    }
+    return true;
+}
+
 int usage() {
     std::fprintf(stderr,
                  "usage: myriad_compile_blob version\n"
                  "       myriad_compile_blob read MODEL.xml\n"
                  "       myriad_compile_blob query MODEL.xml\n"
-                 "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [-iop NAME:P,...] [KEY=VALUE ...]\n");
+                 "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [-iop NAME:P,...]\n"
+                 "                           [-il L] [-ol L] [-iol NAME:L,...] [KEY=VALUE ...]\n");
     return 64;
 }
 
 int compile(int argc, char** argv) {
     const std::string model = argv[2];
     const std::string blob = argv[3];
-    std::string input_precision, output_precision;
+    std::string input_precision, output_precision, input_layout, output_layout;
     std::map<std::string, std::string> tensor_precisions;  // -iop name:P,name:P (as compile_tool)
+    std::map<std::string, std::string> tensor_layouts;     // -iol name:L,name:L
     std::map<std::string, std::string> config = kBaseConfig;
     for (int i = 4; i < argc; ++i) {
         const std::string arg = argv[i];
         const size_t equals = arg.find('=');
         if ((arg == "-ip" || arg == "-op") && i + 1 < argc) {
             (arg == "-ip" ? input_precision : output_precision) = argv[++i];
-        } else if (arg == "-iop" && i + 1 < argc) {
-            std::string list = argv[++i];
-            size_t start = 0;
-            while (start < list.size()) {
-                size_t comma = list.find(',', start);
-                if (comma == std::string::npos) comma = list.size();
-                const std::string item = list.substr(start, comma - start);
-                const size_t colon = item.rfind(':');
-                if (colon == std::string::npos) return usage();
-                tensor_precisions[item.substr(0, colon)] = item.substr(colon + 1);
-                start = comma + 1;
-            }
+        } else if ((arg == "-il" || arg == "-ol") && i + 1 < argc) {
+            (arg == "-il" ? input_layout : output_layout) = argv[++i];
+        } else if ((arg == "-iop" || arg == "-iol") && i + 1 < argc) {
+            if (!parse_named_list(argv[++i], arg == "-iop" ? tensor_precisions : tensor_layouts)) return usage();
         } else if (equals != std::string::npos) {
             config[arg.substr(0, equals)] = arg.substr(equals + 1);
         } else {
@@ -150,22 +174,26 @@ int compile(int argc, char** argv) {
         const ie::Precision precision = precision_from_name(output_precision);
         for (const auto& entry : network->getOutputsInfo()) entry.second->setPrecision(precision);
     }
-    if (!tensor_precisions.empty()) {
-        const auto inputs = network->getInputsInfo();
-        const auto outputs = network->getOutputsInfo();
-        for (const auto& entry : tensor_precisions) {
-            const ie::Precision precision = precision_from_name(entry.second);
-            const auto input = inputs.find(entry.first);
-            const auto output = outputs.find(entry.first);
-            if (input != inputs.end()) {
-                input_data(input->first, input->second)->setPrecision(precision);
-            } else if (output != outputs.end()) {
-                output->second->setPrecision(precision);
-            } else {
-                throw std::invalid_argument("-iop names " + entry.first + ", which is no input or output of the network");
-            }
-        }
+    if (!input_layout.empty()) {
+        const ie::Layout layout = layout_from_name(input_layout);
+        for (const auto& entry : network->getInputsInfo()) input_data(entry.first, entry.second)->setLayout(layout);
     }
+    if (!output_layout.empty()) {
+        const ie::Layout layout = layout_from_name(output_layout);
+        for (const auto& entry : network->getOutputsInfo()) entry.second->setLayout(layout);
+    }
+    const auto inputs = network->getInputsInfo();
+    const auto outputs = network->getOutputsInfo();
+    // The tensor a -iop/-iol item names: an input's or an output's Data.
+    auto named = [&](const std::string& name, const char* flag) -> ie::Data* {
+        const auto input = inputs.find(name);
+        if (input != inputs.end()) return input_data(input->first, input->second);
+        const auto output = outputs.find(name);
+        if (output != outputs.end()) return output->second.get();
+        throw std::invalid_argument(std::string(flag) + " names " + name + ", which is no input or output of the network");
+    };
+    for (const auto& entry : tensor_precisions) named(entry.first, "-iop")->setPrecision(precision_from_name(entry.second));
+    for (const auto& entry : tensor_layouts) named(entry.first, "-iol")->setLayout(layout_from_name(entry.second));
     auto* executable = new ie::ExecutableNetwork(core->LoadNetwork(*network, "MYRIAD", config));
     executable->Export(blob);
     return 0;

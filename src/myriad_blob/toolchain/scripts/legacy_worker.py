@@ -3,7 +3,7 @@
 Reads one JSON job per line on stdin and answers one JSON line on stdout, so a batch pays the
 interpreter start-up and the imports of Model Optimizer and the inference engine once:
   {"op": "mo", "args": [...]}                          -> Model Optimizer, as the `mo` command
-  {"op": "infer", "xml": ..., "inputs": ..., "outputs": ..., "ranges": ... (optional)}
+  {"op": "infer", "xml": ..., "inputs": ..., "outputs": ..., "ranges": ..., "layouts": ... (both optional)}
                                                        -> run_ir_on_cpu.run (ranges: the FP16 range check)
   {"op": "values", "xml": ..., "inputs": ..., "values": ...}  -> run_ir_on_cpu.run_values (every layer's values)
 Answer: {"returncode": int, "output": everything the job printed}.
@@ -42,7 +42,8 @@ def main():
                     run_ir_on_cpu.run_values(core, job["xml"], job["inputs"], job["values"])
                     returncode = 0
                 else:
-                    run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"))
+                    run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"),
+                                      job.get("layouts"))
                     returncode = 0
             except BaseException:  # the job's failure is the answer; the worker lives on
                 traceback.print_exc()

@@ -1,9 +1,12 @@
 """Run an OpenVINO 2021.4 IR on the CPU plugin (in the legacy toolchain's Python 3.8/3.9).
 
-Usage: python run_ir_on_cpu.py MODEL.xml INPUTS.npz OUTPUTS.npz [RANGES.json]
+Usage: python run_ir_on_cpu.py [--layouts JSON] MODEL.xml INPUTS.npz OUTPUTS.npz [RANGES.json]
        python run_ir_on_cpu.py --values MODEL.xml INPUTS.npz VALUES.npz  (every layer's values)
 Inputs are fed as FP32 (the values a camera would send: for a U8 blob, integers 0..255);
 every output is written as float32. The numeric check compares these with the original model.
+--layouts '{"name": "NHWC"}': 4-D inputs and outputs laid out as the blob's are (the compiler's
+-iol): such an input is given interleaved, (N, H, W, C), and fed as its bytes, as a camera sends an
+interleaved frame; such an output is written (N, H, W, C).
 
 With RANGES.json, every layer's output range is recorded too (the FP16 range check): the IR is
 loaded again with each floating-point layer output added as an extra network output
@@ -32,21 +35,38 @@ _SKIPPED_TYPES = {"Parameter", "Const", "Constant", "Result"}
 _FLOAT_PRECISIONS = {"FP16", "FP32", "F16", "F32", "BF16"}
 
 
-def run(core, xml, inputs_path, outputs_path, ranges_path=None):
+def run(core, xml, inputs_path, outputs_path, ranges_path=None, layouts=None):
+    layouts = layouts or {}
     network = _read(core, xml)
+    for name, layout in layouts.items():
+        (network.input_info[name] if name in network.input_info else network.outputs[name]).layout = layout
     executable = _load(core, network)
     with np.load(inputs_path, allow_pickle=False) as inputs:
-        feed = {name: inputs[name] for name in inputs.files}
+        given = {name: inputs[name] for name in inputs.files}
+    # The inference engine's buffers keep (N, C, H, W) dims whatever the layout: an interleaved
+    # input goes in as its bytes, and an interleaved output comes out as its bytes.
+    feed = {name: value.reshape(executable.input_info[name].tensor_desc.dims) if name in layouts else value
+            for name, value in given.items()}
     results = executable.infer(feed)
-    np.savez(outputs_path, **{name: np.asarray(value, dtype=np.float32) for name, value in results.items()})
+    np.savez(outputs_path, **{name: _as_laid_out(np.asarray(value, dtype=np.float32), layouts.get(name))
+                              for name, value in results.items()})
     if ranges_path:
+        planar = {name: value.transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else value
+                  for name, value in given.items()}
         try:
-            ranges = {"layers": layer_ranges(core, xml, feed)}
+            ranges = {"layers": layer_ranges(core, xml, planar)}
         except Exception as error:  # the range check is extra: its failure must not fail the run
             lines = str(error).strip().splitlines()
             ranges = {"error": f"{type(error).__name__}: {lines[-1] if lines else ''}"}
         with open(ranges_path, "w") as stream:
             json.dump(ranges, stream)
+
+
+def _as_laid_out(value, layout):
+    if layout == "NHWC":
+        batch, channels, height, width = value.shape
+        return value.reshape(batch, height, width, channels)
+    return value
 
 
 def _read(core, xml):
@@ -164,6 +184,9 @@ def _stats(value):
 def main():
     if sys.argv[1] == "--values":
         run_values(IECore(), *sys.argv[2:])
+    elif sys.argv[1] == "--layouts":
+        xml, inputs, outputs, *ranges = sys.argv[3:]
+        run(IECore(), xml, inputs, outputs, ranges[0] if ranges else None, json.loads(sys.argv[2]))
     else:
         run(IECore(), *sys.argv[1:])
 
