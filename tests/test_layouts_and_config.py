@@ -237,3 +237,27 @@ def test_every_key_row_is_well_formed():
     for key in MYRIAD_KEYS:
         assert key.role in ("blob", "option", "device", "debug"), key.name
         assert key.role != "option" or key.use, key.name
+
+
+# --- every surface: the manifest and the action take them as the CLI does -------------------------
+
+@pytest.mark.unit
+def test_the_manifest_and_the_action_take_the_new_options(tmp_path, monkeypatch):
+    from myriad_blob.manifest import load_manifest
+
+    (tmp_path / "myriad-blob.toml").write_text(
+        '[[models]]\nname = "stereo"\nmodel = "stereo.onnx"\ninput-type = ["U8", "state=FP16"]\n'
+        'input-layout = "left=NHWC"\ncompile-config = ["MYRIAD_TILING_CMX_LIMIT_KB=256"]\n')
+    (variant,) = load_manifest(tmp_path / "myriad-blob.toml")
+    assert (variant.options.input_type, variant.options.input_type_by_name) == ("U8", {"state": "FP16"})
+    assert variant.options.input_layout_by_name == {"left": "NHWC"}
+    assert variant.options.compile_config == {"MYRIAD_TILING_CMX_LIMIT_KB": "256"}
+
+    import entrypoint.inputs as action_inputs
+
+    monkeypatch.setenv("INPUT_INPUT-TYPE", "U8\nstate=FP16")
+    monkeypatch.setenv("INPUT_OUTPUT-LAYOUT", "NCHW")
+    monkeypatch.setenv("INPUT_COMPILE-CONFIG", "MYRIAD_ENABLE_HW_ACCELERATION=NO\nMYRIAD_TILING_CMX_LIMIT_KB=128")
+    options = parse_options(input="m.onnx", **action_inputs._conversion_inputs())
+    assert (options.input_type_by_name, options.output_layout) == ({"state": "FP16"}, "NCHW")
+    assert options.compile_config == {"MYRIAD_ENABLE_HW_ACCELERATION": "NO", "MYRIAD_TILING_CMX_LIMIT_KB": "128"}
