@@ -82,6 +82,10 @@ def test_convert_all_then_a_cached_rerun_then_one_changed_option(repo):
     summary = json.loads((repo / "blobs" / "batch-report.json").read_text())
     assert [v["id"] for v in summary["variants"]] == ["torch/6-shaves", "torch/4-shaves", "onnx/default"]
     assert summary["succeeded"] == 3 and summary["cached"] == 0
+    # Each variant's verdict, as its own report has it (the batch's is the worst of them).
+    for variant, name in zip(summary["variants"], names):
+        own = json.loads((repo / "blobs" / f"{name}.blob.report.json").read_text())["verdict"]
+        assert variant["verdict"] == own and own["result"] in ("passed", "warnings")
     for name in names:
         assert dai.OpenVINO.Blob(str(repo / "blobs" / f"{name}.blob")).numShaves in (4, 6)
     four = json.loads((repo / "blobs" / "torch-4-shaves.blob.report.json").read_text())

@@ -261,3 +261,19 @@ def test_the_manifest_and_the_action_take_the_new_options(tmp_path, monkeypatch)
     options = parse_options(input="m.onnx", **action_inputs._conversion_inputs())
     assert (options.input_type_by_name, options.output_layout) == ({"state": "FP16"}, "NCHW")
     assert options.compile_config == {"MYRIAD_ENABLE_HW_ACCELERATION": "NO", "MYRIAD_TILING_CMX_LIMIT_KB": "128"}
+
+
+def test_a_torchscript_model_returning_a_dict_is_told_what_to_change(tmp_path):
+    """Found converting StereoWithState traced with strict=False: the exporter refuses its dict at
+    every opset, and "try another --opset" was the advice."""
+    path = tmp_path / "stereo_traced.pt"
+    shapes = [[1, 3, 64, 80], [1, 3, 64, 80], [1, 16]]
+    torch.jit.save(torch.jit.trace(models.StereoWithState().eval(), tuple(torch.zeros(s) for s in shapes),
+                                   strict=False), str(path))
+    result = run_cli("convert", "--input", path, "--input-shape", "left=[1, 3, 64, 80]", "--input-shape",
+                     "right=[1, 3, 64, 80]", "--input-shape", "state=[1, 16]", "--output", tmp_path / "s.blob")
+    assert result.returncode == EXIT_CODES[Stage.EXPORT]
+    line = result.stderr.splitlines()[0]
+    assert line.startswith("myriad-blob: export failed: torch.onnx.export cannot export a TorchScript model that "
+                           "returns a dict or list")
+    assert "--model-class" in line and "another --opset" not in line

@@ -31,6 +31,7 @@ class BatchResult:
         report = self.report
         return {"id": self.variant.id, "model": self.variant.model, "variant": self.variant.name,
                 "status": report.status, "error": report.error,
+                "verdict": report.to_dict()["verdict"],  # its report's (report.overall_verdict)
                 "blob": report.blob["path"] if report.blob else None,
                 "sha256": report.blob["sha256"] if report.blob else None,
                 "size": report.blob["size"] if report.blob else None,

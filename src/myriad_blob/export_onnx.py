@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import ConversionError, Stage, cause_line
 from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
+from .rules.advice import explain_export_failure
 from .tensors import TensorInfo
 
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
@@ -137,9 +138,14 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
                 )
         except Exception as error:
             fallbacks.append((opset, cause_line(error)))
+            if explain_export_failure(fallbacks[-1][1]):
+                break  # no opset mends it
             continue
         return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks),
                                    requested_opset=opset)
+    known = explain_export_failure(fallbacks[0][1])
+    if known is not None:
+        raise _fail(f"torch.onnx.export cannot export {known.what}: {known.fix} (the exporter: {fallbacks[0][1]})")
     hint = "try another --opset" if not options.new_export else "try without --new-export"
     tried = ", ".join(str(o) for o, _ in fallbacks)
     raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")

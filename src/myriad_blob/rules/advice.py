@@ -50,6 +50,21 @@ REFUSED: dict[str, KnownCause] = {
     "If": KnownCause("a branch in the graph (scripted control flow)", "trace the model (torch.jit.trace) instead"),
 }
 
+# torch.onnx.export's failures with a known cause that no other opset mends: (what the exporter
+# says, the cause and what to change). Without a match the export stage suggests another --opset.
+EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
+    (re.compile(r"prim::(DictConstruct|ListConstruct)' to ONNX"),
+     KnownCause("a TorchScript model that returns a dict or list (torch.onnx.export takes tensors and tuples of them)",
+                "trace it returning a tuple, or give its state dict with --model-class (a returned dict's keys then "
+                "name the outputs)")),
+)
+
+
+def explain_export_failure(message: str) -> KnownCause | None:
+    """The known cause of a torch.onnx.export failure, if its message is one of EXPORT_REFUSED's."""
+    return next((cause for pattern, cause in EXPORT_REFUSED if pattern.search(message)), None)
+
+
 # Op versions the 2021.4 IR reader knows (it reads IR v10 layers of opset1..opset7 and its own).
 READER_OPSETS = {f"opset{n}" for n in range(1, 8)} | {"experimental", "extension", "ie"}
 
