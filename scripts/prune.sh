@@ -104,9 +104,8 @@ strip  converter torch/bin/torch_shm_manager       its static symbol table
 strip  converter cryptography/hazmat/bindings/_rust.abi3.so   its static symbol table, 3 MB (PyGithub's JWT signing)
 strip  converter nacl/_sodium.abi3.so              its static symbol table, 3 MB (PyGithub's secrets API)
 strip  converter yaml/_yaml.*.so                   its static symbol table, 2 MB (ultralytics reads its YAML)
-share  frontend  numpy                             numpy 1.19.5, as in the legacy venv (both pin it): one copy, 53 MB less
+share  frontend  numpy                             numpy 1.19.5, as in the legacy venv (both pin it): one copy, 53 MB less (its metadata stays: its RECORD names this venv's scripts)
 share  frontend  numpy.libs                        numpy's OpenBLAS
-share  frontend  numpy-*.dist-info                 its metadata
 TABLE
 )
 
