@@ -19,6 +19,7 @@ ENV MYRIAD_BLOB_LEGACY_PYTHON=/usr/local/bin/python3.9 \
     MYRIAD_BLOB_TOOLCHAIN=/opt/myriad-blob/toolchain \
     MYRIAD_BLOB_EXTRAS=action,ultralytics-runtime \
     MYRIAD_BLOB_PRUNE=1 \
+    MYRIAD_BLOB_PRUNE_LEGACY_STDLIB=/usr/local/lib/python3.9 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -32,18 +33,19 @@ RUN bash scripts/setup.sh \
     && find /opt/myriad-blob -name __pycache__ -type d -prune -exec rm -rf {} +
 
 FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
-# Runtime needs of the Myriad plugin (libusb, loaded even with no device) and of the fast clock;
-# GLib, which OpenCV (headless) loads when ultralytics imports it to read a best.pt.
+# Runtime needs of the Myriad plugin (libusb, loaded even with no device) and of the fast clock.
+# (No GLib: headless OpenCV 5 links none; scripts/prune.sh imports ultralytics, and so OpenCV, in
+# the build stage, which has none either.)
 # Pinned to the upstream version, any Debian revision: bookworm's point releases and security
 # updates change only the revision (1.0.26-1 -> 1.0.26-1+deb12u1), and an exact pin would stop
 # building the day the old revision leaves the mirror. What must not move is pinned by digest
 # (the base images above); these two only move within bookworm's stable updates.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends 'libusb-1.0-0=2:1.0.26-*' 'libfaketime=0.9.10-*' \
-        'libglib2.0-0=2.74.6-*' \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=legacy-python /usr/local/bin/python3.9 /usr/local/bin/python3.9
-COPY --from=legacy-python /usr/local/lib/python3.9 /usr/local/lib/python3.9
+# Python 3.9's library as the build stage left it: pruned of its pip, setuptools and ensurepip.
+COPY --from=build /usr/local/lib/python3.9 /usr/local/lib/python3.9
 COPY --from=legacy-python /usr/local/lib/libpython3.9.so.1.0 /usr/local/lib/libpython3.9.so.1.0
 RUN ldconfig
 COPY --from=build /opt/myriad-blob /opt/myriad-blob

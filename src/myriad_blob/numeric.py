@@ -308,9 +308,10 @@ def _fail(message: str) -> ConversionError:
 
 
 # The check's default image: a real photograph (Grace Hopper, a U.S. Navy portrait in the public
-# domain, shipped by matplotlib as sample data) with a band of printed text drawn over it, so that
-# detectors, OCR and segmentation nets respond where smooth noise leaves a sigmoid map at ~0.
-CHECK_PHOTO = ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg")
+# domain; matplotlib's sample data, shipped in this package: data/README.md) with a band of printed
+# text drawn over it, so that detectors, OCR and segmentation nets respond where smooth noise leaves
+# a sigmoid map at ~0.
+CHECK_PHOTO = Path(__file__).parent / "data" / "grace_hopper.jpg"
 CHECK_TEXT = ("MYRIAD X 2480 OAK-D", "Grace Hopper 1906")
 PHOTO_INPUT = "photo (matplotlib's grace_hopper.jpg, public domain, with printed text)"
 # ImageNet's mean and standard deviation: a float input without --mean/--scale gets the photo
@@ -351,14 +352,9 @@ def _is_image(shape: tuple) -> bool:
 def check_photo(height: int, width: int):
     """The check photo as a PIL RGB image of height x width: cropped to the aspect ratio, resized,
     with CHECK_TEXT printed in dark letters on a light band across its lower part."""
-    import importlib.util
-
     from PIL import Image, ImageDraw, ImageFont
 
-    spec = importlib.util.find_spec(CHECK_PHOTO[0])
-    if spec is None or not spec.submodule_search_locations:
-        raise _fail(f"the check photo comes with {CHECK_PHOTO[0]}, which is not installed: pip install {CHECK_PHOTO[0]}")
-    image = Image.open(Path(spec.submodule_search_locations[0]) / CHECK_PHOTO[1]).convert("RGB")
+    image = Image.open(CHECK_PHOTO).convert("RGB")
     scale = max(width / image.width, height / image.height)  # cover, then crop the centre
     resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
                            Image.BILINEAR)
