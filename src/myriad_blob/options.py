@@ -297,7 +297,7 @@ OPTIONS: tuple[Option, ...] = (
            doc="the JSON report; the Markdown report goes beside it with `.md`"),
     Option("sample", "path", surfaces=_CLI_MANIFEST,
            help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
-                "default: a real photograph with printed text (public domain, from matplotlib).",
+                "default: a real photograph with printed text (public domain; shipped with myriad-blob).",
            manifest_expected="a path", doc_flag="PATH", doc_default="the check photo",
            doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input"),
     Option("strict", "flag", default=False,
