@@ -55,8 +55,13 @@ def test_an_nhwc_blob_takes_interleaved_frames(tmp_path, model_files):
     assert _report(tmp_path / "planar.blob.report.json")["blob"]["camera_frame_type"] == "BGR888p"
     assert "Camera frames: `BGR888i`" in (tmp_path / "interleaved.blob.report.md").read_text()
 
-    (model_input,) = dai.NNArchive(str(tmp_path / "interleaved.tar.xz")).getConfigV1().model.inputs
+    archive = dai.NNArchive(str(tmp_path / "interleaved.tar.xz"))
+    (model_input,) = archive.getConfigV1().model.inputs
     assert model_input.layout == "NHWC" and model_input.preprocessing.daiType == "BGR888i"
+    # The shape goes in the layout's order, so depthai reads the frame size right (review finding:
+    # it read 64 x 3 from [1, 3, 64, 80] beside NHWC).
+    assert list(model_input.shape) == [1, SHAPE[2], SHAPE[3], 3]
+    assert (archive.getInputWidth(), archive.getInputHeight()) == (SHAPE[3], SHAPE[2])
 
 
 def test_the_check_runs_the_frame_interleaved_and_a_planar_frame_would_miss(tmp_path, model_files):
@@ -77,6 +82,16 @@ def test_the_check_runs_the_frame_interleaved_and_a_planar_frame_would_miss(tmp_
     misread = {"input": frames["input"].reshape(batch, height, width, channels).transpose(0, 3, 1, 2)}
     wrong, _ = run_ir_with_ranges(ir, misread, toolchain, layouts={"input": "NHWC"})
     assert np.abs(wrong["output"] - planar_run["output"]).max() > 0.05 * np.abs(planar_run["output"]).max()
+
+
+def test_a_sample_for_an_nhwc_input_may_be_interleaved(tmp_path, model_files):
+    """Review finding: the camera's interleaved (1, H, W, 3) frame was refused as --sample."""
+    frame = np.random.default_rng(3).integers(0, 256, (1, SHAPE[2], SHAPE[3], 3)).astype(np.float32)
+    np.save(tmp_path / "frame.npy", frame)
+    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output",
+                     tmp_path / "m.blob", "--input-layout", "NHWC", "--sample", tmp_path / "frame.npy", "--strict")
+    assert result.returncode == 0, result.stderr
+    assert _report(tmp_path / "m.blob.report.json")["numeric"]["input"] == str(tmp_path / "frame.npy")
 
 
 def test_an_nhwc_output_is_laid_out_so_and_still_matches(tmp_path):
@@ -118,6 +133,39 @@ def test_two_u8_images_and_an_fp16_state_in_one_blob(tmp_path):
     assert report["options"]["input_type_by_name"] == {"state": "FP16"}
     assert report["numeric"]["passed"], report["numeric"]
     assert report["blob"]["camera_frame_type"] == "RGB888i"  # the first image input's layout
+    assert report["blob"]["camera_frame_types"] == {"left": "RGB888i", "right": "RGB888p"}
+    assert "Camera frames: `left` `RGB888i`, `right` `RGB888p`." in (tmp_path / "stereo.blob.report.md").read_text()
+
+
+class _SegmenterWithState(torch.nn.Module):
+    """An image, a 3-D recurrent state; a class map (argmax: an integer output) and the next state."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.mix = torch.nn.Linear(16, 16)
+
+    def forward(self, image, state):
+        scores = self.conv(image / 255)
+        return scores.argmax(1), torch.tanh(self.mix(state) + scores.mean())
+
+
+def test_integer_outputs_named_types_and_a_3d_state(tmp_path):
+    """Review findings: `cls=ONNX` on an argmax asked the blob for I64 (verify failed); a named float
+    type on an integer output was refused though the compiler gives it; a 3-D state crashed the
+    check's seeded input; a tensor name with a comma broke the compile helper's -iop list."""
+    path = tmp_path / "seg.onnx"
+    torch.onnx.export(_SegmenterWithState().eval(), (torch.zeros(SHAPE), torch.zeros(1, 4, 16)), str(path),
+                      opset_version=13, dynamo=False, input_names=["image", "state,h"], output_names=["cls", "state_out"])
+    for flags, cls_type in ((["--output-type", "cls=ONNX"], "I32"), (["--output-type", "cls=FP16"], "FP16"), ([], "I32")):
+        blob = tmp_path / f"seg-{cls_type}-{len(flags)}.blob"
+        result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "state,h=FP16", *flags)
+        assert result.returncode == 0, result.stderr
+        info = assert_depthai_agrees(blob)
+        assert {t.name: t.data_type for t in info.outputs}["cls"] == cls_type
+        assert {t.name: t.data_type for t in info.inputs} == {"image": "U8", "state,h": "FP16"}
+        report = _report(blob.with_name(blob.name + ".report.json"))
+        assert report["numeric"]["outputs_passed"], report["numeric"]["outputs"]
 
 
 def test_a_per_tensor_name_the_blob_lacks_is_an_options_error_naming_its_tensors(tmp_path, model_files):
@@ -171,6 +219,7 @@ def test_an_unknown_compile_config_key_is_refused_at_options_with_the_close_ones
     ("MYRIAD_DUMP_ALL_PASSES=YES", "debugging aids"),
     ("MYRIAD_ENABLE_HW_ACCELERATION=maybe", "takes YES or NO, got 'maybe'"),
     ("MYRIAD_TILING_CMX_LIMIT_KB=lots", "takes a whole number"),
+    ("MYRIAD_TILING_CMX_LIMIT_KB=99999999999", "from 0 to 2147483647"),  # the plugin's stoi failed at compile
     ("MYRIAD_TILING_CMX_LIMIT_KB", "takes KEY=VALUE"),
 ])
 def test_compile_config_says_what_to_change(given, message):
@@ -275,5 +324,5 @@ def test_a_torchscript_model_returning_a_dict_is_told_what_to_change(tmp_path):
     assert result.returncode == EXIT_CODES[Stage.EXPORT]
     line = result.stderr.splitlines()[0]
     assert line.startswith("myriad-blob: export failed: torch.onnx.export cannot export a TorchScript model that "
-                           "returns a dict or list")
+                           "returns (or builds) a dict or list")
     assert "--model-class" in line and "another --opset" not in line

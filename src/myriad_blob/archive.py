@@ -33,6 +33,21 @@ def image_input_layout(info: BlobInfo) -> str:
     return next((t.order for t in info.inputs if len(t.shape) == 4 and t.shape[1] == 3), "NCHW")
 
 
+def camera_frame_types(info: BlobInfo, reverse_input_channels: bool) -> dict[str, str]:
+    """{input name: frame type} for each of the blob's 3-channel image inputs, by its header's layout."""
+    return {t.name: camera_frame_type(reverse_input_channels, t.order) for t in info.inputs
+            if len(t.shape) == 4 and t.shape[1] == 3}
+
+
+def shape_in_layout(tensor) -> list[int]:
+    """The tensor's dims in its layout's order ([N, H, W, C] for NHWC), as the NN Archive pairs
+    "shape" with "layout" (depthai reads an input's width and height from them)."""
+    if tensor.order == "NHWC" and len(tensor.shape) == 4:
+        batch, channels, height, width = tensor.shape
+        return [batch, height, width, channels]
+    return list(tensor.shape)
+
+
 def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool,
                       heads: list[dict] | None = None) -> dict:
     """config.json, validated by luxonis-ml's schema. heads: parser heads (e.g. a YOLO head: parser,
@@ -49,10 +64,10 @@ def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_c
                          "interleaved_to_planar": tensor.order == "NHWC",
                          "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if is_image else None}
         inputs.append({"name": tensor.name, "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
-                       "input_type": "image" if is_image else "raw", "shape": list(tensor.shape),
+                       "input_type": "image" if is_image else "raw", "shape": shape_in_layout(tensor),
                        "layout": _LAYOUTS.get(tensor.order, tensor.order),
                        "preprocessing": {k: v for k, v in preprocessing.items() if v is not None}})
-    outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": list(t.shape),
+    outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": shape_in_layout(t),
                 "layout": _LAYOUTS.get(t.order, t.order)} for t in info.outputs]
     config = {"config_version": "1.0",
               "model": {"metadata": {"name": name, "path": blob_name, "precision": "float16"},

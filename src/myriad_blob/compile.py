@@ -63,9 +63,10 @@ def integer_outputs(ir: IRModel | None) -> dict:
     return {t.name: "I32" for t in (ir.outputs if ir else ()) if t.dtype.upper() in INTEGER_PRECISIONS}
 
 
-# The IR's own element types as blob precisions (what --input-type/--output-type ONNX keep).
+# The IR's own element types as blob precisions (what --input-type/--output-type name=ONNX keep);
+# integers become I32, the one integer type the Myriad X gives (an ONNX argmax is I64).
 _IR_PRECISIONS = {"F32": "FP32", "F16": "FP16", "FP32": "FP32", "FP16": "FP16", "U8": "U8", "I32": "I32",
-                  "I64": "I64", "I8": "I8", "BOOL": "BOOL"}
+                  "I64": "I32", "U64": "I32", "I16": "I32", "U16": "I32", "I8": "I32", "BOOL": "I32"}
 
 
 def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
@@ -73,7 +74,7 @@ def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> d
     layout is not the every-tensor value (--input-type/--output-type, NCHW), as compile_tool's
     -iop/-iol take them: named ones, integer outputs (I32), 4-D tensors under an NHWC value.
     ConversionError (options) for a name the blob has no tensor of, a layout on a tensor that is not
-    4-D, or a float precision asked for an integer output."""
+    4-D."""
     settings = {
         "platform": "VPU_MYRIAD_2480",
         "input_type": options.input_type,
@@ -107,11 +108,8 @@ def _per_tensor(options: ConversionOptions, ir: IRModel, integer: dict) -> tuple
                            f"{flag.rsplit('-', 1)[1]})" if name in elsewhere else ""
                     raise _options_error(f"{flag} names {name!r}, but the blob's {role}s are "
                                          f"{', '.join(by_name)}{hint}")
-        for name, precision in named_types.items():
+        for name, precision in sorted(named_types.items()):  # a named type wins, on integer outputs too
             tensor = by_name[name]
-            if name in integer and precision not in ("ONNX", integer[name]):
-                raise _options_error(f"--{role}-type {name}={precision}: {name} is an integer tensor "
-                                     f"({tensor.dtype}), which the Myriad X gives only as {integer[name]}: drop it")
             types[name] = _IR_PRECISIONS.get(tensor.dtype.upper(), tensor.dtype.upper()) if precision == "ONNX" \
                 else precision
         for tensor in tensors:
@@ -174,9 +172,9 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
         args += ["-ip", options.input_type]
     if options.output_type != "ONNX":
         args += ["-op", options.output_type]
-    for flag, table in (("-iop", settings["tensor_types"]), ("-iol", settings["tensor_layouts"])):
-        if table:
-            args += [flag, ",".join(f"{name}:{value}" for name, value in table.items())]
+    for flag, table in (("-iop1", settings["tensor_types"]), ("-iol1", settings["tensor_layouts"])):
+        for name, value in table.items():  # one tensor a flag: a name may hold commas
+            args += [flag, f"{name}:{value}"]
     args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
              f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
     args += [f"{key}={value}" for key, value in settings["config"].items()]

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 
 SWITCH = ("YES", "NO")
+INT_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +157,10 @@ def close_keys(name: str) -> list[str]:
 
 
 def _checked_value(key: ConfigKey, value: str) -> str:
-    if key.values == "int":
-        if not value.isdigit():
-            raise ValueError(f"--compile-config {key.name} takes a whole number ({key.what}), got {value!r}")
+    if key.values == "int":  # the plugin reads it with std::stoi: an int
+        if not value.isdigit() or int(value) > INT_MAX:
+            raise ValueError(f"--compile-config {key.name} takes a whole number from 0 to {INT_MAX} ({key.what}), "
+                             f"got {value!r}")
         return str(int(value))
     if key.values == "layers":
         names = [name.strip() for name in value.split(",") if name.strip()]

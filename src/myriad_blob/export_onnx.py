@@ -143,9 +143,9 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
             continue
         return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks),
                                    requested_opset=opset)
-    known = explain_export_failure(fallbacks[0][1])
+    known = explain_export_failure(fallbacks[-1][1])
     if known is not None:
-        raise _fail(f"torch.onnx.export cannot export {known.what}: {known.fix} (the exporter: {fallbacks[0][1]})")
+        raise _fail(f"torch.onnx.export cannot export {known.what}: {known.fix} (the exporter: {fallbacks[-1][1]})")
     hint = "try another --opset" if not options.new_export else "try without --new-export"
     tried = ", ".join(str(o) for o, _ in fallbacks)
     raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")

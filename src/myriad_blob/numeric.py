@@ -320,12 +320,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_channels: bool,
-                input_types: dict | None = None) -> tuple[dict, str]:
+                input_types: dict | None = None, layouts: dict | None = None) -> tuple[dict, str]:
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
     for the others, or --sample for the first. Pixel values (0..255) for a U8 input or one with
     --mean/--scale baked in; normalized values for a float input. input_types: the precision of
-    the inputs named with --input-type name=TYPE (the others: input_type)."""
+    the inputs named with --input-type name=TYPE (the others: input_type); layouts: the blob's
+    NHWC inputs, whose --sample .npy may be given interleaved, as the camera sends it."""
     rng = np.random.default_rng(SEED)
     baked = ir.preprocessing.get("mean") or {}, ir.preprocessing.get("scale") or {}
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])
@@ -341,7 +342,7 @@ def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_chann
     if sample is None:
         return inputs, PHOTO_INPUT if photos else "seeded"
     first = ir.inputs[0]
-    inputs[first.name] = load_sample(sample, first.shape, reverse_channels)
+    inputs[first.name] = load_sample(sample, first.shape, reverse_channels, (layouts or {}).get(first.name, "NCHW"))
     return inputs, str(sample)
 
 
@@ -394,7 +395,9 @@ def seeded_input(rng: np.random.Generator, shape: tuple, integer: bool) -> np.nd
         noise = rng.integers(0, 256, size=shape) if integer else rng.standard_normal(size=shape)
         return noise.astype(np.float32)
     channels, height, width = shape[1], shape[-2], shape[-1]
-    gradient = np.add.outer(np.linspace(0, 1, height), np.linspace(0, 1, width))[None, None] / 2
+    # Shaped to broadcast over exactly len(shape) dims (a 3-D state [1, 4, 16] as a 4-D image).
+    gradient = np.add.outer(np.linspace(0, 1, height), np.linspace(0, 1, width)).reshape(
+        (1,) * (len(shape) - 2) + (height, width)) / 2
     levels = np.linspace(0.85, 0.15, channels).reshape((1, channels) + (1,) * (len(shape) - 2))
     if integer:
         values = 255 * (0.5 * levels + 0.4 * gradient) + rng.normal(0, 12, size=shape)
@@ -402,7 +405,9 @@ def seeded_input(rng: np.random.Generator, shape: tuple, integer: bool) -> np.nd
     return (4 * (levels - 0.5) + gradient + 0.3 * rng.standard_normal(size=shape)).astype(np.float32)
 
 
-def load_sample(path: Path, shape: tuple, reverse_channels: bool) -> np.ndarray:
+def load_sample(path: Path, shape: tuple, reverse_channels: bool, layout: str = "NCHW") -> np.ndarray:
+    """--sample as the input's planar (N, C, H, W) array. A .npy for an NHWC input may be interleaved
+    (N, H, W, C), as the camera sends it."""
     if not path.exists():
         raise _fail(f"--sample {path} does not exist")
     if path.suffix.lower() == ".npy":
@@ -410,9 +415,13 @@ def load_sample(path: Path, shape: tuple, reverse_channels: bool) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         except ValueError as error:
             raise _fail(f"--sample {path} is not a plain .npy array: {error}") from error
-        if tuple(array.shape) != tuple(shape):
-            raise _fail(f"--sample {path} has shape {list(array.shape)}, the input needs {list(shape)}")
-        return array.astype(np.float32)
+        interleaved_shape = (shape[0], shape[2], shape[3], shape[1]) if layout == "NHWC" else None
+        if interleaved_shape and tuple(array.shape) == interleaved_shape and interleaved_shape != tuple(shape):
+            array = array.transpose(0, 3, 1, 2)
+        elif tuple(array.shape) != tuple(shape):
+            also = f" (or {list(interleaved_shape)}, interleaved)" if interleaved_shape else ""
+            raise _fail(f"--sample {path} has shape {list(array.shape)}, the input needs {list(shape)}{also}")
+        return np.ascontiguousarray(array.astype(np.float32))
     if len(shape) != 4 or shape[1] != 3:
         raise _fail(f"--sample image needs a 3-channel NCHW input, the model's first input is {list(shape)}: use a .npy")
     from PIL import Image, UnidentifiedImageError
@@ -606,7 +615,7 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
     blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False),
-                                      input_types)
+                                      input_types, layouts)
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)

@@ -135,24 +135,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("output-type", "text", choices=("FP16", "FP32", "ONNX"), multiple=True, metavar="[NAME=]TYPE",
            choices_note=" (what the Myriad X takes)",
            help="Blob output precision; ONNX keeps the model's own; 'name=FP32' for one output (repeated). Integer "
-                "outputs (an argmax, TopK indices) are I32 whatever this says.  [default: FP16]",
+                "outputs (an argmax, TopK indices) are I32 unless named here.  [default: FP16]",
            manifest_expected="a precision name such as \"FP16\", or a list like [\"FP16\", \"boxes=FP32\"]",
            doc_flag="[NAME=]TYPE", doc_default="`FP16`",
            doc="blob output precision; `ONNX` keeps the model's own; `name=TYPE` for one output (repeated). Integer "
-               "outputs (an argmax class map, TopK indices) are `I32`, the one integer type the Myriad X gives",
+               "outputs (an argmax class map, TopK indices) are `I32`, the one integer type the Myriad X gives, "
+               "unless named here",
            action_help="Blob output precision (FP16 or FP32; ONNX keeps the model's own). One per line; name=TYPE for "
                        "one output.",
            action_default="FP16", action_doc="as `--output-type`; one per line (`name=TYPE` for one output)"),
     Option("input-layout", "text", choices=("NCHW", "NHWC"), multiple=True, metavar="[NAME=]LAYOUT",
            choices_note=" (planar or interleaved frames)",
-           help="Memory layout of the blob's image inputs: NCHW (planar frames, e.g. BGR888p) or NHWC (interleaved, "
-                "BGR888i), set in the compiler; 'name=NHWC' for one 4-D input (repeated).  [default: NCHW]",
+           help="Memory layout of the blob's 4-D inputs: NCHW (planar frames, e.g. BGR888p) or NHWC (interleaved, "
+                "BGR888i), set in the compiler; 'name=NHWC' for one input (repeated).  [default: NCHW]",
            manifest_expected="\"NCHW\" or \"NHWC\", or a list like [\"image=NHWC\"]",
            doc_flag="[NAME=]LAYOUT", doc_default="`NCHW`",
            doc="memory layout of the blob's 4-D inputs: `NCHW` (planar frames, `BGR888p`) or `NHWC` (interleaved, "
                "`BGR888i`: no reorder on the host or in an ImageManip node), set by the compiler; `name=LAYOUT` "
                "for one input",
-           action_help="Memory layout of the blob's image inputs - NCHW (planar frames) or NHWC (interleaved). "
+           action_help="Memory layout of the blob's 4-D inputs - NCHW (planar frames) or NHWC (interleaved). "
                        "One per line; name=LAYOUT for one input.",
            action_default="NCHW", action_doc="as `--input-layout`; one per line (`name=LAYOUT` for one input)"),
     Option("output-layout", "text", choices=("NCHW", "NHWC"), multiple=True, metavar="[NAME=]LAYOUT",
@@ -613,7 +614,7 @@ def parse_per_tensor(values, option: Option) -> tuple[str, dict[str, str]]:
             every = value
         elif named.setdefault(name, value) != value:
             raise ValueError(f"--{option.name} is given twice for {name!r} ({named[name]}, {value})")
-    return every or PER_TENSOR_DEFAULTS[option.key], named
+    return every or PER_TENSOR_DEFAULTS[option.key], dict(sorted(named.items()))
 
 
 def _per_channel(values, flag: str) -> dict:

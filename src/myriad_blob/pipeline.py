@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from . import toolchain as toolchain_module
-from .archive import camera_frame_type, image_input_layout, nn_archive_config, write_nn_archive
+from .archive import camera_frame_type, camera_frame_types, image_input_layout, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
@@ -371,7 +371,8 @@ class Conversion:
                             lambda: write_atomically(options.superblob_path, superblob)))
         write_all_or_nothing(outputs)
         report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels, image_input_layout(info))}
+                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels, image_input_layout(info)),
+                       "camera_frame_types": camera_frame_types(info, options.reverse_input_channels)}
         if config is not None:
             report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
         if depthai_json is not None:

@@ -304,7 +304,7 @@ def _io_section(report: dict) -> list[str]:
         out += ["**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**", "",
                 markdown_table(["", "name", "shape", "type"], rows), ""]
         if report["blob"]:
-            out += [f"Camera frames: `{report['blob']['camera_frame_type']}`. " + _preprocessing_line(report), ""]
+            out += [_camera_frames(report["blob"]) + _preprocessing_line(report), ""]
     return out
 
 
@@ -461,6 +461,14 @@ def _headroom(headroom: float | None) -> str:
     if headroom is None:
         return "∞"
     return f"{headroom:.3g}×" if headroom >= 1 else ("over" if headroom == 0 else f"over by {1 / headroom:.3g}×")
+
+
+def _camera_frames(blob: dict) -> str:
+    """One frame type for the blob, or one per image input when their layouts differ."""
+    types = blob.get("camera_frame_types") or {}
+    if len(set(types.values())) > 1:
+        return "Camera frames: " + ", ".join(f"`{name}` `{frame}`" for name, frame in types.items()) + ". "
+    return f"Camera frames: `{blob['camera_frame_type']}`. "
 
 
 def _setting(key: str, value) -> str:

@@ -175,6 +175,7 @@ class BlobSection(TypedDict):
     sha256: str
     header: BlobHeader
     camera_frame_type: str  # the frame type to ask the camera for (BGR888p, RGB888p; ...888i for NHWC)
+    camera_frame_types: dict[str, str]  # per 3-channel image input, by its layout (--input-layout name=NHWC)
 
 
 class Verdict(TypedDict):

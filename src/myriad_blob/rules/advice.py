@@ -54,7 +54,8 @@ REFUSED: dict[str, KnownCause] = {
 # says, the cause and what to change). Without a match the export stage suggests another --opset.
 EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
     (re.compile(r"prim::(DictConstruct|ListConstruct)' to ONNX"),
-     KnownCause("a TorchScript model that returns a dict or list (torch.onnx.export takes tensors and tuples of them)",
+     KnownCause("a TorchScript model that returns (or builds) a dict or list: torch.onnx.export takes tensors and "
+                "tuples of them",
                 "trace it returning a tuple, or give its state dict with --model-class (a returned dict's keys then "
                 "name the outputs)")),
 )

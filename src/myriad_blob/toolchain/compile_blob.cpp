@@ -11,8 +11,10 @@
 //   myriad_compile_blob read MODEL.xml                  -> reads the IR (validates it), nothing else
 //   myriad_compile_blob query MODEL.xml                 -> one supported layer name per line
 //   myriad_compile_blob compile MODEL.xml OUT.blob [-ip PRECISION] [-op PRECISION] [-iop NAME:PRECISION,...]
-//                               [-il LAYOUT] [-ol LAYOUT] [-iol NAME:LAYOUT,...] [KEY=VALUE ...]
-//   (as compile_tool's flags: -iop/-iol override -ip/-op and -il/-ol for the tensors they name)
+//                               [-il LAYOUT] [-ol LAYOUT] [-iol NAME:LAYOUT,...] [-iop1 NAME:PRECISION]
+//                               [-iol1 NAME:LAYOUT] [KEY=VALUE ...]
+//   (as compile_tool's flags: -iop/-iol override -ip/-op and -il/-ol for the tensors they name;
+//   -iop1/-iol1 NAME:VALUE name one tensor each, so a name may hold a comma)
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -136,7 +138,8 @@ int usage() {
                  "       myriad_compile_blob read MODEL.xml\n"
                  "       myriad_compile_blob query MODEL.xml\n"
                  "       myriad_compile_blob compile MODEL.xml OUT.blob [-ip P] [-op P] [-iop NAME:P,...]\n"
-                 "                           [-il L] [-ol L] [-iol NAME:L,...] [KEY=VALUE ...]\n");
+                 "                           [-il L] [-ol L] [-iol NAME:L,...] [-iop1 NAME:P] [-iol1 NAME:L]\n"
+                 "                           [KEY=VALUE ...]\n");
     return 64;
 }
 
@@ -156,6 +159,11 @@ int compile(int argc, char** argv) {
             (arg == "-il" ? input_layout : output_layout) = argv[++i];
         } else if ((arg == "-iop" || arg == "-iol") && i + 1 < argc) {
             if (!parse_named_list(argv[++i], arg == "-iop" ? tensor_precisions : tensor_layouts)) return usage();
+        } else if ((arg == "-iop1" || arg == "-iol1") && i + 1 < argc) {
+            const std::string item = argv[++i];
+            const size_t colon = item.rfind(':');
+            if (colon == std::string::npos) return usage();
+            (arg == "-iop1" ? tensor_precisions : tensor_layouts)[item.substr(0, colon)] = item.substr(colon + 1);
         } else if (equals != std::string::npos) {
             config[arg.substr(0, equals)] = arg.substr(equals + 1);
         } else {
