@@ -124,7 +124,7 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             continue
         for tensor in expected:
             got = by_name[tensor.name]
-            if tuple(got.shape) != tuple(tensor.shape):
+            if not same_shape(got.shape, tensor.shape):
                 problems.append(f"{role} {tensor.name} has shape {list(got.shape)}, expected {list(tensor.shape)}")
             wanted = settings.get("tensor_types", {}).get(tensor.name, wanted_type)
             if wanted != "ONNX" and got.data_type != wanted:
@@ -135,6 +135,18 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
     if problems:
         raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
                               + _batch_hint(info, inputs))
+
+
+def same_shape(blob_shape, ir_shape) -> bool:
+    """The blob's dims are the IR's, but for leading 1s the Myriad may add or drop (a 3-D [1, 4, 16]
+    tensor computed from a 3-D input can come out as [1, 1, 4, 16]): the same data either way."""
+    def trimmed(shape):
+        shape = list(shape)
+        while len(shape) > 1 and shape[0] == 1:
+            shape.pop(0)
+        return shape
+
+    return tuple(blob_shape) == tuple(ir_shape) or trimmed(blob_shape) == trimmed(ir_shape)
 
 
 def _batch_hint(info: BlobInfo, inputs: tuple[TensorInfo, ...]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
@@ -190,9 +191,20 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
                                   message)
         if refused:
             raise _fail(f"{refused} (the compiler: {message})")
+        integer_only = _INTEGER_ONLY.search(message)
+        if integer_only and integer_only[1] in integer_outputs(ir):
+            name = integer_only[1]
+            raise _fail(f"output {name} is an integer tensor that the Myriad X gives only as I32 here, but "
+                        f"{settings['tensor_types'].get(name, options.output_type)} was asked: drop --output-type "
+                        f"{name}=..., and convert it on the host (the compiler: {message})")
         raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
+
+
+# The compiler refusing a float precision for an integer output (an argmax ending in a Reshape).
+_INTEGER_ONLY = re.compile(r"Stage node (\S+) \(\w+\) types check error: output #0 has type \w+, but one of \[S32\] is "
+                           r"expected")
 
 
 def trace(layer_name: str, origins: tuple) -> dict | None:
