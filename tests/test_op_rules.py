@@ -333,3 +333,34 @@ def test_pytorch_outputs_take_a_dicts_keys_or_name_outputs(tmp_path):
     # The report lists the tensors --output-names can cut at.
     tensors = {t["name"]: t["op"] for t in _report(tmp_path / "a.blob")["onnx"]["tensors"]}
     assert tensors["/b/Conv_output_0"] == "Conv" and tensors["semi"] == "Conv"
+
+
+class _ScalarBroadcast(torch.nn.Module):
+    """A state updated with a computed scalar: x + features.mean() (no dims), and features - its mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.mix = torch.nn.Linear(16, 16)
+
+    def forward(self, image, state):
+        features = self.conv(image / 255)
+        return features - features.mean(), torch.tanh(self.mix(state) + features.mean())
+
+
+def test_a_computed_scalar_in_arithmetic_converts_and_passes_the_check(tmp_path):
+    """Found testing #20: OpenVINO 2021.4's CPU plugin could not run x + y.mean() ("could not create
+    a primitive descriptor for a reorder primitive"), so the conversion failed at verify (exit 14)
+    though the blob compiled; the scalar now goes as a [1] vector."""
+    path = tmp_path / "scalar.onnx"
+    torch.onnx.export(_ScalarBroadcast().eval(), (torch.zeros(1, 3, 32, 40), torch.zeros(1, 16)), str(path),
+                      opset_version=13, dynamo=False, input_names=["image", "state"],
+                      output_names=["centred", "state_out"])
+    blob = tmp_path / "scalar.blob"
+    result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "state=FP16", "--strict")
+    assert result.returncode == 0, result.stderr
+    report = _report(blob)
+    assert {"Add of a computed scalar: the scalar as [1]", "Sub of a computed scalar: the scalar as [1]"} <= \
+        set(_kept(report))
+    assert report["verdict"]["result"] == "passed"
+    assert_depthai_agrees(blob)

@@ -236,6 +236,32 @@ def _build_topk_constant(builder: Builder, node, k, graph: Graph) -> None:
                                           **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
 
 
+# --- a computed scalar broadcast in arithmetic -> the scalar as a [1] vector ---
+
+def _computed_scalar_plan(graph: Graph, node):
+    """The index of the input that is a computed 0-D tensor (x.mean() with no dims) while the other
+    input has dims, or None. OpenVINO 2021.4's CPU plugin cannot run such a broadcast ("could not
+    create a primitive descriptor for a reorder primitive"), which stops the numeric check; a
+    constant scalar (x * 0.5) runs."""
+    if len(node.input) != 2:
+        return None
+    shapes = [graph.shape(name) for name in node.input]
+    for index in (0, 1):
+        other = shapes[1 - index]
+        if shapes[index] == () and other and graph.const(node.input[index]) is None:
+            return index
+    return None
+
+
+def _build_scalar_as_vector(builder: Builder, node, index, graph: Graph) -> None:
+    from onnx import helper
+
+    inputs = list(node.input)
+    inputs[index] = builder.node("Reshape", [inputs[index], builder.constant(np.array([1], np.int64), "shape")])
+    builder.nodes.append(helper.make_node(node.op_type, inputs, list(node.output), name=node.name,
+                                          **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
+
+
 # --- Sin/Cos on a range the graph proves -> a polynomial ---
 
 def interval(graph: Graph, name: str, depth: int = 0) -> tuple[float, float] | None:
@@ -612,5 +638,8 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
           "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read"),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
+    *(_rule(f"{op} of a computed scalar: the scalar as [1]", BOTH, op, _computed_scalar_plan,
+            _build_scalar_as_vector, f"{{n}} {op} node(s) broadcasting a computed scalar (such as x.mean()), which "
+            "OpenVINO 2021.4's CPU plugin cannot run for the numeric check") for op in ("Add", "Sub", "Mul", "Div")),
     OnnxRule("fold constants (onnxslim)", frozenset({"mo2021"}), _shape_computations, _fold_constants),
 )
