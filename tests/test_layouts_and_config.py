@@ -30,6 +30,16 @@ def _report(path):
     return json.loads(path.read_text())
 
 
+def _small_cnn_ir(tmp_path, model_files):
+    """(the toolchain, the SmallCNN's IR), made by the pipeline's own stages."""
+    options = ConversionOptions(input=model_files["torchscript"], output=tmp_path / "m.blob",
+                                input_shapes=(InputSpec(None, tuple(SHAPE)),))
+    toolchain = toolchain_module.locate()
+    onnx_model = prepare_onnx(load_model(options), options, tmp_path)
+    return toolchain, convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend,
+                                                             frontend), options, toolchain, tmp_path)
+
+
 # --- layouts -------------------------------------------------------------------------------------
 
 def test_an_nhwc_blob_takes_interleaved_frames(tmp_path, model_files):
@@ -67,12 +77,7 @@ def test_an_nhwc_blob_takes_interleaved_frames(tmp_path, model_files):
 def test_the_check_runs_the_frame_interleaved_and_a_planar_frame_would_miss(tmp_path, model_files):
     """The IR run with the blob's NHWC layout gives the original's numbers only when fed the frame
     interleaved; the same bytes sent planar (a camera left at BGR888p) give others."""
-    options = ConversionOptions(input=model_files["torchscript"], output=tmp_path / "m.blob",
-                                input_shapes=(InputSpec(None, tuple(SHAPE)),))
-    toolchain = toolchain_module.locate()
-    onnx_model = prepare_onnx(load_model(options), options, tmp_path)
-    ir = convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
-                       options, toolchain, tmp_path)
+    toolchain, ir = _small_cnn_ir(tmp_path, model_files)
     frames, _ = make_inputs(ir, "U8", None, False)
     planar_run, _ = run_ir_with_ranges(ir, frames, toolchain)
     interleaved_run, _ = run_ir_with_ranges(ir, frames, toolchain, layouts={"input": "NHWC"})
@@ -243,12 +248,7 @@ def test_compile_config_values_are_written_as_the_plugin_takes_them():
 def test_the_key_table_is_the_plugins(tmp_path, model_files):
     """Every row's key, with its example value, is one the 2021.4 plugin takes (the compiles
     succeed), and a key it lacks is refused by it too: the table cannot drift from the plugin."""
-    options = ConversionOptions(input=model_files["torchscript"], output=tmp_path / "m.blob",
-                                input_shapes=(InputSpec(None, tuple(SHAPE)),))
-    toolchain = toolchain_module.locate()
-    onnx_model = prepare_onnx(load_model(options), options, tmp_path)
-    ir = convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
-                       options, toolchain, tmp_path)
+    toolchain, ir = _small_cnn_ir(tmp_path, model_files)
 
     def compile_with(settings):
         blob = tmp_path / "k.blob"
