@@ -28,15 +28,14 @@ def camera_frame_type(reverse_input_channels: bool, layout: str = "NCHW") -> str
     return ("BGR888" if reverse_input_channels else "RGB888") + ("i" if layout == "NHWC" else "p")
 
 
-def image_input_layout(info: BlobInfo) -> str:
-    """The memory layout of the blob's first 3-channel image input, as its header says (NCHW if none)."""
-    return next((t.order for t in info.inputs if len(t.shape) == 4 and t.shape[1] == 3), "NCHW")
+def is_image(tensor) -> bool:
+    """A 3-channel image tensor of the blob (dims in N, C, H, W order, whatever its layout)."""
+    return len(tensor.shape) == 4 and tensor.shape[1] == 3
 
 
 def camera_frame_types(info: BlobInfo, reverse_input_channels: bool) -> dict[str, str]:
     """{input name: frame type} for each of the blob's 3-channel image inputs, by its header's layout."""
-    return {t.name: camera_frame_type(reverse_input_channels, t.order) for t in info.inputs
-            if len(t.shape) == 4 and t.shape[1] == 3}
+    return {t.name: camera_frame_type(reverse_input_channels, t.order) for t in info.inputs if is_image(t)}
 
 
 def shape_in_layout(tensor) -> list[int]:
@@ -56,15 +55,15 @@ def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_c
 
     inputs = []
     for tensor in info.inputs:
-        is_image = len(tensor.shape) == 4 and tensor.shape[1] == 3
+        image = is_image(tensor)
         # interleaved_to_planar (legacy, beside dai_type): the blob takes interleaved (NHWC) frames.
-        preprocessing = {"mean": [0.0] * tensor.shape[1] if is_image else None,
-                         "scale": [1.0] * tensor.shape[1] if is_image else None,
-                         "reverse_channels": not reverse_input_channels if is_image else None,
+        preprocessing = {"mean": [0.0] * tensor.shape[1] if image else None,
+                         "scale": [1.0] * tensor.shape[1] if image else None,
+                         "reverse_channels": not reverse_input_channels if image else None,
                          "interleaved_to_planar": tensor.order == "NHWC",
-                         "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if is_image else None}
+                         "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if image else None}
         inputs.append({"name": tensor.name, "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
-                       "input_type": "image" if is_image else "raw", "shape": shape_in_layout(tensor),
+                       "input_type": "image" if image else "raw", "shape": shape_in_layout(tensor),
                        "layout": _LAYOUTS.get(tensor.order, tensor.order),
                        "preprocessing": {k: v for k, v in preprocessing.items() if v is not None}})
     outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": shape_in_layout(t),

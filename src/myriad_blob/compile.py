@@ -100,15 +100,13 @@ def _per_tensor(options: ConversionOptions, ir: IRModel, integer: dict) -> tuple
             ("input", ir.inputs, options.input_layout, options.input_type_by_name, options.input_layout_by_name),
             ("output", ir.outputs, options.output_layout, options.output_type_by_name, options.output_layout_by_name)):
         by_name = {t.name: t for t in tensors}
-        for flag, named in ((f"--{role}-type", named_types), (f"--{role}-layout", named_layouts)):
-            for name in named:
-                if name not in by_name:
-                    other = "outputs" if role == "input" else "inputs"
-                    elsewhere = {t.name for t in (ir.outputs if role == "input" else ir.inputs)}
-                    hint = f" ({name!r} is one of its {other}: use --{'output' if role == 'input' else 'input'}-" \
-                           f"{flag.rsplit('-', 1)[1]})" if name in elsewhere else ""
-                    raise _options_error(f"{flag} names {name!r}, but the blob's {role}s are "
-                                         f"{', '.join(by_name)}{hint}")
+        other_role = "output" if role == "input" else "input"
+        others = {t.name for t in (ir.outputs if role == "input" else ir.inputs)}
+        for setting, named in (("type", named_types), ("layout", named_layouts)):
+            for name in (name for name in named if name not in by_name):
+                hint = f" ({name!r} is one of its {other_role}s: use --{other_role}-{setting})" if name in others else ""
+                raise _options_error(f"--{role}-{setting} names {name!r}, but the blob's {role}s are "
+                                     f"{', '.join(by_name)}{hint}")
         for name, precision in sorted(named_types.items()):  # a named type wins, on integer outputs too
             tensor = by_name[name]
             types[name] = _IR_PRECISIONS.get(tensor.dtype.upper(), tensor.dtype.upper()) if precision == "ONNX" \

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from . import toolchain as toolchain_module
-from .archive import camera_frame_type, camera_frame_types, image_input_layout, nn_archive_config, write_nn_archive
+from .archive import camera_frame_type, camera_frame_types, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
 from .compile import compile_blob, compile_settings, finish_query, start_query
@@ -370,9 +370,12 @@ class Conversion:
             outputs.append((options.superblob_path, "the SuperBlob",
                             lambda: write_atomically(options.superblob_path, superblob)))
         write_all_or_nothing(outputs)
+        # The first image input's frame type (the planar one when the blob has no image input).
+        frame_types, planar = camera_frame_types(info, options.reverse_input_channels), \
+            camera_frame_type(options.reverse_input_channels)
         report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict(), "camera_frame_type": camera_frame_type(options.reverse_input_channels, image_input_layout(info)),
-                       "camera_frame_types": camera_frame_types(info, options.reverse_input_channels)}
+                       "header": info.to_dict(), "camera_frame_type": next(iter(frame_types.values()), planar),
+                       "camera_frame_types": frame_types}
         if config is not None:
             report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
         if depthai_json is not None:
