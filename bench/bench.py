@@ -28,8 +28,24 @@ STAGES = ("load", "export", "ir", "compile", "verify")
 
 def convert(model_path, shape, output, *flags, check=True):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "myriad_blob.cli", "convert", "--no-cache", "--input", str(model_path),
-                             "--input-shape", str(shape), "--output", str(output), *flags], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "myriad_blob.cli",
+            "convert",
+            "--no-cache",
+            "--input",
+            str(model_path),
+            "--input-shape",
+            str(shape),
+            "--output",
+            str(output),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if result.returncode != 0 and check:
         sys.exit(f"conversion failed: {result.stderr}")
@@ -45,8 +61,21 @@ def _numeric(numeric: dict) -> str:
 
 def time_compile(toolchain, xml, blob, fast_clock):
     start = time.perf_counter()
-    result = toolchain.run([str(toolchain.compile_helper), "compile", str(xml), str(blob), "-ip", "U8", "-op", "FP16",
-                            "MYRIAD_NUMBER_OF_SHAVES=6", "MYRIAD_NUMBER_OF_CMX_SLICES=6"], fast_clock=fast_clock)
+    result = toolchain.run(
+        [
+            str(toolchain.compile_helper),
+            "compile",
+            str(xml),
+            str(blob),
+            "-ip",
+            "U8",
+            "-op",
+            "FP16",
+            "MYRIAD_NUMBER_OF_SHAVES=6",
+            "MYRIAD_NUMBER_OF_CMX_SLICES=6",
+        ],
+        fast_clock=fast_clock,
+    )
     assert result.returncode == 0, result.stderr
     return time.perf_counter() - start, blob.read_bytes()
 
@@ -62,30 +91,55 @@ def batch_case(tmp: Path) -> None:
     model_path = tmp / "mobilenet.pt"
     torch.jit.save(torch.jit.trace(MobileNetV2().eval(), torch.zeros(1, 3, 224, 224)), str(model_path))
     variants = [(size, shaves) for size in BATCH_SIZES for shaves in BATCH_SHAVES]
-    manifest = ['[[models]]', 'name = "mobilenet"', f'model = "{model_path}"']
+    manifest = ["[[models]]", 'name = "mobilenet"', f'model = "{model_path}"']
     for size, shaves in variants:
-        manifest += ["[[models.variants]]", f'name = "{size}-{shaves}"', f'input-shape = "[1, 3, {size}, {size}]"',
-                     f"nshaves = {shaves}"]
+        manifest += [
+            "[[models.variants]]",
+            f'name = "{size}-{shaves}"',
+            f'input-shape = "[1, 3, {size}, {size}]"',
+            f"nshaves = {shaves}",
+        ]
     (tmp / "myriad-blob.toml").write_text("\n".join(manifest) + "\n")
     cli = [sys.executable, "-m", "myriad_blob.cli"]
     env = dict(os.environ, MYRIAD_BLOB_CACHE_DIR=str(tmp / "cache"))
 
     start = time.perf_counter()
     for size, shaves in variants:
-        subprocess.run([*cli, "convert", "--no-cache", "--input", str(model_path), "--input-shape",
-                        f"[1, 3, {size}, {size}]", "--nshaves", str(shaves), "--output", str(tmp / "single.blob")],
-                       check=True, capture_output=True, env=env)
+        subprocess.run(
+            [
+                *cli,
+                "convert",
+                "--no-cache",
+                "--input",
+                str(model_path),
+                "--input-shape",
+                f"[1, 3, {size}, {size}]",
+                "--nshaves",
+                str(shaves),
+                "--output",
+                str(tmp / "single.blob"),
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
     separate = time.perf_counter() - start
 
     timings = []
     for _ in range(2):  # the first run converts (and fills the cache), the second is all hits
         start = time.perf_counter()
-        subprocess.run([*cli, "convert-all", "--manifest", str(tmp / "myriad-blob.toml"), "--output-dir",
-                        str(tmp / "blobs")], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [*cli, "convert-all", "--manifest", str(tmp / "myriad-blob.toml"), "--output-dir", str(tmp / "blobs")],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
         timings.append(time.perf_counter() - start)
     summary = json.loads((tmp / "blobs" / "batch-report.json").read_text())
-    print(f"\nbatch: {len(variants)} MobileNetV2 variants ({len(BATCH_SIZES)} input sizes x SHAVEs {BATCH_SHAVES}), "
-          f"{os.cpu_count()} cores")
+    print(
+        f"\nbatch: {len(variants)} MobileNetV2 variants ({len(BATCH_SIZES)} input sizes x SHAVEs {BATCH_SHAVES}), "
+        f"{os.cpu_count()} cores"
+    )
     print(f"  8 separate convert runs   {separate:7.2f} s")
     print(f"  convert-all               {timings[0]:7.2f} s  ({timings[0] / separate:.0%} of separate runs)")
     print(f"  convert-all, all cached   {timings[1]:7.2f} s  ({summary['cached']} of {len(variants)} from the cache)")
@@ -98,8 +152,15 @@ def frontend_case_files(tmp: Path) -> list:
     """(name, model file, shape, extra flags): the small CNN as ONNX, three corpus models as users bring them."""
     torch.manual_seed(0)
     small = tmp / "tiny_cnn.onnx"
-    torch.onnx.export(TinyCNN().eval(), (torch.zeros(1, 3, 240, 320),), str(small), opset_version=14, dynamo=False,
-                      input_names=["input"], output_names=["output"])
+    torch.onnx.export(
+        TinyCNN().eval(),
+        (torch.zeros(1, 3, 240, 320),),
+        str(small),
+        opset_version=14,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["output"],
+    )
     cases = [(FRONTEND_CASES[0], small, [1, 3, 240, 320], [])]
     for name, key in zip(FRONTEND_CASES[1:], ("resnet18", "mobilenet_v3_large", "yolov8_style")):
         model = corpus.BY_NAME[key]
@@ -129,7 +190,9 @@ def frontends_side_by_side(tmp: Path) -> None:
             speedup = ""
             if frontend == "mo2021" and ir_times["ov2022"]:
                 speedup = f"{ir_times['mo2021'] / ir_times['ov2022']:.1f}x"
-            print(f"{name:32} {frontend:9} " + " ".join(f"{stages[s]:8.2f}" for s in STAGES) + f" {wall:8.2f}  {speedup}")
+            print(
+                f"{name:32} {frontend:9} " + " ".join(f"{stages[s]:8.2f}" for s in STAGES) + f" {wall:8.2f}  {speedup}"
+            )
 
 
 def cold_against_hand_chain(tmp: Path, toolchain) -> None:
@@ -137,24 +200,45 @@ def cold_against_hand_chain(tmp: Path, toolchain) -> None:
     Model Optimizer 2021.4, then compiling with the plugin's 5 s device search (no fast clock)."""
     onnx_path = tmp / "tiny_cnn.onnx"
     start = time.perf_counter()
-    subprocess.run([str(toolchain.python), str(toolchain.model_optimizer), "--input_model", str(onnx_path),
-                    "--output_dir", str(tmp / "hand"), "--data_type", "FP16", "--input_shape", "[1,3,240,320]"],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [
+            str(toolchain.python),
+            str(toolchain.model_optimizer),
+            "--input_model",
+            str(onnx_path),
+            "--output_dir",
+            str(tmp / "hand"),
+            "--data_type",
+            "FP16",
+            "--input_shape",
+            "[1,3,240,320]",
+        ],
+        capture_output=True,
+        check=True,
+    )
     mo = time.perf_counter() - start
     compile_s, _ = time_compile(toolchain, tmp / "hand" / "tiny_cnn.xml", tmp / "hand.blob", fast_clock=False)
     hand = mo + compile_s
     wall, _, _ = convert(onnx_path, [1, 3, 240, 320], tmp / "cold.blob")
     print("\ncold conversion of a small ONNX CNN (TinyCNN, 1x3x240x320)")
-    print(f"  hand chain: Model Optimizer 2021.4 {mo:.2f} s + compile with the device search {compile_s:.2f} s = {hand:.2f} s")
-    print(f"  myriad-blob convert --no-cache (new process, numeric check included): {wall:.2f} s "
-          f"= {wall / hand:.2f}x the hand chain")
+    print(
+        f"  hand chain: Model Optimizer 2021.4 {mo:.2f} s + compile with the device search {compile_s:.2f} s = {hand:.2f} s"
+    )
+    print(
+        f"  myriad-blob convert --no-cache (new process, numeric check included): {wall:.2f} s "
+        f"= {wall / hand:.2f}x the hand chain"
+    )
 
 
 def main():
     warnings.filterwarnings("ignore")  # the exporter's deprecation notices would bury the table
     toolchain = toolchain_module.locate()
     print(f"machine: {os.cpu_count()} cores; toolchain {toolchain.root}")
-    print(f"{'network':22} {'params':>7} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'total':>8} {'wall':>8}  numeric check")
+    print(
+        f"{'network':22} {'params':>7} "
+        + " ".join(f"{s:>8}" for s in STAGES)
+        + f" {'total':>8} {'wall':>8}  numeric check"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -165,8 +249,11 @@ def main():
             torch.jit.save(torch.jit.trace(model, torch.zeros(shape)), str(path))
             wall, stages, report = convert(path, shape, tmp / f"{cls.__name__}.blob")
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            print(f"{name:22} {params:6.2f}M " + " ".join(f"{stages[s]:8.2f}" for s in STAGES)
-                  + f" {report['total_duration_s']:8.2f} {wall:8.2f}  {_numeric(report['numeric'])}")
+            print(
+                f"{name:22} {params:6.2f}M "
+                + " ".join(f"{stages[s]:8.2f}" for s in STAGES)
+                + f" {report['total_duration_s']:8.2f} {wall:8.2f}  {_numeric(report['numeric'])}"
+            )
             rows.append((name, cls.__name__, report))
 
         frontends_side_by_side(tmp)
@@ -178,10 +265,27 @@ def main():
             # An IR of the same network to compile (from Model Optimizer here: the compile is what is timed).
             shape = report["options"]["input_shapes"][0]["shape"]
             ir_dir, onnx_path = tmp / f"{stem}-ir", tmp / f"{stem}.onnx"
-            torch.onnx.export(torch.jit.load(str(tmp / f"{stem}.pt")), (torch.zeros(shape),), str(onnx_path),
-                              opset_version=12, dynamo=False)
-            subprocess.run([str(toolchain.python), str(toolchain.model_optimizer), "--input_model", str(onnx_path),
-                            "--output_dir", str(ir_dir), "--data_type", "FP16"], capture_output=True, check=True)
+            torch.onnx.export(
+                torch.jit.load(str(tmp / f"{stem}.pt")),
+                (torch.zeros(shape),),
+                str(onnx_path),
+                opset_version=12,
+                dynamo=False,
+            )
+            subprocess.run(
+                [
+                    str(toolchain.python),
+                    str(toolchain.model_optimizer),
+                    "--input_model",
+                    str(onnx_path),
+                    "--output_dir",
+                    str(ir_dir),
+                    "--data_type",
+                    "FP16",
+                ],
+                capture_output=True,
+                check=True,
+            )
             xml = ir_dir / f"{stem}.xml"
             real, real_blob = time_compile(toolchain, xml, tmp / "real.blob", fast_clock=False)
             fast, fast_blob = time_compile(toolchain, xml, tmp / "fast.blob", fast_clock=True)

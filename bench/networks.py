@@ -25,7 +25,15 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """The MobileNetV2 architecture (Sandler et al. 2018): 3.5 M parameters, 1000 classes."""
 
-    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, classes=1000):
         super().__init__()

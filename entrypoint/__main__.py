@@ -58,8 +58,12 @@ def main() -> int:
         traceback.print_exc()
         message = f"internal error: {error!r}"
         gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
-        fatal_summary("myriad-blob: internal error", f"`{message}`", EXIT_INTERNAL,
-                      "This is a bug in myriad-blob, not in your model: please report it with this step's log.")
+        fatal_summary(
+            "myriad-blob: internal error",
+            f"`{message}`",
+            EXIT_INTERNAL,
+            "This is a bug in myriad-blob, not in your model: please report it with this step's log.",
+        )
         set_outputs(status="failed", verdict="failed")
         return EXIT_INTERNAL
 
@@ -71,15 +75,20 @@ def run() -> int:
         inputs = read_inputs(workspace)
     except InputError as error:
         gha.error(str(error), title="myriad-blob: invalid input")
-        fatal_summary("myriad-blob: invalid input", str(error), EXIT_INPUT,
-                      "Fix the input in the workflow file (its `with:`) and run the job again.")
+        fatal_summary(
+            "myriad-blob: invalid input",
+            str(error),
+            EXIT_INPUT,
+            "Fix the input in the workflow file (its `with:`) and run the job again.",
+        )
         # On a pull request the report comment was not written: say so, not "no pull request".
-        set_outputs(status="failed", verdict="failed", comment_status="failed" if event.pull_request else "skipped-no-pr")
+        set_outputs(
+            status="failed", verdict="failed", comment_status="failed" if event.pull_request else "skipped-no-pr"
+        )
         return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
-    outcome = (convert_manifest(inputs, event, workspace) if inputs.manifest
-               else convert_model(inputs, event))
+    outcome = convert_manifest(inputs, event, workspace) if inputs.manifest else convert_model(inputs, event)
     written = [p for p in outcome.files if p.exists()]
     if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
         written += [inputs.cache_dir, *inputs.cache_dir.rglob("*")]
@@ -109,12 +118,13 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
     code, and model-class imports Python from the checkout (the fork's, if it was checked out)."""
     if not (event.name == "pull_request_target" and event.from_fork):
         return None
-    asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class))
-             if on]
+    asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
     if not asked:
         return None
-    return (f"refusing {' and '.join(asked)}{where} for a fork's pull request under pull_request_target: "
-            "that would run the fork's code with this repository's token (see the README's fork pattern)")
+    return (
+        f"refusing {' and '.join(asked)}{where} for a fork's pull request under pull_request_target: "
+        "that would run the fork's code with this repository's token (see the README's fork pattern)"
+    )
 
 
 def convert_model(inputs, event: Event) -> Outcome:
@@ -137,10 +147,15 @@ def convert_model(inputs, event: Event) -> Outcome:
         gha.error(report.error["message"], title=f"myriad-blob: {report.error['stage']} failed", file=inputs.model)
     for warning in report.warnings:
         gha.warning(warning, title="myriad-blob: check the conversion", file=inputs.model)
-    outputs = dict(status=report.status, verdict=report.to_dict()["verdict"]["result"], report_path=options.report_json,
-                   report_markdown_path=options.report_markdown, blob_path=None if failed else options.output,
-                   blob_sha256=None if failed else report.blob["sha256"],
-                   blob_size=None if failed else report.blob["size"])
+    outputs = dict(
+        status=report.status,
+        verdict=report.to_dict()["verdict"]["result"],
+        report_path=options.report_json,
+        report_markdown_path=options.report_markdown,
+        blob_path=None if failed else options.output,
+        blob_sha256=None if failed else report.blob["sha256"],
+        blob_size=None if failed else report.blob["size"],
+    )
     return Outcome(report.error["exit_code"] if failed else 0, markdown, outputs, files, [] if failed else files)
 
 
@@ -167,8 +182,9 @@ def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) ->
             raise ManifestError(refusal)
         blob = output_options(variant, output_dir, False).output.name
         if blob in blobs:  # "a-b"/"c" and "a"/"b-c" are both a-b-c.blob
-            raise ManifestError(f"{blobs[blob]} and {variant.id} would both write {output_dir / blob}: "
-                                "rename a model or a variant")
+            raise ManifestError(
+                f"{blobs[blob]} and {variant.id} would both write {output_dir / blob}: rename a model or a variant"
+            )
         blobs[blob] = variant.id
 
 
@@ -187,9 +203,14 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
         check_manifest(variants, output_dir, workspace, event)
     except (ManifestError, OutsideWorkspace) as error:
         gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
-        return Outcome(EXIT_INVALID_MANIFEST, f"## ❌ myriad-blob: invalid manifest\n\n{error}\n\n"
-                       f"Exit code {EXIT_INVALID_MANIFEST}. Fix {inputs.manifest} and run the job again.",
-                       dict(status="failed", verdict="failed"), [], [])
+        return Outcome(
+            EXIT_INVALID_MANIFEST,
+            f"## ❌ myriad-blob: invalid manifest\n\n{error}\n\n"
+            f"Exit code {EXIT_INVALID_MANIFEST}. Fix {inputs.manifest} and run the job again.",
+            dict(status="failed", verdict="failed"),
+            [],
+            [],
+        )
     summary = convert_all(variants, output_dir, cache=BlobCache(inputs.cache_dir or default_cache_dir()))
     files, uploads = [output_dir / "batch-report.json", output_dir / "batch-report.md"], []
     for variant in summary["variants"]:
@@ -199,15 +220,23 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
             written += nn_archives(Path(variant["report"]))
             uploads += written
         else:
-            gha.error(f"{variant['id']}: {variant['error']['message']}",
-                      title=f"myriad-blob: {variant['error']['stage']} failed", file=str(inputs.manifest))
+            gha.error(
+                f"{variant['id']}: {variant['error']['message']}",
+                title=f"myriad-blob: {variant['error']['stage']} failed",
+                file=str(inputs.manifest),
+            )
         files += written
     uploads += files[:2]
     markdown = (output_dir / "batch-report.md").read_text()
-    outputs = dict(status="failed" if summary["failed"] else "succeeded", verdict=summary["verdict"],
-                   report_path=output_dir / "batch-report.json",
-                   report_markdown_path=output_dir / "batch-report.md", blob_path=None, blob_sha256=None,
-                   blob_size=None)
+    outputs = dict(
+        status="failed" if summary["failed"] else "succeeded",
+        verdict=summary["verdict"],
+        report_path=output_dir / "batch-report.json",
+        report_markdown_path=output_dir / "batch-report.md",
+        blob_path=None,
+        blob_sha256=None,
+        blob_size=None,
+    )
     return Outcome(EXIT_SOME_FAILED if summary["failed"] else 0, markdown, outputs, files, uploads)
 
 
@@ -231,9 +260,11 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
         comment_status = "skipped-disabled"
     elif event.pull_request and event.from_fork and event.name != "pull_request_target":
         comment_status = "skipped-fork"
-        gha.notice("pull requests from forks get a read-only token, so the report is in this step's summary "
-                   "instead of a comment (see the README for the two-workflow pattern that comments)",
-                   title="myriad-blob: no comment for a fork")
+        gha.notice(
+            "pull requests from forks get a read-only token, so the report is in this step's summary "
+            "instead of a comment (see the README for the two-workflow pattern that comments)",
+            title="myriad-blob: no comment for a fork",
+        )
     elif event.pull_request:
         try:
             result = comment_report(client(inputs.github_token, api_url), event, inputs.model, outcome.markdown)
@@ -249,8 +280,12 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
         except PublishError as error:
             gha.error(str(error), title="myriad-blob: publishing failed")
             publish_failed = True
-    set_outputs(comment_status=comment_status, comment_url=comment_url, release_url=release_url,
-                assets=json.dumps([{k: a[k] for k in ("name", "url", "digest")} for a in assets]))
+    set_outputs(
+        comment_status=comment_status,
+        comment_url=comment_url,
+        release_url=release_url,
+        assets=json.dumps([{k: a[k] for k in ("name", "url", "digest")} for a in assets]),
+    )
     return publish_failed
 
 

@@ -47,7 +47,7 @@ class Event:
             return self.release_tag_name
         ref = self.payload.get("ref") or os.environ.get("GITHUB_REF", "")
         if self.name == "push" and ref.startswith("refs/tags/") and not self.payload.get("deleted"):
-            return ref[len("refs/tags/"):]
+            return ref[len("refs/tags/") :]
         return None
 
     @property

@@ -40,8 +40,10 @@ def inside_workspace(path: Path | str, workspace: Path, what: str) -> Path:
     root = workspace.resolve()
     resolved = (root / path).resolve()  # an absolute `path` replaces root here
     if resolved != root and root not in resolved.parents:
-        raise OutsideWorkspace(f"{what} {str(path)!r} is outside the workspace {str(workspace)!r} "
-                               f"(it leads to {str(resolved)!r}): give a path inside the repository")
+        raise OutsideWorkspace(
+            f"{what} {str(path)!r} is outside the workspace {str(workspace)!r} "
+            f"(it leads to {str(resolved)!r}): give a path inside the repository"
+        )
     return Path(path)
 
 
@@ -56,8 +58,9 @@ def _boolean(name: str, default: bool) -> bool:
     try:
         return bool(gha.get_boolean_input(name))
     except ValueError:
-        raise InputError(f"input {name} must be true or false (YAML 1.2: true, True, TRUE, false, False, FALSE), "
-                         f"got {_text(name)!r}") from None
+        raise InputError(
+            f"input {name} must be true or false (YAML 1.2: true, True, TRUE, false, False, FALSE), got {_text(name)!r}"
+        ) from None
 
 
 def _integer(name: str, default: int | None) -> int | None:
@@ -119,24 +122,34 @@ def _input_name(option) -> str:
 def read_inputs(workspace: Path) -> ActionInputs:
     model, manifest = _text("model"), _text("manifest")
     if bool(model) == bool(manifest):
-        raise InputError("give exactly one of the inputs model (a .pt/.onnx file in your repository) "
-                         "and manifest (a myriad-blob.toml)")
+        raise InputError(
+            "give exactly one of the inputs model (a .pt/.onnx file in your repository) "
+            "and manifest (a myriad-blob.toml)"
+        )
     inside_workspace(model or manifest, workspace, "input model" if model else "input manifest")
     if _text("output"):
         inside_workspace(_text("output"), workspace, "input output")
     try:
-        options = None if manifest else parse_options(
-            input=Path(model), output=_text("output") or None, **_conversion_inputs())
+        options = (
+            None
+            if manifest
+            else parse_options(input=Path(model), output=_text("output") or None, **_conversion_inputs())
+        )
     except InputError:
         raise
     except ValueError as error:
         raise InputError(str(error).replace("--", "input ")) from None
-    inputs = ActionInputs(options=options, model=model or manifest, manifest=Path(manifest) if manifest else None,
-                          output_dir=_text("output") if manifest else "",
-                          github_token=_text("github-token"),
-                          comment_on_pr=_boolean("comment-on-pr", True),
-                          upload_to_release=_boolean("upload-to-release", True), release_tag=_text("release-tag"),
-                          cache_dir=Path(_text("cache-dir")) if _text("cache-dir") else None)
+    inputs = ActionInputs(
+        options=options,
+        model=model or manifest,
+        manifest=Path(manifest) if manifest else None,
+        output_dir=_text("output") if manifest else "",
+        github_token=_text("github-token"),
+        comment_on_pr=_boolean("comment-on-pr", True),
+        upload_to_release=_boolean("upload-to-release", True),
+        release_tag=_text("release-tag"),
+        cache_dir=Path(_text("cache-dir")) if _text("cache-dir") else None,
+    )
     # Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token.
     for key in [k for k in os.environ if k.startswith("INPUT_")]:
         del os.environ[key]

@@ -64,8 +64,13 @@ class ReleaseResult:
 def client(token: str, api_url: str) -> Github:
     # GETs and DELETEs: four retries, 0 + 1 + 2 + 4 s apart (scaled by MYRIAD_BLOB_RETRY_SECONDS);
     # rate limits wait for their reset, up to two minutes. POST and PATCH: see _write.
-    retry = GithubRetry(total=4, backoff_factor=_delay(1) / 2, secondary_rate_wait=30, max_rate_limit_wait=120,
-                        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS)
+    retry = GithubRetry(
+        total=4,
+        backoff_factor=_delay(1) / 2,
+        secondary_rate_wait=30,
+        max_rate_limit_wait=120,
+        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
+    )
     return Github(auth=Auth.Token(token), base_url=api_url, retry=retry, timeout=60, per_page=100)
 
 
@@ -143,8 +148,9 @@ def _explain(error: Exception, doing: str, permission: str) -> PublishError:
         return PublishError(f"could not {doing}: GitHub did not answer after retries ({reason})")
     message = _message(error)
     if _transient(error):
-        return PublishError(f"could not {doing}: GitHub answered {error.status} {message}".rstrip()
-                            + f" on each of {ATTEMPTS} attempts")
+        return PublishError(
+            f"could not {doing}: GitHub answered {error.status} {message}".rstrip() + f" on each of {ATTEMPTS} attempts"
+        )
     hint = f"; the workflow needs `permissions: {permission}`" if error.status in (401, 403, 404) else ""
     return PublishError(f"could not {doing}: GitHub answered {error.status} {message}".rstrip() + hint)
 
@@ -179,15 +185,20 @@ def comment_report(gh: Github, event: Event, model: str, markdown: str) -> Comme
         issue = gh.get_repo(event.repository, lazy=True).get_issue(event.pull_request_number)
 
         def ours(login: str | None) -> list:
-            return [c for c in issue.get_comments()
-                    if marker(model) in (c.body or "") and login is not None and _authored_by(c, login)]
+            return [
+                c
+                for c in issue.get_comments()
+                if marker(model) in (c.body or "") and login is not None and _authored_by(c, login)
+            ]
 
         login = viewer_login(gh)
         if login is None:
             # Nobody to recognise: write a new comment, learn who we are from its author, and
             # remove that author's older comments for this model (ours from earlier runs).
-            created = _write(lambda: issue.create_comment(body),
-                             recover=lambda: next((c for c in issue.get_comments() if c.body == body), None))
+            created = _write(
+                lambda: issue.create_comment(body),
+                recover=lambda: next((c for c in issue.get_comments() if c.body == body), None),
+            )
             for older in ours(created.user.login):
                 if older.id != created.id:
                     _delete(older)
@@ -243,8 +254,10 @@ def _release_for(repo, event: Event, tag: str):
     release = _lookup_release(repo, tag)
     if release is None:
         try:
-            release = _write(lambda: repo.create_git_release(tag=tag, name=tag, message=DRAFT_MARKER, draft=True),
-                             recover=lambda: _lookup_release(repo, tag))
+            release = _write(
+                lambda: repo.create_git_release(tag=tag, name=tag, message=DRAFT_MARKER, draft=True),
+                recover=lambda: _lookup_release(repo, tag),
+            )
         except GithubException as error:
             if error.status != 422:
                 raise
@@ -273,15 +286,20 @@ def upload_release_assets(gh: Github, event: Event, tag: str, files: list[Path])
         repo = gh.get_repo(event.repository, lazy=True)
         release, publish_after = _release_for(repo, event, tag)
         if release.raw_data.get("immutable"):
-            raise PublishError(f"release {tag} is immutable (published with immutable releases on), so its assets "
-                               "cannot be added or replaced: run the action on the tag's push instead (it creates a "
-                               "draft, uploads, then publishes), or upload to a draft with release-tag")
+            raise PublishError(
+                f"release {tag} is immutable (published with immutable releases on), so its assets "
+                "cannot be added or replaced: run the action on the tag's push instead (it creates a "
+                "draft, uploads, then publishes), or upload to a draft with release-tag"
+            )
         existing = {asset.name: asset for asset in release.get_assets()}
         _clear_stale_temporaries(existing, {path.name for path in files})
         results = [_put_asset(release, path, existing) for path in files]
         if publish_after:
-            _write(lambda: release.update_release(name=release.title or tag, message="", draft=False,
-                                                  prerelease=release.prerelease))
+            _write(
+                lambda: release.update_release(
+                    name=release.title or tag, message="", draft=False, prerelease=release.prerelease
+                )
+            )
         return ReleaseResult(release.html_url, results)
     except (GithubException, requests.RequestException) as error:
         raise _explain(error, f"upload assets to release {tag}", "contents: write") from error
@@ -292,7 +310,7 @@ def _clear_stale_temporaries(existing: dict, names: set) -> None:
     old); a younger one may be another run's replacement in progress."""
     now = datetime.datetime.now(datetime.UTC)
     for name, asset in list(existing.items()):
-        original = name[len(TEMP_PREFIX) + 9:] if name.startswith(TEMP_PREFIX) else None
+        original = name[len(TEMP_PREFIX) + 9 :] if name.startswith(TEMP_PREFIX) else None
         created = asset.created_at
         if created is not None and created.tzinfo is None:
             created = created.replace(tzinfo=datetime.UTC)
@@ -349,8 +367,9 @@ def _upload(release, path: Path, name: str, digest: str, size: int):
         return found  # a different complete file: the 422 below would say the same
 
     try:
-        uploaded = _write(lambda: release.upload_asset(str(path), name=name, content_type=content_type),
-                          recover=recover)
+        uploaded = _write(
+            lambda: release.upload_asset(str(path), name=name, content_type=content_type), recover=recover
+        )
     except GithubException as error:
         errors = (error.data or {}).get("errors", []) if isinstance(error.data, dict) else []
         if error.status == 422 and any(e.get("code") == "already_exists" for e in errors):
@@ -371,8 +390,9 @@ def _replace(release, path: Path, old, digest: str, size: int):
         if old is not None:
             _delete(old)
         try:
-            return _write(lambda: new.update_asset(path.name, label=""),
-                          recover=lambda: _renamed(release, new.id, path.name))
+            return _write(
+                lambda: new.update_asset(path.name, label=""), recover=lambda: _renamed(release, new.id, path.name)
+            )
         except GithubException as error:
             if error.status != 422 or attempt:
                 raise

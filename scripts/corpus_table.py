@@ -23,12 +23,20 @@ def row(model, report: dict) -> list:
     worst = max(o["max_relative_error"] for o in numeric)
     cosine = min(o["cosine"] for o in numeric)
     rewrites = ", ".join(f"{r['rule'].split(' ->')[0]} ×{r['layers']}" for r in report["ir"]["rewrites"]) or "—"
-    prepared = [s["name"].split(" (")[0] for s in report["ir"]["preparation"] if s["kept"] and s["name"] != "graph edits"]
+    prepared = [
+        s["name"].split(" (")[0] for s in report["ir"]["preparation"] if s["kept"] and s["name"] != "graph edits"
+    ]
     frontend = report["ir"]["frontend"] + (f" ({', '.join(prepared)})" if prepared else "")
     given = "ONNX" if model.kind == "onnx" else "TorchScript"
     ok = "✅" if report["numeric"]["passed"] else "⚠️"
-    return [f"{model.name} ({given}, {shape_flag(model)})", model.note or "", frontend, rewrites,
-            f"{ok} rel {worst:.1e}, cos {cosine:.6f}", f"{report['total_duration_s']:.1f} s"]
+    return [
+        f"{model.name} ({given}, {shape_flag(model)})",
+        model.note or "",
+        frontend,
+        rewrites,
+        f"{ok} rel {worst:.1e}, cos {cosine:.6f}",
+        f"{report['total_duration_s']:.1f} s",
+    ]
 
 
 def main() -> None:
@@ -39,16 +47,38 @@ def main() -> None:
         for model in CORPUS:
             path = model.save(tmp)
             blob = tmp / f"{model.name}.blob"
-            subprocess.run([sys.executable, "-m", "myriad_blob.cli", "convert", "--no-cache", "--input", str(path),
-                            "--input-shape", shape_flag(model), "--output", str(blob), *model.flags],
-                           capture_output=True, text=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "myriad_blob.cli",
+                    "convert",
+                    "--no-cache",
+                    "--input",
+                    str(path),
+                    "--input-shape",
+                    shape_flag(model),
+                    "--output",
+                    str(blob),
+                    *model.flags,
+                ],
+                capture_output=True,
+                text=True,
+            )
             report = json.loads(blob.with_name(blob.name + ".report.json").read_text())
             rows.append(row(model, report))
             print(" | ".join(rows[-1]), flush=True)
-    headers = ["model (as given)", "what it exercises", "front end (preparation)", "rewrites for 2021.4", "numeric check",
-               "time"]
-    table = "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-                      + ["| " + " | ".join(r) + " |" for r in rows])
+    headers = [
+        "model (as given)",
+        "what it exercises",
+        "front end (preparation)",
+        "rewrites for 2021.4",
+        "numeric check",
+        "time",
+    ]
+    table = "\n".join(
+        ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + ["| " + " | ".join(r) + " |" for r in rows]
+    )
     readme = ROOT / "README.md"
     text = readme.read_text()
     before, rest = text.split(START, 1)

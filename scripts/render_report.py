@@ -22,17 +22,35 @@ def main():
     if not CSS.exists():
         sys.exit(f"{CSS} not found: run `npm ci --prefix docs`")
     body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_path.read_text())
-    html = (f"<!doctype html><meta charset='utf-8'><style>{CSS.read_text()}"
-            "body{margin:0;background:#fff} .markdown-body{box-sizing:border-box;width:980px;padding:32px}</style>"
-            f"<article class='markdown-body'>{body}</article>")
+    html = (
+        f"<!doctype html><meta charset='utf-8'><style>{CSS.read_text()}"
+        "body{margin:0;background:#fff} .markdown-body{box-sizing:border-box;width:980px;padding:32px}</style>"
+        f"<article class='markdown-body'>{body}</article>"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "report.html"
         page.write_text(html)
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={tmp}/profile", "--window-size=980,1000",
-                        f"--screenshot={png_path.resolve()}", page.as_uri()],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                f"--user-data-dir={tmp}/profile",
+                "--window-size=980,1000",
+                f"--screenshot={png_path.resolve()}",
+                page.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     print(f"wrote {png_path}")
 
 

@@ -14,8 +14,12 @@ SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json
 
 
 def generate() -> str:
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-              **TypeAdapter(Report).json_schema(), "title": "myriad-blob conversion report"}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **TypeAdapter(Report).json_schema(),
+        "title": "myriad-blob conversion report",
+    }
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
 

@@ -38,7 +38,9 @@ def cli_table(options: tuple[Option, ...] = OPTIONS) -> str:
     for o in options:
         if o.on(CLI):
             rows.append(f"| {_cli_flag(o)} | {o.doc_default} | {o.help if o.doc is None else o.doc} |")
-            rows += [f"| `--{old}` | | deprecated: the name of `--{o.name}` before a rename |" for old in o.renamed_from]
+            rows += [
+                f"| `--{old}` | | deprecated: the name of `--{o.name}` before a rename |" for old in o.renamed_from
+            ]
     return "\n".join(rows)
 
 
@@ -74,8 +76,15 @@ def _yaml_scalar(value: str) -> str:
     """value as a YAML scalar that reads back as this string: plain when YAML allows, else quoted
     (a ': ' or ' #' inside, an indicator character first, or what YAML would read as a number or
     boolean)."""
-    plain = not (value == "" or re.fullmatch(r"[0-9.]+|true|false|null|~", value) or ": " in value or " #" in value
-                 or value.endswith(":") or value[0] in "-?:,[]{}#&*!|>'\"%@`" or value != value.strip())
+    plain = not (
+        value == ""
+        or re.fullmatch(r"[0-9.]+|true|false|null|~", value)
+        or ": " in value
+        or " #" in value
+        or value.endswith(":")
+        or value[0] in "-?:,[]{}#&*!|>'\"%@`"
+        or value != value.strip()
+    )
     return value if plain else "'" + value.replace("'", "''") + "'"
 
 
@@ -83,13 +92,20 @@ def action_inputs(options: tuple[Option, ...] = OPTIONS) -> str:
     lines = ["inputs:"]
     for option in options:
         if option.on(ACTION):
-            lines += [f"  {option.name}:", f"    description: {_yaml_scalar(option.action_help)}", "    required: false"]
+            lines += [
+                f"  {option.name}:",
+                f"    description: {_yaml_scalar(option.action_help)}",
+                "    required: false",
+            ]
             if option.action_default is not None:
                 lines.append(f"    default: {_yaml_scalar(option.action_default)}")
             for old in option.renamed_from:  # no default: the entrypoint reads it only when it is set
-                lines += [f"  {old}:", f"    description: {_yaml_scalar(f'Deprecated: use {option.name}.')}",
-                          "    required: false",
-                          f"    deprecationMessage: {_yaml_scalar(option.deprecation(old, ACTION) + '.')}"]
+                lines += [
+                    f"  {old}:",
+                    f"    description: {_yaml_scalar(f'Deprecated: use {option.name}.')}",
+                    "    required: false",
+                    f"    deprecationMessage: {_yaml_scalar(option.deprecation(old, ACTION) + '.')}",
+                ]
     return "\n".join(lines) + "\n\n"
 
 
@@ -108,8 +124,12 @@ def _between(text: str, name: str, body: str) -> str:
 
 def generate(readme: str, action_yml: str) -> tuple[str, str]:
     """The README and action.yml with their generated parts rewritten."""
-    for name, body in (("cli-options", cli_table()), ("manifest-fields", manifest_fields()),
-                       ("action-inputs", action_table()), ("compiler-settings", compiler_settings())):
+    for name, body in (
+        ("cli-options", cli_table()),
+        ("manifest-fields", manifest_fields()),
+        ("action-inputs", action_table()),
+        ("compiler-settings", compiler_settings()),
+    ):
         readme = _between(readme, name, body)
     return readme, splice_inputs(action_yml, action_inputs())
 
@@ -125,8 +145,11 @@ def main(argv: list[str]) -> int:
     readme, action_yml = README.read_text(), ACTION_YML.read_text()
     new_readme, new_action = generate(readme, action_yml)
     if "--check" in argv:
-        diff = [line for path, old, new in ((README, readme, new_readme), (ACTION_YML, action_yml, new_action))
-                for line in difflib.unified_diff(old.splitlines(), new.splitlines(), str(path), "generated", lineterm="")]
+        diff = [
+            line
+            for path, old, new in ((README, readme, new_readme), (ACTION_YML, action_yml, new_action))
+            for line in difflib.unified_diff(old.splitlines(), new.splitlines(), str(path), "generated", lineterm="")
+        ]
         print("\n".join(diff) or "up to date")
         return 1 if diff else 0
     README.write_text(new_readme)

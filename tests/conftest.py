@@ -35,8 +35,11 @@ def pytest_collection_finish(session):
 
         manifest = toolchain.default_dir() / "toolchain.json"
         if not manifest.exists():
-            pytest.exit(f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up), "
-                        "or `pytest -m unit` for the tests that need none", 3)
+            pytest.exit(
+                f"the Myriad toolchain is not set up in {manifest.parent}: run `make test` (it sets it up), "
+                "or `pytest -m unit` for the tests that need none",
+                3,
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +73,15 @@ def model_files(tmp_path_factory):
     files["full-model pickle"] = root / "full.pt"
     torch.save(model, files["full-model pickle"])
     files["onnx"] = root / "model.onnx"
-    torch.onnx.export(model, (sample,), str(files["onnx"]), opset_version=12, dynamo=False,
-                      input_names=["input"], output_names=["scores"])
+    torch.onnx.export(
+        model,
+        (sample,),
+        str(files["onnx"]),
+        opset_version=12,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["scores"],
+    )
     return files
 
 
@@ -80,8 +90,14 @@ def run_cli(*args, cwd=None, env_extra=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "myriad_blob.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "myriad_blob.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 CASES = TESTS.resolve().parents[1] / "shared" / "cases"

@@ -80,6 +80,7 @@ def calibrate(model: nn.Module, shape, batches: int = 3) -> nn.Module:
 
 # --- A YOLOv8-style detector: ultralytics' blocks (Conv, C2f, SPPF, DFL head), written out ---
 
+
 class Conv(nn.Sequential):
     def __init__(self, c1, c2, k=1, s=1):
         super().__init__(nn.Conv2d(c1, c2, k, s, k // 2, bias=False), nn.BatchNorm2d(c2), nn.SiLU())
@@ -152,10 +153,10 @@ class Detect(nn.Module):
         super().__init__()
         self.nc, self.reg_max, self.no, self.stride = nc, reg_max, nc + 4 * reg_max, strides
         c2, c3 = max(16, channels[0] // 4, 4 * reg_max), max(channels[0], min(nc, 100))
-        self.cv2 = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
-                                 for x in channels)
-        self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1))
-                                 for x in channels)
+        self.cv2 = nn.ModuleList(
+            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in channels
+        )
+        self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in channels)
         self.dfl = DFL(reg_max)
 
     def forward(self, x):
@@ -198,6 +199,7 @@ class YOLOv8Style(nn.Module):
 
 
 # --- A ViT-style attention block: patch embedding, pre-norm transformer layers, a class head ---
+
 
 class Attention(nn.Module):
     def __init__(self, dim, heads):
@@ -274,8 +276,7 @@ class CorpusModel:
         example = image_batch(self.shape)
         if self.kind == "onnx":
             path = directory / f"{self.name}.onnx"
-            torch.onnx.export(model, (example,), str(path), dynamo=False, do_constant_folding=True,
-                              **self.onnx_export)
+            torch.onnx.export(model, (example,), str(path), dynamo=False, do_constant_folding=True, **self.onnx_export)
             return path
         path = directory / f"{self.name}.pt"
         with torch.no_grad():
@@ -288,36 +289,65 @@ def _tv(name, **kwargs):
 
 
 def _segmentation(name):
-    return lambda: SegmentationOutput(getattr(torchvision_models().segmentation, name)(
-        weights=None, weights_backbone=None, num_classes=6, **({"aux_loss": False} if "deeplab" in name else {})))
+    return lambda: SegmentationOutput(
+        getattr(torchvision_models().segmentation, name)(
+            weights=None, weights_backbone=None, num_classes=6, **({"aux_loss": False} if "deeplab" in name else {})
+        )
+    )
 
 
-ULTRALYTICS_EXPORT = {"opset_version": 17, "input_names": ["images"], "output_names": ["output0"],
-                      "dynamic_axes": {"images": {0: "batch", 2: "height", 3: "width"},
-                                       "output0": {0: "batch", 2: "anchors"}}}
+ULTRALYTICS_EXPORT = {
+    "opset_version": 17,
+    "input_names": ["images"],
+    "output_names": ["output0"],
+    "dynamic_axes": {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}},
+}
 
 CORPUS = (
-    CorpusModel("mobilenet_v3_small", _tv("mobilenet_v3_small", num_classes=100), (1, 3, 128, 128),
-                note="hard-swish / hard-sigmoid"),
+    CorpusModel(
+        "mobilenet_v3_small",
+        _tv("mobilenet_v3_small", num_classes=100),
+        (1, 3, 128, 128),
+        note="hard-swish / hard-sigmoid",
+    ),
     CorpusModel("mobilenet_v3_large", _tv("mobilenet_v3_large", num_classes=100), (1, 3, 128, 128)),
-    CorpusModel("shufflenet_v2_x0_5", _tv("shufflenet_v2_x0_5", num_classes=100), (1, 3, 128, 128),
-                note="channel shuffle"),
-    CorpusModel("efficientnet_b0", _tv("efficientnet_b0", num_classes=100), (1, 3, 128, 128), note="SiLU, squeeze-excite"),
+    CorpusModel(
+        "shufflenet_v2_x0_5", _tv("shufflenet_v2_x0_5", num_classes=100), (1, 3, 128, 128), note="channel shuffle"
+    ),
+    CorpusModel(
+        "efficientnet_b0", _tv("efficientnet_b0", num_classes=100), (1, 3, 128, 128), note="SiLU, squeeze-excite"
+    ),
     CorpusModel("regnet_x_400mf", _tv("regnet_x_400mf", num_classes=100), (1, 3, 128, 128), note="grouped convs"),
     CorpusModel("mnasnet0_5", _tv("mnasnet0_5", num_classes=100), (1, 3, 128, 128)),
     CorpusModel("squeezenet1_1", _tv("squeezenet1_1", num_classes=100), (1, 3, 128, 128)),
     CorpusModel("resnet18", _tv("resnet18", num_classes=100), (1, 3, 128, 128)),
-    CorpusModel("lraspp_mobilenet_v3_large", _segmentation("lraspp_mobilenet_v3_large"), (1, 3, 128, 128),
-                note="segmentation"),
-    CorpusModel("deeplabv3_mobilenet_v3_large", _segmentation("deeplabv3_mobilenet_v3_large"), (1, 3, 128, 128),
-                note="segmentation, ASPP"),
-    CorpusModel("yolov8_style", YOLOv8Style, (1, 3, 160, 160), kind="onnx", onnx_export=ULTRALYTICS_EXPORT,
-                flags=ULTRALYTICS,
-                note="ultralytics export: opset 17, dynamic axes, Split/Softmax DFL head"),
+    CorpusModel(
+        "lraspp_mobilenet_v3_large", _segmentation("lraspp_mobilenet_v3_large"), (1, 3, 128, 128), note="segmentation"
+    ),
+    CorpusModel(
+        "deeplabv3_mobilenet_v3_large",
+        _segmentation("deeplabv3_mobilenet_v3_large"),
+        (1, 3, 128, 128),
+        note="segmentation, ASPP",
+    ),
+    CorpusModel(
+        "yolov8_style",
+        YOLOv8Style,
+        (1, 3, 160, 160),
+        kind="onnx",
+        onnx_export=ULTRALYTICS_EXPORT,
+        flags=ULTRALYTICS,
+        note="ultralytics export: opset 17, dynamic axes, Split/Softmax DFL head",
+    ),
     CorpusModel("tiny_vit", TinyViT, (1, 3, 64, 64), note="attention (scaled_dot_product_attention), LayerNorm"),
-    CorpusModel("tiny_vit_opset17_onnx", TinyViT, (1, 3, 64, 64), kind="onnx",
-                onnx_export={"opset_version": 17, "input_names": ["pixels"], "output_names": ["logits"]},
-                note="ONNX LayerNormalization (opset 17)"),
+    CorpusModel(
+        "tiny_vit_opset17_onnx",
+        TinyViT,
+        (1, 3, 64, 64),
+        kind="onnx",
+        onnx_export={"opset_version": 17, "input_names": ["pixels"], "output_names": ["logits"]},
+        note="ONNX LayerNormalization (opset 17)",
+    ),
 )
 
 BY_NAME = {model.name: model for model in CORPUS}

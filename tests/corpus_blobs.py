@@ -28,14 +28,20 @@ def save(directory: Path) -> None:
     jobs = []
     for model in CORPUS:
         path = model.save(directory)
-        jobs.append({"name": model.name, "file": path.name,
-                     "flags": ["--input-shape", shape_flag(model), *model.flags]})
+        jobs.append(
+            {"name": model.name, "file": path.name, "flags": ["--input-shape", shape_flag(model), *model.flags]}
+        )
     # The other IR front end (Model Optimizer 2021.4, the legacy venv's mo and onnx), which the
     # corpus's models never reach with the default `auto`.
     example = Path(__file__).resolve().parents[1] / "examples" / "tiny_cnn.pt"
     (directory / example.name).write_bytes(example.read_bytes())
-    jobs.append({"name": "tiny_cnn_mo2021", "file": example.name,
-                 "flags": ["--input-shape", "[1, 3, 240, 320]", "--frontend", "mo2021"]})
+    jobs.append(
+        {
+            "name": "tiny_cnn_mo2021",
+            "file": example.name,
+            "flags": ["--input-shape", "[1, 3, 240, 320]", "--frontend", "mo2021"],
+        }
+    )
     (directory / "jobs.json").write_text(json.dumps(jobs, indent=1))
 
 
@@ -45,9 +51,22 @@ def convert(directory: Path, out: Path, python: str = sys.executable) -> dict:
     for job in json.loads((directory / "jobs.json").read_text()):
         blob = out / f"{job['name']}.blob"
         started = time.monotonic()
-        result = subprocess.run([python, "-m", "myriad_blob.cli", "convert", "--no-cache", "--input",
-                                 str(directory / job["file"]), "--output", str(blob), *job["flags"]],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                python,
+                "-m",
+                "myriad_blob.cli",
+                "convert",
+                "--no-cache",
+                "--input",
+                str(directory / job["file"]),
+                "--output",
+                str(blob),
+                *job["flags"],
+            ],
+            capture_output=True,
+            text=True,
+        )
         seconds = round(time.monotonic() - started, 1)
         report_path = blob.with_name(blob.name + ".report.json")
         report = json.loads(report_path.read_text()) if report_path.exists() else {}

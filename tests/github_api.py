@@ -75,17 +75,33 @@ class FakeGitHub:
         self._server.server_close()
 
     # --- state helpers for tests
-    def add_release(self, tag: str, *, draft: bool = False, immutable: bool = False, release_id: int | None = None,
-                    repo: str = "Codertocat/Hello-World") -> dict:
+    def add_release(
+        self,
+        tag: str,
+        *,
+        draft: bool = False,
+        immutable: bool = False,
+        release_id: int | None = None,
+        repo: str = "Codertocat/Hello-World",
+    ) -> dict:
         release_id = release_id or next(self._ids)
         release = {
-            "id": release_id, "url": f"{self.api_url}/repos/{repo}/releases/{release_id}",
+            "id": release_id,
+            "url": f"{self.api_url}/repos/{repo}/releases/{release_id}",
             "html_url": f"https://github.example/{repo}/releases/tag/{tag}",
             "assets_url": f"{self.api_url}/repos/{repo}/releases/{release_id}/assets",
             "upload_url": f"{self.base}/api/uploads/repos/{repo}/releases/{release_id}/assets{{?name,label}}",
-            "tag_name": tag, "target_commitish": "main", "name": tag, "body": "", "draft": draft,
-            "prerelease": False, "immutable": immutable, "created_at": "2026-11-22T00:00:00Z",
-            "published_at": None if draft else "2026-11-22T00:00:00Z", "author": USER, "assets": [],
+            "tag_name": tag,
+            "target_commitish": "main",
+            "name": tag,
+            "body": "",
+            "draft": draft,
+            "prerelease": False,
+            "immutable": immutable,
+            "created_at": "2026-11-22T00:00:00Z",
+            "published_at": None if draft else "2026-11-22T00:00:00Z",
+            "author": USER,
+            "assets": [],
         }
         self.releases.append(release)
         return release
@@ -95,24 +111,47 @@ class FakeGitHub:
 
     def _create_comment(self, repo: str, number: int, body: str, author: dict) -> dict:
         comment_id = next(self._ids)
-        comment = {"id": comment_id, "url": f"{self.api_url}/repos/{repo}/issues/comments/{comment_id}",
-                   "html_url": f"https://github.example/{repo}/pull/{number}#issuecomment-{comment_id}",
-                   "issue_url": f"{self.api_url}/repos/{repo}/issues/{number}",
-                   "body": body, "user": author,
-                   "created_at": "2026-11-22T00:00:00Z", "updated_at": "2026-11-22T00:00:00Z"}
+        comment = {
+            "id": comment_id,
+            "url": f"{self.api_url}/repos/{repo}/issues/comments/{comment_id}",
+            "html_url": f"https://github.example/{repo}/pull/{number}#issuecomment-{comment_id}",
+            "issue_url": f"{self.api_url}/repos/{repo}/issues/{number}",
+            "body": body,
+            "user": author,
+            "created_at": "2026-11-22T00:00:00Z",
+            "updated_at": "2026-11-22T00:00:00Z",
+        }
         self.comments.setdefault(number, []).append(comment)
         return comment
 
-    def add_asset(self, release: dict, name: str, content: bytes, *, state: str = "uploaded",
-                  repo: str = "Codertocat/Hello-World", uploader: dict = USER, created_at: str | None = None) -> dict:
+    def add_asset(
+        self,
+        release: dict,
+        name: str,
+        content: bytes,
+        *,
+        state: str = "uploaded",
+        repo: str = "Codertocat/Hello-World",
+        uploader: dict = USER,
+        created_at: str | None = None,
+    ) -> dict:
         created_at = created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         asset_id = next(self._ids)
-        asset = {"id": asset_id, "url": f"{self.api_url}/repos/{repo}/releases/assets/{asset_id}",
-                 "browser_download_url": f"https://github.example/{repo}/releases/download/"
-                                         f"{release['tag_name']}/{name}",
-                 "name": name, "label": "", "state": state, "content_type": "application/octet-stream",
-                 "size": len(content), "digest": "sha256:" + hashlib.sha256(content).hexdigest(),
-                 "download_count": 0, "created_at": created_at, "updated_at": created_at, "uploader": uploader}
+        asset = {
+            "id": asset_id,
+            "url": f"{self.api_url}/repos/{repo}/releases/assets/{asset_id}",
+            "browser_download_url": f"https://github.example/{repo}/releases/download/{release['tag_name']}/{name}",
+            "name": name,
+            "label": "",
+            "state": state,
+            "content_type": "application/octet-stream",
+            "size": len(content),
+            "digest": "sha256:" + hashlib.sha256(content).hexdigest(),
+            "download_count": 0,
+            "created_at": created_at,
+            "updated_at": created_at,
+            "uploader": uploader,
+        }
         release["assets"].append(asset)
         return asset
 
@@ -139,8 +178,13 @@ class FakeGitHub:
                 parsed = urllib.parse.urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                request = Request(self.command, parsed.path, dict(urllib.parse.parse_qsl(parsed.query)), body,
-                                  self.headers.get("Authorization"))
+                request = Request(
+                    self.command,
+                    parsed.path,
+                    dict(urllib.parse.parse_qsl(parsed.query)),
+                    body,
+                    self.headers.get("Authorization"),
+                )
                 fake.requests.append(request)
                 with fake._lock:
                     failure = fake._take_failure(self.command, parsed.path)
@@ -174,17 +218,25 @@ class FakeGitHub:
         if path == "/api/graphql" and method == "POST":
             query = json.loads(request.body)["query"]
             if self.graphql_errors or "viewer" not in query:
-                return 200, {"data": None, "errors": [{"type": "FORBIDDEN",
-                                                       "message": "Resource not accessible by integration"}]}
+                return 200, {
+                    "data": None,
+                    "errors": [{"type": "FORBIDDEN", "message": "Resource not accessible by integration"}],
+                }
             me = self.author(request)
             return 200, {"data": {"viewer": {"login": me["login"], "databaseId": me["id"]}}}
         m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/issues/(\d+)", path)
         if m and method == "GET":
             repo, number = m.group(1), int(m.group(2))
-            return 200, {"id": number, "number": number, "url": f"{self.api_url}/repos/{repo}/issues/{number}",
-                         "html_url": f"https://github.example/{repo}/pull/{number}", "state": "open",
-                         "title": "Update the model", "user": USER,
-                         "pull_request": {"url": f"{self.api_url}/repos/{repo}/pulls/{number}"}}
+            return 200, {
+                "id": number,
+                "number": number,
+                "url": f"{self.api_url}/repos/{repo}/issues/{number}",
+                "html_url": f"https://github.example/{repo}/pull/{number}",
+                "state": "open",
+                "title": "Update the model",
+                "user": USER,
+                "pull_request": {"url": f"{self.api_url}/repos/{repo}/pulls/{number}"},
+            }
         m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/issues/(\d+)/comments", path)
         if m:
             repo, number = m.group(1), int(m.group(2))
@@ -192,8 +244,7 @@ class FakeGitHub:
             if method == "GET":
                 return 200, comments
             if method == "POST":
-                return 201, self._create_comment(repo, number, json.loads(request.body)["body"],
-                                                 self.author(request))
+                return 201, self._create_comment(repo, number, json.loads(request.body)["body"], self.author(request))
         m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/issues/comments/(\d+)", path)
         if m:
             comment_id = int(m.group(2))
@@ -218,13 +269,17 @@ class FakeGitHub:
             if method == "POST":
                 data = json.loads(request.body)
                 if any(r["tag_name"] == data["tag_name"] for r in self.releases if not r["draft"]):
-                    return 422, {"message": "Validation Failed", "errors": [
-                        {"resource": "Release", "code": "already_exists", "field": "tag_name"}]}
+                    return 422, {
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+                    }
                 draft = data.get("draft", False)
-                release = self.add_release(data["tag_name"], draft=draft, repo=m.group(1),
-                                           immutable=self.immutable_releases and not draft)
-                release.update(name=data.get("name") or data["tag_name"], body=data.get("body") or "",
-                               author=self.author(request))
+                release = self.add_release(
+                    data["tag_name"], draft=draft, repo=m.group(1), immutable=self.immutable_releases and not draft
+                )
+                release.update(
+                    name=data.get("name") or data["tag_name"], body=data.get("body") or "", author=self.author(request)
+                )
                 return 201, release
         m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/releases/tags/(.+)", path)
         if m and method == "GET":
@@ -269,8 +324,10 @@ class FakeGitHub:
                         data = json.loads(request.body)
                         name = data.get("name", asset["name"])
                         if any(a["name"] == name and a is not asset for a in release["assets"]):
-                            return 422, {"message": "Validation Failed", "errors": [
-                                {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]}
+                            return 422, {
+                                "message": "Validation Failed",
+                                "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+                            }
                         asset["name"], asset["label"] = name, data.get("label", asset["label"])
                         asset["browser_download_url"] = asset["browser_download_url"].rsplit("/", 1)[0] + "/" + name
                         return 200, asset
@@ -284,8 +341,10 @@ class FakeGitHub:
                 return 422, {"message": "Cannot upload assets to an immutable release."}
             name = request.query["name"]
             if any(a["name"] == name for a in release["assets"]):
-                return 422, {"message": "Validation Failed", "errors": [
-                    {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]}
+                return 422, {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+                }
             return 201, self.add_asset(release, name, request.body, repo=m.group(1), uploader=self.author(request))
         return not_found
 

@@ -154,8 +154,9 @@ def test_each_model_gets_its_own_comment(workspace, github, webhooks, model_file
     shutil.copy(model_files["torchscript"], workspace / "models" / "classifier.pt")
     payload = example(webhooks, "pull_request", action="opened")
     assert run_action(workspace, github, "pull_request", payload).returncode == 0
-    run = run_action(workspace, github, "pull_request", payload, model="models/classifier.pt",
-                     **{"input-shape": "[1, 3, 64, 80]"})
+    run = run_action(
+        workspace, github, "pull_request", payload, model="models/classifier.pt", **{"input-shape": "[1, 3, 64, 80]"}
+    )
     assert run.returncode == 0, run.stdout
     assert run.outputs["comment-status"] == "created"
     assert len(github.comments[payload["number"]]) == 2
@@ -192,8 +193,10 @@ def test_release_published_uploads_assets_then_replaces_only_what_changed(worksp
     assert second.returncode == 0, second.stdout
     # Same model, same blob: the blob asset is left alone; the reports (new timings) are replaced.
     assert sorted(a["name"] for a in release["assets"]) == names
-    uploads = [re.sub(r"^myriad-blob-upload-[0-9a-f]{8}-", "", r.query["name"])
-               for r in github.calls("POST", r"/api/uploads/.*")]
+    uploads = [
+        re.sub(r"^myriad-blob-upload-[0-9a-f]{8}-", "", r.query["name"])
+        for r in github.calls("POST", r"/api/uploads/.*")
+    ]
     assert uploads.count("detector.blob") == 1 and uploads.count("detector.blob.report.json") == 2
     # The Markdown report shows timings rounded to 0.01 s, so two runs can write the same bytes: it is
     # replaced exactly when they differ.
@@ -222,8 +225,17 @@ def test_pushed_tag_creates_the_release_or_finds_a_draft(workspace, github, webh
 def test_upload_race_already_exists_is_handled_once(workspace, github, webhooks):
     payload = example(webhooks, "release", action="published")
     github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
-    github.fail_next.append(("POST", r"/api/uploads/.*", 422, {"message": "Validation Failed", "errors": [
-        {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]}))
+    github.fail_next.append(
+        (
+            "POST",
+            r"/api/uploads/.*",
+            422,
+            {
+                "message": "Validation Failed",
+                "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+            },
+        )
+    )
     run = run_action(workspace, github, "release", payload)
     assert run.returncode == 0, run.stdout
     assert len(github.releases[0]["assets"]) == 3
@@ -242,16 +254,23 @@ def test_publish_failure_after_retries_fails_the_step(workspace, github, webhook
     github.fail_next += [("POST", r".*/issues/\d+/comments", 503, {"message": "Unavailable"})] * 6
     run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"))
     assert run.returncode == 20, run.stdout + run.stderr
-    assert "::error title=myriad-blob%3A publishing failed::could not comment on pull request #2: GitHub answered " \
-           "503 Unavailable on each of 5 attempts" in run.stdout
+    assert (
+        "::error title=myriad-blob%3A publishing failed::could not comment on pull request #2: GitHub answered "
+        "503 Unavailable on each of 5 attempts" in run.stdout
+    )
     assert "Traceback" not in run.stdout + run.stderr
     assert run.outputs["comment-status"] == "failed" and github.comments[2] == []
 
 
 def test_failed_conversion_is_annotated_and_still_reported(workspace, github, webhooks):
     (workspace / "models" / "broken.onnx").write_text("not a model\n")
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     model="models/broken.onnx")
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        model="models/broken.onnx",
+    )
     assert run.returncode == 10
     assert "::error title=myriad-blob%3A load failed,file=models/broken.onnx::" in run.stdout
     assert run.outputs["status"] == "failed" and run.outputs["blob-path"] == "" and run.outputs["verdict"] == "failed"
@@ -260,12 +279,18 @@ def test_failed_conversion_is_annotated_and_still_reported(workspace, github, we
 
 
 def test_inputs_are_validated(workspace, github, webhooks):
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     **{"comment-on-pr": "yes"})
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        **{"comment-on-pr": "yes"},
+    )
     assert run.returncode == 2
     assert "input comment-on-pr must be true or false" in run.stdout
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     nshaves="six")
+    run = run_action(
+        workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"), nshaves="six"
+    )
     assert run.returncode == 2 and "input nshaves must be a whole number" in run.stdout
     assert github.requests == []
     # The step summary says it too (the annotation alone is easy to miss), with the exit code.
@@ -277,13 +302,26 @@ def test_inputs_are_validated(workspace, github, webhooks):
 def test_files_are_given_back_to_the_workspace_owner(workspace, github, webhooks):
     for path in [workspace, *workspace.rglob("*")]:
         os.chown(path, 1234, 1234)
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     output="out/blobs/detector.blob", **{"cache-dir": ".cache/blobs"})
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        output="out/blobs/detector.blob",
+        **{"cache-dir": ".cache/blobs"},
+    )
     assert run.returncode == 0, run.stdout
     cached = [str(p.relative_to(workspace)) for p in (workspace / ".cache").rglob("*")]
     assert any(p.endswith("model.blob") for p in cached)
-    for path in ["out", "out/blobs", "out/blobs/detector.blob", "out/blobs/detector.blob.report.json",
-                 "out/blobs/detector.blob.report.md", ".cache", *cached]:
+    for path in [
+        "out",
+        "out/blobs",
+        "out/blobs/detector.blob",
+        "out/blobs/detector.blob.report.json",
+        "out/blobs/detector.blob.report.md",
+        ".cache",
+        *cached,
+    ]:
         stat = (workspace / path).stat()
         assert (stat.st_uid, stat.st_gid) == (1234, 1234), path
 
@@ -291,9 +329,16 @@ def test_files_are_given_back_to_the_workspace_owner(workspace, github, webhooks
 def test_manifest_converts_every_variant_with_one_comment_and_one_upload(workspace, github, webhooks):
     (workspace / "myriad-blob.toml").write_text(
         '[[models]]\nname = "detector"\nmodel = "models/detector.onnx"\n'
-        '[[models.variants]]\nname = "six"\n[[models.variants]]\nname = "four"\nnshaves = 4\n')
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     model="", manifest="myriad-blob.toml")
+        '[[models.variants]]\nname = "six"\n[[models.variants]]\nname = "four"\nnshaves = 4\n'
+    )
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        model="",
+        manifest="myriad-blob.toml",
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.outputs["status"] == "succeeded" and run.outputs["report-path"] == "blobs/batch-report.json"
     assert run.outputs["verdict"] in ("passed", "warnings")  # the worst of the two variants'
@@ -305,14 +350,28 @@ def test_manifest_converts_every_variant_with_one_comment_and_one_upload(workspa
     run = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml")
     assert run.returncode == 0, run.stdout
     names = sorted(a["name"] for a in github.releases[0]["assets"])
-    assert names == sorted(["detector-six.blob", "detector-six.blob.report.json", "detector-six.blob.report.md",
-                            "detector-four.blob", "detector-four.blob.report.json", "detector-four.blob.report.md",
-                            "batch-report.json", "batch-report.md"])
+    assert names == sorted(
+        [
+            "detector-six.blob",
+            "detector-six.blob.report.json",
+            "detector-six.blob.report.md",
+            "detector-four.blob",
+            "detector-four.blob.report.json",
+            "detector-four.blob.report.md",
+            "batch-report.json",
+            "batch-report.md",
+        ]
+    )
 
 
 def test_model_and_manifest_together_are_refused(workspace, github, webhooks):
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     manifest="myriad-blob.toml")
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        manifest="myriad-blob.toml",
+    )
     assert run.returncode == 2 and "give exactly one of the inputs model" in run.stdout
 
 
@@ -355,8 +414,7 @@ WRITES = {
 
 @pytest.mark.parametrize("applied", [False, True], ids=["failed", "done-but-answer-lost"])
 @pytest.mark.parametrize("write", list(WRITES))
-def test_a_502_on_each_write_is_retried_without_duplicates(workspace, github, webhooks, shared_cache, write,
-                                                           applied):
+def test_a_502_on_each_write_is_retried_without_duplicates(workspace, github, webhooks, shared_cache, write, applied):
     prepare, method, pattern = WRITES[write]
     event, payload = prepare(github, webhooks)
     # The 502 either stops the write, or comes after it happened (a proxy lost GitHub's answer).
@@ -381,8 +439,18 @@ def test_a_502_on_each_write_is_retried_without_duplicates(workspace, github, we
 def test_release_created_concurrently_by_another_run(workspace, github, webhooks, shared_cache):
     """Our create answers 422 already_exists: another run made the tag's release; use that one."""
     payload = example(webhooks, "push", ref="refs/tags/simple-tag", deleted=False)
-    github.fail_next.append(Failure("POST", r".*/releases", 422, {"message": "Validation Failed", "errors": [
-        {"resource": "Release", "code": "already_exists", "field": "tag_name"}]}, applied=True))
+    github.fail_next.append(
+        Failure(
+            "POST",
+            r".*/releases",
+            422,
+            {
+                "message": "Validation Failed",
+                "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+            },
+            applied=True,
+        )
+    )
     run = run_action(workspace, github, "push", payload, **{"cache-dir": str(shared_cache)})
     assert run.returncode == 0, run.stdout + run.stderr
     (release,) = github.releases
@@ -392,8 +460,7 @@ def test_release_created_concurrently_by_another_run(workspace, github, webhooks
 def test_asset_already_deleted_by_another_run_is_fine(workspace, github, webhooks, shared_cache):
     event, payload = _asset_delete(github, webhooks)
     # Another run deletes the old blob between our listing and our delete: our DELETE gets a 404.
-    github.fail_next.append(Failure("DELETE", r".*/releases/assets/\d+", 404, {"message": "Not Found"},
-                                    applied=True))
+    github.fail_next.append(Failure("DELETE", r".*/releases/assets/\d+", 404, {"message": "Not Found"}, applied=True))
     run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(a["name"] for a in github.releases[0]["assets"]) == NAMES
@@ -470,8 +537,13 @@ def test_release_tag_wins_on_a_release_event(workspace, github, webhooks, shared
 
 
 def test_release_tag_is_not_used_from_a_pull_request(workspace, github, webhooks, shared_cache):
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     **{"release-tag": "v2.0", "cache-dir": str(shared_cache)})
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        **{"release-tag": "v2.0", "cache-dir": str(shared_cache)},
+    )
     assert run.returncode == 0, run.stdout
     assert github.releases == [] and not github.calls("POST", r"/api/uploads/.*")
 
@@ -488,8 +560,9 @@ def test_immutable_releases_receive_their_assets_on_a_pushed_tag(workspace, gith
     assert create["draft"] is True  # a draft first; published with a PATCH after the uploads
     (publish,) = github.calls("PATCH", r".*/releases/\d+")
     assert json.loads(publish.body)["draft"] is False
-    assert github.requests.index(publish) > max(github.requests.index(r)
-                                                for r in github.calls("POST", r"/api/uploads/.*"))
+    assert github.requests.index(publish) > max(
+        github.requests.index(r) for r in github.calls("POST", r"/api/uploads/.*")
+    )
 
 
 # --- manifests: forks, paths, names, archives
@@ -504,15 +577,17 @@ def _fork(payload):
     return payload
 
 
-@pytest.mark.parametrize("field", ['trust-pickle = true', 'model-class = "models.net:Net"'])
+@pytest.mark.parametrize("field", ["trust-pickle = true", 'model-class = "models.net:Net"'])
 def test_fork_manifest_asking_for_code_is_refused_under_pull_request_target(workspace, github, webhooks, field):
     (workspace / "myriad-blob.toml").write_text(MANIFEST + field + "\n")
     payload = _fork(example(webhooks, "pull_request", action="opened"))
     run = run_action(workspace, github, "pull_request_target", payload, model="", manifest="myriad-blob.toml")
     assert run.returncode == 16, run.stdout + run.stderr
     asked = field.split(" ")[0]
-    assert f"refusing {asked} (asked by detector/default) for a fork's pull request under pull_request_target" \
+    assert (
+        f"refusing {asked} (asked by detector/default) for a fork's pull request under pull_request_target"
         in run.stdout
+    )
     assert not (workspace / "blobs").exists()  # nothing was converted
     (comment,) = github.comments[2]  # pull_request_target's token can comment: the refusal is shown
     assert "refusing" in comment["body"]
@@ -533,8 +608,14 @@ def test_manifest_paths_outside_the_workspace_are_refused(workspace, github, web
     path = {"absolute": str(secret), "dot-dot": "models/../../secret.onnx", "symlink": "models/link.onnx"}[where]
     (workspace / "models" / "link.onnx").symlink_to(secret)
     (workspace / "myriad-blob.toml").write_text(MANIFEST.replace("models/detector.onnx", path))
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
-                     manifest="myriad-blob.toml")
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model="",
+        manifest="myriad-blob.toml",
+    )
     assert run.returncode == 16, run.stdout + run.stderr
     assert "detector/default: model" in run.stdout and "is outside the workspace" in run.stdout
     assert not (workspace / "blobs").exists() and github.requests == []
@@ -543,13 +624,26 @@ def test_manifest_paths_outside_the_workspace_are_refused(workspace, github, web
 
 def test_manifest_sample_outside_the_workspace_is_refused(workspace, github, webhooks):
     (workspace / "myriad-blob.toml").write_text(MANIFEST + 'sample = "/etc/passwd"\n')
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
-                     manifest="myriad-blob.toml")
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model="",
+        manifest="myriad-blob.toml",
+    )
     assert run.returncode == 16 and "detector/default: sample '/etc/passwd' is outside the workspace" in run.stdout
 
 
-@pytest.mark.parametrize("name, value", [("model", "../secret.onnx"), ("model", "/etc/passwd"),
-                                         ("manifest", "../myriad-blob.toml"), ("output", "../out.blob")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("model", "../secret.onnx"),
+        ("model", "/etc/passwd"),
+        ("manifest", "../myriad-blob.toml"),
+        ("output", "../out.blob"),
+    ],
+)
 def test_input_paths_outside_the_workspace_are_refused(workspace, github, webhooks, name, value):
     inputs = {name: value} if name != "manifest" else {"model": "", "manifest": value}
     run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), **inputs)
@@ -559,8 +653,9 @@ def test_input_paths_outside_the_workspace_are_refused(workspace, github, webhoo
 
 def test_output_through_a_symlink_out_of_the_workspace_is_refused(workspace, github, webhooks):
     (workspace / "out").symlink_to(workspace.parent)
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     output="out/detector.blob")
+    run = run_action(
+        workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), output="out/detector.blob"
+    )
     assert run.returncode == 2 and "input output 'out/detector.blob' is outside the workspace" in run.stdout
     assert not (workspace.parent / "detector.blob").exists()
 
@@ -568,9 +663,16 @@ def test_output_through_a_symlink_out_of_the_workspace_is_refused(workspace, git
 def test_manifest_blob_names_that_collide_are_refused(workspace, github, webhooks):
     (workspace / "myriad-blob.toml").write_text(
         '[[models]]\nname = "a-b"\nmodel = "models/detector.onnx"\n[[models.variants]]\nname = "c"\n'
-        '[[models]]\nname = "a"\nmodel = "models/detector.onnx"\n[[models.variants]]\nname = "b-c"\n')
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), model="",
-                     manifest="myriad-blob.toml")
+        '[[models]]\nname = "a"\nmodel = "models/detector.onnx"\n[[models.variants]]\nname = "b-c"\n'
+    )
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model="",
+        manifest="myriad-blob.toml",
+    )
     assert run.returncode == 16, run.stdout
     assert "a-b/c and a/b-c would both write blobs/a-b-c.blob" in run.stdout
 
@@ -579,14 +681,28 @@ def test_manifest_uploads_nn_archives_and_uses_cache_dir(workspace, github, webh
     (workspace / "myriad-blob.toml").write_text(MANIFEST + "nn-archive = true\n")
     payload = example(webhooks, "release", action="published")
     github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
-    first = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml",
-                       **{"cache-dir": ".myriad-blob-cache"})
+    first = run_action(
+        workspace,
+        github,
+        "release",
+        payload,
+        model="",
+        manifest="myriad-blob.toml",
+        **{"cache-dir": ".myriad-blob-cache"},
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     names = sorted(a["name"] for a in github.releases[0]["assets"])
     assert "detector-default.tar.xz" in names and "detector-default.blob" in names
     assert list((workspace / ".myriad-blob-cache").rglob("model.blob"))  # where actions/cache can keep it
-    second = run_action(workspace, github, "release", payload, model="", manifest="myriad-blob.toml",
-                        **{"cache-dir": ".myriad-blob-cache"})
+    second = run_action(
+        workspace,
+        github,
+        "release",
+        payload,
+        model="",
+        manifest="myriad-blob.toml",
+        **{"cache-dir": ".myriad-blob-cache"},
+    )
     assert second.returncode == 0, second.stdout
     assert "1 from the cache" in second.summary
 
@@ -603,40 +719,59 @@ def test_cache_dir_input_for_one_model(workspace, github, webhooks):
 
 @pytest.mark.unit
 def test_action_yml_declares_exactly_the_inputs_the_code_reads():
-    read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
-                          (ROOT / "entrypoint" / "inputs.py").read_text()))
+    read = set(
+        re.findall(
+            r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"', (ROOT / "entrypoint" / "inputs.py").read_text()
+        )
+    )
     read |= {option.name for option in OPTIONS if option.on("action") and option.key}  # read from the table
     assert set(ACTION["inputs"]) == read
 
 
 def test_converter_inputs_reach_the_options(workspace, github, webhooks):
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     frontend="ov2023")
+    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), frontend="ov2023")
     assert run.returncode == 2 and "input frontend must be one of auto, ov2022, mo2021" in run.stdout
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     **{"compile-timeout": "soon"})
+    run = run_action(
+        workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), **{"compile-timeout": "soon"}
+    )
     assert run.returncode == 2 and "input compile-timeout must be a number" in run.stdout
     run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"), opset="twelve")
     assert run.returncode == 2 and "input opset must be a whole number" in run.stdout
-    run = run_action(workspace, github, "push", example(webhooks, "push", ref="refs/heads/master"),
-                     frontend="mo2021", opset="13", **{"output-names": "scores", "compile-timeout": "300"})
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        frontend="mo2021",
+        opset="13",
+        **{"output-names": "scores", "compile-timeout": "300"},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     options = json.loads((workspace / "detector.blob.report.json").read_text())["options"]
-    assert (options["frontend"], options["output_names"], options["compile_timeout"], options["opset"]) == \
-        ("mo2021", ["scores"], 300.0, 13)
+    assert (options["frontend"], options["output_names"], options["compile_timeout"], options["opset"]) == (
+        "mo2021",
+        ["scores"],
+        300.0,
+        13,
+    )
 
 
 def test_what_a_dead_replacement_left_is_cleared(workspace, github, webhooks, shared_cache):
     event, payload = _asset_upload(github, webhooks)
     # A run that died between uploading under the temporary name and renaming, months ago.
-    github.add_asset(github.releases[0], "myriad-blob-upload-0badc0de-detector.blob", b"half a replacement",
-                     created_at="2026-01-01T00:00:00Z")
+    github.add_asset(
+        github.releases[0],
+        "myriad-blob-upload-0badc0de-detector.blob",
+        b"half a replacement",
+        created_at="2026-01-01T00:00:00Z",
+    )
     # One made a minute ago may be another run's replacement in progress: left alone.
     github.add_asset(github.releases[0], "myriad-blob-upload-c0ffee00-detector.blob.report.md", b"in progress")
     run = run_action(workspace, github, event, payload, **{"cache-dir": str(shared_cache)})
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(a["name"] for a in github.releases[0]["assets"]) == sorted(
-        NAMES + ["myriad-blob-upload-c0ffee00-detector.blob.report.md"])
+        NAMES + ["myriad-blob-upload-c0ffee00-detector.blob.report.md"]
+    )
 
 
 def test_a_yolo_best_pt_uploads_blob_archive_and_json(workspace, github, webhooks):
@@ -647,12 +782,19 @@ def test_a_yolo_best_pt_uploads_blob_archive_and_json(workspace, github, webhook
     payload = example(webhooks, "release", action="published")
     github.add_release(payload["release"]["tag_name"], release_id=payload["release"]["id"])
     for _run in range(2):  # the second from the cache, which keeps the JSON too
-        result = run_action(workspace, github, "release", payload, model="runs/detect/train/weights/best.pt",
-                            **{"cache-dir": ".myriad-blob-cache"})
+        result = run_action(
+            workspace,
+            github,
+            "release",
+            payload,
+            model="runs/detect/train/weights/best.pt",
+            **{"cache-dir": ".myriad-blob-cache"},
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         names = sorted(a["name"] for a in github.releases[0]["assets"])
         assert names == ["best.blob", "best.blob.report.json", "best.blob.report.md", "best.json", "best.tar.xz"]
     assert json.loads((workspace / "best.blob.report.json").read_text())["cache"]["hit"]
+
 
 # --- the runner's files and variables, each of which may be missing
 
@@ -674,14 +816,20 @@ def _annotations(run, kind):
     return [line for line in run.stdout.splitlines() if line.startswith(f"::{kind} ")]
 
 
-@pytest.mark.parametrize("variable", ["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH",
-                                      "GITHUB_EVENT_NAME", "GITHUB_WORKSPACE"])
-def test_a_missing_runner_variable_is_a_notice_and_the_exit_code_stands(workspace, github, webhooks, broken,
-                                                                       variable):
+@pytest.mark.parametrize(
+    "variable", ["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH", "GITHUB_EVENT_NAME", "GITHUB_WORKSPACE"]
+)
+def test_a_missing_runner_variable_is_a_notice_and_the_exit_code_stands(workspace, github, webhooks, broken, variable):
     """GitHub Enterprise Server before step summaries, a container run by hand: a bad model still
     fails with its own exit code (10), one error annotation, and one notice naming what is missing."""
-    run = run_action(workspace, github, "pull_request", example(webhooks, "pull_request", action="opened"),
-                     runner_env={variable: None}, model=broken)
+    run = run_action(
+        workspace,
+        github,
+        "pull_request",
+        example(webhooks, "pull_request", action="opened"),
+        runner_env={variable: None},
+        model=broken,
+    )
     assert run.returncode == 10, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert len(_annotations(run, "error")) == 1 and "load failed" in _annotations(run, "error")[0]
@@ -689,10 +837,15 @@ def test_a_missing_runner_variable_is_a_notice_and_the_exit_code_stands(workspac
     assert f"{variable} is not set" in notice
 
 
-@pytest.mark.parametrize("variable,problem", [
-    ("GITHUB_STEP_SUMMARY", "a directory that is not there"), ("GITHUB_OUTPUT", "a directory that is not there"),
-    ("GITHUB_EVENT_PATH", "a file that is not there"), ("GITHUB_EVENT_PATH", "a file that is not JSON"),
-])
+@pytest.mark.parametrize(
+    "variable,problem",
+    [
+        ("GITHUB_STEP_SUMMARY", "a directory that is not there"),
+        ("GITHUB_OUTPUT", "a directory that is not there"),
+        ("GITHUB_EVENT_PATH", "a file that is not there"),
+        ("GITHUB_EVENT_PATH", "a file that is not JSON"),
+    ],
+)
 def test_a_runner_file_that_cannot_be_used_is_a_notice(workspace, github, webhooks, broken, variable, problem):
     """The variable is set, but its file-command directory was not mounted, or the event file is
     gone or damaged."""
@@ -714,9 +867,19 @@ def test_a_runner_file_that_cannot_be_used_is_a_notice(workspace, github, webhoo
 
 def test_without_any_runner_file_a_model_still_converts(workspace, github, webhooks):
     """A container run by hand (docker run -e INPUT_MODEL=... image): no runner variables at all."""
-    missing = dict.fromkeys(["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH", "GITHUB_EVENT_NAME",
-                             "GITHUB_WORKSPACE", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_ACTIONS",
-                             "GITHUB_REF"])
+    missing = dict.fromkeys(
+        [
+            "GITHUB_STEP_SUMMARY",
+            "GITHUB_OUTPUT",
+            "GITHUB_EVENT_PATH",
+            "GITHUB_EVENT_NAME",
+            "GITHUB_WORKSPACE",
+            "GITHUB_REPOSITORY",
+            "GITHUB_API_URL",
+            "GITHUB_ACTIONS",
+            "GITHUB_REF",
+        ]
+    )
     run = run_action(workspace, github, "push", _push(webhooks), runner_env=missing)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (workspace / "detector.blob").stat().st_size > 0
@@ -734,13 +897,17 @@ def test_an_internal_error_is_annotated_and_summarised(workspace, github, webhoo
         "import myriad_blob.pipeline\n"
         "def convert(*args, **kwargs):\n"
         "    raise RuntimeError('injected fault')\n"
-        "myriad_blob.pipeline.convert = convert\n")
-    run = run_action(workspace, github, "push", _push(webhooks),
-                     runner_env={"PYTHONPATH": os.pathsep.join([str(inject), str(ROOT)])})
+        "myriad_blob.pipeline.convert = convert\n"
+    )
+    run = run_action(
+        workspace, github, "push", _push(webhooks), runner_env={"PYTHONPATH": os.pathsep.join([str(inject), str(ROOT)])}
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     (error,) = _annotations(run, "error")
     assert "internal error: RuntimeError('injected fault') (please report it)" in error
-    assert run.summary.startswith("## ❌ myriad-blob: internal error\n\n`internal error: RuntimeError('injected fault')`")
+    assert run.summary.startswith(
+        "## ❌ myriad-blob: internal error\n\n`internal error: RuntimeError('injected fault')`"
+    )
     assert "please report it" in run.summary and "Exit code 1." in run.summary
     assert run.outputs["status"] == "failed"
 

@@ -24,24 +24,30 @@ def _fails_at_options(result, *phrases):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_mean_count_against_the_input_channels(fmt, model_files, tmp_path):
     shape = [] if fmt == "onnx" else ["--input-shape", SHAPE_ARG]  # ONNX: the model's own shape is known
-    result = run_cli("convert", "--input", model_files[fmt], *shape, "--mean", "[1, 2]", "--output", tmp_path / "x.blob")
+    result = run_cli(
+        "convert", "--input", model_files[fmt], *shape, "--mean", "[1, 2]", "--output", tmp_path / "x.blob"
+    )
     _fails_at_options(result, "--mean gives 2 value(s) for input 'input', which has 3 channel(s)")
     assert not (tmp_path / "x.blob").exists()
     assert json.loads((tmp_path / "x.blob.report.json").read_text())["error"]["stage"] == "options"
 
 
 def test_scale_count_for_a_named_input(model_files, tmp_path):
-    result = run_cli("convert", "--input", model_files["onnx"], "--scale", "input=[1, 2, 3, 4]",
-                     "--output", tmp_path / "x.blob")
+    result = run_cli(
+        "convert", "--input", model_files["onnx"], "--scale", "input=[1, 2, 3, 4]", "--output", tmp_path / "x.blob"
+    )
     _fails_at_options(result, "--scale gives 4 value(s) for input 'input', which has 3 channel(s)")
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("flag, value, phrase", [
-    ("--mean", "[1e40, 0, 0]", "must lie within FP16's range"),
-    ("--scale", "[1, 0, 1]", "must not be 0"),
-    ("--mean", "[nan, 0, 0]", "must be a list like"),
-])
+@pytest.mark.parametrize(
+    "flag, value, phrase",
+    [
+        ("--mean", "[1e40, 0, 0]", "must lie within FP16's range"),
+        ("--scale", "[1, 0, 1]", "must not be 0"),
+        ("--mean", "[nan, 0, 0]", "must be a list like"),
+    ],
+)
 def test_absurd_mean_and_scale_values(flag, value, phrase, model_files, tmp_path):
     result = run_cli("convert", "--input", model_files["onnx"], flag, value, "--output", tmp_path / "x.blob")
     _fails_at_options(result, phrase)
@@ -58,8 +64,9 @@ def test_precisions_name_what_the_myriad_x_takes(flag, value, model_files, tmp_p
 def test_a_batch_the_blob_cannot_have(model_files, tmp_path):
     """The model takes batch 2 (ONNX Runtime runs it), but the Myriad compiler makes a batch-1 blob:
     say so, and what to do."""
-    result = run_cli("convert", "--input", model_files["onnx"], "--input-shape", "[2, 3, 64, 80]",
-                     "--output", tmp_path / "x.blob")
+    result = run_cli(
+        "convert", "--input", model_files["onnx"], "--input-shape", "[2, 3, 64, 80]", "--output", tmp_path / "x.blob"
+    )
     assert result.returncode == 14 and "Traceback" not in result.stderr
     first = result.stderr.splitlines()[0]
     assert "the Myriad compiler made a batch-1 blob where batch 2 was asked" in first
@@ -81,8 +88,14 @@ def test_a_batch_fixed_inside_the_exported_graph(tmp_path):
             return self.head(self.conv(x).reshape(1, -1))
 
     path = tmp_path / "fixed.onnx"
-    torch.onnx.export(FixedBatch().eval(), (torch.zeros(1, 3, 8, 8),), str(path), opset_version=14, dynamo=False,
-                      input_names=["input"])
+    torch.onnx.export(
+        FixedBatch().eval(),
+        (torch.zeros(1, 3, 8, 8),),
+        str(path),
+        opset_version=14,
+        dynamo=False,
+        input_names=["input"],
+    )
     result = run_cli("convert", "--input", path, "--input-shape", "[2, 3, 8, 8]", "--output", tmp_path / "x.blob")
     assert result.returncode == 12 and "Traceback" not in result.stderr
     first = result.stderr.splitlines()[0]
@@ -111,7 +124,9 @@ def test_a_fifo_report_is_written_through(model_files, tmp_path):
 def test_a_device_report_path_is_not_replaced(model_files, tmp_path):
     """/dev/null stands in for /dev/full (root replaced that device node with a regular file)."""
     before = os.stat("/dev/null")
-    result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", "--report", "/dev/null")
+    result = run_cli(
+        "convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", "--report", "/dev/null"
+    )
     assert result.returncode == 0, result.stderr
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev

@@ -24,7 +24,9 @@ def repo(tmp_path, model_files):
     (tmp_path / "models").mkdir()
     shutil.copy(model_files["torchscript"], tmp_path / "models" / "cnn.pt")
     shutil.copy(model_files["onnx"], tmp_path / "models" / "cnn.onnx")
-    write_manifest(tmp_path, f"""\
+    write_manifest(
+        tmp_path,
+        f"""\
         [defaults]
         input-shape = "{SHAPE_ARG}"
 
@@ -42,25 +44,41 @@ def repo(tmp_path, model_files):
         [[models]]
         name = "onnx"
         model = "models/cnn.onnx"
-        """)
+        """,
+    )
     return tmp_path
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("body, message", [
-    ('[[models]]\nname = "a"\nmodel = "m.pt"\nnshave = 4\n', r"myriad-blob.toml:4: models\[0\].nshave is not an option \(did you mean 'nshaves'\?\)"),
-    ('[[models]]\nname = "a"\nmodel = "m.pt"\n\n[[models.variants]]\nname = "v"\nnshaves = "six"\n',
-     r"myriad-blob.toml:7: models\[0\].variants\[0\].nshaves must be a whole number, got 'six'"),
-    ('[[models]]\nname = "a"\n', r"myriad-blob.toml:1: models\[0\].model is required"),
-    ('[defaults]\nreverse-input-channels = "yes"\n[[models]]\nname = "a"\nmodel = "m"\n',
-     r"myriad-blob.toml:2: defaults.reverse-input-channels must be true or false"),
-    ('[[models]]\nname = "a"\nmodel = "m.pt"\ninput-type = "U7"\n', r"myriad-blob.toml:4: models\[0\].input-type is invalid: --input-type must be one of"),
-    ('[[models]]\nname = "a b"\nmodel = "m"\n', r"myriad-blob.toml:2: models\[0\].name 'a b' may hold only"),
-    ('[[models]]\nname = "a"\nmodel = "m"\n[[models.variants]]\nname = "v"\n[[models.variants]]\nname = "v"\n',
-     r"myriad-blob.toml:7: models\[0\].variants\[1\].name 'v' is used twice"),
-    ('[[models]]\nname = "a"\nmodel = \n', r"not valid TOML: .*line 3"),
-    ('', r"models is missing"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            '[[models]]\nname = "a"\nmodel = "m.pt"\nnshave = 4\n',
+            r"myriad-blob.toml:4: models\[0\].nshave is not an option \(did you mean 'nshaves'\?\)",
+        ),
+        (
+            '[[models]]\nname = "a"\nmodel = "m.pt"\n\n[[models.variants]]\nname = "v"\nnshaves = "six"\n',
+            r"myriad-blob.toml:7: models\[0\].variants\[0\].nshaves must be a whole number, got 'six'",
+        ),
+        ('[[models]]\nname = "a"\n', r"myriad-blob.toml:1: models\[0\].model is required"),
+        (
+            '[defaults]\nreverse-input-channels = "yes"\n[[models]]\nname = "a"\nmodel = "m"\n',
+            r"myriad-blob.toml:2: defaults.reverse-input-channels must be true or false",
+        ),
+        (
+            '[[models]]\nname = "a"\nmodel = "m.pt"\ninput-type = "U7"\n',
+            r"myriad-blob.toml:4: models\[0\].input-type is invalid: --input-type must be one of",
+        ),
+        ('[[models]]\nname = "a b"\nmodel = "m"\n', r"myriad-blob.toml:2: models\[0\].name 'a b' may hold only"),
+        (
+            '[[models]]\nname = "a"\nmodel = "m"\n[[models.variants]]\nname = "v"\n[[models.variants]]\nname = "v"\n',
+            r"myriad-blob.toml:7: models\[0\].variants\[1\].name 'v' is used twice",
+        ),
+        ('[[models]]\nname = "a"\nmodel = \n', r"not valid TOML: .*line 3"),
+        ("", r"models is missing"),
+    ],
+)
 def test_invalid_manifest_fields_are_named_with_their_line(tmp_path, body, message):
     with pytest.raises(ManifestError, match=message):
         load_manifest(write_manifest(tmp_path, body))
@@ -100,7 +118,10 @@ def test_convert_all_then_a_cached_rerun_then_one_changed_option(repo):
     assert second.stdout.count("(cached)") == 3
     assert {n: hashlib.sha256((repo / "blobs" / f"{n}.blob").read_bytes()).hexdigest() for n in names} == digests
     cached = json.loads((repo / "blobs" / "torch-4-shaves.blob.report.json").read_text())
-    assert cached["cache"]["hit"] is True and "from the cache" in (repo / "blobs" / "torch-4-shaves.blob.report.md").read_text()
+    assert (
+        cached["cache"]["hit"] is True
+        and "from the cache" in (repo / "blobs" / "torch-4-shaves.blob.report.md").read_text()
+    )
 
     manifest = (repo / "myriad-blob.toml").read_text().replace("nshaves = 4", "nshaves = 3")
     (repo / "myriad-blob.toml").write_text(manifest)
@@ -146,9 +167,13 @@ def test_matrix_is_valid_for_fromjson_and_drives_only(repo):
     assert result.returncode == 0
     assert result.stdout.count("\n") == 1  # one line, for $GITHUB_OUTPUT
     matrix = json.loads(result.stdout)
-    assert matrix == {"include": [{"model": "torch", "variant": "6-shaves", "id": "torch/6-shaves"},
-                                  {"model": "torch", "variant": "4-shaves", "id": "torch/4-shaves"},
-                                  {"model": "onnx", "variant": "default", "id": "onnx/default"}]}
+    assert matrix == {
+        "include": [
+            {"model": "torch", "variant": "6-shaves", "id": "torch/6-shaves"},
+            {"model": "torch", "variant": "4-shaves", "id": "torch/4-shaves"},
+            {"model": "onnx", "variant": "default", "id": "onnx/default"},
+        ]
+    }
     one = run_cli("convert-all", "--only", matrix["include"][1]["id"], cwd=repo)
     assert one.returncode == 0, one.stderr
     assert sorted(p.name for p in (repo / "blobs").glob("*.blob")) == ["torch-4-shaves.blob"]
@@ -162,8 +187,20 @@ def test_superblob_matches_separately_compiled_blobs(model_files, tmp_path):
     superblob = dai.OpenVINO.SuperBlob(str(tmp_path / "m.superblob"))
     for shaves in (1, 4, 6, 13):
         single = tmp_path / f"s{shaves}.blob"
-        assert run_cli("convert", "--input", model_files["onnx"], "--output", single, "--nshaves", str(shaves),
-                       "--nslices", str(shaves)).returncode == 0
+        assert (
+            run_cli(
+                "convert",
+                "--input",
+                model_files["onnx"],
+                "--output",
+                single,
+                "--nshaves",
+                str(shaves),
+                "--nslices",
+                str(shaves),
+            ).returncode
+            == 0
+        )
         unpacked = superblob.getBlobWithNumShaves(shaves)
         assert unpacked.numShaves == shaves and unpacked.numSlices == shaves
         assert bytes(unpacked.data) == single.read_bytes()

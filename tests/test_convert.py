@@ -33,11 +33,14 @@ def assert_depthai_agrees(blob_path):
     return ours
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "torch.export", "state-dict", "checkpoint", "full-model pickle", "onnx"])
+@pytest.mark.parametrize(
+    "fmt", ["torchscript", "torch.export", "state-dict", "checkpoint", "full-model pickle", "onnx"]
+)
 def test_each_format_converts_to_a_blob_depthai_reads(fmt, model_files, tmp_path):
     blob = tmp_path / "out" / "model.blob"
-    result = run_cli("convert", "--input", model_files[fmt], "--input-shape", SHAPE_ARG, "--output", blob,
-                     *EXTRA_FLAGS.get(fmt, []))
+    result = run_cli(
+        "convert", "--input", model_files[fmt], "--input-shape", SHAPE_ARG, "--output", blob, *EXTRA_FLAGS.get(fmt, [])
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(blob)
     assert [t.shape for t in info.inputs] == [tuple(SHAPE)]
@@ -51,8 +54,12 @@ def test_each_format_converts_to_a_blob_depthai_reads(fmt, model_files, tmp_path
     assert report["source"]["sha256"] == hashlib.sha256(model_files[fmt].read_bytes()).hexdigest()
     assert report["blob"]["sha256"] == hashlib.sha256(blob.read_bytes()).hexdigest()
     assert {s["name"]: s["status"] for s in report["stages"]} == {
-        "load": "succeeded", "export": "skipped" if fmt == "onnx" else "succeeded",
-        "ir": "succeeded", "compile": "succeeded", "verify": "succeeded"}
+        "load": "succeeded",
+        "export": "skipped" if fmt == "onnx" else "succeeded",
+        "ir": "succeeded",
+        "compile": "succeeded",
+        "verify": "succeeded",
+    }
     assert report["layers"]["total"] > 0 and report["layers"]["unsupported"] == []
     assert report["toolchain"]["openvino"] == "2021.4.2"
     assert (tmp_path / "out" / "model.blob.report.md").read_text().startswith("### myriad-blob")
@@ -60,17 +67,40 @@ def test_each_format_converts_to_a_blob_depthai_reads(fmt, model_files, tmp_path
 
 def test_settings_and_preprocessing_reach_the_blob(model_files, tmp_path):
     blob = tmp_path / "tuned.blob"
-    result = run_cli("convert", "--input", model_files["onnx"], "--input-shape", SHAPE_ARG, "--output", blob,
-                     "--nshaves", "3", "--nslices", "4", "--input-type", "FP16", "--output-type", "FP32",
-                     "--reverse-input-channels", "--mean", "input=[123.675, 116.28, 103.53]",
-                     "--scale", "[58.4, 57.12, 57.38]", "--report", tmp_path / "r" / "tuned.json")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["onnx"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--nshaves",
+        "3",
+        "--nslices",
+        "4",
+        "--input-type",
+        "FP16",
+        "--output-type",
+        "FP32",
+        "--reverse-input-channels",
+        "--mean",
+        "input=[123.675, 116.28, 103.53]",
+        "--scale",
+        "[58.4, 57.12, 57.38]",
+        "--report",
+        tmp_path / "r" / "tuned.json",
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(blob)
     assert (info.shaves, info.cmx_slices) == (3, 4)
     assert info.inputs[0].data_type == "FP16" and info.outputs[0].data_type == "FP32"
     report = json.loads((tmp_path / "r" / "tuned.json").read_text())
-    assert report["preprocessing"] == {"reverse_input_channels": True, "mean": {"input": [123.675, 116.28, 103.53]},
-                                       "scale": {"input": [58.4, 57.12, 57.38]}}
+    assert report["preprocessing"] == {
+        "reverse_input_channels": True,
+        "mean": {"input": [123.675, 116.28, 103.53]},
+        "scale": {"input": [58.4, 57.12, 57.38]},
+    }
     assert (tmp_path / "r" / "tuned.md").exists()
 
 
@@ -80,10 +110,21 @@ def test_several_inputs_and_outputs(tmp_path):
     from models import TwoInputs
 
     torch.manual_seed(0)
-    torch.jit.save(torch.jit.trace(TwoInputs().eval(), (torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))),
-                   str(tmp_path / "two.pt"))
-    result = run_cli("convert", "--input", tmp_path / "two.pt", "--input-shape", "rgb=[1, 3, 32, 32]",
-                     "--input-shape", "depth=[1, 1, 32, 32]", "--output", tmp_path / "two.blob")
+    torch.jit.save(
+        torch.jit.trace(TwoInputs().eval(), (torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))),
+        str(tmp_path / "two.pt"),
+    )
+    result = run_cli(
+        "convert",
+        "--input",
+        tmp_path / "two.pt",
+        "--input-shape",
+        "rgb=[1, 3, 32, 32]",
+        "--input-shape",
+        "depth=[1, 1, 32, 32]",
+        "--output",
+        tmp_path / "two.blob",
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(tmp_path / "two.blob")
     assert {t.name: t.shape for t in info.inputs} == {"rgb": (1, 3, 32, 32), "depth": (1, 1, 32, 32)}
@@ -94,8 +135,9 @@ def test_same_inputs_give_a_byte_identical_blob(model_files, tmp_path):
     digests = []
     for run in ("a", "b"):
         blob = tmp_path / run / "m.blob"
-        result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output", blob,
-                         "--no-cache")
+        result = run_cli(
+            "convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output", blob, "--no-cache"
+        )
         assert result.returncode == 0, result.stderr
         digests.append(hashlib.sha256(blob.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
@@ -110,8 +152,18 @@ def test_version_names_the_pinned_toolchain():
 
 def test_new_exporter(model_files, tmp_path):
     blob = tmp_path / "new.blob"
-    result = run_cli("convert", "--input", model_files["state-dict"], "--model-class", "models:SmallCNN",
-                     "--input-shape", SHAPE_ARG, "--output", blob, "--new-export")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["state-dict"],
+        "--model-class",
+        "models:SmallCNN",
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--new-export",
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "[torch.onnx]" not in result.stdout + result.stderr
     assert_depthai_agrees(blob)

@@ -23,8 +23,9 @@ def corpus_dir(tmp_path_factory):
 def test_corpus_model_converts_and_matches(model, corpus_dir):
     path = model.save(corpus_dir)
     blob = corpus_dir / "out" / f"{model.name}.blob"
-    result = run_cli("convert", "--input", path, "--input-shape", shape_flag(model), "--output", blob,
-                     "--strict", *model.flags)
+    result = run_cli(
+        "convert", "--input", path, "--input-shape", shape_flag(model), "--output", blob, "--strict", *model.flags
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(blob.with_name(blob.name + ".report.json").read_text())
     assert report["ir"]["frontend"] == "ov2022", report["ir"]["frontend_fallback"]

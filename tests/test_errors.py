@@ -66,24 +66,47 @@ def test_missing_input_shape_for_pytorch(tmp_path, model_files):
 
 
 def test_input_shape_the_model_rejects(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["torchscript"], "--input-shape", "[1, 1, 64, 80]"],
-                 "export", 11, "rejects input shape [1, 1, 64, 80]", "check --input-shape")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["torchscript"], "--input-shape", "[1, 1, 64, 80]"],
+        "export",
+        11,
+        "rejects input shape [1, 1, 64, 80]",
+        "check --input-shape",
+    )
 
 
 @pytest.mark.unit
 def test_malformed_input_shape(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "1x3x64x80"],
-                 "options", 2, "--input-shape must be a list")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["onnx"], "--input-shape", "1x3x64x80"],
+        "options",
+        2,
+        "--input-shape must be a list",
+    )
 
 
 def test_input_shape_naming_an_unknown_input(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "image=[1, 3, 64, 80]"],
-                 "export", 11, "names input 'image'", "inputs are input")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["onnx"], "--input-shape", "image=[1, 3, 64, 80]"],
+        "export",
+        11,
+        "names input 'image'",
+        "inputs are input",
+    )
 
 
 def test_onnx_input_shape_that_does_not_fit(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["onnx"], "--input-shape", "[1, 1, 64, 80]"],
-                 "ir", 12, "check --input-shape", "Input channels C is not equal to kernel channels")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["onnx"], "--input-shape", "[1, 1, 64, 80]"],
+        "ir",
+        12,
+        "check --input-shape",
+        "Input channels C is not equal to kernel channels",
+    )
 
 
 def _torchscript(tmp_path, model):
@@ -93,16 +116,29 @@ def _torchscript(tmp_path, model):
 
 
 def test_op_model_optimizer_does_not_support(tmp_path):
-    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.IsNanNet()), "--input-shape", SHAPE_ARG],
-                          "ir", 12, "does not support op IsNaN")
+    report = assert_fails(
+        tmp_path,
+        ["--input", _torchscript(tmp_path, models.IsNanNet()), "--input-shape", SHAPE_ARG],
+        "ir",
+        12,
+        "does not support op IsNaN",
+    )
     assert report["stages"][2]["status"] == "failed"
 
 
 def test_op_the_myriad_plugin_does_not_support(tmp_path):
     # The compiler's verdict, the layer traced to its ONNX node, with the known fix.
-    report = assert_fails(tmp_path, ["--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG],
-                          "compile", 13, "the Myriad X cannot run 1 layer(s)", "(Sin; ONNX node `/Sin`, Sin)",
-                          "--output-names", "(the compiler: Failed to compile layer", 'unsupported layer type "Sin"')
+    report = assert_fails(
+        tmp_path,
+        ["--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG],
+        "compile",
+        13,
+        "the Myriad X cannot run 1 layer(s)",
+        "(Sin; ONNX node `/Sin`, Sin)",
+        "--output-names",
+        "(the compiler: Failed to compile layer",
+        'unsupported layer type "Sin"',
+    )
     assert report["layers"]["unsupported"][0]["type"] == "Sin"  # the report names it too
     assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
 
@@ -121,67 +157,137 @@ def test_pickle_is_refused_without_trust_pickle_and_runs_nothing(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
     torch.save({"model": _Payload(str(marker))}, path)
-    assert_fails(tmp_path, ["--input", path, "--input-shape", SHAPE_ARG], "load", 10,
-                 "full-model pickle", "--trust-pickle")
+    assert_fails(
+        tmp_path, ["--input", path, "--input-shape", SHAPE_ARG], "load", 10, "full-model pickle", "--trust-pickle"
+    )
     assert not marker.exists()
 
 
 def test_full_model_pickle_without_trust_pickle(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG], "load", 10,
-                 "loading one runs code from the file")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG],
+        "load",
+        10,
+        "loading one runs code from the file",
+    )
 
 
 def test_trusted_pickle_whose_class_cannot_be_imported(tmp_path, model_files):
     # The pickle refers to models.SmallCNN; with tests/ off PYTHONPATH that module is not importable.
-    assert_fails(tmp_path, ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG, "--trust-pickle"],
-                 "load", 10, "needs a class that cannot be imported", "models",
-                 env_extra={"PYTHONPATH": ""})
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["full-model pickle"], "--input-shape", SHAPE_ARG, "--trust-pickle"],
+        "load",
+        10,
+        "needs a class that cannot be imported",
+        "models",
+        env_extra={"PYTHONPATH": ""},
+    )
 
 
 def test_model_class_that_cannot_be_imported(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG,
-                            "--model-class", "no_such_package.nets:Detector"],
-                 "load", 10, "cannot import module 'no_such_package.nets'")
+    assert_fails(
+        tmp_path,
+        [
+            "--input",
+            model_files["state-dict"],
+            "--input-shape",
+            SHAPE_ARG,
+            "--model-class",
+            "no_such_package.nets:Detector",
+        ],
+        "load",
+        10,
+        "cannot import module 'no_such_package.nets'",
+    )
 
 
 def test_model_class_that_needs_arguments(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG,
-                            "--model-class", "models:NeedsArguments"], "load", 10, "constructible with no arguments")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG, "--model-class", "models:NeedsArguments"],
+        "load",
+        10,
+        "constructible with no arguments",
+    )
 
 
 def test_state_dict_without_model_class(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG], "load", 10,
-                 "pass --model-class")
+    assert_fails(
+        tmp_path, ["--input", model_files["state-dict"], "--input-shape", SHAPE_ARG], "load", 10, "pass --model-class"
+    )
 
 
 def test_checkpoint_without_the_model_key(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["checkpoint"], "--input-shape", SHAPE_ARG,
-                            "--model-class", "models:SmallCNN", "--model-key", "net"], "load", 10,
-                 "without a model or state dict under key 'net'", "epoch")
+    assert_fails(
+        tmp_path,
+        [
+            "--input",
+            model_files["checkpoint"],
+            "--input-shape",
+            SHAPE_ARG,
+            "--model-class",
+            "models:SmallCNN",
+            "--model-key",
+            "net",
+        ],
+        "load",
+        10,
+        "without a model or state dict under key 'net'",
+        "epoch",
+    )
 
 
 @pytest.mark.unit
 def test_toolchain_not_set_up(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["onnx"]], "toolchain", 3, "myriad-blob setup",
-                 env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(tmp_path / "none")})
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["onnx"]],
+        "toolchain",
+        3,
+        "myriad-blob setup",
+        env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(tmp_path / "none")},
+    )
 
 
 @pytest.mark.unit
 def test_debug_shows_the_traceback(tmp_path, model_files):
-    result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "m.blob",
-                     "--nshaves", "5", "--nslices", "4", "--debug")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["onnx"],
+        "--output",
+        tmp_path / "m.blob",
+        "--nshaves",
+        "5",
+        "--nslices",
+        "4",
+        "--debug",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr  # an options error is not a bug
 
 
 def test_new_export_of_a_torchscript_model(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--new-export"],
-                 "export", 11, "cannot export a TorchScript model", "drop --new-export")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--new-export"],
+        "export",
+        11,
+        "cannot export a TorchScript model",
+        "drop --new-export",
+    )
 
 
 @pytest.mark.unit
 def test_out_of_range_shaves_is_an_options_error_with_a_report(tmp_path, model_files):
-    assert_fails(tmp_path, ["--input", model_files["onnx"], "--nshaves", "17"], "options", 2,
-                 "--nshaves must be between 1 and 16, got 17")
+    assert_fails(
+        tmp_path,
+        ["--input", model_files["onnx"], "--nshaves", "17"],
+        "options",
+        2,
+        "--nshaves must be between 1 and 16, got 17",
+    )
 
 
 class _TrainingState:
@@ -191,18 +297,32 @@ class _TrainingState:
         self.step = 3
 
 
-@pytest.mark.parametrize("extra, flags", [
-    # argparse hyper-parameters and numbers: plain data, loaded without --trust-pickle
-    ({"args": argparse.Namespace(lr=0.1, epochs=3), "epoch": 7, "best_map": 0.5}, []),
-    # an object of the training code's own: only with --trust-pickle (and its class importable)
-    ({"trainer": _TrainingState(), "epoch": 7}, ["--trust-pickle"]),
-], ids=["namespace", "custom-object"])
+@pytest.mark.parametrize(
+    "extra, flags",
+    [
+        # argparse hyper-parameters and numbers: plain data, loaded without --trust-pickle
+        ({"args": argparse.Namespace(lr=0.1, epochs=3), "epoch": 7, "best_map": 0.5}, []),
+        # an object of the training code's own: only with --trust-pickle (and its class importable)
+        ({"trainer": _TrainingState(), "epoch": 7}, ["--trust-pickle"]),
+    ],
+    ids=["namespace", "custom-object"],
+)
 def test_training_checkpoint_with_non_tensor_entries(extra, flags, tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": models.SmallCNN().state_dict(), **extra}, path)
-    result = run_cli("convert", "--input", path, "--input-shape", SHAPE_ARG, "--model-class", "models:SmallCNN",
-                     "--output", tmp_path / "out.blob", *flags)
+    result = run_cli(
+        "convert",
+        "--input",
+        path,
+        "--input-shape",
+        SHAPE_ARG,
+        "--model-class",
+        "models:SmallCNN",
+        "--output",
+        tmp_path / "out.blob",
+        *flags,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out.blob.report.json").read_text())
     assert report["source"]["format"] == "checkpoint" and report["numeric"]["passed"]
@@ -211,5 +331,11 @@ def test_training_checkpoint_with_non_tensor_entries(extra, flags, tmp_path):
 def test_checkpoint_with_a_custom_object_needs_trust_pickle(tmp_path):
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": models.SmallCNN().state_dict(), "trainer": _TrainingState()}, path)
-    assert_fails(tmp_path, ["--input", path, "--input-shape", SHAPE_ARG, "--model-class", "models:SmallCNN"],
-                 "load", 10, "test_errors._TrainingState, not only tensors", "--trust-pickle")
+    assert_fails(
+        tmp_path,
+        ["--input", path, "--input-shape", SHAPE_ARG, "--model-class", "models:SmallCNN"],
+        "load",
+        10,
+        "test_errors._TrainingState, not only tensors",
+        "--trust-pickle",
+    )

@@ -18,8 +18,9 @@ def _torchscript(tmp_path, model, name):
 
 
 def _convert(tmp_path, model_path, out, *extra):
-    result = run_cli("convert", "--input", model_path, "--input-shape", SHAPE_ARG, "--output", tmp_path / out / "m.blob",
-                     *extra)
+    result = run_cli(
+        "convert", "--input", model_path, "--input-shape", SHAPE_ARG, "--output", tmp_path / out / "m.blob", *extra
+    )
     report_path = tmp_path / out / "m.blob.report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     markdown = (tmp_path / out / "m.blob.report.md").read_text() if report else ""
@@ -42,17 +43,23 @@ def test_an_overflow_in_a_middle_layer_warns_naming_it_and_fails_with_strict(tmp
     assert f"myriad-blob: warning: {warning}" in lenient.stderr
     fp16 = report["numeric"]["fp16"]
     assert fp16["checked"] and fp16["overflow"]
-    assert {layer["onnx_node"] for layer in fp16["layers"] if layer["verdict"] == "overflow"} == \
-        {"/features/0/Conv", "/features/1/Relu"}
-    assert all(layer["verdict"] == "ok" for layer in fp16["layers"] if layer["onnx_node"] in ("/features/2/Conv", "/head/Gemm"))
+    assert {layer["onnx_node"] for layer in fp16["layers"] if layer["verdict"] == "overflow"} == {
+        "/features/0/Conv",
+        "/features/1/Relu",
+    }
+    assert all(
+        layer["verdict"] == "ok" for layer in fp16["layers"] if layer["onnx_node"] in ("/features/2/Conv", "/head/Gemm")
+    )
     # The recorded range is the real one: PyTorch's own activation on the same input, to FP16-weight precision.
     with torch.no_grad():
         conv = model.features[0](torch.from_numpy(photo_input(tuple(SHAPE), True, False)))
     conv_layers = [layer for layer in fp16["layers"] if layer["onnx_node"] == "/features/0/Conv"]
-    assert conv_layers and all(layer["max_abs"] == pytest.approx(conv.abs().max().item(), rel=1e-3) for layer in conv_layers)
+    assert conv_layers and all(
+        layer["max_abs"] == pytest.approx(conv.abs().max().item(), rel=1e-3) for layer in conv_layers
+    )
     assert all(layer["min"] == pytest.approx(conv.min().item(), rel=1e-3) for layer in conv_layers)
     # The Markdown report (the PR comment) shows the section open, naming the layer.
-    section = markdown[markdown.index("**FP16 range**"):]
+    section = markdown[markdown.index("**FP16 range**") :]
     assert "❌ overflow" in section and "`/features/0/Conv` (Conv)" in section
     assert "> ⚠️ FP16 overflow: layer `/features/0/Conv" in markdown
     # The host's FP16 emulation shows the consequence: inf from the middle layer reaches the output.
@@ -102,7 +109,8 @@ def test_convert_all_reports_the_overflow_per_variant(tmp_path):
     (tmp_path / "models").mkdir()
     _torchscript(tmp_path / "models", models.MiddleOverflow(), "middle")
     _torchscript(tmp_path / "models", models.MiddleTame(), "tame")
-    (tmp_path / "myriad-blob.toml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "myriad-blob.toml").write_text(
+        textwrap.dedent(f"""\
         [defaults]
         input-shape = "{SHAPE_ARG}"
 
@@ -121,14 +129,18 @@ def test_convert_all_reports_the_overflow_per_variant(tmp_path):
         name = "tame"
         model = "models/tame.pt"
         strict = true
-        """))
+        """)
+    )
     result = run_cli("convert-all", "--jobs", "1", cwd=tmp_path)
     assert result.returncode != 0  # the strict variant of the overflowing model fails
     variants = {v["id"]: v for v in json.loads((tmp_path / "blobs" / "batch-report.json").read_text())["variants"]}
     assert variants["middle/lenient"]["status"] == "succeeded"
     assert any(w.startswith("FP16 overflow: layer `/features/0/Conv") for w in variants["middle/lenient"]["warnings"])
     assert variants["middle/strict"]["status"] == "failed"
-    assert variants["middle/strict"]["error"]["stage"] == "verify" and "FP16 overflow" in variants["middle/strict"]["error"]["message"]
+    assert (
+        variants["middle/strict"]["error"]["stage"] == "verify"
+        and "FP16 overflow" in variants["middle/strict"]["error"]["message"]
+    )
     assert variants["tame/default"]["status"] == "succeeded" and not variants["tame/default"]["warnings"]
     # The batch report (the action's PR comment in manifest mode) shows the overflow in its verdict lines.
     batch = (tmp_path / "blobs" / "batch-report.md").read_text()
@@ -136,8 +148,20 @@ def test_convert_all_reports_the_overflow_per_variant(tmp_path):
 
 
 def _layer(max_abs, *, minimum=0.0, nonfinite=0, nonzero=100, subnormal=0):
-    return LayerRange("l", "Convolution", 0, (1, 100), minimum, max_abs, max_abs, nonfinite, nonzero, subnormal,
-                      "/block/conv/Conv", "Conv")
+    return LayerRange(
+        "l",
+        "Convolution",
+        0,
+        (1, 100),
+        minimum,
+        max_abs,
+        max_abs,
+        nonfinite,
+        nonzero,
+        subnormal,
+        "/block/conv/Conv",
+        "Conv",
+    )
 
 
 @pytest.mark.unit
@@ -155,8 +179,11 @@ def test_fp16_verdict_thresholds():
     assert _layer(1.0).module == "block.conv"
     check = Fp16Range((_layer(1.0), _layer(7e4), _layer(2e4), _layer(0.01, subnormal=40)))
     overflow, near, under = check.warnings()
-    assert overflow.startswith("FP16 overflow: layer `l` (Convolution; ONNX node `/block/conv/Conv`, Conv; "
-                               "PyTorch module `block.conv`) reaches 7e+04")
+    assert overflow.startswith(
+        "FP16 overflow: layer `l` (Convolution; ONNX node `/block/conv/Conv`, Conv; "
+        "PyTorch module `block.conv`) reaches 7e+04"
+    )
     assert near.startswith("FP16 near overflow: 1 layer(s)") and under.startswith("FP16 underflow: 1 layer(s)")
     assert Fp16Range(error="boom").warnings() == [
-        "the FP16 range check could not run (boom); activations were not checked against FP16's range"]
+        "the FP16 range check could not run (boom); activations were not checked against FP16's range"
+    ]

@@ -29,6 +29,7 @@ def _one_line_error(result, stage, code):
 
 # --- Legalization: one model per rule of ov2022_ir.LEGALIZATION ---
 
+
 class MaxPoolNet(nn.Module):  # torch exports MaxPool; OpenVINO 2022.3 reads it as MaxPool-8
     def forward(self, x):
         return nn.functional.max_pool2d(x, 3, 2, 1)
@@ -68,8 +69,20 @@ def test_legalization_rule_rewrites_and_the_blob_matches(rule, tmp_path):
     model = tmp_path / "model.pt"
     torch.jit.save(torch.jit.trace(RULE_MODELS[rule]().eval(), torch.zeros(SHAPE)), str(model))
     blob = tmp_path / "out.blob"
-    result = run_cli("convert", "--input", model, "--input-shape", SHAPE_ARG, "--output", blob,
-                     "--mean", "[128, 128, 128]", "--scale", "[32, 32, 32]", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        model,
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--mean",
+        "[128, 128, 128]",
+        "--scale",
+        "[32, 32, 32]",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     report = _report(blob)
     assert report["ir"]["frontend"] == "ov2022"
@@ -80,6 +93,7 @@ def test_legalization_rule_rewrites_and_the_blob_matches(rule, tmp_path):
 
 
 # --- Front ends ---
+
 
 def test_model_optimizer_front_end_on_request(model_files, tmp_path):
     blob = tmp_path / "mo.blob"
@@ -96,8 +110,10 @@ def _layer_norm_with_mean_output(path):
     """LayerNormalization whose Mean output is used: not decomposed, and OpenVINO 2022.3 segfaults on it."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "mean")]
-    weights = [helper.make_tensor("scale", TensorProto.FLOAT, [8], np.ones(8, np.float32)),
-               helper.make_tensor("bias", TensorProto.FLOAT, [8], np.zeros(8, np.float32))]
+    weights = [
+        helper.make_tensor("scale", TensorProto.FLOAT, [8], np.ones(8, np.float32)),
+        helper.make_tensor("bias", TensorProto.FLOAT, [8], np.zeros(8, np.float32)),
+    ]
     node = helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y", "mean"], axis=-1, name="ln")
     graph = helper.make_graph([node], "ln", [x], outputs, weights)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
@@ -130,21 +146,39 @@ def test_static_onnx_model_takes_another_input_shape(model_files, tmp_path):
 
 # --- --output-names: cut a detector before its decode ---
 
+
 @pytest.fixture(scope="module")
 def yolo_onnx(tmp_path_factory):
     return BY_NAME["yolov8_style"].save(tmp_path_factory.mktemp("yolo"))
 
 
-@pytest.mark.parametrize("names, dims", [
-    # the three per-scale head outputs (what a camera-side decode takes), and a Split's two outputs
-    (("/head/Concat_output_0", "/head/Concat_1_output_0", "/head/Concat_2_output_0"),
-     ((1, 72, 20, 20), (1, 72, 10, 10), (1, 72, 5, 5))),
-    (("/head/Split_output_0", "/head/Split_output_1"), ((1, 64, 525), (1, 8, 525))),
-], ids=["per-scale", "split"])
+@pytest.mark.parametrize(
+    "names, dims",
+    [
+        # the three per-scale head outputs (what a camera-side decode takes), and a Split's two outputs
+        (
+            ("/head/Concat_output_0", "/head/Concat_1_output_0", "/head/Concat_2_output_0"),
+            ((1, 72, 20, 20), (1, 72, 10, 10), (1, 72, 5, 5)),
+        ),
+        (("/head/Split_output_0", "/head/Split_output_1"), ((1, 64, 525), (1, 8, 525))),
+    ],
+    ids=["per-scale", "split"],
+)
 def test_output_names_cut_the_graph(names, dims, yolo_onnx, tmp_path):
     blob = tmp_path / "cut.blob"
-    result = run_cli("convert", "--input", yolo_onnx, "--input-shape", shape_flag(BY_NAME["yolov8_style"]),
-                     "--output", blob, "--output-names", ",".join(names), *ULTRALYTICS, "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        yolo_onnx,
+        "--input-shape",
+        shape_flag(BY_NAME["yolov8_style"]),
+        "--output",
+        blob,
+        "--output-names",
+        ",".join(names),
+        *ULTRALYTICS,
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(blob)
     assert {t.name: t.shape for t in info.outputs} == dict(zip(names, dims))
@@ -153,17 +187,32 @@ def test_output_names_cut_the_graph(names, dims, yolo_onnx, tmp_path):
 
 
 def test_output_names_unknown_tensor(yolo_onnx, tmp_path):
-    first = _one_line_error(run_cli("convert", "--input", yolo_onnx, "--input-shape", "[1, 3, 160, 160]",
-                                    "--output", tmp_path / "x.blob", "--output-names", "/head/Concat_outpt_0"), "ir", 12)
+    first = _one_line_error(
+        run_cli(
+            "convert",
+            "--input",
+            yolo_onnx,
+            "--input-shape",
+            "[1, 3, 160, 160]",
+            "--output",
+            tmp_path / "x.blob",
+            "--output-names",
+            "/head/Concat_outpt_0",
+        ),
+        "ir",
+        12,
+    )
     assert "the model has no tensor '/head/Concat_outpt_0' (close: /head/Concat_output_0" in first
 
 
 # --- A compile that never ends ---
 
+
 def test_compile_timeout_stops_the_compiler(model_files, tmp_path):
     blob = tmp_path / "slow.blob"
-    first = _one_line_error(run_cli("convert", "--input", model_files["onnx"], "--output", blob,
-                                    "--compile-timeout", "0.01"), "compile", 13)
+    first = _one_line_error(
+        run_cli("convert", "--input", model_files["onnx"], "--output", blob, "--compile-timeout", "0.01"), "compile", 13
+    )
     assert "the Myriad compiler did not finish within 0.01 s (--compile-timeout) and was stopped" in first
     assert not blob.exists() and _report(blob)["stages"][3]["status"] == "failed"
 
@@ -171,28 +220,62 @@ def test_compile_timeout_stops_the_compiler(model_files, tmp_path):
 def _graph(path, nodes, outputs):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.default_rng(0).standard_normal(108) / 5)
-    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
-                              [weight])
+    graph = helper.make_graph(
+        nodes, "g", [x], [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], [weight]
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), str(path))
     return path
 
 
-@pytest.mark.parametrize("nodes, outputs", [
-    # the same tensor twice (an Identity the front end removes)
-    ([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"]),
-      helper.make_node("Identity", ["y"], ["z"])], ["y", "z"]),
-    # an output named like another node (a Conv node called "y")
-    ([helper.make_node("Conv", ["x", "w"], ["c"], name="y", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
-      helper.make_node("Sigmoid", ["c"], ["y"])], ["r", "y"]),
-    # an output straight from a multi-output layer
-    ([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-      helper.make_node("Split", ["c"], ["s0", "s1"], axis=1), helper.make_node("Relu", ["s0"], ["y"])], ["y", "s1"]),
-], ids=["same-tensor-twice", "name-of-another-node", "split-output"])
+@pytest.mark.parametrize(
+    "nodes, outputs",
+    [
+        # the same tensor twice (an Identity the front end removes)
+        (
+            [
+                helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", ["c"], ["y"]),
+                helper.make_node("Identity", ["y"], ["z"]),
+            ],
+            ["y", "z"],
+        ),
+        # an output named like another node (a Conv node called "y")
+        (
+            [
+                helper.make_node("Conv", ["x", "w"], ["c"], name="y", pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", ["c"], ["r"]),
+                helper.make_node("Sigmoid", ["c"], ["y"]),
+            ],
+            ["r", "y"],
+        ),
+        # an output straight from a multi-output layer
+        (
+            [
+                helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                helper.make_node("Split", ["c"], ["s0", "s1"], axis=1),
+                helper.make_node("Relu", ["s0"], ["y"]),
+            ],
+            ["y", "s1"],
+        ),
+    ],
+    ids=["same-tensor-twice", "name-of-another-node", "split-output"],
+)
 def test_blob_outputs_keep_the_onnx_names(nodes, outputs, tmp_path):
     model = _graph(tmp_path / "m.onnx", nodes, outputs)
     blob = tmp_path / "m.blob"
-    result = run_cli("convert", "--input", model, "--output", blob, "--frontend", "ov2022",
-                     "--mean", "[128, 128, 128]", "--scale", "[64, 64, 64]")
+    result = run_cli(
+        "convert",
+        "--input",
+        model,
+        "--output",
+        blob,
+        "--frontend",
+        "ov2022",
+        "--mean",
+        "[128, 128, 128]",
+        "--scale",
+        "[64, 64, 64]",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(t.name for t in assert_depthai_agrees(blob).outputs) == sorted(outputs)
     assert sorted(o["name"] for o in _report(blob)["numeric"]["outputs"]) == sorted(outputs)
@@ -209,13 +292,20 @@ def test_layer_norm_decomposition_matches(dtype, opset):
 
     np_type = helper.tensor_dtype_to_np_dtype(dtype)
     rng = np.random.default_rng(1)
-    weights = [onnx.numpy_helper.from_array((rng.random((5, 8)) + 0.5).astype(np_type), "s"),
-               onnx.numpy_helper.from_array(rng.random((5, 8)).astype(np_type), "b")]
+    weights = [
+        onnx.numpy_helper.from_array((rng.random((5, 8)) + 0.5).astype(np_type), "s"),
+        onnx.numpy_helper.from_array(rng.random((5, 8)).astype(np_type), "b"),
+    ]
     graph = helper.make_graph(
-        [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=-1, epsilon=1e-3, name="ln1"),
-         helper.make_node("LayerNormalization", ["y", "s", "b"], ["z"], axis=-2, epsilon=1e-3, name="ln2")],
-        "ln", [helper.make_tensor_value_info("x", dtype, [2, 5, 8])], [helper.make_tensor_value_info("z", dtype, [2, 5, 8])],
-        weights)
+        [
+            helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=-1, epsilon=1e-3, name="ln1"),
+            helper.make_node("LayerNormalization", ["y", "s", "b"], ["z"], axis=-2, epsilon=1e-3, name="ln2"),
+        ],
+        "ln",
+        [helper.make_tensor_value_info("x", dtype, [2, 5, 8])],
+        [helper.make_tensor_value_info("z", dtype, [2, 5, 8])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     x = (rng.standard_normal((2, 5, 8)) * 3).astype(np_type)
     expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})

@@ -90,8 +90,18 @@ def make_workspace(tmp_path, files: dict) -> Path:
     return workspace
 
 
-def run_container(container, image_config, workspace, event_name, payload, *, api_url="http://127.0.0.1:9",
-                  drop=(), mount_file_commands=True, **inputs):
+def run_container(
+    container,
+    image_config,
+    workspace,
+    event_name,
+    payload,
+    *,
+    api_url="http://127.0.0.1:9",
+    drop=(),
+    mount_file_commands=True,
+    **inputs,
+):
     """`docker run` as the runner writes it for a container action, here as `buildah run`."""
     runner_dir = workspace.parent / f"runner-{uuid.uuid4().hex[:8]}"
     for name in ("home", "workflow", "file_commands"):
@@ -102,18 +112,33 @@ def run_container(container, image_config, workspace, event_name, payload, *, ap
     for name in files:
         (runner_dir / "file_commands" / name).touch()
     env = {
-        "HOME": "/github/home", "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_JOB": "convert",
-        "GITHUB_REF": payload.get("ref", "refs/heads/main"), "GITHUB_SHA": "0" * 40, "GITHUB_REPOSITORY": REPO,
-        "GITHUB_REPOSITORY_OWNER": REPO.split("/")[0], "GITHUB_RUN_ID": "1", "GITHUB_RUN_NUMBER": "1",
-        "GITHUB_ACTOR": "octocat", "GITHUB_WORKFLOW": "blobs", "GITHUB_ACTION": "myriad-blob",
-        "GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": "/github/workflow/event.json",
-        "GITHUB_WORKSPACE": "/github/workspace", "GITHUB_API_URL": api_url,
-        "GITHUB_SERVER_URL": "https://github.example", "GITHUB_GRAPHQL_URL": api_url.replace("/v3", "/graphql"),
+        "HOME": "/github/home",
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_JOB": "convert",
+        "GITHUB_REF": payload.get("ref", "refs/heads/main"),
+        "GITHUB_SHA": "0" * 40,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_REPOSITORY_OWNER": REPO.split("/")[0],
+        "GITHUB_RUN_ID": "1",
+        "GITHUB_RUN_NUMBER": "1",
+        "GITHUB_ACTOR": "octocat",
+        "GITHUB_WORKFLOW": "blobs",
+        "GITHUB_ACTION": "myriad-blob",
+        "GITHUB_EVENT_NAME": event_name,
+        "GITHUB_EVENT_PATH": "/github/workflow/event.json",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_API_URL": api_url,
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_GRAPHQL_URL": api_url.replace("/v3", "/graphql"),
         "GITHUB_OUTPUT": f"/github/file_commands/set_output_{step}",
         "GITHUB_STEP_SUMMARY": f"/github/file_commands/step_summary_{step}",
-        "GITHUB_ENV": f"/github/file_commands/set_env_{step}", "GITHUB_PATH": f"/github/file_commands/add_path_{step}",
+        "GITHUB_ENV": f"/github/file_commands/set_env_{step}",
+        "GITHUB_PATH": f"/github/file_commands/add_path_{step}",
         "GITHUB_STATE": f"/github/file_commands/save_state_{step}",
-        "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64", "RUNNER_TEMP": "/home/runner/work/_temp",
+        "RUNNER_OS": "Linux",
+        "RUNNER_ARCH": "X64",
+        "RUNNER_TEMP": "/home/runner/work/_temp",
         "RUNNER_TOOL_CACHE": "/opt/hostedtoolcache",
     }
     defaults = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
@@ -128,8 +153,15 @@ def run_container(container, image_config, workspace, event_name, payload, *, ap
     else:  # named but never mounted (a directory that does not exist in the container)
         for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE"):
             env[name] = env[name].replace("/github/file_commands/", f"/github/file_commands_{step}/")
-    command = ["run", "--isolation", "chroot", "--workingdir", "/github/workspace",
-               "-v", f"{workspace}:/github/workspace"]
+    command = [
+        "run",
+        "--isolation",
+        "chroot",
+        "--workingdir",
+        "/github/workspace",
+        "-v",
+        f"{workspace}:/github/workspace",
+    ]
     for name, target in mounts.items():
         command += ["-v", f"{runner_dir / name}:{target}"]
     for name, value in env.items():
@@ -145,22 +177,34 @@ def host_blob(tmp_path, model, shape) -> bytes:
     workspace = tmp_path / "host-workspace"
     (workspace / Path(model).parent).mkdir(parents=True)
     shutil.copy(ROOT / model, workspace / model)
-    env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT), "GITHUB_WORKSPACE": str(workspace),
-           "MYRIAD_BLOB_CACHE_DIR": str(tmp_path / "host-cache")}
+    env = {
+        "PATH": "/nonexistent",
+        "PYTHONPATH": str(ROOT),
+        "GITHUB_WORKSPACE": str(workspace),
+        "MYRIAD_BLOB_CACHE_DIR": str(tmp_path / "host-cache"),
+    }
     if os.environ.get("MYRIAD_BLOB_TOOLCHAIN"):
         env["MYRIAD_BLOB_TOOLCHAIN"] = os.environ["MYRIAD_BLOB_TOOLCHAIN"]
     env.update({f"INPUT_{k.upper()}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()})
     env.update({"INPUT_MODEL": model, "INPUT_INPUT-SHAPE": shape, "INPUT_GITHUB-TOKEN": ""})
-    result = subprocess.run([sys.executable, "-P", "-m", "entrypoint"], cwd=workspace, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "entrypoint"], cwd=workspace, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return (workspace / (Path(model).stem + ".blob")).read_bytes()
 
 
 def test_a_push_converts_as_on_the_host(container, image_config, webhooks, tmp_path):
     workspace = make_workspace(tmp_path, {TINY[0]: ROOT / TINY[0]})
-    run = run_container(container, image_config, workspace, "push", example(webhooks, "push", ref="refs/heads/master"),
-                        model=TINY[0], **{"input-shape": TINY[1]})
+    run = run_container(
+        container,
+        image_config,
+        workspace,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model=TINY[0],
+        **{"input-shape": TINY[1]},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     blob = workspace / "tiny_cnn.blob"
     assert run.outputs["status"] == "succeeded" and run.outputs["blob-path"] == "tiny_cnn.blob"
@@ -170,7 +214,11 @@ def test_a_push_converts_as_on_the_host(container, image_config, webhooks, tmp_p
     for path in [blob, workspace / "tiny_cnn.blob.report.json", workspace / "tiny_cnn.blob.report.md"]:
         assert (path.stat().st_uid, path.stat().st_gid) == (RUNNER_UID, RUNNER_UID), path
     assert blob.read_bytes() == host_blob(tmp_path, *TINY), "the image's blob differs from the host's"
-    timing = {**TIMING, "start_to_blob_s": round(blob.stat().st_mtime - run.started, 1), "step_s": round(run.seconds, 1)}
+    timing = {
+        **TIMING,
+        "start_to_blob_s": round(blob.stat().st_mtime - run.started, 1),
+        "step_s": round(run.seconds, 1),
+    }
     print("image timing:", json.dumps(timing))
     (ROOT / "out").mkdir(exist_ok=True)
     (ROOT / "out" / "image-timing.json").write_text(json.dumps(timing))
@@ -182,8 +230,15 @@ def test_a_yolo_best_pt_converts_in_the_image(container, image_config, webhooks,
 
     checkpoint = best_pt(tmp_path / "trained", imgsz=160)
     workspace = make_workspace(tmp_path, {"runs/detect/train/weights/best.pt": checkpoint})
-    run = run_container(container, image_config, workspace, "push", example(webhooks, "push", ref="refs/heads/master"),
-                        model="runs/detect/train/weights/best.pt", **{"nn-archive": "true"})
+    run = run_container(
+        container,
+        image_config,
+        workspace,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model="runs/detect/train/weights/best.pt",
+        **{"nn-archive": "true"},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.outputs["status"] == "succeeded"
     for name in ("best.blob", "best.tar.xz", "best.json"):
@@ -202,8 +257,16 @@ def test_a_pull_request_gets_one_comment(container, image_config, webhooks, tmp_
     try:
         workspace = make_workspace(tmp_path, {TINY[0]: ROOT / TINY[0]})
         payload = example(webhooks, "pull_request", action="opened")
-        run = run_container(container, image_config, workspace, "pull_request", payload, api_url=github.api_url,
-                            model=TINY[0], **{"input-shape": TINY[1]})
+        run = run_container(
+            container,
+            image_config,
+            workspace,
+            "pull_request",
+            payload,
+            api_url=github.api_url,
+            model=TINY[0],
+            **{"input-shape": TINY[1]},
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         assert run.outputs["comment-status"] == "created"
         (comment,) = github.comments[payload["number"]]
@@ -216,27 +279,47 @@ def test_a_pull_request_gets_one_comment(container, image_config, webhooks, tmp_
 
 def test_a_bad_model_fails_with_its_exit_code_and_one_annotation(container, image_config, webhooks, tmp_path):
     workspace = make_workspace(tmp_path, {"models/broken.onnx": b"not a model\n"})
-    run = run_container(container, image_config, workspace, "push", example(webhooks, "push", ref="refs/heads/master"),
-                        model="models/broken.onnx")
+    run = run_container(
+        container,
+        image_config,
+        workspace,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        model="models/broken.onnx",
+    )
     assert run.returncode == 10, run.stdout + run.stderr
     (error,) = run.annotations("error")
     assert error.startswith("::error title=myriad-blob%3A load failed,file=models/broken.onnx::")
     assert run.outputs["status"] == "failed" and "❌ **Failed** at stage `load`" in run.summary
 
 
-@pytest.mark.parametrize("missing", [
-    "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH",
-    "every runner variable", "the file-command directory",
-])
-def test_missing_runner_files_are_notices_and_the_exit_code_stands(container, image_config, webhooks, tmp_path,
-                                                                  missing):
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_OUTPUT",
+        "GITHUB_EVENT_PATH",
+        "every runner variable",
+        "the file-command directory",
+    ],
+)
+def test_missing_runner_files_are_notices_and_the_exit_code_stands(
+    container, image_config, webhooks, tmp_path, missing
+):
     workspace = make_workspace(tmp_path, {"models/broken.onnx": b"not a model\n"})
     drop = [missing] if missing.startswith("GITHUB_") else []
     if missing == "every runner variable":
         drop = ["GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_EVENT_PATH", "GITHUB_EVENT_NAME", "GITHUB_WORKSPACE"]
-    run = run_container(container, image_config, workspace, "push", example(webhooks, "push", ref="refs/heads/master"),
-                        drop=drop, mount_file_commands=missing != "the file-command directory",
-                        model="models/broken.onnx")
+    run = run_container(
+        container,
+        image_config,
+        workspace,
+        "push",
+        example(webhooks, "push", ref="refs/heads/master"),
+        drop=drop,
+        mount_file_commands=missing != "the file-command directory",
+        model="models/broken.onnx",
+    )
     assert run.returncode == 10, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert len(run.annotations("error")) == 1
@@ -246,9 +329,18 @@ def test_missing_runner_files_are_notices_and_the_exit_code_stands(container, im
 
 
 def test_the_image_holds_no_test_only_packages_and_fits_the_size(image_config, container):
-    listed = buildah("run", "--isolation", "chroot", container, "--", "/opt/myriad-blob/venv/bin/python", "-c",
-                     "import importlib.metadata as m; print('\\n'.join(sorted(d.metadata['Name'].lower() "
-                     "for d in m.distributions())))", check=True).stdout.split()
+    listed = buildah(
+        "run",
+        "--isolation",
+        "chroot",
+        container,
+        "--",
+        "/opt/myriad-blob/venv/bin/python",
+        "-c",
+        "import importlib.metadata as m; print('\\n'.join(sorted(d.metadata['Name'].lower() "
+        "for d in m.distributions())))",
+        check=True,
+    ).stdout.split()
     assert not set(TEST_ONLY) & set(listed), set(TEST_ONLY) & set(listed)
     # The image's layers as stored (uncompressed tars): what `docker images` shows as its size.
     size = sum(layer["size"] for layer in json.loads(image_config["Manifest"])["layers"])
@@ -262,11 +354,28 @@ def test_the_corpus_converts_in_the_image_as_on_the_host(container, tmp_path):
     corpus, tool = tmp_path / "corpus", ROOT / "tests" / "corpus_blobs.py"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
     subprocess.run([sys.executable, str(tool), "save", str(corpus)], check=True, env=env, timeout=900)
-    subprocess.run([sys.executable, str(tool), "convert", str(corpus), str(tmp_path / "host")], check=True,
-                   env=env, timeout=1800)
-    result = buildah("run", "--isolation", "chroot", "-v", f"{corpus}:/corpus", "-v", f"{tool}:/corpus_blobs.py:ro",
-                     "-v", f"{tmp_path}:/out", container, "--", "/opt/myriad-blob/venv/bin/python",
-                     "/corpus_blobs.py", "convert", "/corpus", "/out/image", timeout=1800)
+    subprocess.run(
+        [sys.executable, str(tool), "convert", str(corpus), str(tmp_path / "host")], check=True, env=env, timeout=1800
+    )
+    result = buildah(
+        "run",
+        "--isolation",
+        "chroot",
+        "-v",
+        f"{corpus}:/corpus",
+        "-v",
+        f"{tool}:/corpus_blobs.py:ro",
+        "-v",
+        f"{tmp_path}:/out",
+        container,
+        "--",
+        "/opt/myriad-blob/venv/bin/python",
+        "/corpus_blobs.py",
+        "convert",
+        "/corpus",
+        "/out/image",
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     host = json.loads((tmp_path / "host" / "digests.json").read_text())
     image = json.loads((tmp_path / "image" / "digests.json").read_text())

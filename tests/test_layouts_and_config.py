@@ -32,22 +32,27 @@ def _report(path):
 
 def _small_cnn_ir(tmp_path, model_files):
     """(the toolchain, the SmallCNN's IR), made by the pipeline's own stages."""
-    options = ConversionOptions(input=model_files["torchscript"], output=tmp_path / "m.blob",
-                                input_shapes=(InputSpec(None, tuple(SHAPE)),))
+    options = ConversionOptions(
+        input=model_files["torchscript"], output=tmp_path / "m.blob", input_shapes=(InputSpec(None, tuple(SHAPE)),)
+    )
     toolchain = toolchain_module.locate()
     onnx_model = prepare_onnx(load_model(options), options, tmp_path)
-    return toolchain, convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend,
-                                                             frontend), options, toolchain, tmp_path)
+    return toolchain, convert_to_ir(
+        lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
+        options,
+        toolchain,
+        tmp_path,
+    )
 
 
 # --- layouts -------------------------------------------------------------------------------------
+
 
 def test_an_nhwc_blob_takes_interleaved_frames(tmp_path, model_files):
     """depthai reads the input as NHWC; the numeric check runs the same interleaved frame; the
     report and the NN Archive tell the camera to send BGR888i."""
     planar, interleaved = tmp_path / "planar.blob", tmp_path / "interleaved.blob"
-    common = ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--reverse-input-channels",
-              "--strict"]
+    common = ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--reverse-input-channels", "--strict"]
     assert run_cli("convert", *common, "--output", planar).returncode == 0
     result = run_cli("convert", *common, "--output", interleaved, "--input-layout", "NHWC", "--nn-archive")
     assert result.returncode == 0, result.stderr
@@ -93,8 +98,20 @@ def test_a_sample_for_an_nhwc_input_may_be_interleaved(tmp_path, model_files):
     """Review finding: the camera's interleaved (1, H, W, 3) frame was refused as --sample."""
     frame = np.random.default_rng(3).integers(0, 256, (1, SHAPE[2], SHAPE[3], 3)).astype(np.float32)
     np.save(tmp_path / "frame.npy", frame)
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output",
-                     tmp_path / "m.blob", "--input-layout", "NHWC", "--sample", tmp_path / "frame.npy", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "m.blob",
+        "--input-layout",
+        "NHWC",
+        "--sample",
+        tmp_path / "frame.npy",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     assert _report(tmp_path / "m.blob.report.json")["numeric"]["input"] == str(tmp_path / "frame.npy")
 
@@ -104,8 +121,18 @@ def test_an_nhwc_output_is_laid_out_so_and_still_matches(tmp_path):
     path = tmp_path / "seg.pt"
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
     torch.jit.save(torch.jit.trace(model, torch.zeros(SHAPE)), str(path))
-    result = run_cli("convert", "--input", path, "--input-shape", SHAPE_ARG, "--output", tmp_path / "seg.blob",
-                     "--output-layout", "NHWC", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        path,
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "seg.blob",
+        "--output-layout",
+        "NHWC",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     (output,) = assert_depthai_agrees(tmp_path / "seg.blob").outputs
     assert (output.order, output.shape) == ("NHWC", (1, 4, SHAPE[2], SHAPE[3]))
@@ -114,24 +141,50 @@ def test_an_nhwc_output_is_laid_out_so_and_still_matches(tmp_path):
 
 # --- a precision per tensor ----------------------------------------------------------------------
 
+
 def _stereo(tmp_path):
     """StereoWithState's state dict (its class: --model-class), and its three input shapes."""
     torch.manual_seed(0)
     path = tmp_path / "stereo.pth"
     torch.save(models.StereoWithState().state_dict(), path)
-    return path, ["--model-class", "models:StereoWithState", "--input-shape", "left=[1, 3, 64, 80]",
-                  "--input-shape", "right=[1, 3, 64, 80]", "--input-shape", "state=[1, 16]"]
+    return path, [
+        "--model-class",
+        "models:StereoWithState",
+        "--input-shape",
+        "left=[1, 3, 64, 80]",
+        "--input-shape",
+        "right=[1, 3, 64, 80]",
+        "--input-shape",
+        "state=[1, 16]",
+    ]
 
 
 def test_two_u8_images_and_an_fp16_state_in_one_blob(tmp_path):
     path, shapes = _stereo(tmp_path)
-    result = run_cli("convert", "--input", path, *shapes, "--output", tmp_path / "stereo.blob",
-                     "--input-type", "U8", "--input-type", "state=FP16", "--output-type", "state_out=FP32",
-                     "--input-layout", "left=NHWC", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        path,
+        *shapes,
+        "--output",
+        tmp_path / "stereo.blob",
+        "--input-type",
+        "U8",
+        "--input-type",
+        "state=FP16",
+        "--output-type",
+        "state_out=FP32",
+        "--input-layout",
+        "left=NHWC",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(tmp_path / "stereo.blob")
     assert {t.name: (t.data_type, t.order) for t in info.inputs} == {
-        "left": ("U8", "NHWC"), "right": ("U8", "NCHW"), "state": ("FP16", "NC")}
+        "left": ("U8", "NHWC"),
+        "right": ("U8", "NCHW"),
+        "state": ("FP16", "NC"),
+    }
     assert {t.name: t.data_type for t in info.outputs} == {"disparity": "FP16", "state_out": "FP32"}
     report = _report(tmp_path / "stereo.blob.report.json")
     assert report["compile_settings"]["tensor_types"] == {"state": "FP16", "state_out": "FP32"}
@@ -161,8 +214,15 @@ def test_integer_outputs_named_types_and_a_3d_state(tmp_path):
     check's seeded input (and the blob gives the 3-D state_out as [1, 1, 4, 16]: the same data, not a
     verify failure); a tensor name with a comma broke the compile helper's -iop list."""
     path = tmp_path / "seg.onnx"
-    torch.onnx.export(_SegmenterWithState().eval(), (torch.zeros(SHAPE), torch.zeros(1, 4, 16)), str(path),
-                      opset_version=13, dynamo=False, input_names=["image", "state,h"], output_names=["cls", "state_out"])
+    torch.onnx.export(
+        _SegmenterWithState().eval(),
+        (torch.zeros(SHAPE), torch.zeros(1, 4, 16)),
+        str(path),
+        opset_version=13,
+        dynamo=False,
+        input_names=["image", "state,h"],
+        output_names=["cls", "state_out"],
+    )
     for flags, cls_type in ((["--output-type", "cls=ONNX"], "I32"), ([], "I32")):
         blob = tmp_path / f"seg-{cls_type}-{len(flags)}.blob"
         result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "state,h=FP16", *flags)
@@ -177,23 +237,51 @@ def test_integer_outputs_named_types_and_a_3d_state(tmp_path):
     assert result.returncode == EXIT_CODES[Stage.COMPILE]
     assert result.stderr.splitlines()[0].startswith(
         "myriad-blob: compile failed: output cls is an integer tensor that the Myriad X gives only as I32 here, but "
-        "FP16 was asked: drop --output-type cls=...")
+        "FP16 was asked: drop --output-type cls=..."
+    )
 
 
 def test_a_per_tensor_name_the_blob_lacks_is_an_options_error_naming_its_tensors(tmp_path, model_files):
     blob = tmp_path / "m.blob"
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output", blob,
-                     "--input-type", "image=FP16")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--input-type",
+        "image=FP16",
+    )
     assert result.returncode == EXIT_OPTIONS
     assert "options failed: --input-type names 'image', but the blob's inputs are input" in result.stderr
     assert "Traceback" not in result.stderr and not blob.exists()
     assert _report(tmp_path / "m.blob.report.json")["error"]["stage"] == "options"
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output", blob,
-                     "--input-layout", "output=NHWC")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--input-layout",
+        "output=NHWC",
+    )
     assert result.returncode == EXIT_OPTIONS
     assert "'output' is one of its outputs: use --output-layout" in result.stderr
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output", blob,
-                     "--output-layout", "output=NHWC")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        blob,
+        "--output-layout",
+        "output=NHWC",
+    )
     assert result.returncode == EXIT_OPTIONS
     assert "output output is [1, 5], not 4-D" in result.stderr
 
@@ -204,36 +292,56 @@ def test_per_tensor_values_parse_as_the_seeds_flags_would():
     assert (every, named) == ("FP16", {"left": "U8", "/model/in:0": "U8"})
     assert parse_per_tensor([], BY_NAME["output-type"]) == ("FP16", {})
     options = parse_options(input="m.onnx", input_type="U8", output_layout=["mask=nhwc"])
-    assert (options.input_type, options.output_layout, options.output_layout_by_name) == ("U8", "NCHW", {"mask": "NHWC"})
-    for values, message in ((["U8", "FP16"], "given twice for every tensor"), (["a=U8", "a=FP16"], "twice for 'a'"),
-                            (["=U8"], "names no tensor"), (["a=U16"], "must be one of U8, FP16, FP32, ONNX")):
+    assert (options.input_type, options.output_layout, options.output_layout_by_name) == (
+        "U8",
+        "NCHW",
+        {"mask": "NHWC"},
+    )
+    for values, message in (
+        (["U8", "FP16"], "given twice for every tensor"),
+        (["a=U8", "a=FP16"], "twice for 'a'"),
+        (["=U8"], "names no tensor"),
+        (["a=U16"], "must be one of U8, FP16, FP32, ONNX"),
+    ):
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_per_tensor(values, BY_NAME["input-type"])
 
 
 # --- the compiler's own settings -----------------------------------------------------------------
 
+
 @pytest.mark.unit
 def test_an_unknown_compile_config_key_is_refused_at_options_with_the_close_ones(tmp_path):
-    result = run_cli("convert", "--input", tmp_path / "any.onnx", "--output", tmp_path / "m.blob",
-                     "--compile-config", "MYRIAD_TILING_CMX_LIMIT=512")
+    result = run_cli(
+        "convert",
+        "--input",
+        tmp_path / "any.onnx",
+        "--output",
+        tmp_path / "m.blob",
+        "--compile-config",
+        "MYRIAD_TILING_CMX_LIMIT=512",
+    )
     assert result.returncode == EXIT_OPTIONS
     assert result.stderr.splitlines()[0] == (
         "myriad-blob: options failed: --compile-config MYRIAD_TILING_CMX_LIMIT: the 2021.4 Myriad plugin has no such "
-        "key; close ones: MYRIAD_TILING_CMX_LIMIT_KB")
+        "key; close ones: MYRIAD_TILING_CMX_LIMIT_KB"
+    )
     assert _report(tmp_path / "m.blob.report.json")["error"]["stage"] == "options"
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("given, message", [
-    ("MYRIAD_NUMBER_OF_SHAVES=4", "is set by --nshaves: use that instead"),
-    ("MYRIAD_WATCHDOG=NO", "is read where a blob runs"),
-    ("MYRIAD_DUMP_ALL_PASSES=YES", "debugging aids"),
-    ("MYRIAD_ENABLE_HW_ACCELERATION=maybe", "takes YES or NO, got 'maybe'"),
-    ("MYRIAD_TILING_CMX_LIMIT_KB=lots", "takes a whole number"),
-    ("MYRIAD_TILING_CMX_LIMIT_KB=99999999999", "from 0 to 2147483647"),  # the plugin's stoi failed at compile
-    ("MYRIAD_TILING_CMX_LIMIT_KB", "takes KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("MYRIAD_NUMBER_OF_SHAVES=4", "is set by --nshaves: use that instead"),
+        ("MYRIAD_WATCHDOG=NO", "is read where a blob runs"),
+        ("MYRIAD_DUMP_ALL_PASSES=YES", "debugging aids"),
+        ("MYRIAD_ENABLE_HW_ACCELERATION=maybe", "takes YES or NO, got 'maybe'"),
+        ("MYRIAD_TILING_CMX_LIMIT_KB=lots", "takes a whole number"),
+        ("MYRIAD_TILING_CMX_LIMIT_KB=99999999999", "from 0 to 2147483647"),  # the plugin's stoi failed at compile
+        ("MYRIAD_TILING_CMX_LIMIT_KB", "takes KEY=VALUE"),
+    ],
+)
 def test_compile_config_says_what_to_change(given, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_compile_config([given])
@@ -242,7 +350,9 @@ def test_compile_config_says_what_to_change(given, message):
 @pytest.mark.unit
 def test_compile_config_values_are_written_as_the_plugin_takes_them():
     assert parse_compile_config(["MYRIAD_TILING_CMX_LIMIT_KB=0512", "myriad_enable_hw_acceleration=no"]) == {
-        "MYRIAD_ENABLE_HW_ACCELERATION": "NO", "MYRIAD_TILING_CMX_LIMIT_KB": "512"}
+        "MYRIAD_ENABLE_HW_ACCELERATION": "NO",
+        "MYRIAD_TILING_CMX_LIMIT_KB": "512",
+    }
 
 
 def test_the_key_table_is_the_plugins(tmp_path, model_files):
@@ -253,9 +363,18 @@ def test_the_key_table_is_the_plugins(tmp_path, model_files):
     def compile_with(settings):
         blob = tmp_path / "k.blob"
         blob.unlink(missing_ok=True)
-        result = toolchain.run([str(toolchain.compile_helper), "compile", str(ir.xml), str(blob),
-                                "MYRIAD_NUMBER_OF_SHAVES=6", "MYRIAD_NUMBER_OF_CMX_SLICES=6",
-                                *(f"{key}={value}" for key, value in settings)], timeout=120)
+        result = toolchain.run(
+            [
+                str(toolchain.compile_helper),
+                "compile",
+                str(ir.xml),
+                str(blob),
+                "MYRIAD_NUMBER_OF_SHAVES=6",
+                "MYRIAD_NUMBER_OF_CMX_SLICES=6",
+                *(f"{key}={value}" for key, value in settings),
+            ],
+            timeout=120,
+        )
         return blob.exists(), result.stderr
 
     # The plugin checks every key (and value) before it compiles; the first it does not know fails
@@ -272,8 +391,9 @@ def test_the_key_table_is_the_plugins(tmp_path, model_files):
 def test_compile_config_changes_the_blob_and_is_in_the_report_and_the_cache_key(tmp_path, model_files):
     common = ["--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--cache-dir", tmp_path / "cache"]
     assert run_cli("convert", *common, "--output", tmp_path / "hw.blob").returncode == 0
-    result = run_cli("convert", *common, "--output", tmp_path / "shaves.blob",
-                     "--compile-config", "MYRIAD_ENABLE_HW_ACCELERATION=NO")
+    result = run_cli(
+        "convert", *common, "--output", tmp_path / "shaves.blob", "--compile-config", "MYRIAD_ENABLE_HW_ACCELERATION=NO"
+    )
     assert result.returncode == 0, result.stderr
     assert "from the cache" not in result.stdout + result.stderr  # another setting: another cache entry
     assert (tmp_path / "shaves.blob").read_bytes() != (tmp_path / "hw.blob").read_bytes()
@@ -282,8 +402,9 @@ def test_compile_config_changes_the_blob_and_is_in_the_report_and_the_cache_key(
     assert report["options"]["compile_config"] == {"MYRIAD_ENABLE_HW_ACCELERATION": "NO"}
     assert report["numeric"]["passed"]
     assert "config `MYRIAD_ENABLE_HW_ACCELERATION=NO`" in (tmp_path / "shaves.blob.report.md").read_text()
-    again = run_cli("convert", *common, "--output", tmp_path / "again.blob",
-                    "--compile-config", "MYRIAD_ENABLE_HW_ACCELERATION=NO")
+    again = run_cli(
+        "convert", *common, "--output", tmp_path / "again.blob", "--compile-config", "MYRIAD_ENABLE_HW_ACCELERATION=NO"
+    )
     assert "from the cache" in again.stdout + again.stderr
 
 
@@ -297,13 +418,15 @@ def test_every_key_row_is_well_formed():
 
 # --- every surface: the manifest and the action take them as the CLI does -------------------------
 
+
 @pytest.mark.unit
 def test_the_manifest_and_the_action_take_the_new_options(tmp_path, monkeypatch):
     from myriad_blob.manifest import load_manifest
 
     (tmp_path / "myriad-blob.toml").write_text(
         '[[models]]\nname = "stereo"\nmodel = "stereo.onnx"\ninput-type = ["U8", "state=FP16"]\n'
-        'input-layout = "left=NHWC"\ncompile-config = ["MYRIAD_TILING_CMX_LIMIT_KB=256"]\n')
+        'input-layout = "left=NHWC"\ncompile-config = ["MYRIAD_TILING_CMX_LIMIT_KB=256"]\n'
+    )
     (variant,) = load_manifest(tmp_path / "myriad-blob.toml")
     assert (variant.options.input_type, variant.options.input_type_by_name) == ("U8", {"state": "FP16"})
     assert variant.options.input_layout_by_name == {"left": "NHWC"}
@@ -324,12 +447,26 @@ def test_a_torchscript_model_returning_a_dict_is_told_what_to_change(tmp_path):
     every opset, and "try another --opset" was the advice."""
     path = tmp_path / "stereo_traced.pt"
     shapes = [[1, 3, 64, 80], [1, 3, 64, 80], [1, 16]]
-    torch.jit.save(torch.jit.trace(models.StereoWithState().eval(), tuple(torch.zeros(s) for s in shapes),
-                                   strict=False), str(path))
-    result = run_cli("convert", "--input", path, "--input-shape", "left=[1, 3, 64, 80]", "--input-shape",
-                     "right=[1, 3, 64, 80]", "--input-shape", "state=[1, 16]", "--output", tmp_path / "s.blob")
+    torch.jit.save(
+        torch.jit.trace(models.StereoWithState().eval(), tuple(torch.zeros(s) for s in shapes), strict=False), str(path)
+    )
+    result = run_cli(
+        "convert",
+        "--input",
+        path,
+        "--input-shape",
+        "left=[1, 3, 64, 80]",
+        "--input-shape",
+        "right=[1, 3, 64, 80]",
+        "--input-shape",
+        "state=[1, 16]",
+        "--output",
+        tmp_path / "s.blob",
+    )
     assert result.returncode == EXIT_CODES[Stage.EXPORT]
     line = result.stderr.splitlines()[0]
-    assert line.startswith("myriad-blob: export failed: torch.onnx.export cannot export a TorchScript model that "
-                           "returns (or builds) a dict or list")
+    assert line.startswith(
+        "myriad-blob: export failed: torch.onnx.export cannot export a TorchScript model that "
+        "returns (or builds) a dict or list"
+    )
     assert "--model-class" in line and "another --opset" not in line

@@ -27,8 +27,9 @@ def test_actionlint_on_the_workflows():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("schema, files", [("vendor.github-workflows", WORKFLOWS),
-                                           ("vendor.github-actions", [str(ROOT / "action.yml")])])
+@pytest.mark.parametrize(
+    "schema, files", [("vendor.github-workflows", WORKFLOWS), ("vendor.github-actions", [str(ROOT / "action.yml")])]
+)
 def test_github_schemas(schema, files):
     result = run("check-jsonschema", "--builtin-schema", schema, *files)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -50,13 +51,23 @@ def test_ruff_on_the_python():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_on_the_python():
+    """The tree is formatted by `ruff format` (pyproject.toml's [tool.ruff.format]); run it before committing."""
+    result = run("ruff", "format", "--check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_action_inputs_outputs_code_and_readme_agree():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     readme = (ROOT / "README.md").read_text()
-    read = set(re.findall(r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"',
-                          (ROOT / "entrypoint" / "inputs.py").read_text()))
-    read |= {name for option in OPTIONS if option.on(ACTION) and option.key
-             for name in (option.name, *option.renamed_from)}  # read from the table
+    read = set(
+        re.findall(
+            r'_(?:text|boolean|integer|number|lines)\("([a-z-]+)"', (ROOT / "entrypoint" / "inputs.py").read_text()
+        )
+    )
+    read |= {
+        name for option in OPTIONS if option.on(ACTION) and option.key for name in (option.name, *option.renamed_from)
+    }  # read from the table
     assert set(action["inputs"]) <= read, "inputs the entrypoint never reads"
     main = (ROOT / "entrypoint" / "__main__.py").read_text()
     calls = re.findall(r"(?:set_outputs|outputs = dict)\(([^)]*)\)", main, re.S)
@@ -73,6 +84,14 @@ def test_pin_action_image(tmp_path):
     image = "docker://ghcr.io/owner/myriad-blob@sha256:" + "a" * 64
     subprocess.run([sys.executable, str(ROOT / "scripts" / "pin_action_image.py"), str(copy), image], check=True)
     assert yaml.safe_load(copy.read_text())["runs"] == {"using": "docker", "image": image}
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "pin_action_image.py"), str(copy),
-                          "docker://ghcr.io/owner/myriad-blob:latest"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "pin_action_image.py"),
+            str(copy),
+            "docker://ghcr.io/owner/myriad-blob:latest",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "not an image pinned by digest" in bad.stderr

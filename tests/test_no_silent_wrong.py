@@ -35,11 +35,26 @@ def _report(blob):
 def test_named_pytorch_inputs_bind_by_name_not_by_flag_order(tmp_path):
     torch.manual_seed(0)
     model = tmp_path / "lr.pt"
-    torch.jit.save(torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model))
+    torch.jit.save(
+        torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model)
+    )
     blob = tmp_path / "lr.blob"
-    result = run_cli("convert", "--input", model, "--output", blob,
-                     "--input-shape", "right=[1, 3, 8, 8]", "--input-shape", "left=[1, 3, 16, 16]",
-                     "--mean", "left=[100, 100, 100]", "--scale", "right=[50, 50, 50]", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        model,
+        "--output",
+        blob,
+        "--input-shape",
+        "right=[1, 3, 8, 8]",
+        "--input-shape",
+        "left=[1, 3, 16, 16]",
+        "--mean",
+        "left=[100, 100, 100]",
+        "--scale",
+        "right=[50, 50, 50]",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     info = assert_depthai_agrees(blob)
     assert {t.name: t.shape for t in info.inputs} == {"left": (1, 3, 16, 16), "right": (1, 3, 8, 8)}
@@ -52,9 +67,20 @@ def test_named_pytorch_inputs_bind_by_name_not_by_flag_order(tmp_path):
 
 def test_a_name_forward_does_not_take_is_refused(tmp_path):
     model = tmp_path / "lr.pt"
-    torch.jit.save(torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model))
-    result = run_cli("convert", "--input", model, "--output", tmp_path / "x.blob",
-                     "--input-shape", "rgb=[1, 3, 8, 8]", "--input-shape", "left=[1, 3, 16, 16]")
+    torch.jit.save(
+        torch.jit.trace(LeftRight().eval(), (torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 8, 8))), str(model)
+    )
+    result = run_cli(
+        "convert",
+        "--input",
+        model,
+        "--output",
+        tmp_path / "x.blob",
+        "--input-shape",
+        "rgb=[1, 3, 8, 8]",
+        "--input-shape",
+        "left=[1, 3, 16, 16]",
+    )
     assert result.returncode == 11 and "forward takes (left, right)" in result.stderr
 
 
@@ -89,9 +115,25 @@ def test_editing_the_model_class_misses_the_cache(tmp_path, isolated_cache):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
     def convert():
-        result = subprocess.run([str(CONSOLE_SCRIPT), "convert", "--input", "weights.pth", "--model-class", "mynet:Net",
-                                 "--input-shape", SHAPE_ARG, "--output", "net.blob"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [
+                str(CONSOLE_SCRIPT),
+                "convert",
+                "--input",
+                "weights.pth",
+                "--model-class",
+                "mynet:Net",
+                "--input-shape",
+                SHAPE_ARG,
+                "--output",
+                "net.blob",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
         return _report(tmp_path / "net.blob"), (tmp_path / "net.blob").read_bytes()
 
@@ -119,7 +161,9 @@ def test_a_damaged_cache_entry_is_not_handed_out(model_files, tmp_path, isolated
 def test_an_unwritable_report_fails_before_converting(model_files, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     blob = tmp_path / "out.blob"
-    result = run_cli("convert", "--input", model_files["onnx"], "--output", blob, "--report", tmp_path / "file" / "r.json")
+    result = run_cli(
+        "convert", "--input", model_files["onnx"], "--output", blob, "--report", tmp_path / "file" / "r.json"
+    )
     assert result.returncode == 15, result.stderr
     assert result.stderr.startswith("myriad-blob: output failed: --report") and "is not a directory" in result.stderr
     assert not blob.exists()
@@ -129,15 +173,24 @@ def test_an_unwritable_report_fails_before_converting(model_files, tmp_path):
 @pytest.mark.parametrize("field, value", [("opset", "99"), ("max-relative-error", "-1"), ("min-cosine", "2")])
 def test_manifest_ranges_are_the_flags_ranges(field, value, tmp_path, model_files):
     (tmp_path / "myriad-blob.toml").write_text(
-        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\n{field} = {value}\n')
+        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\n{field} = {value}\n'
+    )
     result = run_cli("convert-all", "--manifest", tmp_path / "myriad-blob.toml", "--output-dir", tmp_path / "out")
     assert result.returncode == 16
     assert f"models[0].{field} is invalid: --{field} must be" in result.stderr
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("flag, value", [("--input-type", "U32"), ("--input-type", "BF16"), ("--output-type", "U8"),
-                                         ("--output-type", "I32"), ("--input-type", "BOOL")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--input-type", "U32"),
+        ("--input-type", "BF16"),
+        ("--output-type", "U8"),
+        ("--output-type", "I32"),
+        ("--input-type", "BOOL"),
+    ],
+)
 def test_precisions_the_myriad_x_does_not_take_fail_at_options(flag, value, model_files, tmp_path):
     result = run_cli("convert", "--input", model_files["onnx"], "--output", tmp_path / "x.blob", flag, value)
     assert result.returncode == 2
@@ -145,12 +198,27 @@ def test_precisions_the_myriad_x_does_not_take_fail_at_options(flag, value, mode
 
 
 def test_an_onnx_conversion_never_imports_torch(model_files, tmp_path):
-    probe = ("import atexit, sys\n"
-             "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
-             "from myriad_blob.cli import main\n"
-             "main()\n")
-    result = subprocess.run([sys.executable, "-c", probe, "convert", "--input", str(model_files["onnx"]),
-                             "--output", str(tmp_path / "x.blob"), "--no-cache"], capture_output=True, text=True)
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr))\n"
+        "from myriad_blob.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "convert",
+            "--input",
+            str(model_files["onnx"]),
+            "--output",
+            str(tmp_path / "x.blob"),
+            "--no-cache",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "no torch"
 
@@ -178,8 +246,19 @@ class SkipsMiddle(nn.Module):
 
 def test_named_inputs_that_skip_a_parameter_are_refused(tmp_path):
     torch.save(SkipsMiddle().state_dict(), tmp_path / "w.pth")
-    result = run_cli("convert", "--input", tmp_path / "w.pth", "--model-class", "test_no_silent_wrong:SkipsMiddle",
-                     "--input-shape", "a=[1, 3, 8, 8]", "--input-shape", "c=[1, 3, 8, 8]", "--output", tmp_path / "x.blob")
+    result = run_cli(
+        "convert",
+        "--input",
+        tmp_path / "w.pth",
+        "--model-class",
+        "test_no_silent_wrong:SkipsMiddle",
+        "--input-shape",
+        "a=[1, 3, 8, 8]",
+        "--input-shape",
+        "c=[1, 3, 8, 8]",
+        "--output",
+        tmp_path / "x.blob",
+    )
     assert result.returncode == 11, result.stderr
     assert "give shapes for its first 2 parameters (a, b)" in result.stderr.splitlines()[0]
     assert not (tmp_path / "x.blob").exists()
@@ -198,8 +277,14 @@ class ChannelsLast(nn.Module):
 
 def test_reverse_input_channels_on_an_input_it_cannot_reverse(tmp_path):
     path = tmp_path / "nhwc.onnx"
-    torch.onnx.export(ChannelsLast().eval(), (torch.zeros(1, 16, 16, 3),), str(path), opset_version=14, dynamo=False,
-                      input_names=["image"])
+    torch.onnx.export(
+        ChannelsLast().eval(),
+        (torch.zeros(1, 16, 16, 3),),
+        str(path),
+        opset_version=14,
+        dynamo=False,
+        input_names=["image"],
+    )
     result = run_cli("convert", "--input", path, "--reverse-input-channels", "--output", tmp_path / "x.blob")
     assert result.returncode == 2, result.stderr
     first = result.stderr.splitlines()[0]
@@ -231,7 +316,8 @@ def test_editing_a_module_the_model_class_imports_misses_the_cache(tmp_path, iso
 @pytest.mark.unit
 def test_manifest_list_items_must_be_strings(tmp_path, model_files):
     (tmp_path / "myriad-blob.toml").write_text(
-        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\ninput-shape = ["[1, 3, 64, 80]", 5]\n')
+        f'[[models]]\nname = "m"\nmodel = "{model_files["onnx"]}"\ninput-shape = ["[1, 3, 64, 80]", 5]\n'
+    )
     result = run_cli("convert-all", "--manifest", tmp_path / "myriad-blob.toml", "--output-dir", tmp_path / "out")
     assert result.returncode == 16 and "Traceback" not in result.stderr
     assert "models[0].input-shape must be" in result.stderr and "every item a string" in result.stderr

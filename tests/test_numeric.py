@@ -27,8 +27,18 @@ def _torchscript(tmp_path, model, name="model.pt"):
 
 
 def test_clean_conversion_passes_with_the_figures_in_the_report(tmp_path, model_files):
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG,
-                     "--output", tmp_path / "m.blob", "--reverse-input-channels", "--strict", *IMAGENET)
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "m.blob",
+        "--reverse-input-channels",
+        "--strict",
+        *IMAGENET,
+    )
     assert result.returncode == 0, result.stderr
     numeric = json.loads((tmp_path / "m.blob.report.json").read_text())["numeric"]
     assert numeric["passed"] and numeric["input"].startswith("photo")
@@ -48,16 +58,30 @@ def test_onnx_input_is_checked_with_onnx_runtime(tmp_path, model_files):
 
 def test_a_channel_order_mistake_is_caught(tmp_path, model_files):
     """The IR reverses channels but the reference does not: the check must fail, with figures."""
-    options = ConversionOptions(input=model_files["torchscript"], output=tmp_path / "m.blob",
-                                input_shapes=(InputSpec(None, tuple(SHAPE)),), reverse_input_channels=True)
+    options = ConversionOptions(
+        input=model_files["torchscript"],
+        output=tmp_path / "m.blob",
+        input_shapes=(InputSpec(None, tuple(SHAPE)),),
+        reverse_input_channels=True,
+    )
     toolchain = toolchain_module.locate()
     loaded = load_model(options)
     onnx_model = prepare_onnx(loaded, options, tmp_path)
-    ir = convert_to_ir(lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
-                       options, toolchain, tmp_path)
+    ir = convert_to_ir(
+        lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
+        options,
+        toolchain,
+        tmp_path,
+    )
     honest = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type="U8")
-    wrong = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type="U8",
-                          reference_preprocessing=dict(ir.preprocessing, reverse_input_channels=False))
+    wrong = numeric_check(
+        loaded.module,
+        onnx_model,
+        ir,
+        toolchain,
+        input_type="U8",
+        reference_preprocessing=dict(ir.preprocessing, reverse_input_channels=False),
+    )
     assert honest.passed
     assert not wrong.passed
     (output,) = wrong.outputs
@@ -73,8 +97,9 @@ def test_fp16_overflow_warns_and_fails_with_strict(tmp_path):
     assert report["numeric"]["passed"] is False and report["warnings"]
     assert "differ" in (tmp_path / "a" / "m.blob.report.md").read_text().splitlines()[2]
 
-    strict = run_cli("convert", "--input", model, "--input-shape", SHAPE_ARG, "--output", tmp_path / "b" / "m.blob",
-                     "--strict")
+    strict = run_cli(
+        "convert", "--input", model, "--input-shape", SHAPE_ARG, "--output", tmp_path / "b" / "m.blob", "--strict"
+    )
     assert strict.returncode == 14
     assert strict.stderr.startswith("myriad-blob: verify failed: the converted model's outputs differ")
     assert not (tmp_path / "b" / "m.blob").exists()
@@ -82,8 +107,15 @@ def test_fp16_overflow_warns_and_fails_with_strict(tmp_path):
 
 
 def test_unsupported_layer_is_named_with_its_onnx_node(tmp_path):
-    result = run_cli("convert", "--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG,
-                     "--output", tmp_path / "m.blob")
+    result = run_cli(
+        "convert",
+        "--input",
+        _torchscript(tmp_path, models.SinNet()),
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "m.blob",
+    )
     assert result.returncode == 13
     assert "ONNX node `/Sin`, Sin" in result.stderr and "(Sin;" in result.stderr
     report = json.loads((tmp_path / "m.blob.report.json").read_text())
@@ -94,8 +126,18 @@ def test_unsupported_layer_is_named_with_its_onnx_node(tmp_path):
 
 
 def test_nn_archive_loads_in_depthai(tmp_path, model_files):
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG,
-                     "--output", tmp_path / "cam.blob", "--nn-archive", "--reverse-input-channels", *IMAGENET)
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "cam.blob",
+        "--nn-archive",
+        "--reverse-input-channels",
+        *IMAGENET,
+    )
     assert result.returncode == 0, result.stderr
     archive = dai.NNArchive(str(tmp_path / "cam.tar.xz"))
     assert archive.getModelType() == dai.ModelType.BLOB
@@ -115,14 +157,33 @@ def test_sample_image_and_npy(tmp_path, model_files):
 
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 255, (100, 120, 3), dtype=np.uint8)).save(tmp_path / "frame.png")
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG,
-                     "--output", tmp_path / "m.blob", "--sample", tmp_path / "frame.png", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "m.blob",
+        "--sample",
+        tmp_path / "frame.png",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "m.blob.report.json").read_text())["numeric"]["input"].endswith("frame.png")
 
     np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 8, 8), dtype=np.float32))
-    result = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG,
-                     "--output", tmp_path / "n.blob", "--sample", tmp_path / "wrong.npy")
+    result = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "n.blob",
+        "--sample",
+        tmp_path / "wrong.npy",
+    )
     assert result.returncode == 14
     assert "has shape [1, 3, 8, 8], the input needs [1, 3, 64, 80]" in result.stderr
     assert not (tmp_path / "n.blob").exists()

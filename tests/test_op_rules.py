@@ -43,10 +43,13 @@ def test_scalar_index_gather_goes_through_the_2022_front_end(cases, tmp_path):
     assert [t.name for t in assert_depthai_agrees(blob).outputs] == ["output", "row"]
 
 
-@pytest.mark.parametrize("model,twin,rule", [
-    ("case04_scatternd_inplace.pt", "case04_fix_cat.pt", "ScatterND writing a box -> Concat of slices"),
-    ("case07_cumsum.pt", "case07_fix_matmul.pt", "CumSum -> MatMul with a triangular matrix"),
-])
+@pytest.mark.parametrize(
+    "model,twin,rule",
+    [
+        ("case04_scatternd_inplace.pt", "case04_fix_cat.pt", "ScatterND writing a box -> Concat of slices"),
+        ("case07_cumsum.pt", "case07_fix_matmul.pt", "CumSum -> MatMul with a triangular matrix"),
+    ],
+)
 def test_refused_op_is_rewritten_like_its_hand_written_twin(cases, tmp_path, model, twin, rule):
     # Was exit 13 ("unsupported layer type ScatterNDUpdate" / "CumSum"); the twin always compiled.
     result, blob = _convert(cases, tmp_path, model, "--input-shape", "[1, 3, 64, 64]", "--strict")
@@ -133,8 +136,14 @@ def test_several_refused_ops_are_named_at_once_in_the_users_terms(tmp_path):
     assert result.returncode == 13 and "Traceback" not in result.stderr
     line = result.stderr.splitlines()[0]
     assert "cannot run 2 layer(s)" in line  # and the Sign became a Where: it is not among them
-    for expected in ("(Sin; ONNX node `/Sin`", "(ScatterNDUpdate; ONNX node `/ScatterND`",
-                     "torch.cat", "torch.where", "--output-names", "(the compiler: Failed to compile layer"):
+    for expected in (
+        "(Sin; ONNX node `/Sin`",
+        "(ScatterNDUpdate; ONNX node `/ScatterND`",
+        "torch.cat",
+        "torch.where",
+        "--output-names",
+        "(the compiler: Failed to compile layer",
+    ):
         assert expected in line, line
     assert not (tmp_path / "s.blob").exists()
 
@@ -182,6 +191,7 @@ def test_op_table_in_readme_is_from_the_sweep():
 
 # --- Unit tests of the rules (ONNX Runtime only) ---
 
+
 def _run(model, feeds):
     import onnxruntime
 
@@ -193,11 +203,14 @@ def _rule(name):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("module,rule", [
-    (torch.nn.GRU(6, 5, bidirectional=True), "GRU"),
-    (torch.nn.LSTM(6, 5, bidirectional=True), "LSTM"),
-    (torch.nn.GRU(6, 5), "GRU"),
-])
+@pytest.mark.parametrize(
+    "module,rule",
+    [
+        (torch.nn.GRU(6, 5, bidirectional=True), "GRU"),
+        (torch.nn.LSTM(6, 5, bidirectional=True), "LSTM"),
+        (torch.nn.GRU(6, 5), "GRU"),
+    ],
+)
 def test_recurrent_unrolling_computes_what_onnx_runtime_computes(tmp_path, module, rule):
     torch.manual_seed(1)
     path = tmp_path / "rnn.onnx"
@@ -219,15 +232,36 @@ def test_a_reverse_direction_recurrent_layer_is_unrolled_backwards(op):
 
     gates, hidden, size, steps = {"LSTM": 4, "GRU": 3}[op], 5, 6, 7
     rng = np.random.default_rng(2)
-    weights = [helper.make_tensor(name, TensorProto.FLOAT, dims, rng.standard_normal(dims).astype(np.float32).ravel())
-               for name, dims in (("W", [1, gates * hidden, size]), ("R", [1, gates * hidden, hidden]),
-                                  ("B", [1, 2 * gates * hidden]))]
-    node = helper.make_node(op, ["x", "W", "R", "B"], ["y", "h"], hidden_size=hidden, direction="reverse",
-                            **({"linear_before_reset": 1} if op == "GRU" else {}))
-    model = helper.make_model(helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
-        weights), ir_version=8, opset_imports=[helper.make_opsetid("", 14)])
+    weights = [
+        helper.make_tensor(name, TensorProto.FLOAT, dims, rng.standard_normal(dims).astype(np.float32).ravel())
+        for name, dims in (
+            ("W", [1, gates * hidden, size]),
+            ("R", [1, gates * hidden, hidden]),
+            ("B", [1, 2 * gates * hidden]),
+        )
+    ]
+    node = helper.make_node(
+        op,
+        ["x", "W", "R", "B"],
+        ["y", "h"],
+        hidden_size=hidden,
+        direction="reverse",
+        **({"linear_before_reset": 1} if op == "GRU" else {}),
+    )
+    model = helper.make_model(
+        helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, size])],
+            [
+                helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                helper.make_tensor_value_info("h", TensorProto.FLOAT, None),
+            ],
+            weights,
+        ),
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", 14)],
+    )
     feeds = {"x": rng.standard_normal((steps, 1, size)).astype(np.float32)}
     rewritten = _rule(op).rewrite(model)
     for expected, actual in zip(_run(model, feeds), _run(rewritten, feeds)):
@@ -245,12 +279,27 @@ def test_polynomial_is_within_its_bound_and_only_on_a_proven_range():
     from onnx import TensorProto, helper
 
     def graph(first):
-        nodes = [helper.make_node(first, ["x"], ["s"]), helper.make_node("Sub", ["s", "q"], ["d"]),
-                 helper.make_node("Mul", ["d", "pi"], ["a"]), helper.make_node("Sin", ["a"], ["y"])]
-        inits = [helper.make_tensor("q", TensorProto.FLOAT, [], [0.25]), helper.make_tensor("pi", TensorProto.FLOAT, [], [np.pi])]
-        return helper.make_model(helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], inits),
-                                 ir_version=8, opset_imports=[helper.make_opsetid("", 14)])
+        nodes = [
+            helper.make_node(first, ["x"], ["s"]),
+            helper.make_node("Sub", ["s", "q"], ["d"]),
+            helper.make_node("Mul", ["d", "pi"], ["a"]),
+            helper.make_node("Sin", ["a"], ["y"]),
+        ]
+        inits = [
+            helper.make_tensor("q", TensorProto.FLOAT, [], [0.25]),
+            helper.make_tensor("pi", TensorProto.FLOAT, [], [np.pi]),
+        ]
+        return helper.make_model(
+            helper.make_graph(
+                nodes,
+                "g",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+                inits,
+            ),
+            ir_version=8,
+            opset_imports=[helper.make_opsetid("", 14)],
+        )
 
     bounded = graph("Sigmoid")
     assert interval(Graph(bounded), "a") == pytest.approx((-np.pi / 4, 3 * np.pi / 4))
@@ -276,8 +325,16 @@ class NmsFreeHead(torch.nn.Module):
 
 def test_topk_with_k_from_a_shape_converts_and_its_indices_are_judged_as_sets(tmp_path):
     path = tmp_path / "head.onnx"
-    torch.onnx.export(NmsFreeHead().eval(), (torch.rand(1, 3, 64, 64) * 255,), str(path), dynamo=False, opset_version=13,
-                      input_names=["images"], output_names=["scores", "index"], dynamic_axes={"images": {2: "h", 3: "w"}})
+    torch.onnx.export(
+        NmsFreeHead().eval(),
+        (torch.rand(1, 3, 64, 64) * 255,),
+        str(path),
+        dynamo=False,
+        opset_version=13,
+        input_names=["images"],
+        output_names=["scores", "index"],
+        dynamic_axes={"images": {2: "h", 3: "w"}},
+    )
     assert "Shape" in {n.op_type for n in onnx.load(str(path)).graph.node}
     blob = tmp_path / "head.blob"
     result = run_cli("convert", "--input", path, "--input-shape", "[1, 3, 64, 64]", "--output", blob, "--strict")
@@ -289,7 +346,7 @@ def test_topk_with_k_from_a_shape_converts_and_its_indices_are_judged_as_sets(tm
     assert index["passed"] and index["note"].startswith("TopK indices, judged as sets")
 
 
-SUPERPOINT = '''
+SUPERPOINT = """
 import torch
 
 
@@ -306,7 +363,7 @@ class TupleOut(SuperPointish):
     def forward(self, x):
         out = super().forward(x)
         return out["semi"], out["desc"]
-'''
+"""
 
 
 def test_pytorch_outputs_take_a_dicts_keys_or_name_outputs(tmp_path):
@@ -319,16 +376,35 @@ def test_pytorch_outputs_take_a_dicts_keys_or_name_outputs(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
     common = ["--input", "sp.pth", "--input-shape", "[1, 3, 64, 64]", "--strict"]
-    by_keys = run_cli("convert", *common, "--model-class", "superpointish:SuperPointish", "--output", "a.blob",
-                      cwd=tmp_path)
+    by_keys = run_cli(
+        "convert", *common, "--model-class", "superpointish:SuperPointish", "--output", "a.blob", cwd=tmp_path
+    )
     assert by_keys.returncode == 0, by_keys.stderr
-    named = run_cli("convert", *common, "--model-class", "superpointish:TupleOut", "--name-outputs", "semi,desc",
-                    "--output", "b.blob", cwd=tmp_path)
+    named = run_cli(
+        "convert",
+        *common,
+        "--model-class",
+        "superpointish:TupleOut",
+        "--name-outputs",
+        "semi,desc",
+        "--output",
+        "b.blob",
+        cwd=tmp_path,
+    )
     assert named.returncode == 0, named.stderr
     for blob in ("a.blob", "b.blob"):
         assert sorted(t.name for t in assert_depthai_agrees(tmp_path / blob).outputs) == ["desc", "semi"]
-    wrong = run_cli("convert", *common, "--model-class", "superpointish:TupleOut", "--name-outputs", "semi",
-                    "--output", "c.blob", cwd=tmp_path)
+    wrong = run_cli(
+        "convert",
+        *common,
+        "--model-class",
+        "superpointish:TupleOut",
+        "--name-outputs",
+        "semi",
+        "--output",
+        "c.blob",
+        cwd=tmp_path,
+    )
     assert wrong.returncode == 11 and "--name-outputs gives 1 name(s) (semi), but the model returns 2" in wrong.stderr
     # The report lists the tensors --output-names can cut at.
     tensors = {t["name"]: t["op"] for t in _report(tmp_path / "a.blob")["onnx"]["tensors"]}
@@ -353,14 +429,21 @@ def test_a_computed_scalar_in_arithmetic_converts_and_passes_the_check(tmp_path)
     a primitive descriptor for a reorder primitive"), so the conversion failed at verify (exit 14)
     though the blob compiled; the scalar now goes as a [1] vector."""
     path = tmp_path / "scalar.onnx"
-    torch.onnx.export(_ScalarBroadcast().eval(), (torch.zeros(1, 3, 32, 40), torch.zeros(1, 16)), str(path),
-                      opset_version=13, dynamo=False, input_names=["image", "state"],
-                      output_names=["centred", "state_out"])
+    torch.onnx.export(
+        _ScalarBroadcast().eval(),
+        (torch.zeros(1, 3, 32, 40), torch.zeros(1, 16)),
+        str(path),
+        opset_version=13,
+        dynamo=False,
+        input_names=["image", "state"],
+        output_names=["centred", "state_out"],
+    )
     blob = tmp_path / "scalar.blob"
     result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "state=FP16", "--strict")
     assert result.returncode == 0, result.stderr
     report = _report(blob)
-    assert {"Add of a computed scalar: the scalar as [1]", "Sub of a computed scalar: the scalar as [1]"} <= \
-        set(_kept(report))
+    assert {"Add of a computed scalar: the scalar as [1]", "Sub of a computed scalar: the scalar as [1]"} <= set(
+        _kept(report)
+    )
     assert report["verdict"]["result"] == "passed"
     assert_depthai_agrees(blob)

@@ -25,11 +25,13 @@ def test_the_photo_is_the_one_its_provenance_names():
 
 
 def test_the_check_photo_needs_no_matplotlib():
-    probe = ("import sys; sys.modules['matplotlib'] = None\n"  # any import of it fails
-             "from myriad_blob.numeric import check_photo\n"
-             "photo = check_photo(48, 64)\n"
-             "assert photo.size == (64, 48) and photo.mode == 'RGB'\n"
-             "assert 'matplotlib' not in {name.split('.')[0] for name in sys.modules if sys.modules[name]}\n")
+    probe = (
+        "import sys; sys.modules['matplotlib'] = None\n"  # any import of it fails
+        "from myriad_blob.numeric import check_photo\n"
+        "photo = check_photo(48, 64)\n"
+        "assert photo.size == (64, 48) and photo.mode == 'RGB'\n"
+        "assert 'matplotlib' not in {name.split('.')[0] for name in sys.modules if sys.modules[name]}\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -39,9 +41,23 @@ def test_a_built_wheel_carries_the_photo(tmp_path):
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                             "--wheel-dir", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "wheel"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "wheel").glob("myriad_blob-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -24,16 +24,36 @@ def test_a_name_the_model_lacks_is_a_naming_misfit_raised_after_the_shape_checks
     with pytest.raises(PreprocessingMisfit, match="--mean gives 2 value") as misfit:
         fit_preprocessing({"image": (1.0,), "a": (1.0, 2.0)}, {}, False, {"a": RGB})
     assert not misfit.value.naming
-    with pytest.raises(PreprocessingMisfit, match="--scale names input 'image', but the model's inputs are a") as misfit:
+    with pytest.raises(
+        PreprocessingMisfit, match="--scale names input 'image', but the model's inputs are a"
+    ) as misfit:
         fit_preprocessing({}, {"image": (1.0,)}, False, {"a": RGB})
     assert misfit.value.naming
 
 
-@pytest.mark.parametrize("mean, reverse, inputs, message", [
-    ({"x": (1.0, 2.0, 3.0)}, False, {"x": (1, 3, 64)}, "--mean gives 3 per-channel values, but input 'x' is [1, 3, 64], not NCHW: give one value"),
-    ({"x": (1.0, 2.0)}, False, {"x": RGB}, "--mean gives 2 value(s) for input 'x', which has 3 channel(s) (shape [1, 3, 64, 80])"),
-    ({}, True, {"x": (1, 16, 16, 3)}, "--reverse-input-channels swaps the 3 channels of an NCHW input (dimension 1), but the model's inputs are x [1, 16, 16, 3]"),
-])
+@pytest.mark.parametrize(
+    "mean, reverse, inputs, message",
+    [
+        (
+            {"x": (1.0, 2.0, 3.0)},
+            False,
+            {"x": (1, 3, 64)},
+            "--mean gives 3 per-channel values, but input 'x' is [1, 3, 64], not NCHW: give one value",
+        ),
+        (
+            {"x": (1.0, 2.0)},
+            False,
+            {"x": RGB},
+            "--mean gives 2 value(s) for input 'x', which has 3 channel(s) (shape [1, 3, 64, 80])",
+        ),
+        (
+            {},
+            True,
+            {"x": (1, 16, 16, 3)},
+            "--reverse-input-channels swaps the 3 channels of an NCHW input (dimension 1), but the model's inputs are x [1, 16, 16, 3]",
+        ),
+    ],
+)
 def test_against_the_model_inputs(mean, reverse, inputs, message):
     with pytest.raises(PreprocessingMisfit) as misfit:
         fit_preprocessing(mean, {}, reverse, inputs)

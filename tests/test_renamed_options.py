@@ -45,8 +45,10 @@ def test_the_old_flag_stands_for_the_new_one_with_a_warning():
     assert result.exit_code == 0, result.output
     assert seen["nshaves"] == 4 and seen[SWITCH.key] is False
     assert not any(key.startswith("renamed__") for key in seen)
-    assert "myriad-blob: warning: --shaves is deprecated: it was renamed --nshaves (same meaning); use --nshaves" \
+    assert (
+        "myriad-blob: warning: --shaves is deprecated: it was renamed --nshaves (same meaning); use --nshaves"
         in result.stderr
+    )
     assert "--shaves" not in CliRunner().invoke(command, ["--help"]).output  # hidden
 
 
@@ -62,14 +64,24 @@ def test_action_yml_declares_the_old_input_with_a_deprecation_message(tmp_path):
     inputs = yaml.safe_load(sync.action_inputs(TABLE))["inputs"]
     names = list(inputs)
     assert names[names.index("nshaves") + 1] == "shaves"
-    assert inputs["shaves"] == {"description": "Deprecated: use nshaves.", "required": False,
-                                "deprecationMessage": "shaves is deprecated: it was renamed nshaves (same meaning); "
-                                                      "use nshaves."}
+    assert inputs["shaves"] == {
+        "description": "Deprecated: use nshaves.",
+        "required": False,
+        "deprecationMessage": "shaves is deprecated: it was renamed nshaves (same meaning); use nshaves.",
+    }
     assert "default" not in inputs["shaves"]  # set means given (entrypoint/inputs.py)
     action_yml = (ROOT / "action.yml").read_text()
     (tmp_path / "action.yml").write_text(sync.splice_inputs(action_yml, sync.action_inputs(TABLE)))
-    schema = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
-                             "vendor.github-actions", str(tmp_path / "action.yml")], capture_output=True, text=True)
+    schema = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-actions",
+            str(tmp_path / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert schema.returncode == 0, schema.stdout + schema.stderr
     assert "| `--shaves` | | deprecated: the name of `--nshaves` before a rename |" in sync.cli_table(TABLE)
     assert "| `shaves` | | deprecated: the name of `nshaves` before a rename |" in sync.action_table(TABLE)
@@ -81,7 +93,10 @@ def test_the_manifest_reads_the_old_field_with_a_warning(tmp_path, monkeypatch, 
     path.write_text('[[models]]\nname = "m"\nmodel = "m.onnx"\nshaves = 4\nnslices = 4\n')
     (variant,) = manifest.load_manifest(path)
     assert variant.options.nshaves == 4
-    assert "myriad-blob: warning: models[0].shaves: shaves is deprecated: it was renamed nshaves" in capsys.readouterr().err
+    assert (
+        "myriad-blob: warning: models[0].shaves: shaves is deprecated: it was renamed nshaves"
+        in capsys.readouterr().err
+    )
     path.write_text('[[models]]\nname = "m"\nmodel = "m.onnx"\nshaves = 4\nnshaves = 4\n')
     with pytest.raises(manifest.ManifestError, match=r":4: models\[0\].shaves and nshaves are one field"):
         manifest.load_manifest(path)
@@ -101,6 +116,8 @@ def test_the_action_reads_the_old_input_when_it_is_set(monkeypatch, capsys):
 def test_any_description_reads_back_from_action_yml():
     """action.yml is written as text: a help with ': ', quotes or a leading indicator is quoted."""
     texts = ["Names (empty: the dict's keys)", "'quoted' and # not a comment", "- a dash first", "plain text", "12"]
-    table = tuple(dataclasses.replace(NSHAVES, name=f"x{i}", action_help=text, renamed_from=()) for i, text in enumerate(texts))
+    table = tuple(
+        dataclasses.replace(NSHAVES, name=f"x{i}", action_help=text, renamed_from=()) for i, text in enumerate(texts)
+    )
     inputs = yaml.safe_load(sync.action_inputs(table))["inputs"]
     assert [inputs[f"x{i}"]["description"] for i in range(len(texts))] == texts

@@ -19,7 +19,10 @@ spec.loader.exec_module(report_schema)
 def _validate(report: dict) -> None:
     schema = json.loads(report_schema.SCHEMA_FILE.read_text())
     assert report["$schema"] == schema["$id"]
-    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in jsonschema.Draft202012Validator(schema).iter_errors(report)]
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(report)
+    ]
     assert not errors, errors
 
 
@@ -29,12 +32,28 @@ def test_schema_file_is_generated_from_the_report_types():
 
 
 def test_reports_follow_the_schema(tmp_path, model_files):
-    ok = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output",
-                 tmp_path / "ok.blob", "--nn-archive", "--reverse-input-channels")
+    ok = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        SHAPE_ARG,
+        "--output",
+        tmp_path / "ok.blob",
+        "--nn-archive",
+        "--reverse-input-channels",
+    )
     assert ok.returncode == 0, ok.stderr
     _validate(json.loads((tmp_path / "ok.blob.report.json").read_text()))
-    failed = run_cli("convert", "--input", model_files["torchscript"], "--input-shape", "[1, 1, 8, 8]", "--output",
-                     tmp_path / "bad.blob")
+    failed = run_cli(
+        "convert",
+        "--input",
+        model_files["torchscript"],
+        "--input-shape",
+        "[1, 1, 8, 8]",
+        "--output",
+        tmp_path / "bad.blob",
+    )
     assert failed.returncode == 11
     report = json.loads((tmp_path / "bad.blob.report.json").read_text())
     assert report["verdict"]["result"] == "failed"

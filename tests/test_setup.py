@@ -12,8 +12,9 @@ pytestmark = pytest.mark.unit
 
 
 def run_setup(tmp_path, env):
-    return subprocess.run(["bash", str(SETUP_SCRIPT), str(tmp_path / "toolchain")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        ["bash", str(SETUP_SCRIPT), str(tmp_path / "toolchain")], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_setup_names_a_missing_legacy_interpreter(tmp_path):

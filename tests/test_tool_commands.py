@@ -61,8 +61,14 @@ def _jobs(log):
 def _convert(shimmed, tmp_path, *args):
     root, log, _ = shimmed
     blob = tmp_path / "out" / "m.blob"
-    result = run_cli("convert", *args, "--output", blob, "--no-cache",
-                     env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(root), "MYRIAD_BLOB_TEST_ARGV_LOG": str(log)})
+    result = run_cli(
+        "convert",
+        *args,
+        "--output",
+        blob,
+        "--no-cache",
+        env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(root), "MYRIAD_BLOB_TEST_ARGV_LOG": str(log)},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(blob.with_name(blob.name + ".report.json").read_text())
     return {stage["name"]: stage["commands"] for stage in report["stages"]}, _received(log)
@@ -74,9 +80,25 @@ def _all(commands):
 
 def test_the_ov2022_front_end_and_the_compile_helper_receive_these_lines(shimmed, tmp_path, model_files):
     root = shimmed[0]
-    commands, received = _convert(shimmed, tmp_path, "--input", model_files["onnx"], "--mean", "[1, 2, 3]",
-                                  "--scale", "[4, 5, 6]", "--reverse-input-channels", "--input-type", "U8",
-                                  "--nshaves", "4", "--nslices", "4", "--nstreams", "2")
+    commands, received = _convert(
+        shimmed,
+        tmp_path,
+        "--input",
+        model_files["onnx"],
+        "--mean",
+        "[1, 2, 3]",
+        "--scale",
+        "[4, 5, 6]",
+        "--reverse-input-channels",
+        "--input-type",
+        "U8",
+        "--nshaves",
+        "4",
+        "--nslices",
+        "4",
+        "--nstreams",
+        "2",
+    )
     # The query runs beside the compile: the two may start in either order.
     assert sorted(received) == sorted(_all(commands))
     assert commands["load"] == commands["export"] == []
@@ -84,14 +106,31 @@ def test_the_ov2022_front_end_and_the_compile_helper_receive_these_lines(shimmed
     assert frontend[:2] == [str(root / "venv-ov2022" / "bin" / "python"), str(FRONTEND_SCRIPT)] and len(frontend) == 3
     job = json.loads(frontend[2])
     xml = job["xml"]
-    assert job == {"onnx": job["onnx"], "xml": xml, "outputs": ["scores"], "mean": {"input": [1.0, 2.0, 3.0]},
-                   "scale": {"input": [4.0, 5.0, 6.0]}, "reverse_input_channels": True}
+    assert job == {
+        "onnx": job["onnx"],
+        "xml": xml,
+        "outputs": ["scores"],
+        "mean": {"input": [1.0, 2.0, 3.0]},
+        "scale": {"input": [4.0, 5.0, 6.0]},
+        "reverse_input_channels": True,
+    }
     assert job["onnx"].endswith(".onnx") and xml.endswith("/ov2022/model.xml")
     helper = str(root / "bin" / "myriad_compile_blob")
     assert read == [helper, "read", xml]
     assert query == [helper, "query", xml]
-    assert compile_ == [helper, "compile", xml, compile_[3], "-ip", "U8", "-op", "FP16", "MYRIAD_NUMBER_OF_SHAVES=4",
-                        "MYRIAD_NUMBER_OF_CMX_SLICES=4", "MYRIAD_THROUGHPUT_STREAMS=2"]
+    assert compile_ == [
+        helper,
+        "compile",
+        xml,
+        compile_[3],
+        "-ip",
+        "U8",
+        "-op",
+        "FP16",
+        "MYRIAD_NUMBER_OF_SHAVES=4",
+        "MYRIAD_NUMBER_OF_CMX_SLICES=4",
+        "MYRIAD_THROUGHPUT_STREAMS=2",
+    ]
     assert compile_[3].endswith("model.blob")
     (cpu_run,) = commands["verify"]
     assert cpu_run[:3] == [str(root / "venv" / "bin" / "python"), str(RUN_IR_ON_CPU_SCRIPT), xml]
@@ -100,26 +139,61 @@ def test_the_ov2022_front_end_and_the_compile_helper_receive_these_lines(shimmed
 
 def test_model_optimizer_receives_these_lines(shimmed, tmp_path, model_files):
     root = shimmed[0]
-    commands, received = _convert(shimmed, tmp_path, "--input", model_files["onnx"], "--frontend", "mo2021",
-                                  "--input-shape", "input=[1, 3, 96, 128]", "--mean", "[1.5, 2, 3]",
-                                  "--scale", "input=[4, 5, 6.25]", "--reverse-input-channels")
+    commands, received = _convert(
+        shimmed,
+        tmp_path,
+        "--input",
+        model_files["onnx"],
+        "--frontend",
+        "mo2021",
+        "--input-shape",
+        "input=[1, 3, 96, 128]",
+        "--mean",
+        "[1.5, 2, 3]",
+        "--scale",
+        "input=[4, 5, 6.25]",
+        "--reverse-input-channels",
+    )
     assert sorted(received) == sorted(_all(commands))
     (mo, read) = commands["ir"]
     python = str(root / "venv" / "bin" / "python")
     output_dir = mo[5]
-    assert mo == [python, str(root / "venv" / "bin" / "mo"), "--input_model", mo[3], "--output_dir", output_dir,
-                  "--model_name", "model", "--data_type", "FP16", "--input", "input", "--input_shape", "[1,3,96,128]",
-                  "--mean_values", "input[1.5,2,3]", "--scale_values", "input[4,5,6.25]", "--reverse_input_channels"]
+    assert mo == [
+        python,
+        str(root / "venv" / "bin" / "mo"),
+        "--input_model",
+        mo[3],
+        "--output_dir",
+        output_dir,
+        "--model_name",
+        "model",
+        "--data_type",
+        "FP16",
+        "--input",
+        "input",
+        "--input_shape",
+        "[1,3,96,128]",
+        "--mean_values",
+        "input[1.5,2,3]",
+        "--scale_values",
+        "input[4,5,6.25]",
+        "--reverse_input_channels",
+    ]
     assert mo[3].endswith(".onnx") and output_dir.endswith("/mo2021/ir")
     assert read == [str(root / "bin" / "myriad_compile_blob"), "read", output_dir + "/model.xml"]
-    assert commands["compile"][1][:4] == [str(root / "bin" / "myriad_compile_blob"), "compile", output_dir + "/model.xml",
-                                          commands["compile"][1][3]]
+    assert commands["compile"][1][:4] == [
+        str(root / "bin" / "myriad_compile_blob"),
+        "compile",
+        output_dir + "/model.xml",
+        commands["compile"][1][3],
+    ]
 
 
 def test_in_a_batch_the_recorded_lines_carry_exactly_the_jobs_the_warm_workers_ran(shimmed, tmp_path, model_files):
     root, log, _ = shimmed
     shutil.copy(model_files["onnx"], tmp_path / "m.onnx")
-    (tmp_path / "myriad-blob.toml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "myriad-blob.toml").write_text(
+        textwrap.dedent(f"""\
         [[models]]
         name = "ov"
         model = "m.onnx"
@@ -131,9 +205,18 @@ def test_in_a_batch_the_recorded_lines_carry_exactly_the_jobs_the_warm_workers_r
         model = "m.onnx"
         input-shape = "{SHAPE_ARG}"
         frontend = "mo2021"
-        """))
-    result = run_cli("convert-all", "--jobs", "1", "--no-cache", "--output-dir", tmp_path / "out", cwd=tmp_path,
-                     env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(root), "MYRIAD_BLOB_TEST_ARGV_LOG": str(log)})
+        """)
+    )
+    result = run_cli(
+        "convert-all",
+        "--jobs",
+        "1",
+        "--no-cache",
+        "--output-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
+        env_extra={"MYRIAD_BLOB_TOOLCHAIN": str(root), "MYRIAD_BLOB_TEST_ARGV_LOG": str(log)},
+    )
     assert result.returncode == 0, result.stderr
     recorded = []
     for report_path in sorted((tmp_path / "out").rglob("*.report.json")):
@@ -157,7 +240,9 @@ def test_in_a_batch_the_recorded_lines_carry_exactly_the_jobs_the_warm_workers_r
         else:
             files = dict(zip(["xml", "inputs", "outputs", "ranges"], line[2:]))
             expected.append({"op": "infer", **files})
-    assert sorted(json.dumps(j, sort_keys=True) for j in jobs) == sorted(json.dumps(j, sort_keys=True) for j in expected)
+    assert sorted(json.dumps(j, sort_keys=True) for j in jobs) == sorted(
+        json.dumps(j, sort_keys=True) for j in expected
+    )
     # The compile helper runs cold in a batch too: recorded as received.
     helper_lines = [c for c in recorded if c[0] == str(root / "bin" / "myriad_compile_blob")]
     assert sorted(helper_lines) == sorted(c for c in received if c[0] == str(root / "bin" / "myriad_compile_blob"))

@@ -12,13 +12,18 @@ from myriad_blob.toolchain import scripts
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("script", [scripts.FRONTEND_SCRIPT, scripts.LEGACY_WORKER_SCRIPT, scripts.RUN_IR_ON_CPU_SCRIPT],
-                         ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "script",
+    [scripts.FRONTEND_SCRIPT, scripts.LEGACY_WORKER_SCRIPT, scripts.RUN_IR_ON_CPU_SCRIPT],
+    ids=lambda path: path.name,
+)
 def test_each_toolchain_script_exists_and_imports_without_openvino(script):
     assert script.exists()
-    probe = ("import importlib, sys\n"
-             f"importlib.import_module('myriad_blob.toolchain.scripts.{script.stem}')\n"
-             "assert not any(name == 'openvino' or name.startswith('openvino.') for name in sys.modules)\n")
+    probe = (
+        "import importlib, sys\n"
+        f"importlib.import_module('myriad_blob.toolchain.scripts.{script.stem}')\n"
+        "assert not any(name == 'openvino' or name.startswith('openvino.') for name in sys.modules)\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

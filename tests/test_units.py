@@ -12,17 +12,22 @@ from myriad_blob.toolchain import helper_error
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("text, spec", [
-    ("[1, 3, 240, 320]", InputSpec(None, (1, 3, 240, 320))),
-    ("input=[1,3,240,320]", InputSpec("input", (1, 3, 240, 320))),
-    (" depth = [1, 1, 8, 8] ", InputSpec("depth", (1, 1, 8, 8))),
-    ("(1, 3, 2, 2)", InputSpec(None, (1, 3, 2, 2))),
-])
+@pytest.mark.parametrize(
+    "text, spec",
+    [
+        ("[1, 3, 240, 320]", InputSpec(None, (1, 3, 240, 320))),
+        ("input=[1,3,240,320]", InputSpec("input", (1, 3, 240, 320))),
+        (" depth = [1, 1, 8, 8] ", InputSpec("depth", (1, 1, 8, 8))),
+        ("(1, 3, 2, 2)", InputSpec(None, (1, 3, 2, 2))),
+    ],
+)
 def test_input_shape_parses(text, spec):
     assert parse_input_shape(text) == spec
 
 
-@pytest.mark.parametrize("text", ["1x3x240x320", "[]", "[1, -3, 2]", "[1, 3.5]", "[True, 3]", "input=", "__import__('os')"])
+@pytest.mark.parametrize(
+    "text", ["1x3x240x320", "[]", "[1, -3, 2]", "[1, 3.5]", "[True, 3]", "input=", "__import__('os')"]
+)
 def test_input_shape_rejects(text):
     with pytest.raises(ValueError, match="--input-shape"):
         parse_input_shape(text)
@@ -38,15 +43,24 @@ def test_per_channel_values():
 
 
 def test_model_optimizer_error_names_the_op():
-    output = ('[ ERROR ]  Cannot infer shapes or values for node "my_op".\n'
-              '[ ERROR ]  There is no registered "infer" function for node "my_op" with op = "FancyOp". Please ...\n')
-    assert explain_model_optimizer_error(output).startswith("Model Optimizer 2021.4 does not support op FancyOp (node my_op)")
-    assert explain_model_optimizer_error("[ ERROR ]  Something odd\n[ ERROR ]  advice") == "Model Optimizer failed: Something odd"
+    output = (
+        '[ ERROR ]  Cannot infer shapes or values for node "my_op".\n'
+        '[ ERROR ]  There is no registered "infer" function for node "my_op" with op = "FancyOp". Please ...\n'
+    )
+    assert explain_model_optimizer_error(output).startswith(
+        "Model Optimizer 2021.4 does not support op FancyOp (node my_op)"
+    )
+    assert (
+        explain_model_optimizer_error("[ ERROR ]  Something odd\n[ ERROR ]  advice")
+        == "Model Optimizer failed: Something odd"
+    )
 
 
 def test_helper_error_keeps_only_the_message():
-    stderr = ("\x1b[1;33m[Warning][VPU][Config] Deprecated option was used : VPU_MYRIAD_PLATFORM\x1b[0m\n"
-              "ERROR: [ GENERAL_ERROR ] \n/home/jenkins/x/graph_transformer.cpp:88 Value must be not greater, but 4 > 3\n")
+    stderr = (
+        "\x1b[1;33m[Warning][VPU][Config] Deprecated option was used : VPU_MYRIAD_PLATFORM\x1b[0m\n"
+        "ERROR: [ GENERAL_ERROR ] \n/home/jenkins/x/graph_transformer.cpp:88 Value must be not greater, but 4 > 3\n"
+    )
     assert helper_error(stderr) == "Value must be not greater, but 4 > 3"
 
 
@@ -58,8 +72,9 @@ def _blob(inputs=1, magic=0x25ED, size=None):
     entry = entry.ljust(64, b"\0")
     const = struct.pack("<4I", 320, 240, 3, 1) + bytes(16)
     total = len(elf) + 80 + len(entry) + len(const)
-    header = struct.pack("<20I", magic, size or total, 6, 0, inputs, 0, 3, 0, 0, 1, 0, 4, 4, 1, 1, 1,
-                         io_off, io_off, 0, const_off)
+    header = struct.pack(
+        "<20I", magic, size or total, 6, 0, inputs, 0, 3, 0, 0, 1, 0, 4, 4, 1, 1, 1, io_off, io_off, 0, const_off
+    )
     return elf + header + entry + const
 
 
@@ -67,17 +82,25 @@ def test_blob_parser_reads_a_synthetic_blob():
     info = parse_blob(_blob())
     assert info.version == (6, 0) and (info.shaves, info.cmx_slices, info.stage_count) == (4, 4, 3)
     (tensor,) = info.inputs
-    assert (tensor.name, tensor.data_type, tensor.order, tensor.shape, tensor.raw_dims) == \
-        ("input", "U8", "NCHW", (1, 3, 240, 320), (320, 240, 3, 1))
+    assert (tensor.name, tensor.data_type, tensor.order, tensor.shape, tensor.raw_dims) == (
+        "input",
+        "U8",
+        "NCHW",
+        (1, 3, 240, 320),
+        (320, 240, 3, 1),
+    )
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "no ELF header"),
-    (b"GIF89a" + bytes(200), "no ELF header"),
-    (_blob(magic=0x1234), "bad blob magic"),
-    (_blob()[:-10], "truncated"),
-    (_blob(inputs=2), "past the end|numbered"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "no ELF header"),
+        (b"GIF89a" + bytes(200), "no ELF header"),
+        (_blob(magic=0x1234), "bad blob magic"),
+        (_blob()[:-10], "truncated"),
+        (_blob(inputs=2), "past the end|numbered"),
+    ],
+)
 def test_blob_parser_rejects_malformed_blobs(data, message):
     with pytest.raises(BlobFormatError, match=message):
         parse_blob(data)

@@ -36,8 +36,12 @@ def test_a_pickle_named_best_pt_is_refused_and_runs_nothing(tmp_path, dressed_as
     from ultralytics.nn.modules import Conv
 
     target = tmp_path / "pwned.txt"
-    checkpoint = {"model": None, "train_args": {"imgsz": 64, "task": "detect"}, "payload": WritesAFile(target),
-                  "ema": Conv(3, 8) if dressed_as_ultralytics else None}
+    checkpoint = {
+        "model": None,
+        "train_args": {"imgsz": 64, "task": "detect"},
+        "payload": WritesAFile(target),
+        "ema": Conv(3, 8) if dressed_as_ultralytics else None,
+    }
     best = tmp_path / "runs" / "detect" / "train" / "weights" / "best.pt"
     best.parent.mkdir(parents=True)
     torch.save(checkpoint, best)
@@ -59,9 +63,17 @@ def test_without_ultralytics_the_error_names_the_extra(tmp_path, how):
         (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['ultralytics'] = None\n")
     else:  # installed, but its own imports fail (OpenCV without libGL in a slim image)
         (blocker / "ultralytics").mkdir()
-        (blocker / "ultralytics" / "__init__.py").write_text("raise ImportError('libGL.so.1: cannot open shared object file')\n")
-    result = run_cli("convert", "--input", best, "--output", tmp_path / "best.blob",
-                     env_extra={"PYTHONPATH": f"{blocker}:{pathlib.Path(__file__).parent}"})
+        (blocker / "ultralytics" / "__init__.py").write_text(
+            "raise ImportError('libGL.so.1: cannot open shared object file')\n"
+        )
+    result = run_cli(
+        "convert",
+        "--input",
+        best,
+        "--output",
+        tmp_path / "best.blob",
+        env_extra={"PYTHONPATH": f"{blocker}:{pathlib.Path(__file__).parent}"},
+    )
     assert result.returncode == 10, result.stderr
     assert "pip install 'myriad-blob[ultralytics]'" in result.stderr and "Traceback" not in result.stderr
     assert ("libGL" in result.stderr) == (how == "broken")
@@ -76,7 +88,9 @@ def test_camera_decode_is_depthais(tmp_path):
     out[0, :, 1, 0] = [1.0, 0.5, 2.0, 1.5, 0.9, 0.1, 0.9]  # cell (row 1, col 0), class 1
     boxes = decode_camera([out], [8], (16, 16), 0.5, 0.5)
     assert boxes == [{"box": [0.0, 8.0, 16.0, 16.0], "score": pytest.approx(0.9, abs=1e-3), "class": 1}]  # FP16
-    kept = nms([{"box": [0, 0, 10, 10], "score": 0.6, "class": 0}, {"box": [1, 1, 10, 10], "score": 0.7, "class": 1}], 0.5)
+    kept = nms(
+        [{"box": [0, 0, 10, 10], "score": 0.6, "class": 0}, {"box": [1, 1, 10, 10], "score": 0.7, "class": 1}], 0.5
+    )
     assert [k["score"] for k in kept] == [0.7]
 
 
@@ -116,7 +130,10 @@ def test_best_pt_converts_for_the_camera(yolo11_detect, tmp_path):
     names = ["output1_yolov6r2", "output2_yolov6r2", "output3_yolov6r2"]
     assert [t.name for t in info.inputs] == ["images"] and info.inputs[0].shape == (1, 3, 320, 320)
     assert sorted((t.name, t.shape) for t in info.outputs) == [
-        (names[0], (1, 8, 40, 40)), (names[1], (1, 8, 20, 20)), (names[2], (1, 8, 10, 10))]
+        (names[0], (1, 8, 40, 40)),
+        (names[1], (1, 8, 20, 20)),
+        (names[2], (1, 8, 10, 10)),
+    ]
 
     archive = dai.NNArchive(str(tmp_path / "best.tar.xz"))  # depthai v3 reads the archive as the camera would
     head = archive.getConfig().model.heads[0]
@@ -136,7 +153,12 @@ def test_best_pt_converts_for_the_camera(yolo11_detect, tmp_path):
     assert report["preprocessing"]["reverse_input_channels"] is True
     assert report["preprocessing"]["scale"] == {"images": [255.0, 255.0, 255.0]}
     yolo = report["yolo"]
-    assert (yolo["task"], yolo["family"], yolo["strides"], yolo["imgsz"]) == ("detect", "YOLO11", [8, 16, 32], [320, 320])
+    assert (yolo["task"], yolo["family"], yolo["strides"], yolo["imgsz"]) == (
+        "detect",
+        "YOLO11",
+        [8, 16, 32],
+        [320, 320],
+    )
     detections = yolo["detections"]
     assert detections["compared"] and detections["ultralytics"] >= 2
     assert detections["decoder"].startswith("depthai 3.12.0 DetectionParser")
@@ -168,11 +190,15 @@ def test_full_head_keeps_ultralytics_output(tmp_path):
     assert not (tmp_path / "best.json").exists()
 
 
-@pytest.mark.parametrize("yaml, imgsz, parser, extra", [
-    ("yolo11n-cls.yaml", 64, "ClassificationParser", None),
-    ("yolov8n-seg.yaml", 160, "YOLOExtendedParser", "mask_outputs"),
-    ("yolo11n-pose.yaml", 160, "YOLOExtendedParser", "keypoints_outputs"),
-], ids=["classify", "segment", "pose"])
+@pytest.mark.parametrize(
+    "yaml, imgsz, parser, extra",
+    [
+        ("yolo11n-cls.yaml", 64, "ClassificationParser", None),
+        ("yolov8n-seg.yaml", 160, "YOLOExtendedParser", "mask_outputs"),
+        ("yolo11n-pose.yaml", 160, "YOLOExtendedParser", "keypoints_outputs"),
+    ],
+    ids=["classify", "segment", "pose"],
+)
 def test_other_tasks_convert_for_the_camera(yaml, imgsz, parser, extra, tmp_path):
     best = best_pt(tmp_path, yaml, imgsz=imgsz, confident=-3.0)
     result = run_cli("convert", "--input", best, cwd=tmp_path)
@@ -203,10 +229,13 @@ def test_a_head_depthai_cannot_decode_asks_for_the_full_head(tmp_path):
     assert not (tmp_path / "best.blob").exists()
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("MYRIAD_BLOB_YOLO_FAMILIES"),
-                    reason="the other detect families: make test-yolo-families")
-@pytest.mark.parametrize("yaml, family", [("yolov5nu.yaml", "YOLOv5u"), ("yolov8n.yaml", "YOLOv8"),
-                                          ("yolo26n.yaml", "YOLO26")])
+@pytest.mark.skipif(
+    not __import__("os").environ.get("MYRIAD_BLOB_YOLO_FAMILIES"),
+    reason="the other detect families: make test-yolo-families",
+)
+@pytest.mark.parametrize(
+    "yaml, family", [("yolov5nu.yaml", "YOLOv5u"), ("yolov8n.yaml", "YOLOv8"), ("yolo26n.yaml", "YOLO26")]
+)
 def test_detect_families_convert_for_the_camera(yaml, family, tmp_path):
     best = best_pt(tmp_path, yaml, imgsz=320, confident=-3.0)
     result = run_cli("convert", "--input", best, cwd=tmp_path)

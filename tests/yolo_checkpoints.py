@@ -19,8 +19,9 @@ def build_model(yaml: str, nc: int = len(CLASS_NAMES), seed: int = 0, confident:
 
     torch.manual_seed(seed)
     task = "segment" if "-seg" in yaml else "pose" if "-pose" in yaml else "classify" if "-cls" in yaml else "detect"
-    cls = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel,
-           "classify": ClassificationModel}[task]
+    cls = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel, "classify": ClassificationModel}[
+        task
+    ]
     model = cls(yaml, nc=nc, verbose=False)
     model.names = dict(enumerate(CLASS_NAMES[:nc]))
     model.args = get_cfg(overrides={"model": yaml, "task": task, "imgsz": 320, "data": "custom.yaml"})
@@ -46,8 +47,12 @@ def calibrate_batch_norm(model, size: int = 160) -> None:
 
     generator = torch.Generator().manual_seed(1)
     ramp = torch.linspace(0, 1, size)
-    images = [(0.5 * (ramp[None, :] + ramp[:, None]) * level + 0.15 * torch.rand(3, size, size, generator=generator))
-              .clamp(0, 1) for level in (0.4, 0.7, 1.0, 0.55)]
+    images = [
+        (0.5 * (ramp[None, :] + ramp[:, None]) * level + 0.15 * torch.rand(3, size, size, generator=generator)).clamp(
+            0, 1
+        )
+        for level in (0.4, 0.7, 1.0, 0.55)
+    ]
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
@@ -68,21 +73,32 @@ def save_like_trainer(model, task: str, path: Path, imgsz: int = 320) -> Path:
     train_args = dict(vars(model.args))
     train_args.update(imgsz=imgsz, task=task, save_dir=str(path.parent.parent))
     checkpoint = {
-        "epoch": -1, "best_fitness": 0.5, "stopper": {"best_fitness": 0.5, "best_epoch": 99},
-        "model": None, "ema": ema, "updates": 1000, "modelopt": None, "optimizer": None, "scaler": {},
-        "train_args": train_args, "train_metrics": {"metrics/mAP50(B)": 0.5, "fitness": 0.5},
-        "train_results": {"epoch": [1.0]}, "date": datetime(2026, 1, 1).isoformat(),
-        "version": ultralytics.__version__, "git": {"root": None, "branch": None, "commit": None, "message": None,
-                                                    "origin": None},
-        "license": "AGPL-3.0 (https://ultralytics.com/license)", "docs": "https://docs.ultralytics.com",
+        "epoch": -1,
+        "best_fitness": 0.5,
+        "stopper": {"best_fitness": 0.5, "best_epoch": 99},
+        "model": None,
+        "ema": ema,
+        "updates": 1000,
+        "modelopt": None,
+        "optimizer": None,
+        "scaler": {},
+        "train_args": train_args,
+        "train_metrics": {"metrics/mAP50(B)": 0.5, "fitness": 0.5},
+        "train_results": {"epoch": [1.0]},
+        "date": datetime(2026, 1, 1).isoformat(),
+        "version": ultralytics.__version__,
+        "git": {"root": None, "branch": None, "commit": None, "message": None, "origin": None},
+        "license": "AGPL-3.0 (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
     return path
 
 
-def best_pt(directory: Path, yaml: str = "yolo11n.yaml", imgsz: int = 320, confident: float | None = None,
-            seed: int = 0) -> Path:
+def best_pt(
+    directory: Path, yaml: str = "yolo11n.yaml", imgsz: int = 320, confident: float | None = None, seed: int = 0
+) -> Path:
     """runs/<task>/train/weights/best.pt under directory."""
     model, task = build_model(yaml, seed=seed, confident=confident)
     return save_like_trainer(model, task, directory / "runs" / task / "train" / "weights" / "best.pt", imgsz)

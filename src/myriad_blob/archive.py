@@ -47,8 +47,9 @@ def shape_in_layout(tensor) -> list[int]:
     return list(tensor.shape)
 
 
-def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool,
-                      heads: list[dict] | None = None) -> dict:
+def nn_archive_config(
+    name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool, heads: list[dict] | None = None
+) -> dict:
     """config.json, validated by luxonis-ml's schema. heads: parser heads (e.g. a YOLO head: parser,
     outputs, metadata), written as given once the schema accepts them."""
     from luxonis_ml.nn_archive import Config
@@ -57,20 +58,41 @@ def nn_archive_config(name: str, blob_name: str, info: BlobInfo, reverse_input_c
     for tensor in info.inputs:
         image = is_image(tensor)
         # interleaved_to_planar (legacy, beside dai_type): the blob takes interleaved (NHWC) frames.
-        preprocessing = {"mean": [0.0] * tensor.shape[1] if image else None,
-                         "scale": [1.0] * tensor.shape[1] if image else None,
-                         "reverse_channels": not reverse_input_channels if image else None,
-                         "interleaved_to_planar": tensor.order == "NHWC",
-                         "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if image else None}
-        inputs.append({"name": tensor.name, "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
-                       "input_type": "image" if image else "raw", "shape": shape_in_layout(tensor),
-                       "layout": _LAYOUTS.get(tensor.order, tensor.order),
-                       "preprocessing": {k: v for k, v in preprocessing.items() if v is not None}})
-    outputs = [{"name": t.name, "dtype": _DTYPES.get(t.data_type, t.data_type.lower()), "shape": shape_in_layout(t),
-                "layout": _LAYOUTS.get(t.order, t.order)} for t in info.outputs]
-    config = {"config_version": "1.0",
-              "model": {"metadata": {"name": name, "path": blob_name, "precision": "float16"},
-                        "inputs": inputs, "outputs": outputs, "heads": list(heads or [])}}
+        preprocessing = {
+            "mean": [0.0] * tensor.shape[1] if image else None,
+            "scale": [1.0] * tensor.shape[1] if image else None,
+            "reverse_channels": not reverse_input_channels if image else None,
+            "interleaved_to_planar": tensor.order == "NHWC",
+            "dai_type": camera_frame_type(reverse_input_channels, tensor.order) if image else None,
+        }
+        inputs.append(
+            {
+                "name": tensor.name,
+                "dtype": _DTYPES.get(tensor.data_type, tensor.data_type.lower()),
+                "input_type": "image" if image else "raw",
+                "shape": shape_in_layout(tensor),
+                "layout": _LAYOUTS.get(tensor.order, tensor.order),
+                "preprocessing": {k: v for k, v in preprocessing.items() if v is not None},
+            }
+        )
+    outputs = [
+        {
+            "name": t.name,
+            "dtype": _DTYPES.get(t.data_type, t.data_type.lower()),
+            "shape": shape_in_layout(t),
+            "layout": _LAYOUTS.get(t.order, t.order),
+        }
+        for t in info.outputs
+    ]
+    config = {
+        "config_version": "1.0",
+        "model": {
+            "metadata": {"name": name, "path": blob_name, "precision": "float16"},
+            "inputs": inputs,
+            "outputs": outputs,
+            "heads": list(heads or []),
+        },
+    }
     return Config.model_validate(config).model_dump(mode="json", exclude_none=True)
 
 

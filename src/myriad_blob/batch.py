@@ -29,15 +29,21 @@ class BatchResult:
 
     def to_dict(self) -> dict:
         report = self.report
-        return {"id": self.variant.id, "model": self.variant.model, "variant": self.variant.name,
-                "status": report.status, "error": report.error,
-                "verdict": report.to_dict()["verdict"],  # its report's (report.overall_verdict)
-                "blob": report.blob["path"] if report.blob else None,
-                "sha256": report.blob["sha256"] if report.blob else None,
-                "size": report.blob["size"] if report.blob else None,
-                "superblob": report.superblob["path"] if report.superblob else None,
-                "report": report.options["report"], "cached": bool((report.cache or {}).get("hit")),
-                "warnings": report.warnings}
+        return {
+            "id": self.variant.id,
+            "model": self.variant.model,
+            "variant": self.variant.name,
+            "status": report.status,
+            "error": report.error,
+            "verdict": report.to_dict()["verdict"],  # its report's (report.overall_verdict)
+            "blob": report.blob["path"] if report.blob else None,
+            "sha256": report.blob["sha256"] if report.blob else None,
+            "size": report.blob["size"] if report.blob else None,
+            "superblob": report.superblob["path"] if report.superblob else None,
+            "report": report.options["report"],
+            "cached": bool((report.cache or {}).get("hit")),
+            "warnings": report.warnings,
+        }
 
 
 def output_options(variant: Variant, output_dir: Path, superblob: bool):
@@ -45,8 +51,16 @@ def output_options(variant: Variant, output_dir: Path, superblob: bool):
     return dataclasses.replace(variant.options, output=blob, superblob=superblob or variant.options.superblob)
 
 
-def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache | None, jobs: int = 2,
-                superblob: bool = False, toolchain_dir: Path | None = None, progress=lambda result: None) -> dict:
+def convert_all(
+    variants: list[Variant],
+    output_dir: Path,
+    *,
+    cache: BlobCache | None,
+    jobs: int = 2,
+    superblob: bool = False,
+    toolchain_dir: Path | None = None,
+    progress=lambda result: None,
+) -> dict:
     started = time.perf_counter()
     planned = [(variant, output_options(variant, output_dir, superblob)) for variant in variants]
     jobs = max(1, min(jobs, len(planned)))
@@ -60,29 +74,36 @@ def convert_all(variants: list[Variant], output_dir: Path, *, cache: BlobCache |
         with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
             session = Session.for_batch(Path(tmp), toolchain, jobs) if toolchain else Session(Path(tmp))
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-                futures = {pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
-                           for variant, options in planned}
+                futures = {
+                    pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
+                    for variant, options in planned
+                }
                 for future in concurrent.futures.as_completed(futures):
                     variant, options = futures[future]
                     try:
                         report = future.result()
                     except Exception as error:  # a bug of ours in one variant must not stop the others
-                        report = ConversionReport(options.to_dict(), status="failed",
-                                                  error={"stage": "internal", "exit_code": 1,
-                                                         "message": f"internal error: {error!r}"})
+                        report = ConversionReport(
+                            options.to_dict(),
+                            status="failed",
+                            error={"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"},
+                        )
                     results[variant.id] = BatchResult(variant, report)
                     progress(results[variant.id])
     finally:
         if session is not None:
             session.close()
     ordered = [results[variant.id] for variant, _ in planned]
-    summary = {"total_s": round(time.perf_counter() - started, 3), "jobs": jobs,
-               "succeeded": sum(r.report.status == "succeeded" for r in ordered),
-               "failed": sum(r.report.status != "succeeded" for r in ordered),
-               "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
-               # The worst of the variants' verdicts (report.overall_verdict): passed only if every one passed.
-               "verdict": worst_verdict(r.report.to_dict()["verdict"]["result"] for r in ordered),
-               "variants": [r.to_dict() for r in ordered]}
+    summary = {
+        "total_s": round(time.perf_counter() - started, 3),
+        "jobs": jobs,
+        "succeeded": sum(r.report.status == "succeeded" for r in ordered),
+        "failed": sum(r.report.status != "succeeded" for r in ordered),
+        "cached": sum(bool((r.report.cache or {}).get("hit")) for r in ordered),
+        # The worst of the variants' verdicts (report.overall_verdict): passed only if every one passed.
+        "verdict": worst_verdict(r.report.to_dict()["verdict"]["result"] for r in ordered),
+        "variants": [r.to_dict() for r in ordered],
+    }
     write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
     return summary
@@ -121,6 +142,7 @@ def select(variants: list[Variant], only: tuple[str, ...]) -> list[Variant]:
     known = {v.id for v in variants} | {v.model for v in variants}
     unknown = [name for name in only if name not in known]
     if unknown:
-        raise ValueError(f"--only {unknown[0]!r} is not in the manifest (it has {', '.join(sorted(v.id for v in variants))})")
+        raise ValueError(
+            f"--only {unknown[0]!r} is not in the manifest (it has {', '.join(sorted(v.id for v in variants))})"
+        )
     return chosen
-

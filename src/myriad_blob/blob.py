@@ -16,10 +16,26 @@ from .tensors import TensorInfo
 ELF_HEADER_SIZE = 52
 BLOB_MAGIC = 0x25ED
 _HEADER_FIELDS = (
-    "magic_number", "file_size", "blob_ver_major", "blob_ver_minor", "inputs_count", "outputs_count",
-    "stages_count", "inputs_size", "outputs_size", "batch_size", "bss_mem_size", "number_of_cmx_slices",
-    "number_of_shaves", "has_hw_stage", "has_shave_stage", "has_dma_stage", "input_info_section_offset",
-    "output_info_section_offset", "stage_section_offset", "const_data_section_offset",
+    "magic_number",
+    "file_size",
+    "blob_ver_major",
+    "blob_ver_minor",
+    "inputs_count",
+    "outputs_count",
+    "stages_count",
+    "inputs_size",
+    "outputs_size",
+    "batch_size",
+    "bss_mem_size",
+    "number_of_cmx_slices",
+    "number_of_shaves",
+    "has_hw_stage",
+    "has_shave_stage",
+    "has_dma_stage",
+    "input_info_section_offset",
+    "output_info_section_offset",
+    "stage_section_offset",
+    "const_data_section_offset",
 )
 # vpu::DataType in the plugin; depthai calls these FP16, U8F, INT, FP32, I8.
 DATA_TYPES = {0: "FP16", 1: "U8", 2: "I32", 3: "FP32", 4: "I8"}
@@ -55,9 +71,13 @@ class BlobInfo:
 
     def to_dict(self) -> dict:
         return {
-            "size": self.size, "version": f"{self.version[0]}.{self.version[1]}", "stage_count": self.stage_count,
-            "shaves": self.shaves, "cmx_slices": self.cmx_slices,
-            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+            "size": self.size,
+            "version": f"{self.version[0]}.{self.version[1]}",
+            "stage_count": self.stage_count,
+            "shaves": self.shaves,
+            "cmx_slices": self.cmx_slices,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
         }
 
 
@@ -76,8 +96,15 @@ def parse_blob(data: bytes) -> BlobInfo:
         outputs = _read_tensors(data, header["output_info_section_offset"], header["outputs_count"], const_base)
     except struct.error as error:
         raise BlobFormatError(f"I/O section runs past the end of the blob: {error}") from None
-    return BlobInfo(len(data), (header["blob_ver_major"], header["blob_ver_minor"]), header["stages_count"],
-                    header["number_of_shaves"], header["number_of_cmx_slices"], inputs, outputs)
+    return BlobInfo(
+        len(data),
+        (header["blob_ver_major"], header["blob_ver_minor"]),
+        header["stages_count"],
+        header["number_of_shaves"],
+        header["number_of_cmx_slices"],
+        inputs,
+        outputs,
+    )
 
 
 def _read_tensors(data: bytes, offset: int, count: int, const_base: int) -> tuple[BlobTensor, ...]:
@@ -87,10 +114,11 @@ def _read_tensors(data: bytes, offset: int, count: int, const_base: int) -> tupl
         if io_index != index:
             raise BlobFormatError(f"I/O entry {index} is numbered {io_index}")
         offset += 12
-        name = data[offset:offset + name_length].split(b"\0", 1)[0].decode("utf-8", "replace")
+        name = data[offset : offset + name_length].split(b"\0", 1)[0].decode("utf-8", "replace")
         offset += name_length
-        data_type, order_code, num_dims, _dims_location, dims_offset, _strides_location, _strides_offset = \
+        data_type, order_code, num_dims, _dims_location, dims_offset, _strides_location, _strides_offset = (
             struct.unpack_from("<7I", data, offset)
+        )
         offset += 28
         raw_dims = struct.unpack_from(f"<{num_dims}I", data, const_base + dims_offset)
         digits = [int(d, 16) for d in f"{order_code:x}"]
@@ -99,26 +127,40 @@ def _read_tensors(data: bytes, offset: int, count: int, const_base: int) -> tupl
         # raw_dims[i] is the size of the i-th innermost dimension, i.e. of digits[-1 - i].
         size_of = {digits[-1 - i]: raw_dims[i] for i in range(num_dims)}
         shape = tuple(size_of[d] for d in sorted(size_of, reverse=True))
-        tensors.append(BlobTensor(name, DATA_TYPES.get(data_type, f"unknown({data_type})"),
-                                  "".join(_DIM_LETTERS[d] for d in digits), shape, tuple(raw_dims)))
+        tensors.append(
+            BlobTensor(
+                name,
+                DATA_TYPES.get(data_type, f"unknown({data_type})"),
+                "".join(_DIM_LETTERS[d] for d in digits),
+                shape,
+                tuple(raw_dims),
+            )
+        )
     return tuple(tensors)
 
 
-def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...], settings: dict) -> None:
+def verify_blob(
+    info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...], settings: dict
+) -> None:
     """Raise a VERIFY error where the blob disagrees with the IR it came from or the settings asked."""
     problems = []
     if info.shaves != settings["nshaves"]:
         problems.append(f"{info.shaves} shaves, asked {settings['nshaves']}")
     if info.cmx_slices != settings["nslices"]:
         problems.append(f"{info.cmx_slices} CMX slices, asked {settings['nslices']}")
-    for role, expected, found, wanted_type in (("input", inputs, info.inputs, settings["input_type"]),
-                                               ("output", outputs, info.outputs, settings["output_type"])):
+    for role, expected, found, wanted_type in (
+        ("input", inputs, info.inputs, settings["input_type"]),
+        ("output", outputs, info.outputs, settings["output_type"]),
+    ):
         by_name = {t.name: t for t in found}
         dynamic = [name[: -len("@shape")] for name in by_name if name.endswith("@shape")]
         if dynamic:  # the Myriad's dynamic-shape outputs: a size that depends on the data
-            raise ConversionError(Stage.VERIFY, f"the blob's {role}(s) {', '.join(dynamic)} have a size that depends on "
-                                                f"the data (the compiler added {', '.join(d + '@shape' for d in dynamic)}): "
-                                                f"{REFUSED['NonZero'].what}; {REFUSED['NonZero'].fix}")
+            raise ConversionError(
+                Stage.VERIFY,
+                f"the blob's {role}(s) {', '.join(dynamic)} have a size that depends on "
+                f"the data (the compiler added {', '.join(d + '@shape' for d in dynamic)}): "
+                f"{REFUSED['NonZero'].what}; {REFUSED['NonZero'].fix}",
+            )
         if sorted(by_name) != sorted(t.name for t in expected):
             problems.append(f"{role}s {sorted(by_name)}, expected {sorted(t.name for t in expected)}")
             continue
@@ -133,13 +175,15 @@ def verify_blob(info: BlobInfo, inputs: tuple[TensorInfo, ...], outputs: tuple[T
             if len(got.shape) == 4 and got.order != layout:
                 problems.append(f"{role} {tensor.name} is laid out {got.order}, asked {layout}")
     if problems:
-        raise ConversionError(Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems)
-                              + _batch_hint(info, inputs))
+        raise ConversionError(
+            Stage.VERIFY, "the blob does not match what was asked: " + "; ".join(problems) + _batch_hint(info, inputs)
+        )
 
 
 def same_shape(blob_shape, ir_shape) -> bool:
     """The blob's dims are the IR's, but for leading 1s the Myriad may add or drop (a 3-D [1, 4, 16]
     tensor computed from a 3-D input can come out as [1, 1, 4, 16]): the same data either way."""
+
     def trimmed(shape):
         shape = list(shape)
         while len(shape) > 1 and shape[0] == 1:
@@ -154,9 +198,15 @@ def _batch_hint(info: BlobInfo, inputs: tuple[TensorInfo, ...]) -> str:
     by_name = {t.name: t for t in info.inputs}
     for tensor in inputs:
         got = by_name.get(tensor.name)
-        if got is not None and len(got.shape) == len(tensor.shape) > 1 and got.shape[1:] == tuple(tensor.shape[1:]) \
-                and got.shape[0] != tensor.shape[0]:
-            return (f" (the Myriad compiler made a batch-{got.shape[0]} blob where batch {tensor.shape[0]} was asked: "
-                    f"a Myriad X blob runs one batch per inference as compiled; convert with --input-shape batch "
-                    f"{got.shape[0]} and send frames one at a time)")
+        if (
+            got is not None
+            and len(got.shape) == len(tensor.shape) > 1
+            and got.shape[1:] == tuple(tensor.shape[1:])
+            and got.shape[0] != tensor.shape[0]
+        ):
+            return (
+                f" (the Myriad compiler made a batch-{got.shape[0]} blob where batch {tensor.shape[0]} was asked: "
+                f"a Myriad X blob runs one batch per inference as compiled; convert with --input-shape batch "
+                f"{got.shape[0]} and send frames one at a time)"
+            )
     return ""

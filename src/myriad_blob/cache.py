@@ -33,8 +33,11 @@ from .report import ConversionReport, remove_written, write_atomically
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")
 # Files a conversion may write beside the blob: (report field, ConversionOptions path property, name in the cache).
-_ARTIFACTS = (("nn_archive", "nn_archive_path", "model.tar.xz"), ("superblob", "superblob_path", "model.superblob"),
-              ("depthai_json", "depthai_json_path", "model.json"))
+_ARTIFACTS = (
+    ("nn_archive", "nn_archive_path", "model.tar.xz"),
+    ("superblob", "superblob_path", "model.superblob"),
+    ("depthai_json", "depthai_json_path", "model.json"),
+)
 
 
 def default_cache_dir() -> Path:
@@ -140,8 +143,13 @@ def _onnx_external_data(path: Path) -> dict | None:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:
         return None
-    locations = {entry.value for tensor in model.graph.initializer if uses_external_data(tensor)
-                 for entry in tensor.external_data if entry.key == "location"}
+    locations = {
+        entry.value
+        for tensor in model.graph.initializer
+        if uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
     return {location: _file_sha256(path.parent / location) for location in sorted(locations)}
 
 
@@ -161,10 +169,17 @@ class BlobCache:
         sources = _module_sources(user_modules) if user_modules else {}
         if sources is None:
             return None  # user code that cannot be found: convert (and fail there with the reason)
-        material = {"model": model, "external_data": _onnx_external_data(options.input), "user_code": sources,
-                    "sample": _file_sha256(options.sample) if options.sample else None, "options": settings,
-                    "converter": _converter_versions(),
-                    "converter_code": converter_source_digest(), "toolchain": toolchain_versions, "myriad-blob": __version__}
+        material = {
+            "model": model,
+            "external_data": _onnx_external_data(options.input),
+            "user_code": sources,
+            "sample": _file_sha256(options.sample) if options.sample else None,
+            "options": settings,
+            "converter": _converter_versions(),
+            "converter_code": converter_source_digest(),
+            "toolchain": toolchain_versions,
+            "myriad-blob": __version__,
+        }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def _entry(self, key: str) -> Path:
@@ -189,10 +204,15 @@ class BlobCache:
             self._restore_files(entry, options, report, blob, written)
         except OSError as error:
             remove_written(written)  # all or nothing, as a conversion
-            raise ConversionError(Stage.OUTPUT, f"cannot write the cached files to {options.output} and beside it: "
-                                                f"{error.strerror}") from error
-        report.cache = {"hit": True, "key": key, "converted_as": original,
-                        "restore_s": round(time.perf_counter() - started, 4)}
+            raise ConversionError(
+                Stage.OUTPUT, f"cannot write the cached files to {options.output} and beside it: {error.strerror}"
+            ) from error
+        report.cache = {
+            "hit": True,
+            "key": key,
+            "converted_as": original,
+            "restore_s": round(time.perf_counter() - started, 4),
+        }
         try:
             report.write(options.report_json, options.report_markdown)
         except ConversionError:

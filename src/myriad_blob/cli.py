@@ -17,13 +17,17 @@ from .report import is_stream
 
 
 def _version_message() -> str:
-    lines = [f"myriad-blob {__version__}",
-             "toolchain (pinned): " + ", ".join(f"{k}=={v}" for k, v in toolchain.PINNED.items())]
+    lines = [
+        f"myriad-blob {__version__}",
+        "toolchain (pinned): " + ", ".join(f"{k}=={v}" for k, v in toolchain.PINNED.items()),
+    ]
     manifest = toolchain.default_dir() / "toolchain.json"
     if manifest.exists():
         versions = json.loads(manifest.read_text())
-        lines.append(f"toolchain (set up in {manifest.parent}): inference engine {versions.get('inference_engine_build')}, "
-                     f"Python {versions.get('legacy_python')}, g++ {versions.get('gxx')}")
+        lines.append(
+            f"toolchain (set up in {manifest.parent}): inference engine {versions.get('inference_engine_build')}, "
+            f"Python {versions.get('legacy_python')}, g++ {versions.get('gxx')}"
+        )
     else:
         lines.append(f"toolchain: not set up yet in {manifest.parent} (run `myriad-blob setup`)")
     return "\n".join(lines)
@@ -48,8 +52,13 @@ def _click_option(option: Option, old_name: str | None = None):
         settings.update(is_flag=True)
     else:
         decls = [f"--{name}"]
-        settings["type"] = {"path": click.Path(path_type=Path), "int": int, "float": float, "text": None,
-                            "choice": click.Choice(option.choices or (), case_sensitive=False)}[option.kind]
+        settings["type"] = {
+            "path": click.Path(path_type=Path),
+            "int": int,
+            "float": float,
+            "text": None,
+            "choice": click.Choice(option.choices or (), case_sensitive=False),
+        }[option.kind]
         settings.update(default=option.default, show_default=option.default is not None)
     for key in ("multiple", "metavar", "required"):
         if getattr(option, key):
@@ -82,7 +91,9 @@ def _cli_options(command, options: tuple[Option, ...] = OPTIONS):
                     continue
                 source = click.get_current_context().get_parameter_source(_click_key(option))
                 if source == click.core.ParameterSource.COMMANDLINE:
-                    raise click.UsageError(f"--{old} and --{option.name} are one option (renamed): give --{option.name} only")
+                    raise click.UsageError(
+                        f"--{old} and --{option.name} are one option (renamed): give --{option.name} only"
+                    )
                 click.echo(f"myriad-blob: warning: {option.deprecation(old)}", err=True)
                 values[_click_key(option)] = value
         return command(**values)
@@ -116,8 +127,10 @@ def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> No
     except Exception:
         if debug:
             raise
-        click.echo(f"myriad-blob: internal error (a bug; rerun with --debug for the traceback). "
-                   f"Report: {options.report_json}", err=True)
+        click.echo(
+            f"myriad-blob: internal error (a bug; rerun with --debug for the traceback). Report: {options.report_json}",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)
     for warning in report.warnings:
         click.echo(f"myriad-blob: warning: {warning}", err=True)
@@ -154,8 +167,13 @@ def _cache(cache_dir: Path | None, no_cache: bool):
     return None if no_cache else BlobCache(cache_dir or default_cache_dir())
 
 
-_manifest_option = click.option("--manifest", type=click.Path(path_type=Path), default=Path("myriad-blob.toml"),
-                                show_default=True, help="The manifest of models and variants.")
+_manifest_option = click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=Path("myriad-blob.toml"),
+    show_default=True,
+    help="The manifest of models and variants.",
+)
 
 
 def _load_variants(manifest: Path, only=()):
@@ -171,14 +189,28 @@ def _load_variants(manifest: Path, only=()):
 
 @main.command("convert-all")
 @_manifest_option
-@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("blobs"), show_default=True,
-              help="Where the blobs (<model>-<variant>.blob), their reports and batch-report.{json,md} go.")
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=Path("blobs"),
+    show_default=True,
+    help="Where the blobs (<model>-<variant>.blob), their reports and batch-report.{json,md} go.",
+)
 @click.option("--only", multiple=True, metavar="MODEL[/VARIANT]", help="Convert only these (repeatable).")
-@click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1, show_default="the number of cores",
-              help="Variants converted at once, each with its own warm toolchain process.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=os.cpu_count() or 1,
+    show_default="the number of cores",
+    help="Variants converted at once, each with its own warm toolchain process.",
+)
 @click.option("--superblob", is_flag=True, help="Also write a SuperBlob (1-16 SHAVEs) for every variant.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="Content-addressed cache.  [default: $MYRIAD_BLOB_CACHE_DIR or ~/.cache/myriad-blob/blobs]")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Content-addressed cache.  [default: $MYRIAD_BLOB_CACHE_DIR or ~/.cache/myriad-blob/blobs]",
+)
 @click.option("--no-cache", is_flag=True, help="Convert every variant even when the cache has it.")
 def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, no_cache) -> None:
     """Convert every variant of every model in a manifest (myriad-blob.toml)."""
@@ -194,10 +226,13 @@ def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, 
         else:
             click.echo(f"FAILED  {result.variant.id}: {report.error['stage']}: {report.error['message']}", err=True)
 
-    summary = convert_all(variants, output_dir, cache=_cache(cache_dir, no_cache), jobs=jobs, superblob=superblob,
-                          progress=progress)
-    click.echo(f"{summary['succeeded']} of {len(variants)} variants converted ({summary['cached']} from the cache) "
-               f"in {summary['total_s']:.1f} s; report: {output_dir / 'batch-report.md'}")
+    summary = convert_all(
+        variants, output_dir, cache=_cache(cache_dir, no_cache), jobs=jobs, superblob=superblob, progress=progress
+    )
+    click.echo(
+        f"{summary['succeeded']} of {len(variants)} variants converted ({summary['cached']} from the cache) "
+        f"in {summary['total_s']:.1f} s; report: {output_dir / 'batch-report.md'}"
+    )
     sys.exit(EXIT_SOME_FAILED if summary["failed"] else 0)
 
 
@@ -211,10 +246,15 @@ def matrix_command(manifest) -> None:
 
 
 @main.command()
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where to set up the toolchain (a new or empty directory, or one an earlier set-up made; "
-                   "it is replaced when the pins change). Default: $MYRIAD_BLOB_TOOLCHAIN or "
-                   "~/.cache/myriad-blob/toolchain-openvino-2021.4.2.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to set up the toolchain (a new or empty directory, or one an earlier set-up made; "
+    "it is replaced when the pins change). Default: $MYRIAD_BLOB_TOOLCHAIN or "
+    "~/.cache/myriad-blob/toolchain-openvino-2021.4.2.",
+)
 def setup(directory: Path | None) -> None:
     """Set up the pinned toolchain: OpenVINO 2021.4.2 (Myriad compiler) and 2022.3.1 (IR front end). Idempotent."""
     sys.exit(toolchain.setup(directory))

@@ -33,8 +33,13 @@ class LayerSupport:
     queried: bool = True  # False: the query itself failed, so nothing is known per layer
 
     def to_dict(self) -> dict:
-        return {"total": self.total, "supported": self.total - len(self.unsupported) if self.queried else None,
-                "queried": self.queried, "by_type": self.by_type, "unsupported": list(self.unsupported)}
+        return {
+            "total": self.total,
+            "supported": self.total - len(self.unsupported) if self.queried else None,
+            "queried": self.queried,
+            "by_type": self.by_type,
+            "unsupported": list(self.unsupported),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +71,20 @@ def integer_outputs(ir: IRModel | None) -> dict:
 
 # The IR's own element types as blob precisions (what --input-type/--output-type name=ONNX keep);
 # integers become I32, the one integer type the Myriad X gives (an ONNX argmax is I64).
-_IR_PRECISIONS = {"F32": "FP32", "F16": "FP16", "FP32": "FP32", "FP16": "FP16", "U8": "U8", "I32": "I32",
-                  "I64": "I32", "U64": "I32", "I16": "I32", "U16": "I32", "I8": "I32", "BOOL": "I32"}
+_IR_PRECISIONS = {
+    "F32": "FP32",
+    "F16": "FP16",
+    "FP32": "FP32",
+    "FP16": "FP16",
+    "U8": "U8",
+    "I32": "I32",
+    "I64": "I32",
+    "U64": "I32",
+    "I16": "I32",
+    "U16": "I32",
+    "I8": "I32",
+    "BOOL": "I32",
+}
 
 
 def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
@@ -97,25 +114,32 @@ def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> d
 def _per_tensor(options: ConversionOptions, ir: IRModel, integer: dict) -> tuple[dict, dict]:
     types, layouts = dict(integer), {}
     for role, tensors, every_layout, named_types, named_layouts in (
-            ("input", ir.inputs, options.input_layout, options.input_type_by_name, options.input_layout_by_name),
-            ("output", ir.outputs, options.output_layout, options.output_type_by_name, options.output_layout_by_name)):
+        ("input", ir.inputs, options.input_layout, options.input_type_by_name, options.input_layout_by_name),
+        ("output", ir.outputs, options.output_layout, options.output_type_by_name, options.output_layout_by_name),
+    ):
         by_name = {t.name: t for t in tensors}
         other_role = "output" if role == "input" else "input"
         others = {t.name for t in (ir.outputs if role == "input" else ir.inputs)}
         for setting, named in (("type", named_types), ("layout", named_layouts)):
             for name in (name for name in named if name not in by_name):
-                hint = f" ({name!r} is one of its {other_role}s: use --{other_role}-{setting})" if name in others else ""
-                raise _options_error(f"--{role}-{setting} names {name!r}, but the blob's {role}s are "
-                                     f"{', '.join(by_name)}{hint}")
+                hint = (
+                    f" ({name!r} is one of its {other_role}s: use --{other_role}-{setting})" if name in others else ""
+                )
+                raise _options_error(
+                    f"--{role}-{setting} names {name!r}, but the blob's {role}s are {', '.join(by_name)}{hint}"
+                )
         for name, precision in sorted(named_types.items()):  # a named type wins, on integer outputs too
             tensor = by_name[name]
-            types[name] = _IR_PRECISIONS.get(tensor.dtype.upper(), tensor.dtype.upper()) if precision == "ONNX" \
-                else precision
+            types[name] = (
+                _IR_PRECISIONS.get(tensor.dtype.upper(), tensor.dtype.upper()) if precision == "ONNX" else precision
+            )
         for tensor in tensors:
             layout = named_layouts.get(tensor.name)
             if layout is not None and len(tensor.shape) != 4:
-                raise _options_error(f"--{role}-layout {tensor.name}={layout}: {role} {tensor.name} is "
-                                     f"{list(tensor.shape)}, not 4-D; NCHW and NHWC are the layouts of 4-D tensors")
+                raise _options_error(
+                    f"--{role}-layout {tensor.name}={layout}: {role} {tensor.name} is "
+                    f"{list(tensor.shape)}, not 4-D; NCHW and NHWC are the layouts of 4-D tensors"
+                )
             layout = layout or (every_layout if len(tensor.shape) == 4 else None)
             if layout and layout != "NCHW":
                 layouts[tensor.name] = layout
@@ -153,13 +177,20 @@ def layer_support(ir: IRModel, supported: frozenset | None, onnx_model: OnnxMode
         if supported is not None and layer.name not in supported:
             counts[layer.type]["unsupported"] += 1
             origin = onnx_model.origin(layer.name) if onnx_model else None
-            unsupported.append({"name": layer.name, "type": layer.type, "onnx_node": origin and origin["node"],
-                                "onnx_op": origin and origin["op"]})
+            unsupported.append(
+                {
+                    "name": layer.name,
+                    "type": layer.type,
+                    "onnx_node": origin and origin["node"],
+                    "onnx_op": origin and origin["op"],
+                }
+            )
     return LayerSupport(len(executed), dict(sorted(counts.items())), tuple(unsupported), supported is not None)
 
 
-def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: Toolchain,
-                 blob_path: Path, origins: tuple = ()) -> CompiledBlob:
+def compile_blob(
+    ir: IRModel, support, options: ConversionOptions, toolchain: Toolchain, blob_path: Path, origins: tuple = ()
+) -> CompiledBlob:
     """Compile (within --compile-timeout). On failure: every layer of a type the compiler refuses
     (rules/advice.py), named in the user's terms with what to change, then the compiler's own
     message; else the compiler's message and the query's suspects. support() gives the query's
@@ -174,35 +205,45 @@ def compile_blob(ir: IRModel, support, options: ConversionOptions, toolchain: To
     for flag, table in (("-iop1", settings["tensor_types"]), ("-iol1", settings["tensor_layouts"])):
         for name, value in table.items():  # one tensor a flag: a name may hold commas
             args += [flag, f"{name}:{value}"]
-    args += [f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}", f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
-             f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}"]
+    args += [
+        f"MYRIAD_NUMBER_OF_SHAVES={options.nshaves}",
+        f"MYRIAD_NUMBER_OF_CMX_SLICES={options.nslices}",
+        f"MYRIAD_THROUGHPUT_STREAMS={options.nstreams}",
+    ]
     args += [f"{key}={value}" for key, value in settings["config"].items()]
     try:
         result = toolchain.run(args, fast_clock=True, timeout=options.compile_timeout)
     except subprocess.TimeoutExpired:
         blob_path.unlink(missing_ok=True)
-        raise _fail(f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
-                    f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout") from None
+        raise _fail(
+            f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
+            f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout"
+        ) from None
     if result.returncode != 0 or not blob_path.exists():
         message = helper_error(result.stderr)
-        refused = explain_refused([(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins),
-                                  message)
+        refused = explain_refused(
+            [(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins), message
+        )
         if refused:
             raise _fail(f"{refused} (the compiler: {message})")
         integer_only = _INTEGER_ONLY.search(message)
         if integer_only and integer_only[1] in integer_outputs(ir):
             name = integer_only[1]
-            raise _fail(f"output {name} is an integer tensor that the Myriad X gives only as I32 here, but "
-                        f"{settings['tensor_types'].get(name, options.output_type)} was asked: drop --output-type "
-                        f"{name}=..., and convert it on the host (the compiler: {message})")
+            raise _fail(
+                f"output {name} is an integer tensor that the Myriad X gives only as I32 here, but "
+                f"{settings['tensor_types'].get(name, options.output_type)} was asked: drop --output-type "
+                f"{name}=..., and convert it on the host (the compiler: {message})"
+            )
         raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings)
 
 
 # The compiler refusing a float precision for an integer output (an argmax ending in a Reshape).
-_INTEGER_ONLY = re.compile(r"Stage node (\S+) \(\w+\) types check error: output #0 has type \w+, but one of \[S32\] is "
-                           r"expected")
+_INTEGER_ONLY = re.compile(
+    r"Stage node (\S+) \(\w+\) types check error: output #0 has type \w+, but one of \[S32\] is "
+    r"expected"
+)
 
 
 def trace(layer_name: str, origins: tuple) -> dict | None:

@@ -36,16 +36,36 @@ class ConfigKey:
 
 MYRIAD_KEYS: tuple[ConfigKey, ...] = (
     # What the compiler does: accepted.
-    ConfigKey("MYRIAD_ENABLE_HW_ACCELERATION", "blob", "run convolutions, poolings and fully connected layers on the "
-              "neural compute engines (NO: everything on the SHAVEs, slower)", example="YES"),
-    ConfigKey("MYRIAD_TILING_CMX_LIMIT_KB", "blob", "CMX memory, in KB, the hardware stages' tiling may use (less "
-              "leaves CMX to networks running beside this one)", "int", "512"),
+    ConfigKey(
+        "MYRIAD_ENABLE_HW_ACCELERATION",
+        "blob",
+        "run convolutions, poolings and fully connected layers on the "
+        "neural compute engines (NO: everything on the SHAVEs, slower)",
+        example="YES",
+    ),
+    ConfigKey(
+        "MYRIAD_TILING_CMX_LIMIT_KB",
+        "blob",
+        "CMX memory, in KB, the hardware stages' tiling may use (less leaves CMX to networks running beside this one)",
+        "int",
+        "512",
+    ),
     ConfigKey("MYRIAD_HW_EXTRA_SPLIT", "blob", "try more tilings of the hardware stages"),
     ConfigKey("MYRIAD_HW_POOL_CONV_MERGE", "blob", "merge a pooling into the convolution before it on the hardware"),
-    ConfigKey("MYRIAD_HW_BLACK_LIST", "blob", "IR layers (comma-separated names) kept off the neural compute engines",
-              "layers", "none"),
-    ConfigKey("MYRIAD_HW_WHITE_LIST", "blob", "the only IR layers (comma-separated names) put on the neural compute "
-              "engines", "layers", "none"),
+    ConfigKey(
+        "MYRIAD_HW_BLACK_LIST",
+        "blob",
+        "IR layers (comma-separated names) kept off the neural compute engines",
+        "layers",
+        "none",
+    ),
+    ConfigKey(
+        "MYRIAD_HW_WHITE_LIST",
+        "blob",
+        "the only IR layers (comma-separated names) put on the neural compute engines",
+        "layers",
+        "none",
+    ),
     ConfigKey("MYRIAD_HW_INJECT_STAGES", "blob", "run SHAVE stages in parallel with hardware stages"),
     ConfigKey("MYRIAD_HW_DILATION", "blob", "dilated convolutions on the neural compute engines"),
     ConfigKey("MYRIAD_PACK_DATA_IN_CMX", "blob", "keep intermediate data in CMX where it fits"),
@@ -61,33 +81,78 @@ MYRIAD_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("MYRIAD_DISABLE_CONVERT_STAGES", "blob", "no precision conversion stages (the inputs must then be FP16)"),
     ConfigKey("MYRIAD_DETECT_NETWORK_BATCH", "blob", "compile a batched IR as batch 1, run per item", example="YES"),
     ConfigKey("MYRIAD_ENABLE_CUSTOM_RESHAPE_PARAM", "blob", "honour a Reshape's own dims over its shape input"),
-    ConfigKey("MYRIAD_CHECK_PREPROCESSING_INSIDE_MODEL", "blob", "check the preprocessing kept inside the model",
-              example="YES"),
-    ConfigKey("MYRIAD_FORCE_DEPRECATED_CNN_CONVERSION", "blob", "convert the IR through the deprecated CNN network path"),
+    ConfigKey(
+        "MYRIAD_CHECK_PREPROCESSING_INSIDE_MODEL",
+        "blob",
+        "check the preprocessing kept inside the model",
+        example="YES",
+    ),
+    ConfigKey(
+        "MYRIAD_FORCE_DEPRECATED_CNN_CONVERSION", "blob", "convert the IR through the deprecated CNN network path"
+    ),
     # Our own options set these.
     ConfigKey("MYRIAD_NUMBER_OF_SHAVES", "option", "SHAVE cores", "int", "6", use="--nshaves"),
     ConfigKey("MYRIAD_NUMBER_OF_CMX_SLICES", "option", "CMX slices", "int", "6", use="--nslices"),
     ConfigKey("MYRIAD_THROUGHPUT_STREAMS", "option", "throughput streams", "int", "1", use="--nstreams"),
-    ConfigKey("VPU_MYRIAD_PLATFORM", "option", "the VPU the blob is for", ("VPU_MYRIAD_2450", "VPU_MYRIAD_2480"),
-              "VPU_MYRIAD_2480", use="nothing: every blob is compiled for the Myriad X (VPU_MYRIAD_2480)"),
-    ConfigKey("VPU_HW_STAGES_OPTIMIZATION", "option", "the old name of MYRIAD_ENABLE_HW_ACCELERATION",
-              use="MYRIAD_ENABLE_HW_ACCELERATION"),
-    ConfigKey("VPU_DETECT_NETWORK_BATCH", "option", "the old name of MYRIAD_DETECT_NETWORK_BATCH",
-              use="MYRIAD_DETECT_NETWORK_BATCH"),
+    ConfigKey(
+        "VPU_MYRIAD_PLATFORM",
+        "option",
+        "the VPU the blob is for",
+        ("VPU_MYRIAD_2450", "VPU_MYRIAD_2480"),
+        "VPU_MYRIAD_2480",
+        use="nothing: every blob is compiled for the Myriad X (VPU_MYRIAD_2480)",
+    ),
+    ConfigKey(
+        "VPU_HW_STAGES_OPTIMIZATION",
+        "option",
+        "the old name of MYRIAD_ENABLE_HW_ACCELERATION",
+        use="MYRIAD_ENABLE_HW_ACCELERATION",
+    ),
+    ConfigKey(
+        "VPU_DETECT_NETWORK_BATCH",
+        "option",
+        "the old name of MYRIAD_DETECT_NETWORK_BATCH",
+        use="MYRIAD_DETECT_NETWORK_BATCH",
+    ),
     # Read where the blob runs, not part of it.
     ConfigKey("MYRIAD_ENABLE_FORCE_RESET", "device", "reset the device on start"),
     ConfigKey("MYRIAD_DEVICE_CONNECT_TIMEOUT", "device", "seconds to wait for a device", "int", "1"),
     ConfigKey("MYRIAD_WATCHDOG", "device", "the device's watchdog"),
-    ConfigKey("MYRIAD_POWER_MANAGEMENT", "device", "the device's power policy",
-              ("MYRIAD_POWER_FULL", "MYRIAD_POWER_INFER", "MYRIAD_POWER_STAGE", "MYRIAD_POWER_STAGE_SHAVES",
-               "MYRIAD_POWER_STAGE_NCES"), "MYRIAD_POWER_FULL"),
-    ConfigKey("MYRIAD_DDR_TYPE", "device", "the device's DDR memory",
-              ("MYRIAD_DDR_AUTO", "MYRIAD_DDR_MICRON_2GB", "MYRIAD_DDR_SAMSUNG_2GB", "MYRIAD_DDR_HYNIX_2GB",
-               "MYRIAD_DDR_MICRON_1GB"), "MYRIAD_DDR_AUTO"),
+    ConfigKey(
+        "MYRIAD_POWER_MANAGEMENT",
+        "device",
+        "the device's power policy",
+        (
+            "MYRIAD_POWER_FULL",
+            "MYRIAD_POWER_INFER",
+            "MYRIAD_POWER_STAGE",
+            "MYRIAD_POWER_STAGE_SHAVES",
+            "MYRIAD_POWER_STAGE_NCES",
+        ),
+        "MYRIAD_POWER_FULL",
+    ),
+    ConfigKey(
+        "MYRIAD_DDR_TYPE",
+        "device",
+        "the device's DDR memory",
+        (
+            "MYRIAD_DDR_AUTO",
+            "MYRIAD_DDR_MICRON_2GB",
+            "MYRIAD_DDR_SAMSUNG_2GB",
+            "MYRIAD_DDR_HYNIX_2GB",
+            "MYRIAD_DDR_MICRON_1GB",
+        ),
+        "MYRIAD_DDR_AUTO",
+    ),
     ConfigKey("MYRIAD_PROTOCOL", "device", "USB or PCIe", ("MYRIAD_USB", "MYRIAD_PCIE"), "MYRIAD_USB"),
     ConfigKey("MYRIAD_ENABLE_RECEIVING_TENSOR_TIME", "device", "time the output transfers"),
-    ConfigKey("MYRIAD_PERF_REPORT_MODE", "device", "per-layer or per-stage profiling",
-              ("MYRIAD_PER_LAYER", "MYRIAD_PER_STAGE"), "MYRIAD_PER_LAYER"),
+    ConfigKey(
+        "MYRIAD_PERF_REPORT_MODE",
+        "device",
+        "per-layer or per-stage profiling",
+        ("MYRIAD_PER_LAYER", "MYRIAD_PER_STAGE"),
+        "MYRIAD_PER_LAYER",
+    ),
     ConfigKey("PERF_COUNT", "device", "profiling counters"),
     ConfigKey("EXCLUSIVE_ASYNC_REQUESTS", "device", "one request at a time across networks"),
     ConfigKey("VPU_MYRIAD_FORCE_RESET", "device", "the old name of MYRIAD_ENABLE_FORCE_RESET"),
@@ -104,10 +169,20 @@ MYRIAD_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("MYRIAD_SCALES_PATTERN", "debug", "scales for layers matching a pattern", "text", ""),
     ConfigKey("MYRIAD_CUSTOM_LAYERS", "debug", "an XML of custom OpenCL kernels", "text", ""),
     ConfigKey("VPU_CUSTOM_LAYERS", "debug", "the old name of MYRIAD_CUSTOM_LAYERS", "text", ""),
-    ConfigKey("LOG_LEVEL", "debug", "the plugin's log level", ("LOG_NONE", "LOG_ERROR", "LOG_WARNING", "LOG_INFO",
-                                                                "LOG_DEBUG", "LOG_TRACE"), "LOG_NONE"),
-    ConfigKey("VPU_LOG_LEVEL", "debug", "the old name of LOG_LEVEL", ("LOG_NONE", "LOG_ERROR", "LOG_WARNING",
-                                                                       "LOG_INFO", "LOG_DEBUG", "LOG_TRACE"), "LOG_NONE"),
+    ConfigKey(
+        "LOG_LEVEL",
+        "debug",
+        "the plugin's log level",
+        ("LOG_NONE", "LOG_ERROR", "LOG_WARNING", "LOG_INFO", "LOG_DEBUG", "LOG_TRACE"),
+        "LOG_NONE",
+    ),
+    ConfigKey(
+        "VPU_LOG_LEVEL",
+        "debug",
+        "the old name of LOG_LEVEL",
+        ("LOG_NONE", "LOG_ERROR", "LOG_WARNING", "LOG_INFO", "LOG_DEBUG", "LOG_TRACE"),
+        "LOG_NONE",
+    ),
 )
 BY_KEY = {key.name: key for key in MYRIAD_KEYS}
 
@@ -131,8 +206,11 @@ def parse_compile_config(values) -> dict[str, str]:
         key = BY_KEY.get(name) or BY_KEY.get(name.upper())
         if key is None:
             close = close_keys(name)
-            hint = (f"; close ones: {', '.join(close)}" if close
-                    else "; the keys it takes are in the README's \"Compiler settings\"")
+            hint = (
+                f"; close ones: {', '.join(close)}"
+                if close
+                else '; the keys it takes are in the README\'s "Compiler settings"'
+            )
             raise ValueError(f"--compile-config {name}: the 2021.4 Myriad plugin has no such key{hint}")
         if key.role == "option":
             raise ValueError(f"--compile-config {key.name} ({key.what}) is set by {key.use}: use that instead")
@@ -147,6 +225,7 @@ def parse_compile_config(values) -> dict[str, str]:
 def close_keys(name: str) -> list[str]:
     """The table's keys a mistyped one may mean, compared without their MYRIAD_/VPU_ prefixes
     (a prefix shared by every key would make every key look close)."""
+
     def bare(key: str) -> str:
         return key.upper().removeprefix("MYRIAD_").removeprefix("VPU_")
 
@@ -159,8 +238,9 @@ def close_keys(name: str) -> list[str]:
 def _checked_value(key: ConfigKey, value: str) -> str:
     if key.values == "int":  # the plugin reads it with std::stoi: an int
         if not value.isdigit() or int(value) > INT_MAX:
-            raise ValueError(f"--compile-config {key.name} takes a whole number from 0 to {INT_MAX} ({key.what}), "
-                             f"got {value!r}")
+            raise ValueError(
+                f"--compile-config {key.name} takes a whole number from 0 to {INT_MAX} ({key.what}), got {value!r}"
+            )
         return str(int(value))
     if key.values == "layers":
         names = [name.strip() for name in value.split(",") if name.strip()]
@@ -178,5 +258,8 @@ def _checked_value(key: ConfigKey, value: str) -> str:
 def config_table_rows() -> list[tuple[str, str, str]]:
     """The README's "Compiler settings" rows: (key, values, what it does), the accepted keys."""
     shown = {"int": "a whole number", "layers": "layer names, comma-separated", "text": "text"}
-    return [(key.name, shown.get(key.values, " or ".join(key.values) if isinstance(key.values, tuple) else ""),
-             key.what) for key in MYRIAD_KEYS if key.role == "blob"]
+    return [
+        (key.name, shown.get(key.values, " or ".join(key.values) if isinstance(key.values, tuple) else ""), key.what)
+        for key in MYRIAD_KEYS
+        if key.role == "blob"
+    ]

@@ -68,8 +68,12 @@ class Diagnosis:
     first: LayerAgreement | None = None
 
     def to_dict(self) -> dict:
-        return {"cause": self.cause, "message": self.message, "layers_compared": self.compared,
-                "first_divergence": dataclasses.asdict(self.first) if self.first else None}
+        return {
+            "cause": self.cause,
+            "message": self.message,
+            "layers_compared": self.compared,
+            "first_divergence": dataclasses.asdict(self.first) if self.first else None,
+        }
 
 
 @dataclasses.dataclass
@@ -110,11 +114,19 @@ def _run_values(values: LayerValues, release: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="myriad-blob-values-") as tmp:
         inputs_path, values_path = Path(tmp) / "inputs.npz", Path(tmp) / "values.npz"
         np.savez(inputs_path, **values.blob_inputs)
-        command = ([str(toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), "--values"] if release == "2021" else
-                   [str(toolchain.frontend_python), str(RUN_IR_2022_SCRIPT)])
-        returncode, output = run_job(toolchain, values.worker if release == "2021" else None, "values",
-                                     {"xml": str(ir.xml), "inputs": str(inputs_path), "values": str(values_path)},
-                                     command + [str(ir.xml), str(inputs_path), str(values_path)], VALUES_TIMEOUT_S)
+        command = (
+            [str(toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), "--values"]
+            if release == "2021"
+            else [str(toolchain.frontend_python), str(RUN_IR_2022_SCRIPT)]
+        )
+        returncode, output = run_job(
+            toolchain,
+            values.worker if release == "2021" else None,
+            "values",
+            {"xml": str(ir.xml), "inputs": str(inputs_path), "values": str(values_path)},
+            command + [str(ir.xml), str(inputs_path), str(values_path)],
+            VALUES_TIMEOUT_S,
+        )
         if returncode != 0:
             raise RuntimeError(f"OpenVINO {release}'s CPU plugin could not run the IR: {last_line(output)}")
         with np.load(values_path, allow_pickle=False) as loaded:
@@ -129,14 +141,21 @@ def onnx_tensor_values(path: Path, inputs: dict) -> dict:
     model = onnx.shape_inference.infer_shapes(onnx.load_model(str(path)))
     known = {o.name for o in model.graph.output}
     for value in model.graph.value_info:
-        if value.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and value.name not in known:
+        if (
+            value.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+            and value.name not in known
+        ):
             model.graph.output.append(value)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feeds = {arg.name: inputs[arg.name].astype(np.float16 if arg.type == "tensor(float16)" else np.float32)
-             if np.asarray(inputs[arg.name]).dtype.kind == "f" else inputs[arg.name] for arg in session.get_inputs()}
+    feeds = {
+        arg.name: inputs[arg.name].astype(np.float16 if arg.type == "tensor(float16)" else np.float32)
+        if np.asarray(inputs[arg.name]).dtype.kind == "f"
+        else inputs[arg.name]
+        for arg in session.get_inputs()
+    }
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))
 
@@ -155,7 +174,9 @@ def ir_graph(xml: Path) -> tuple[list, dict]:
     inputs: dict = {}
     for edge in root.iter("edge"):
         source = edge.get("from-layer")
-        inputs.setdefault(edge.get("to-layer"), []).append((source, output_index.get((source, edge.get("from-port")), 0)))
+        inputs.setdefault(edge.get("to-layer"), []).append(
+            (source, output_index.get((source, edge.get("from-port")), 0))
+        )
     return layers, inputs
 
 
@@ -209,17 +230,31 @@ def diagnose(values: LayerValues) -> Diagnosis:
             error_2022 = relative_difference(ort[tensor], ov2022[key]) if mapped and key in ov2022 else None
             compared += mapped
             runtime = between is not None and between > RUNTIMES_AGREE and (error_2022 is None or error_2022 < between)
-            conversion = error_2021 is not None and error_2021 > DIVERGENCE and (error_2022 is None or error_2022 > DIVERGENCE)
+            conversion = (
+                error_2021 is not None and error_2021 > DIVERGENCE and (error_2022 is None or error_2022 > DIVERGENCE)
+            )
             if not (runtime or conversion):
                 continue
             origin = onnx_model.producers.get(tensor) if mapped else None
             after_input = any(types.get(source) == "Parameter" for source, _ in inputs.get(layer_id, []))
-            first = LayerAgreement(name, kind, tensor if mapped else None, origin, onnx_model.nodes.get(origin),
-                                   _round(error_2021 if mapped else between), _round(error_2022), after_input)
+            first = LayerAgreement(
+                name,
+                kind,
+                tensor if mapped else None,
+                origin,
+                onnx_model.nodes.get(origin),
+                _round(error_2021 if mapped else between),
+                _round(error_2022),
+                after_input,
+            )
             return _verdict(values, first, "runtime" if runtime else "conversion", compared)
-    return Diagnosis("unknown", f"every one of the {compared} IR layers compared with ONNX Runtime agrees within "
-                                f"{DIVERGENCE:g} of its peak, and OpenVINO 2021.4 with 2022.3 on every layer; "
-                                "the outputs part after them", compared)
+    return Diagnosis(
+        "unknown",
+        f"every one of the {compared} IR layers compared with ONNX Runtime agrees within "
+        f"{DIVERGENCE:g} of its peak, and OpenVINO 2021.4 with 2022.3 on every layer; "
+        "the outputs part after them",
+        compared,
+    )
 
 
 def _round(value):
@@ -228,36 +263,64 @@ def _round(value):
 
 def _verdict(values: LayerValues, first: LayerAgreement, kind: str, compared: int) -> Diagnosis:
     preprocessing = values.ir.preprocessing
-    if kind == "conversion" and first.after_input and (preprocessing.get("mean") or preprocessing.get("scale")
-                                                       or preprocessing.get("reverse_input_channels")):
-        return Diagnosis("preprocessing", f"the first layer after the input, {first.where()}, differs from the "
-                                          f"original by {first.error_2021:.2g} of its peak: the preprocessing baked "
-                                          "into the blob does not compute what the check applies to the original "
-                                          "(both get the same --mean/--scale/--reverse-input-channels, so the flags "
-                                          "are not the cause: a fault of the conversion there)", compared, first)
+    if (
+        kind == "conversion"
+        and first.after_input
+        and (preprocessing.get("mean") or preprocessing.get("scale") or preprocessing.get("reverse_input_channels"))
+    ):
+        return Diagnosis(
+            "preprocessing",
+            f"the first layer after the input, {first.where()}, differs from the "
+            f"original by {first.error_2021:.2g} of its peak: the preprocessing baked "
+            "into the blob does not compute what the check applies to the original "
+            "(both get the same --mean/--scale/--reverse-input-channels, so the flags "
+            "are not the cause: a fault of the conversion there)",
+            compared,
+            first,
+        )
     if kind == "conversion" and first.onnx_tensor and fp16_weights_explain(values, first):
-        return Diagnosis("fp16", f"the IR's FP16 weights change layer {first.where()} by {first.error_2021:.2g} of its "
-                                 "peak: ONNX Runtime with the same weights rounded to FP16 parts from the original "
-                                 "there too, so the conversion computes what it should, and FP16 is not precise "
-                                 "enough for this layer (a softmax or argmax over near-equal values, or large "
-                                 "activations): the camera will see the same; retrain or rescale that part, or run it "
-                                 "on the host", compared, first)
+        return Diagnosis(
+            "fp16",
+            f"the IR's FP16 weights change layer {first.where()} by {first.error_2021:.2g} of its "
+            "peak: ONNX Runtime with the same weights rounded to FP16 parts from the original "
+            "there too, so the conversion computes what it should, and FP16 is not precise "
+            "enough for this layer (a softmax or argmax over near-equal values, or large "
+            "activations): the camera will see the same; retrain or rescale that part, or run it "
+            "on the host",
+            compared,
+            first,
+        )
     if kind == "runtime" and first.onnx_tensor is None:  # no ONNX tensor to say which runtime is right
-        return Diagnosis("runtime", f"OpenVINO 2021.4's CPU plugin, the check's reference, and 2022.3's compute layer "
-                                    f"{first.where()} of the same IR differently (by {first.error_2021:.2g} of its "
-                                    "peak): one runtime is wrong there. Whether the Myriad plugin of 2021.4 shares "
-                                    "the fault needs a device: check this output on the camera", compared, first)
+        return Diagnosis(
+            "runtime",
+            f"OpenVINO 2021.4's CPU plugin, the check's reference, and 2022.3's compute layer "
+            f"{first.where()} of the same IR differently (by {first.error_2021:.2g} of its "
+            "peak): one runtime is wrong there. Whether the Myriad plugin of 2021.4 shares "
+            "the fault needs a device: check this output on the camera",
+            compared,
+            first,
+        )
     if kind == "runtime":
-        return Diagnosis("runtime", f"OpenVINO 2021.4's CPU plugin, the check's reference, computes layer "
-                                    f"{first.where()} differently from OpenVINO 2022.3's CPU plugin on the same IR "
-                                    f"(by {first.error_2021:.2g} of its peak), and 2022.3 agrees with the original: "
-                                    "the IR is right, the 2021.4 runtime is the odd one out. Whether the Myriad "
-                                    "plugin of that release shares the fault needs a device: check this output on "
-                                    "the camera", compared, first)
+        return Diagnosis(
+            "runtime",
+            f"OpenVINO 2021.4's CPU plugin, the check's reference, computes layer "
+            f"{first.where()} differently from OpenVINO 2022.3's CPU plugin on the same IR "
+            f"(by {first.error_2021:.2g} of its peak), and 2022.3 agrees with the original: "
+            "the IR is right, the 2021.4 runtime is the odd one out. Whether the Myriad "
+            "plugin of that release shares the fault needs a device: check this output on "
+            "the camera",
+            compared,
+            first,
+        )
     also = "" if first.error_2022 is None else f" (OpenVINO 2022.3 too: {first.error_2022:.2g})"
-    return Diagnosis("conversion", f"the conversion (a rewrite, or the IR's FP16 weights) changed the computation at "
-                                   f"layer {first.where()}: it differs from the original by {first.error_2021:.2g} of "
-                                   f"its peak{also}", compared, first)
+    return Diagnosis(
+        "conversion",
+        f"the conversion (a rewrite, or the IR's FP16 weights) changed the computation at "
+        f"layer {first.where()}: it differs from the original by {first.error_2021:.2g} of "
+        f"its peak{also}",
+        compared,
+        first,
+    )
 
 
 def round_weights_to_fp16(model) -> None:

@@ -45,8 +45,14 @@ EXIT_MANIFEST = 16  # convert-all, matrix: an invalid myriad-blob.toml or --only
 EXIT_SOME_FAILED = 17  # convert-all: at least one variant failed
 EXIT_PUBLISH = 20  # the action: converted, but commenting or uploading failed
 # Every exit code, by the name the README's "Exit codes" table gives it (tests/test_options_table.py checks it).
-ALL_EXIT_CODES = {"—": 0, "internal": EXIT_INTERNAL, **{stage.value: code for stage, code in EXIT_CODES.items()},
-                  "manifest": EXIT_MANIFEST, "batch": EXIT_SOME_FAILED, "publish": EXIT_PUBLISH}
+ALL_EXIT_CODES = {
+    "—": 0,
+    "internal": EXIT_INTERNAL,
+    **{stage.value: code for stage, code in EXIT_CODES.items()},
+    "manifest": EXIT_MANIFEST,
+    "batch": EXIT_SOME_FAILED,
+    "publish": EXIT_PUBLISH,
+}
 
 
 class ConversionError(Exception):
@@ -77,4 +83,3 @@ def cause_line(error: BaseException) -> str:
         head, separator, rest = last.partition(": ")
         return rest if separator and head.endswith(("Error", "Exception")) and " " not in head else last
     return lines[0]
-

@@ -76,8 +76,10 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
         if options.name_outputs:
-            raise _fail(f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
-                        f"({', '.join(t.name for t in onnx_model.outputs)}), which the blob keeps: drop --name-outputs")
+            raise _fail(
+                f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
+                f"({', '.join(t.name for t in onnx_model.outputs)}), which the blob keeps: drop --name-outputs"
+            )
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
     names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
@@ -87,8 +89,10 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
 def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
     names = [t.name for t in onnx_model.inputs]
     if len(names) > 1 and any(spec.name is None for spec in specs):
-        raise _fail(f"the model has inputs {', '.join(names)}: name the one --input-shape is for, "
-                    f"e.g. --input-shape '{names[0]}=[...]'")
+        raise _fail(
+            f"the model has inputs {', '.join(names)}: name the one --input-shape is for, "
+            f"e.g. --input-shape '{names[0]}=[...]'"
+        )
     for spec in specs:
         if spec.name is not None and spec.name not in names:
             raise _fail(f"--input-shape names input {spec.name!r}, but the model's inputs are {', '.join(names)}")
@@ -96,7 +100,9 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
         dynamic = [t for t in onnx_model.inputs if not all(isinstance(d, int) and d > 0 for d in t.shape)]
         if dynamic:
             t = dynamic[0]
-            raise _fail(f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes")
+            raise _fail(
+                f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes"
+            )
 
 
 def export_torch(module, options: ConversionOptions, path: Path, names: tuple | None = None) -> OnnxModel:
@@ -104,15 +110,21 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
     import torch
 
     if options.new_export and isinstance(module, torch.jit.ScriptModule):
-        raise _fail("--new-export cannot export a TorchScript model (torch.export needs the Python code): drop --new-export")
+        raise _fail(
+            "--new-export cannot export a TorchScript model (torch.export needs the Python code): drop --new-export"
+        )
     if not options.input_shapes:
         raise _fail("--input-shape is required for PyTorch models, e.g. --input-shape '[1, 3, 240, 320]'")
     dtype = getattr(torch, options.model_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise _fail(f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)")
+        raise _fail(
+            f"--model-dtype {options.model_dtype!r} is not a torch floating-point dtype (float32, float16, half, ...)"
+        )
     specs = bind_inputs(module, options.input_shapes)
-    input_names = [s.name or (names[0][i] if names else DEFAULT_INPUT_NAME if len(specs) == 1 else f"input{i}")
-                   for i, s in enumerate(specs)]
+    input_names = [
+        s.name or (names[0][i] if names else DEFAULT_INPUT_NAME if len(specs) == 1 else f"input{i}")
+        for i, s in enumerate(specs)
+    ]
     module = module.to(dtype).eval()
     args = tuple(torch.zeros(s.shape, dtype=dtype) for s in specs)
     shapes = ", ".join(str(list(s.shape)) for s in specs)
@@ -132,8 +144,14 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
         try:
             with _quiet():
                 torch.onnx.export(
-                    module, args, str(path), opset_version=opset, dynamo=options.new_export,
-                    input_names=input_names, output_names=output_names, do_constant_folding=True,
+                    module,
+                    args,
+                    str(path),
+                    opset_version=opset,
+                    dynamo=options.new_export,
+                    input_names=input_names,
+                    output_names=output_names,
+                    do_constant_folding=True,
                     **({} if options.new_export else {"dynamic_axes": None}),
                 )
         except Exception as error:
@@ -141,8 +159,9 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
             if explain_export_failure(fallbacks[-1][1]):
                 break  # no opset mends it
             continue
-        return dataclasses.replace(describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks),
-                                   requested_opset=opset)
+        return dataclasses.replace(
+            describe_onnx(path, exported=True), opset_fallbacks=tuple(fallbacks), requested_opset=opset
+        )
     known = explain_export_failure(fallbacks[-1][1])
     if known is not None:
         raise _fail(f"torch.onnx.export cannot export {known.what}: {known.fix} (the exporter: {fallbacks[-1][1]})")
@@ -177,8 +196,10 @@ def _size_rule(module, specs: tuple[InputSpec, ...], dtype) -> str:
                 if size % stride:
                     low = size // stride * stride
                     sizes.append(f"{axis} {size} -> {low} or {low + stride}")
-        return (f"its strides need image sizes that are multiples of {stride}: use {', '.join(sizes)} "
-                "in --input-shape (or pad the frame)")
+        return (
+            f"its strides need image sizes that are multiples of {stride}: use {', '.join(sizes)} "
+            "in --input-shape (or pad the frame)"
+        )
     return ""
 
 
@@ -187,11 +208,16 @@ def name_outputs(sample, count: int, asked: tuple[str, ...]) -> list[str]:
     output / output0, output1, ..."""
     if asked:
         if len(asked) != count:
-            raise _fail(f"--name-outputs gives {len(asked)} name(s) ({', '.join(asked)}), but the model returns "
-                        f"{count} output(s): give one name per output, in order")
+            raise _fail(
+                f"--name-outputs gives {len(asked)} name(s) ({', '.join(asked)}), but the model returns "
+                f"{count} output(s): give one name per output, in order"
+            )
         return list(asked)
-    if isinstance(sample, dict) and len(sample) == count and all(not isinstance(v, (dict, list, tuple))
-                                                                 for v in sample.values()):
+    if (
+        isinstance(sample, dict)
+        and len(sample) == count
+        and all(not isinstance(v, (dict, list, tuple)) for v in sample.values())
+    ):
         return [str(key) for key in sample]
     return ["output"] if count == 1 else [f"output{i}" for i in range(count)]
 
@@ -220,15 +246,19 @@ def bind_inputs(module, specs: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
         return specs
     unknown = [s.name for s in specs if s.name not in parameters]
     if unknown:
-        raise _fail(f"--input-shape names {', '.join(map(repr, unknown))}, but the model's forward takes "
-                    f"({', '.join(parameters)}): name each shape after a forward parameter")
+        raise _fail(
+            f"--input-shape names {', '.join(map(repr, unknown))}, but the model's forward takes "
+            f"({', '.join(parameters)}): name each shape after a forward parameter"
+        )
     # The inputs are passed by position: they must be forward's first parameters, with none skipped
     # (a skipped optional parameter would shift every input after it onto the wrong argument).
-    first = parameters[:len(specs)]
+    first = parameters[: len(specs)]
     if {s.name for s in specs} != set(first):
-        raise _fail(f"--input-shape names {', '.join(s.name for s in specs)}, but the model's forward takes "
-                    f"({', '.join(parameters)}) and inputs are passed in that order: give shapes for its first "
-                    f"{len(specs)} parameters ({', '.join(first)}), or wrap the model so its inputs come first")
+        raise _fail(
+            f"--input-shape names {', '.join(s.name for s in specs)}, but the model's forward takes "
+            f"({', '.join(parameters)}) and inputs are passed in that order: give shapes for its first "
+            f"{len(specs)} parameters ({', '.join(first)}), or wrap the model so its inputs come first"
+        )
     return tuple(sorted(specs, key=lambda s: parameters.index(s.name)))
 
 
@@ -242,8 +272,12 @@ def _quiet():
     # straight to file descriptor 2: point it at a scratch file meanwhile.
     saved = os.dup(2)
     try:
-        with tempfile.TemporaryFile() as scratch, warnings.catch_warnings(), \
-                contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            tempfile.TemporaryFile() as scratch,
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             os.dup2(scratch.fileno(), 2)
             warnings.simplefilter("ignore")
             yield

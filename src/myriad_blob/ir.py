@@ -42,17 +42,30 @@ class FrontEnd:
 
 
 def _registry() -> dict:
-    return {frontend.name: frontend for frontend in (
-        FrontEnd("ov2022", "OpenVINO 2022.3.1 ONNX front end",
-                 lambda model, options, toolchain, workdir, workers: _ov2022_ir(model, options, toolchain, workdir,
-                                                                                workers[1]),
-                 lambda toolchain: {"openvino": toolchain.versions.get("openvino_frontend")}),
-        FrontEnd("mo2021", "Model Optimizer 2021.4",
-                 lambda model, options, toolchain, workdir, workers: _model_optimizer_ir(model, options, toolchain,
-                                                                                         workdir, workers[0]),
-                 lambda toolchain: {"model-optimizer": toolchain.versions.get("openvino_dev"),
-                                    "legacy-python": toolchain.versions.get("legacy_python")}),
-    )}
+    return {
+        frontend.name: frontend
+        for frontend in (
+            FrontEnd(
+                "ov2022",
+                "OpenVINO 2022.3.1 ONNX front end",
+                lambda model, options, toolchain, workdir, workers: _ov2022_ir(
+                    model, options, toolchain, workdir, workers[1]
+                ),
+                lambda toolchain: {"openvino": toolchain.versions.get("openvino_frontend")},
+            ),
+            FrontEnd(
+                "mo2021",
+                "Model Optimizer 2021.4",
+                lambda model, options, toolchain, workdir, workers: _model_optimizer_ir(
+                    model, options, toolchain, workdir, workers[0]
+                ),
+                lambda toolchain: {
+                    "model-optimizer": toolchain.versions.get("openvino_dev"),
+                    "legacy-python": toolchain.versions.get("legacy_python"),
+                },
+            ),
+        )
+    }
 
 
 # --frontend's choices: the front ends to try, in order (auto: the fast one, then the fallback).
@@ -97,15 +110,31 @@ def _format_values(values) -> str:
 
 
 def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, output_dir: Path) -> tuple[list[str], dict]:
-    args = ["--input_model", str(onnx_model.path), "--output_dir", str(output_dir), "--model_name", "model",
-            "--data_type", "FP16"]
+    args = [
+        "--input_model",
+        str(onnx_model.path),
+        "--output_dir",
+        str(output_dir),
+        "--model_name",
+        "model",
+        "--data_type",
+        "FP16",
+    ]
     if options.input_shapes:
         names = [_resolve_name(s.name, onnx_model, "--input-shape") for s in options.input_shapes]
-        args += ["--input", ",".join(names), "--input_shape", ",".join(_format_values(s.shape) for s in options.input_shapes)]
+        args += [
+            "--input",
+            ",".join(names),
+            "--input_shape",
+            ",".join(_format_values(s.shape) for s in options.input_shapes),
+        ]
     preprocessing = resolve_preprocessing(onnx_model, options)
     for key, mo_flag in (("mean", "--mean_values"), ("scale", "--scale_values")):
         if preprocessing[key]:
-            args += [mo_flag, ",".join(f"{name}{_format_values(values)}" for name, values in preprocessing[key].items())]
+            args += [
+                mo_flag,
+                ",".join(f"{name}{_format_values(values)}" for name, values in preprocessing[key].items()),
+            ]
     if options.reverse_input_channels:
         args.append("--reverse_input_channels")
     return args, preprocessing
@@ -114,14 +143,24 @@ def model_optimizer_args(onnx_model: OnnxModel, options: ConversionOptions, outp
 def resolve_preprocessing(onnx_model: OnnxModel, options: ConversionOptions) -> dict:
     """Mean and scale by input name (an unnamed value is the only input's), and channel reversal."""
     try:
-        return fit_preprocessing(options.mean, options.scale, options.reverse_input_channels,
-                                 {t.name: tuple(t.shape) for t in onnx_model.inputs})
+        return fit_preprocessing(
+            options.mean,
+            options.scale,
+            options.reverse_input_channels,
+            {t.name: tuple(t.shape) for t in onnx_model.inputs},
+        )
     except PreprocessingMisfit as misfit:
         raise ConversionError(Stage.IR if misfit.naming else Stage.OPTIONS, misfit.message) from None
 
 
-def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
-                  worker: LegacyWorker | None = None, frontend_worker: FrontendWorker | None = None) -> IRModel:
+def convert_to_ir(
+    prepared_for,
+    options: ConversionOptions,
+    toolchain: Toolchain,
+    workdir: Path,
+    worker: LegacyWorker | None = None,
+    frontend_worker: FrontendWorker | None = None,
+) -> IRModel:
     """The IR from the first front end (in --frontend's order) whose IR the 2021.4 plugin reads.
     prepared_for(frontend) gives the ONNX model prepared for that front end (onnx_prep)."""
     failures = []
@@ -130,28 +169,42 @@ def convert_to_ir(prepared_for, options: ConversionOptions, toolchain: Toolchain
         # A wrong input name is the user's to fix, not a reason to try another front end.
         resolve_preprocessing(onnx_model, options)
         try:
-            ir = FRONTENDS[frontend].make_ir(onnx_model, options, toolchain, workdir / frontend, (worker, frontend_worker))
+            ir = FRONTENDS[frontend].make_ir(
+                onnx_model, options, toolchain, workdir / frontend, (worker, frontend_worker)
+            )
             validate_ir(ir, toolchain)
             ir = dataclasses.replace(ir, frontend=frontend)
         except ConversionError as error:
             failures.append((frontend, error.message))
             continue
         if failures:
-            ir = dataclasses.replace(ir, frontend_fallback="; ".join(f"{FRONTENDS[f].title} failed: {m}" for f, m in failures))
+            ir = dataclasses.replace(
+                ir, frontend_fallback="; ".join(f"{FRONTENDS[f].title} failed: {m}" for f, m in failures)
+            )
         return ir
     if len(failures) == 1:
         raise _fail(failures[0][1])
     raise _fail(" and ".join(f"{FRONTENDS[f].title} failed: {m}" for f, m in failures))
 
 
-def _ov2022_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
-               worker: FrontendWorker | None) -> IRModel:
+def _ov2022_ir(
+    onnx_model: OnnxModel,
+    options: ConversionOptions,
+    toolchain: Toolchain,
+    workdir: Path,
+    worker: FrontendWorker | None,
+) -> IRModel:
     workdir.mkdir(parents=True, exist_ok=True)
     preprocessing = resolve_preprocessing(onnx_model, options)
     xml = workdir / "model.xml"
-    job = {"onnx": str(onnx_model.path), "xml": str(xml), "outputs": [t.name for t in onnx_model.outputs],
-           "mean": preprocessing["mean"],
-           "scale": preprocessing["scale"], "reverse_input_channels": options.reverse_input_channels}
+    job = {
+        "onnx": str(onnx_model.path),
+        "xml": str(xml),
+        "outputs": [t.name for t in onnx_model.outputs],
+        "mean": preprocessing["mean"],
+        "scale": preprocessing["scale"],
+        "reverse_input_channels": options.reverse_input_channels,
+    }
     if worker is not None:
         try:
             answer = worker.ask(job, IR_TIMEOUT_S)
@@ -159,8 +212,10 @@ def _ov2022_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Too
             raise _fail(f"OpenVINO 2022.3 {error} while reading the model") from None
     else:
         try:
-            result = toolchain.run([str(toolchain.frontend_python), str(toolchain_module.FRONTEND_SCRIPT), json.dumps(job)],
-                                   timeout=IR_TIMEOUT_S)
+            result = toolchain.run(
+                [str(toolchain.frontend_python), str(toolchain_module.FRONTEND_SCRIPT), json.dumps(job)],
+                timeout=IR_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
             raise _fail(f"OpenVINO 2022.3 did not finish reading the model within {IR_TIMEOUT_S} s") from None
         lines = result.stdout.strip().splitlines()
@@ -183,8 +238,9 @@ def explain_openvino_error(message: str) -> str:
     return "OpenVINO 2022.3 could not read the model: " + (text[:400] or "no message")
 
 
-def _model_optimizer_ir(onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path,
-                        worker: LegacyWorker | None) -> IRModel:
+def _model_optimizer_ir(
+    onnx_model: OnnxModel, options: ConversionOptions, toolchain: Toolchain, workdir: Path, worker: LegacyWorker | None
+) -> IRModel:
     output_dir = workdir / "ir"
     args, preprocessing = model_optimizer_args(onnx_model, options, output_dir)
     if worker is not None:
@@ -213,11 +269,18 @@ def validate_ir(ir: IRModel, toolchain: Toolchain) -> None:
         newer = [layer for layer in ir.layers if layer.version and layer.version not in READER_OPSETS]
         if len(newer) > 1 or (newer and "unsupported opset" in message):
             listed = ", ".join(f"`{layer.name}` ({layer.type}, {layer.version})" for layer in newer[:8])
-            advice = "; ".join(dict.fromkeys(f"{layer.type}: {REFUSED[layer.type].what}; {REFUSED[layer.type].fix}"
-                                             for layer in newer if layer.type in REFUSED))
-            message = (f"{len(newer)} layer(s) use op versions it does not know: {listed}"
-                       + (f" ({advice})" if advice else " (no rewrite to an older version is known)")
-                       + f"; the reader: {message}")
+            advice = "; ".join(
+                dict.fromkeys(
+                    f"{layer.type}: {REFUSED[layer.type].what}; {REFUSED[layer.type].fix}"
+                    for layer in newer
+                    if layer.type in REFUSED
+                )
+            )
+            message = (
+                f"{len(newer)} layer(s) use op versions it does not know: {listed}"
+                + (f" ({advice})" if advice else " (no rewrite to an older version is known)")
+                + f"; the reader: {message}"
+            )
         raise _fail(f"the OpenVINO 2021.4 IR reader rejects the IR{hint}: {message}")
 
 
@@ -235,8 +298,10 @@ def explain_model_optimizer_error(output: str) -> str:
     match = _NO_INFER.search(output)
     if match:
         node, op = match.groups()
-        return (f"Model Optimizer 2021.4 does not support op {op} (node {node}): replace it in the model "
-                "or export with another --opset")
+        return (
+            f"Model Optimizer 2021.4 does not support op {op} (node {node}): replace it in the model "
+            "or export with another --opset"
+        )
     errors = [line.split("]", 1)[1].strip() for line in output.splitlines() if line.startswith("[ ERROR ]")]
     errors = [e for e in errors if e and not e.startswith(("---", "Traceback", "Detailed error"))]
     if errors:
@@ -249,7 +314,9 @@ def explain_model_optimizer_error(output: str) -> str:
 def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
     root = ElementTree.parse(xml).getroot()
     by_id = {layer.get("id"): layer for layer in root.iter("layer")}
-    producer = {(e.get("to-layer"), e.get("to-port")): (e.get("from-layer"), e.get("from-port")) for e in root.iter("edge")}
+    producer = {
+        (e.get("to-layer"), e.get("to-port")): (e.get("from-layer"), e.get("from-port")) for e in root.iter("edge")
+    }
     layers, inputs, outputs = [], [], []
     for layer in by_id.values():
         name, kind = layer.get("name", ""), layer.get("type", "")
@@ -269,7 +336,9 @@ def read_ir(xml: Path, weights: Path, preprocessing: dict) -> IRModel:
             if len(source_ports) > 1:  # the 2021.4 reader appends the output's index, not its port id
                 output_name += f".{source_ports.index(source_port)}"
             outputs.append(TensorInfo(output_name, shape, port.get("precision", "")))
-    return IRModel(xml, weights, int(root.get("version", "0")), tuple(inputs), tuple(outputs), tuple(layers), preprocessing)
+    return IRModel(
+        xml, weights, int(root.get("version", "0")), tuple(inputs), tuple(outputs), tuple(layers), preprocessing
+    )
 
 
 FRONTENDS: dict[str, FrontEnd] = _registry()  # the one registry of IR front ends, by --frontend's name

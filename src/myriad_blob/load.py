@@ -80,7 +80,9 @@ def sniff_format(path: Path) -> str:
             return ModelFormat.TORCHSCRIPT
         if any(n.endswith("/data.pkl") for n in names):
             return ModelFormat.PICKLE  # refined to state dict / checkpoint when loaded
-        raise _fail(f"{path} is a zip archive but not one PyTorch wrote: expected ONNX, TorchScript, .pt2 or torch.save output")
+        raise _fail(
+            f"{path} is a zip archive but not one PyTorch wrote: expected ONNX, TorchScript, .pt2 or torch.save output"
+        )
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return ModelFormat.PICKLE  # torch.save's legacy (non-zip) format
     return _sniff_onnx(path, head)
@@ -97,7 +99,9 @@ def _sniff_onnx(path: Path, head: bytes) -> str:
     if model is not None and model.ir_version > 0 and model.opset_import and len(model.graph.node) > 0:
         return ModelFormat.ONNX
     if _looks_like_text(head):
-        raise _fail(f"{path} is a text file, not a model: point --input at the .onnx/.pt file itself (a Git LFS pointer? run `git lfs pull`)")
+        raise _fail(
+            f"{path} is a text file, not a model: point --input at the .onnx/.pt file itself (a Git LFS pointer? run `git lfs pull`)"
+        )
     raise _fail(
         f"{path} is not a model this tool reads (ONNX, TorchScript, torch.export .pt2, torch.save); "
         "if it is one, it is truncated or corrupt: export it again"
@@ -131,8 +135,9 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
 
         checkpoint = yolo.load(path, options)  # an ultralytics best.pt: its own safe loader and the camera's head
         if checkpoint is not None:
-            return LoadedModel(dataclasses.replace(source, format=ModelFormat.ULTRALYTICS), module=checkpoint.module,
-                               yolo=checkpoint)
+            return LoadedModel(
+                dataclasses.replace(source, format=ModelFormat.ULTRALYTICS), module=checkpoint.module, yolo=checkpoint
+            )
         fmt, module = _load_pickle(path, options)
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")
@@ -212,12 +217,18 @@ def _model_from(obj, path: Path, options: ConversionOptions, trusted: bool):
     fmt = ModelFormat.PICKLE if trusted else ModelFormat.STATE_DICT
     if isinstance(obj, dict) and not _is_state_dict(obj):
         keys = [options.model_key] if options.model_key else CHECKPOINT_KEYS
-        key = next((k for k in keys if k in obj and (isinstance(obj[k], torch.nn.Module) or _is_state_dict(obj[k]))), None)
+        key = next(
+            (k for k in keys if k in obj and (isinstance(obj[k], torch.nn.Module) or _is_state_dict(obj[k]))), None
+        )
         if key is None:
             listed = ", ".join(sorted(map(str, obj))[:8])
-            looked = f"key {options.model_key!r}" if options.model_key else f"any of the keys {', '.join(CHECKPOINT_KEYS)}"
-            raise _fail(f"{path} is a checkpoint dict without a model or state dict under {looked} "
-                        f"(keys: {listed}): pass --model-key")
+            looked = (
+                f"key {options.model_key!r}" if options.model_key else f"any of the keys {', '.join(CHECKPOINT_KEYS)}"
+            )
+            raise _fail(
+                f"{path} is a checkpoint dict without a model or state dict under {looked} "
+                f"(keys: {listed}): pass --model-key"
+            )
         fmt, obj = (ModelFormat.PICKLE if trusted else ModelFormat.CHECKPOINT), obj[key]
     if isinstance(obj, torch.nn.Module):
         return ModelFormat.PICKLE, obj
@@ -278,11 +289,15 @@ def instantiate_model_class(spec: str):
         with user_code_importable():
             module = importlib.import_module(module_name)
     except Exception as error:
-        raise _fail(f"cannot import module {module_name!r} for --model-class: {first_line(error)} (is it on PYTHONPATH?)") from error
+        raise _fail(
+            f"cannot import module {module_name!r} for --model-class: {first_line(error)} (is it on PYTHONPATH?)"
+        ) from error
     cls = getattr(module, class_name, None)
     if cls is None:
         raise _fail(f"module {module_name!r} has no class {class_name!r} (--model-class)")
     try:
         return cls()
     except Exception as error:
-        raise _fail(f"{spec}() failed: {first_line(error)}; --model-class needs a class constructible with no arguments") from error
+        raise _fail(
+            f"{spec}() failed: {first_line(error)}; --model-class needs a class constructible with no arguments"
+        ) from error

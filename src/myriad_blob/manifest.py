@@ -28,9 +28,15 @@ from pathlib import Path
 from .options import BY_NAME, MANIFEST, OPTIONS, RENAMED, ConversionOptions, parse_options
 
 # What a manifest value of each kind may be: (accepted Python types, what to call it in an error).
-_KINDS = {"flag": ((bool,), "true or false"), "switch": ((bool,), "true or false"), "int": ((int,), "a whole number"),
-          "float": ((int, float), "a number"), "text": ((str,), "a string"), "choice": ((str,), "a string"),
-          "path": ((str,), "a path")}
+_KINDS = {
+    "flag": ((bool,), "true or false"),
+    "switch": ((bool,), "true or false"),
+    "int": ((int,), "a whole number"),
+    "float": ((int, float), "a number"),
+    "text": ((str,), "a string"),
+    "choice": ((str,), "a string"),
+    "path": ((str,), "a path"),
+}
 
 
 def _field(option) -> tuple:
@@ -130,9 +136,11 @@ def load_manifest(path: Path) -> list[Variant]:
                 raise fail(where + (required,), "is required (a string) in every [[models]] table")
         if not NAME.fullmatch(model["name"]):
             raise fail(where + ("name",), f"{model['name']!r} may hold only letters, digits, '.', '_' and '-'")
-        shared = {**defaults, **_check_options(
-            {k: v for k, v in model.items() if k not in ("name", "model", "variants")}, where, fail)}
-        model_path = (path.parent / model["model"])
+        shared = {
+            **defaults,
+            **_check_options({k: v for k, v in model.items() if k not in ("name", "model", "variants")}, where, fail),
+        }
+        model_path = path.parent / model["model"]
         for vindex, variant in enumerate(model.get("variants") or [{"name": "default"}]):
             vwhere = where + ("variants", vindex)
             name = variant.get("name")
@@ -147,8 +155,14 @@ def load_manifest(path: Path) -> list[Variant]:
             except ValueError as error:
                 key = next((k for k in fields if f"--{k}" in str(error)), None)
                 # Point at the most specific table that sets the field: the variant, the model, or [defaults].
-                origin = next((w for w, table in ((vwhere, variant), (where, model), (("defaults",), data.get("defaults", {})))
-                               if key in table), vwhere)
+                origin = next(
+                    (
+                        w
+                        for w, table in ((vwhere, variant), (where, model), (("defaults",), data.get("defaults", {})))
+                        if key in table
+                    ),
+                    vwhere,
+                )
                 raise fail(origin + ((key,) if key else ()), f"is invalid: {error!s}") from None
             variants.append(Variant(model["name"], name, options))
     return variants

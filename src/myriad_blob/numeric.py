@@ -51,7 +51,7 @@ NEAR_OVERFLOW_HEADROOM = 4.0
 # pooling layers of the corpus's MobileNetV3/EfficientNet/LR-ASPP hold 1-3% of such values with no
 # effect on the outputs (relative error below 1e-3), and a warning on every such net teaches users
 # to ignore warnings.
-FP16_MIN_NORMAL = 2.0 ** -14
+FP16_MIN_NORMAL = 2.0**-14
 UNDERFLOW_FRACTION = 0.25
 UNDERFLOW_PEAK = 1024 * FP16_MIN_NORMAL
 FP16_TOP_LAYERS = 5  # layers listed in the report's "FP16 range" section when all is well
@@ -146,8 +146,12 @@ class LayerRange:
 
     def to_dict(self) -> dict:
         headroom = self.headroom
-        return dataclasses.asdict(self) | {"shape": list(self.shape), "verdict": self.verdict, "module": self.module,
-                                           "headroom": None if math.isinf(headroom) else round(headroom, 4)}
+        return dataclasses.asdict(self) | {
+            "shape": list(self.shape),
+            "verdict": self.verdict,
+            "module": self.module,
+            "headroom": None if math.isinf(headroom) else round(headroom, 4),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,26 +175,35 @@ class Fp16Range:
     def overflow_summary(self) -> str:
         """One line for --strict's error: where FP16 overflows first."""
         first = self.overflows[0]
-        return (f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} on the numeric check's input, "
-                f"beyond FP16's largest value {FP16_MAX:g} ({len(self.overflows)} layer(s) overflow; the report's "
-                "FP16 range section lists them): rescale that layer, or run that part on the host")
+        return (
+            f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} on the numeric check's input, "
+            f"beyond FP16's largest value {FP16_MAX:g} ({len(self.overflows)} layer(s) overflow; the report's "
+            "FP16 range section lists them): rescale that layer, or run that part on the host"
+        )
 
     def warnings(self) -> list[str]:
         """What the user should hear, one message per kind of trouble."""
         if self.error:
-            return [f"the FP16 range check could not run ({self.error}); activations were not checked against FP16's range"]
+            return [
+                f"the FP16 range check could not run ({self.error}); activations were not checked against FP16's range"
+            ]
         messages = []
         overflows = self.overflows
         if overflows:
             first, rest = overflows[0], overflows[1:]
-            also = (f"; {len(rest)} more layer(s) overflow after it: " + ", ".join(
-                f"`{layer.layer}` ({layer.max_abs:.3g})" for layer in rest[:4]) + (", ..." if len(rest) > 4 else "")
-                if rest else "")
+            also = (
+                f"; {len(rest)} more layer(s) overflow after it: "
+                + ", ".join(f"`{layer.layer}` ({layer.max_abs:.3g})" for layer in rest[:4])
+                + (", ..." if len(rest) > 4 else "")
+                if rest
+                else ""
+            )
             messages.append(
                 f"FP16 overflow: layer {first.where()} reaches {first.max_abs:.3g} ({first.describe()}) on the numeric "
                 f"check's input, beyond FP16's largest value {FP16_MAX:g}: on the Myriad it becomes inf and what "
                 f"follows is lost{also}. The CPU check computes in FP32 and cannot see this. Rescale that layer "
-                "(smaller weights or input scale, with the factor moved to a later layer), or run that part on the host")
+                "(smaller weights or input scale, with the factor moved to a later layer), or run that part on the host"
+            )
         near = self.flagged("near overflow")
         if near:
             closest = max(near, key=lambda layer: layer.max_abs)
@@ -198,7 +211,8 @@ class Fp16Range:
                 f"FP16 near overflow: {len(near)} layer(s) come within {NEAR_OVERFLOW_HEADROOM:g}x of FP16's largest "
                 f"value {FP16_MAX:g} on the check's input; closest {closest.where()} at {closest.max_abs:.3g} "
                 f"(headroom {closest.headroom:.2g}x). Brighter or different inputs may overflow on the Myriad: "
-                "check with --sample on a real frame, or rescale that layer")
+                "check with --sample on a real frame, or rescale that layer"
+            )
         under = self.flagged("underflow")
         if under:
             worst = max(under, key=lambda layer: layer.subnormal / layer.nonzero)
@@ -206,17 +220,25 @@ class Fp16Range:
                 f"FP16 underflow: {len(under)} layer(s) have values FP16 flushes to zero (below {FP16_MIN_NORMAL:.2g}) "
                 f"though the layer holds nothing larger than {UNDERFLOW_PEAK:g}; worst {worst.where()}, "
                 f"{worst.subnormal} of {worst.nonzero} nonzero values, largest {worst.max_abs:.3g}. "
-                "Scale that layer's values up (and back down after it)")
+                "Scale that layer's values up (and back down after it)"
+            )
         return messages
 
     def to_dict(self) -> dict:
-        return {"checked": not self.error, "error": self.error, "fp16_max": FP16_MAX,
-                "near_overflow_headroom": NEAR_OVERFLOW_HEADROOM, "fp16_min_normal": FP16_MIN_NORMAL,
-                "underflow_fraction": UNDERFLOW_FRACTION, "underflow_peak": UNDERFLOW_PEAK,
-                "overflow": [layer.layer for layer in self.overflows],
-                "near_overflow": [layer.layer for layer in self.flagged("near overflow")],
-                "underflow": [layer.layer for layer in self.flagged("underflow")],
-                "emulation": self.emulation, "layers": [layer.to_dict() for layer in self.layers]}
+        return {
+            "checked": not self.error,
+            "error": self.error,
+            "fp16_max": FP16_MAX,
+            "near_overflow_headroom": NEAR_OVERFLOW_HEADROOM,
+            "fp16_min_normal": FP16_MIN_NORMAL,
+            "underflow_fraction": UNDERFLOW_FRACTION,
+            "underflow_peak": UNDERFLOW_PEAK,
+            "overflow": [layer.layer for layer in self.overflows],
+            "near_overflow": [layer.layer for layer in self.flagged("near overflow")],
+            "underflow": [layer.layer for layer in self.flagged("underflow")],
+            "emulation": self.emulation,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
 
 
 def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: dict, tolerances: Tolerances) -> dict:
@@ -231,8 +253,11 @@ def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: di
 
         model = onnx.shape_inference.infer_shapes(onnx.load_model(str(onnx_model.path)))
         graph = model.graph
-        floats = {v.name for v in list(graph.value_info) + list(graph.output)
-                  if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        floats = {
+            v.name
+            for v in list(graph.value_info) + list(graph.output)
+            if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        }
         round_weights_to_fp16(model)
         nodes = []
         for original in graph.node:
@@ -241,16 +266,19 @@ def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: di
             for index, name in enumerate(node.output):
                 if name in floats:
                     node.output[index] = f"{name}.fp32"
-                    casts += [onnx.helper.make_node("Cast", [f"{name}.fp32"], [f"{name}.fp16"], to=onnx.TensorProto.FLOAT16),
-                              onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT)]
+                    casts += [
+                        onnx.helper.make_node("Cast", [f"{name}.fp32"], [f"{name}.fp16"], to=onnx.TensorProto.FLOAT16),
+                        onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT),
+                    ]
             nodes += [node, *casts]
         del graph.node[:]
         graph.node.extend(nodes)
         session_options = onnxruntime.SessionOptions()
         # No graph optimizations: they could fold the Cast pairs away.
         session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = onnxruntime.InferenceSession(model.SerializeToString(), session_options,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), session_options, providers=["CPUExecutionProvider"]
+        )
         feeds = {arg.name: inputs[arg.name].astype(_ort_dtype(arg.type)) for arg in session.get_inputs()}
         names = [arg.name for arg in session.get_outputs()]
         with np.errstate(all="ignore"):
@@ -266,9 +294,22 @@ def layer_ranges(records: list, origins: tuple[OnnxModel, ...] = ()) -> tuple[La
     result = []
     for record in records:
         origin = next((o for o in (model.origin(record["layer"]) for model in origins) if o), None) or {}
-        result.append(LayerRange(record["layer"], record["type"], record["port"], tuple(record["shape"]),
-                                 record["min"], record["max"], record["max_abs"], record["nonfinite"],
-                                 record["nonzero"], record["subnormal"], origin.get("node"), origin.get("op")))
+        result.append(
+            LayerRange(
+                record["layer"],
+                record["type"],
+                record["port"],
+                tuple(record["shape"]),
+                record["min"],
+                record["max"],
+                record["max_abs"],
+                record["nonfinite"],
+                record["nonzero"],
+                record["subnormal"],
+                origin.get("node"),
+                origin.get("op"),
+            )
+        )
     return tuple(result)
 
 
@@ -297,10 +338,16 @@ class NumericCheck:
         return f"cosine {worst_cos:.6f}, max relative error {worst_rel:.2e}" + (f"; {notes}" if notes else "")
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "outputs_passed": self.outputs_passed, "input": self.input_source, "seed": SEED,
-                "tolerances": dataclasses.asdict(self.tolerances), "outputs": [o.to_dict() for o in self.outputs],
-                "fp16": self.fp16.to_dict() if self.fp16 is not None else None,
-                "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None}
+        return {
+            "passed": self.passed,
+            "outputs_passed": self.outputs_passed,
+            "input": self.input_source,
+            "seed": SEED,
+            "tolerances": dataclasses.asdict(self.tolerances),
+            "outputs": [o.to_dict() for o in self.outputs],
+            "fp16": self.fp16.to_dict() if self.fp16 is not None else None,
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None,
+        }
 
 
 def _fail(message: str) -> ConversionError:
@@ -319,8 +366,14 @@ PHOTO_INPUT = "photo (matplotlib's grace_hopper.jpg, public domain, with printed
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def make_inputs(ir: IRModel, input_type: str, sample: Path | None, reverse_channels: bool,
-                input_types: dict | None = None, layouts: dict | None = None) -> tuple[dict, str]:
+def make_inputs(
+    ir: IRModel,
+    input_type: str,
+    sample: Path | None,
+    reverse_channels: bool,
+    input_types: dict | None = None,
+    layouts: dict | None = None,
+) -> tuple[dict, str]:
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
     for the others, or --sample for the first. Pixel values (0..255) for a U8 input or one with
@@ -357,8 +410,9 @@ def check_photo(height: int, width: int):
 
     image = Image.open(CHECK_PHOTO).convert("RGB")
     scale = max(width / image.width, height / image.height)  # cover, then crop the centre
-    resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-                           Image.BILINEAR)
+    resized = image.resize(
+        (max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.BILINEAR
+    )
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     photo = resized.crop((left, top, left + width, top + height))
     draw = ImageDraw.Draw(photo)
@@ -396,8 +450,12 @@ def seeded_input(rng: np.random.Generator, shape: tuple, integer: bool) -> np.nd
         return noise.astype(np.float32)
     channels, height, width = shape[1], shape[-2], shape[-1]
     # Shaped to broadcast over exactly len(shape) dims (a 3-D state [1, 4, 16] as a 4-D image).
-    gradient = np.add.outer(np.linspace(0, 1, height), np.linspace(0, 1, width)).reshape(
-        (1,) * (len(shape) - 2) + (height, width)) / 2
+    gradient = (
+        np.add.outer(np.linspace(0, 1, height), np.linspace(0, 1, width)).reshape(
+            (1,) * (len(shape) - 2) + (height, width)
+        )
+        / 2
+    )
     levels = np.linspace(0.85, 0.15, channels).reshape((1, channels) + (1,) * (len(shape) - 2))
     if integer:
         values = 255 * (0.5 * levels + 0.4 * gradient) + rng.normal(0, 12, size=shape)
@@ -423,7 +481,9 @@ def load_sample(path: Path, shape: tuple, reverse_channels: bool, layout: str = 
             raise _fail(f"--sample {path} has shape {list(array.shape)}, the input needs {list(shape)}{also}")
         return np.ascontiguousarray(array.astype(np.float32))
     if len(shape) != 4 or shape[1] != 3:
-        raise _fail(f"--sample image needs a 3-channel NCHW input, the model's first input is {list(shape)}: use a .npy")
+        raise _fail(
+            f"--sample image needs a 3-channel NCHW input, the model's first input is {list(shape)}: use a .npy"
+        )
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -479,8 +539,15 @@ def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
     return [o.detach().float().numpy() for o in flatten_outputs(outputs)]
 
 
-_ORT_TYPES = {"tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-              "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+_ORT_TYPES = {
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
 
 
 def _ort_dtype(onnx_type: str):
@@ -491,8 +558,9 @@ def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker
     return _run_ir(ir, inputs, toolchain, worker, ranges=False)[0]
 
 
-def run_ir_with_ranges(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None,
-                       layouts: dict | None = None) -> tuple[dict, dict]:
+def run_ir_with_ranges(
+    ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None, layouts: dict | None = None
+) -> tuple[dict, dict]:
     """The IR's outputs, and run_ir_on_cpu's per-layer ranges ({"layers": [...]} or {"error": ...}).
     layouts: {tensor: "NHWC"} as the blob lays them out (--input-layout/--output-layout): the run
     takes those inputs interleaved, as the camera sends them, and gives those outputs interleaved;
@@ -505,28 +573,54 @@ def interleaved(value: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(value.transpose(0, 2, 3, 1))
 
 
-def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None, ranges: bool,
-            layouts: dict | None = None):
+def _run_ir(
+    ir: IRModel,
+    inputs: dict,
+    toolchain: Toolchain,
+    worker: LegacyWorker | None,
+    ranges: bool,
+    layouts: dict | None = None,
+):
     layouts = layouts or {}
     with tempfile.TemporaryDirectory(prefix="myriad-blob-cpu-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         ranges_path = Path(tmp) / "ranges.json"
-        np.savez(inputs_path, **{name: interleaved(value) if layouts.get(name) == "NHWC" else value
-                                 for name, value in inputs.items()})
+        np.savez(
+            inputs_path,
+            **{name: interleaved(value) if layouts.get(name) == "NHWC" else value for name, value in inputs.items()},
+        )
         extra = [str(ranges_path)] if ranges else []
         laid_out = ["--layouts", json.dumps(layouts)] if layouts else []
         # A job that outlives CPU_RUN_TIMEOUT_S is stopped (a warm worker is killed): (1, why).
-        returncode, output = run_job(toolchain, worker, "infer",
-                                     {"xml": str(ir.xml), "inputs": str(inputs_path), "outputs": str(outputs_path),
-                                      **({"ranges": str(ranges_path)} if ranges else {}),
-                                      **({"layouts": layouts} if layouts else {})},
-                                     [str(toolchain.python), str(RUN_IR_ON_CPU), *laid_out, str(ir.xml),
-                                      str(inputs_path), str(outputs_path), *extra], CPU_RUN_TIMEOUT_S)
+        returncode, output = run_job(
+            toolchain,
+            worker,
+            "infer",
+            {
+                "xml": str(ir.xml),
+                "inputs": str(inputs_path),
+                "outputs": str(outputs_path),
+                **({"ranges": str(ranges_path)} if ranges else {}),
+                **({"layouts": layouts} if layouts else {}),
+            },
+            [
+                str(toolchain.python),
+                str(RUN_IR_ON_CPU),
+                *laid_out,
+                str(ir.xml),
+                str(inputs_path),
+                str(outputs_path),
+                *extra,
+            ],
+            CPU_RUN_TIMEOUT_S,
+        )
         if returncode != 0:
             raise _fail(f"the IR did not run on OpenVINO's CPU plugin: {last_line(output)}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
-            actual = {name: outputs[name].transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else outputs[name]
-                      for name in outputs.files}
+            actual = {
+                name: outputs[name].transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else outputs[name]
+                for name in outputs.files
+            }
         if not ranges:
             return actual, None
         try:
@@ -535,14 +629,30 @@ def _run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorke
             return actual, {"error": f"no layer ranges from the CPU run ({error})"}
 
 
-def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: Tolerances,
-            integer: bool = False, indices: bool = False) -> OutputComparison:
+def compare(
+    name: str,
+    reference: np.ndarray,
+    actual: np.ndarray,
+    tolerances: Tolerances,
+    integer: bool = False,
+    indices: bool = False,
+) -> OutputComparison:
     """One output against the original's; integer outputs by agreement (MIN_AGREEMENT), TopK's
     indices (indices=True) as sets along the last axis: near-equal scores may swap places."""
     shape = tuple(reference.shape)
     if reference.size != actual.size:
-        return OutputComparison(name, shape, float("inf"), float("inf"), 0.0, None, None, 0, False,
-                                f"shape {list(actual.shape)} where the original gives {list(shape)}")
+        return OutputComparison(
+            name,
+            shape,
+            float("inf"),
+            float("inf"),
+            0.0,
+            None,
+            None,
+            0,
+            False,
+            f"shape {list(actual.shape)} where the original gives {list(shape)}",
+        )
     if integer:
         return _compare_integers(name, reference, actual, indices)
     reference, actual = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
@@ -564,13 +674,23 @@ def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerances: To
             top1_ref, top1_ir = int(order[-1]), int(np.nanargmax(np.nan_to_num(actual, nan=-np.inf)))
         else:
             note = f"top-1 not compared: a near tie in the original ({margin:.2g} between the top two)"
-    passed = (nonfinite == 0 and np.isfinite(cosine) and cosine >= tolerances.min_cosine
-              and rel_error <= tolerances.max_relative_error and top1_ref == top1_ir)
+    passed = (
+        nonfinite == 0
+        and np.isfinite(cosine)
+        and cosine >= tolerances.min_cosine
+        and rel_error <= tolerances.max_relative_error
+        and top1_ref == top1_ir
+    )
     if nonfinite:
         note = f"{nonfinite} non-finite value(s) in the converted model's output"
     if peak < TOO_SMALL:
-        passed, note = False, (f"too small to compare: the original's values stay below {TOO_SMALL:g} "
-                               f"(largest {peak:.2g}), which FP16 cannot resolve")
+        passed, note = (
+            False,
+            (
+                f"too small to compare: the original's values stay below {TOO_SMALL:g} "
+                f"(largest {peak:.2g}), which FP16 cannot resolve"
+            ),
+        )
     return OutputComparison(name, shape, abs_error, rel_error, cosine, top1_ref, top1_ir, nonfinite, bool(passed), note)
 
 
@@ -590,11 +710,25 @@ def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray, indi
         norms = np.linalg.norm(reference) * np.linalg.norm(actual)
         cosine = float(np.dot(reference, actual) / norms) if norms > 0 else (1.0 if abs_error == 0 else 0.0)
     passed = nonfinite == 0 and agreement >= MIN_AGREEMENT
-    counted = (f"TopK indices, judged as sets: {equal} of the original's {reference.size} indices picked too"
-               if indices else f"integer output, judged by agreement: {equal} of {reference.size} values equal")
+    counted = (
+        f"TopK indices, judged as sets: {equal} of the original's {reference.size} indices picked too"
+        if indices
+        else f"integer output, judged by agreement: {equal} of {reference.size} values equal"
+    )
     note = f"{counted} ({agreement:.2%}; at least {MIN_AGREEMENT:.0%} needed)"
-    return OutputComparison(name, shape, abs_error, abs_error / peak if peak > 0 else abs_error,
-                            cosine, None, None, nonfinite, bool(passed), note, round(agreement, 6))
+    return OutputComparison(
+        name,
+        shape,
+        abs_error,
+        abs_error / peak if peak > 0 else abs_error,
+        cosine,
+        None,
+        None,
+        nonfinite,
+        bool(passed),
+        note,
+        round(agreement, 6),
+    )
 
 
 def _looks_like_scores(shape: tuple) -> bool:
@@ -602,11 +736,21 @@ def _looks_like_scores(shape: tuple) -> bool:
     return len(shape) in (1, 2) and shape[-1] > 1 and (len(shape) == 1 or shape[0] == 1)
 
 
-def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolchain, *, input_type: str,
-                  sample: Path | None = None, tolerances: Tolerances = Tolerances(),
-                  reference_preprocessing: dict | None = None, worker: LegacyWorker | None = None,
-                  origins: tuple[OnnxModel, ...] | None = None, input_types: dict | None = None,
-                  layouts: dict | None = None) -> NumericCheck:
+def numeric_check(
+    module,
+    onnx_model: OnnxModel,
+    ir: IRModel,
+    toolchain: Toolchain,
+    *,
+    input_type: str,
+    sample: Path | None = None,
+    tolerances: Tolerances = Tolerances(),
+    reference_preprocessing: dict | None = None,
+    worker: LegacyWorker | None = None,
+    origins: tuple[OnnxModel, ...] | None = None,
+    input_types: dict | None = None,
+    layouts: dict | None = None,
+) -> NumericCheck:
     """Compare the original model with the FP16 IR, and check every IR layer's range against FP16's.
     reference_preprocessing defaults to the IR's own (it differs only in tests that prove a wrong
     conversion is caught). origins: the ONNX models whose node names IR layers are traced to (the
@@ -614,31 +758,46 @@ def numeric_check(module, onnx_model: OnnxModel, ir: IRModel, toolchain: Toolcha
     named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
-    blob_inputs, source = make_inputs(ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False),
-                                      input_types, layouts)
+    blob_inputs, source = make_inputs(
+        ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False), input_types, layouts
+    )
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)
     emulation = emulate_fp16_activations(onnx_model, model_inputs, references, tolerances)
-    fp16 = Fp16Range(error=ranges["error"], emulation=emulation) if "error" in ranges else \
-        Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)), emulation=emulation)
+    fp16 = (
+        Fp16Range(error=ranges["error"], emulation=emulation)
+        if "error" in ranges
+        else Fp16Range(layer_ranges(ranges["layers"], tuple(origins or ()) + (onnx_model,)), emulation=emulation)
+    )
     comparisons = []
     for tensor in ir.outputs:
         # Outputs are paired by name only: the IR keeps the ONNX output names (a test holds us to it).
         if tensor.name not in references or tensor.name not in actual:
-            raise _fail(f"the converted model's output {tensor.name!r} is not among the original's outputs "
-                        f"({', '.join(references)}): its name was lost in conversion")
+            raise _fail(
+                f"the converted model's output {tensor.name!r} is not among the original's outputs "
+                f"({', '.join(references)}): its name was lost in conversion"
+            )
         producer = onnx_model.nodes.get(onnx_model.producers.get(tensor.name))
-        comparisons.append(compare(tensor.name, references[tensor.name], actual[tensor.name], tolerances,
-                                   integer=tensor.dtype.upper() in INTEGER_PRECISIONS, indices=producer == "TopK"))
+        comparisons.append(
+            compare(
+                tensor.name,
+                references[tensor.name],
+                actual[tensor.name],
+                tolerances,
+                integer=tensor.dtype.upper() in INTEGER_PRECISIONS,
+                indices=producer == "TopK",
+            )
+        )
     missing = [name for name in references if name not in {t.name for t in ir.outputs}]
     if missing:  # an output dropped or merged in conversion is as wrong as a wrong value
         raise _fail(f"the original's output(s) {', '.join(missing)} are missing from the converted model")
     diagnosis = None
     if not all(c.passed for c in comparisons):
         values = LayerValues(ir, blob_inputs, model_inputs, (origins or (onnx_model,))[0], toolchain, worker)
-        comparisons = [c if c.passed or c.agreement is not None else _on_the_logits(c, values, tolerances)
-                       for c in comparisons]
+        comparisons = [
+            c if c.passed or c.agreement is not None else _on_the_logits(c, values, tolerances) for c in comparisons
+        ]
         if not all(c.passed for c in comparisons):
             diagnosis = diagnose(values)
     return NumericCheck(source, tolerances, tuple(comparisons), fp16, diagnosis)
@@ -657,12 +816,16 @@ def _on_the_logits(comparison: OutputComparison, values: LayerValues, tolerances
     if comparison.note.startswith("too small"):
         why = comparison.note
     elif peak >= SATURATED_LOGIT:
-        why = (f"saturated: its logits reach {peak:.3g}, beyond {SATURATED_LOGIT:g}, where FP16 cannot tell the "
-               f"activation from 0 and 1 (cosine {comparison.cosine:.6f}, max relative error "
-               f"{comparison.max_relative_error:.2e} on the output itself)")
+        why = (
+            f"saturated: its logits reach {peak:.3g}, beyond {SATURATED_LOGIT:g}, where FP16 cannot tell the "
+            f"activation from 0 and 1 (cosine {comparison.cosine:.6f}, max relative error "
+            f"{comparison.max_relative_error:.2e} on the output itself)"
+        )
     else:
         return comparison
     judged = compare(comparison.name, reference, actual, tolerances)
-    note = (f"{why}; judged on {what} instead: cosine {judged.cosine:.6f}, max relative error "
-            f"{judged.max_relative_error:.2e}" + (f" ({judged.note})" if judged.note else ""))
+    note = (
+        f"{why}; judged on {what} instead: cosine {judged.cosine:.6f}, max relative error "
+        f"{judged.max_relative_error:.2e}" + (f" ({judged.note})" if judged.note else "")
+    )
     return dataclasses.replace(judged, shape=comparison.shape, note=note, yardstick=what)

@@ -47,8 +47,13 @@ def _fail(message: str) -> ConversionError:
     return ConversionError(Stage.IR, message)
 
 
-def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: tuple[str, ...],
-            workdir: Path, frontend: str = "ov2022") -> PreparedOnnx:
+def prepare(
+    onnx_model: OnnxModel,
+    shapes: tuple[InputSpec, ...],
+    output_names: tuple[str, ...],
+    workdir: Path,
+    frontend: str = "ov2022",
+) -> PreparedOnnx:
     """The ONNX model for one IR front end (the ONNX_RULES rows for it that are needed and agree)."""
     import onnx
 
@@ -87,17 +92,28 @@ def prepare(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...], output_names: 
             _save(candidate, path)
             disagreement = _disagreement(expected, run_onnxruntime(path, feeds))
         except Exception as error:  # a step that cannot run is dropped, the model goes on without it
-            steps.append(PrepStep(rule.name, False, f"{reason}; not applied: {first_line(error)}",
-                                  round(time.perf_counter() - started, 3)))
+            steps.append(
+                PrepStep(
+                    rule.name,
+                    False,
+                    f"{reason}; not applied: {first_line(error)}",
+                    round(time.perf_counter() - started, 3),
+                )
+            )
             continue
         kept = disagreement <= rule.tolerance
         detail = f"{reason}; {len(current.graph.node)} -> {len(candidate.graph.node)} nodes"
-        detail += f", outputs agree (max relative difference {disagreement:.1e})" if kept else \
-            f"; dropped: outputs differ by {disagreement:.1e} relative"
+        detail += (
+            f", outputs agree (max relative difference {disagreement:.1e})"
+            if kept
+            else f"; dropped: outputs differ by {disagreement:.1e} relative"
+        )
         steps.append(PrepStep(rule.name, kept, detail, round(time.perf_counter() - started, 3)))
         if kept:
             current, current_path = candidate, path
-    prepared = reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
+    prepared = (
+        reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
+    )
     return PreparedOnnx(prepared, reference, tuple(steps))
 
 
@@ -123,8 +139,10 @@ def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> 
         dims = value.type.tensor_type.shape.dim
         shape = wanted[value.name]
         if len(dims) != len(shape):
-            raise _fail(f"input {value.name!r} has {len(dims)} dimensions {_dims(dims)}, but --input-shape gives "
-                        f"{len(shape)}: {list(shape)}")
+            raise _fail(
+                f"input {value.name!r} has {len(dims)} dimensions {_dims(dims)}, but --input-shape gives "
+                f"{len(shape)}: {list(shape)}"
+            )
         before = _dims(dims)
         for dim, size in zip(dims, shape):
             dim.Clear()
@@ -151,8 +169,10 @@ def _batch_hint(onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> str:
         tensor = onnx_model.inputs[names.index(spec.name)] if spec.name in names else onnx_model.inputs[0]
         fixed = tensor.shape[0] if tensor.shape and isinstance(tensor.shape[0], int) else None
         if fixed is not None and spec.shape[0] != fixed:
-            return (f"; the model was exported with batch {fixed}, fixed inside the graph: convert it at batch {fixed} "
-                    f"(the camera runs one frame per inference), or re-export it with a dynamic batch axis")
+            return (
+                f"; the model was exported with batch {fixed}, fixed inside the graph: convert it at batch {fixed} "
+                f"(the camera runs one frame per inference), or re-export it with a dynamic batch axis"
+            )
     return ""
 
 
@@ -171,7 +191,9 @@ def _cut(model, output_names: tuple[str, ...]) -> list[str]:
     for name in output_names:
         if name not in known:
             close = difflib.get_close_matches(name, produced, n=3, cutoff=0.5)
-            hint = f" (close: {', '.join(close)})" if close else " (tensor names are listed in the report's onnx section)"
+            hint = (
+                f" (close: {', '.join(close)})" if close else " (tensor names are listed in the report's onnx section)"
+            )
             raise _fail(f"--output-names: the model has no tensor {name!r}{hint}")
     inputs = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
     try:
@@ -180,7 +202,9 @@ def _cut(model, output_names: tuple[str, ...]) -> list[str]:
         inferred = onnx.shape_inference.infer_shapes(model)
         extracted = onnx.utils.Extractor(inferred).extract_model(inputs, list(output_names))
     except Exception as error:  # e.g. a tensor whose type shape inference cannot tell (a custom op before it)
-        raise _fail(f"--output-names: cannot cut the graph at {', '.join(output_names)}: {first_line(error)}") from error
+        raise _fail(
+            f"--output-names: cannot cut the graph at {', '.join(output_names)}: {first_line(error)}"
+        ) from error
     model.CopyFrom(extracted)
     return [f"outputs cut at {', '.join(output_names)}"]
 
@@ -216,8 +240,10 @@ def run_onnxruntime(path: Path, feeds: dict) -> list:
     except Exception as error:
         message = first_line(error)
         message = message.split("Status Message: ", 1)[-1] if "Status Message: " in message else message
-        raise _fail(f"ONNX Runtime cannot run the model at the asked shapes: {message}; "
-                    "check --input-shape (and --output-names)") from error
+        raise _fail(
+            f"ONNX Runtime cannot run the model at the asked shapes: {message}; "
+            "check --input-shape (and --output-names)"
+        ) from error
 
 
 def _disagreement(expected: list, actual: list) -> float:

@@ -88,8 +88,12 @@ class Session:
                 pool.close()
 
 
-def convert(options: ConversionOptions, toolchain_dir: Path | None = None,
-            session: Session | None = None, cache: BlobCache | None = None) -> ConversionReport:
+def convert(
+    options: ConversionOptions,
+    toolchain_dir: Path | None = None,
+    session: Session | None = None,
+    cache: BlobCache | None = None,
+) -> ConversionReport:
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
     key = None
@@ -141,8 +145,10 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
     """--mean/--scale/--reverse-input-channels against the model's input shapes (the asked ones,
     else the ONNX model's own), before any toolchain runs: an options error, as the values alone
     are wrong. A wrong input name is left to the IR stage, which names the model's inputs."""
-    asked = {spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
-             for spec in options.input_shapes}
+    asked = {
+        spec.name or (onnx_model.inputs[0].name if onnx_model.inputs else None): spec.shape
+        for spec in options.input_shapes
+    }
     shapes = {t.name: tuple(asked.get(t.name, t.shape)) for t in onnx_model.inputs}
     try:
         fit_preprocessing(options.mean, options.scale, options.reverse_input_channels, shapes)
@@ -153,8 +159,11 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
 
 def written_outputs(report: ConversionReport) -> list[Path]:
     """The files a successful conversion wrote besides its report."""
-    return [Path(section["path"]) for section in (report.blob, report.nn_archive, report.depthai_json, report.superblob)
-            if section]
+    return [
+        Path(section["path"])
+        for section in (report.blob, report.nn_archive, report.depthai_json, report.superblob)
+        if section
+    ]
 
 
 def unwritable_outputs(options: ConversionOptions) -> str | None:
@@ -228,8 +237,12 @@ class Conversion:
             loaded, stage.reused = self.session.once(key, lambda: load_model(options, source))
             if loaded.module is not None:
                 stage.tools.update(_versions("torch"))
-        report.source = {"path": loaded.source.path, "format": loaded.source.format,
-                         "size": loaded.source.size, "sha256": loaded.source.sha256}
+        report.source = {
+            "path": loaded.source.path,
+            "format": loaded.source.format,
+            "size": loaded.source.size,
+            "sha256": loaded.source.sha256,
+        }
         if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
             self.loaded_yolo = loaded.yolo
             self.options, defaulted = loaded.yolo.adjust_options(options)
@@ -248,25 +261,34 @@ class Conversion:
             report.skip("export", "the input is ONNX already")
             onnx_model, _ = session.once(key, export)
         else:
-            with report.stage("export", **_versions("torch", "onnx"),
-                              exporter="torch.export" if options.new_export else "torchscript") as stage:
+            with report.stage(
+                "export", **_versions("torch", "onnx"), exporter="torch.export" if options.new_export else "torchscript"
+            ) as stage:
                 onnx_model, stage.reused = session.once(key, export)
                 stage.tools["opset"] = onnx_model.opset
                 for opset, why in onnx_model.opset_fallbacks:
-                    report.warnings.append(f"the exporter failed at ONNX opset {opset} ({why}); "
-                                           f"exported at opset {onnx_model.opset}")
+                    report.warnings.append(
+                        f"the exporter failed at ONNX opset {opset} ({why}); exported at opset {onnx_model.opset}"
+                    )
                 if onnx_model.requested_opset != onnx_model.opset:
-                    report.warnings.append(f"exported at ONNX opset {onnx_model.opset}: the exporter could not "
-                                           f"convert to opset {onnx_model.requested_opset}")
+                    report.warnings.append(
+                        f"exported at ONNX opset {onnx_model.opset}: the exporter could not "
+                        f"convert to opset {onnx_model.requested_opset}"
+                    )
         check_preprocessing_fits(options, onnx_model)
-        report.onnx = {"opset": onnx_model.opset, "exported": onnx_model.exported,
-                       "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
-                       "inputs": [t.to_dict() for t in onnx_model.inputs],
-                       "outputs": [t.to_dict() for t in onnx_model.outputs],
-                       # Where --output-names can cut: every tensor a node computes, with its node's op.
-                       "tensors": [{"name": tensor, "op": onnx_model.nodes.get(node)}
-                                   for tensor, node in onnx_model.producers.items()
-                                   if onnx_model.nodes.get(node) != "Constant"]}
+        report.onnx = {
+            "opset": onnx_model.opset,
+            "exported": onnx_model.exported,
+            "opset_fallbacks": [{"opset": o, "error": why} for o, why in onnx_model.opset_fallbacks],
+            "inputs": [t.to_dict() for t in onnx_model.inputs],
+            "outputs": [t.to_dict() for t in onnx_model.outputs],
+            # Where --output-names can cut: every tensor a node computes, with its node's op.
+            "tensors": [
+                {"name": tensor, "op": onnx_model.nodes.get(node)}
+                for tensor, node in onnx_model.producers.items()
+                if onnx_model.nodes.get(node) != "Constant"
+            ],
+        }
         return onnx_model
 
     def make_ir(self, onnx_model):
@@ -276,13 +298,18 @@ class Conversion:
 
         def prepared_for(frontend: str):
             key = prep_key + (frontend,)
-            return session.once(key, lambda: prepare(onnx_model, options.input_shapes, options.output_names,
-                                                     session.directory(key) / "onnx", frontend))[0]
+            return session.once(
+                key,
+                lambda: prepare(
+                    onnx_model, options.input_shapes, options.output_names, session.directory(key) / "onnx", frontend
+                ),
+            )[0]
 
         def make_ir():
             with session.worker() as worker, session.frontend_worker() as frontend_worker:
-                return convert_to_ir(prepared_for, options, toolchain, session.directory(ir_key), worker,
-                                     frontend_worker)
+                return convert_to_ir(
+                    prepared_for, options, toolchain, session.directory(ir_key), worker, frontend_worker
+                )
 
         with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
             ir, stage.reused = session.once(ir_key, make_ir)
@@ -291,23 +318,39 @@ class Conversion:
         if ir.frontend_fallback:
             report.warnings.append(f"the IR was made by {FRONTENDS[ir.frontend].title}: {ir.frontend_fallback}")
         report.preprocessing = ir.preprocessing
-        report.ir = {"version": ir.version, "frontend": ir.frontend, "frontend_fallback": ir.frontend_fallback,
-                     "preparation": [step.to_dict() for step in prepared.steps],
-                     "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
-                     "inputs": [t.to_dict() for t in ir.inputs], "outputs": [t.to_dict() for t in ir.outputs]}
+        report.ir = {
+            "version": ir.version,
+            "frontend": ir.frontend,
+            "frontend_fallback": ir.frontend_fallback,
+            "preparation": [step.to_dict() for step in prepared.steps],
+            "rewrites": [{"rule": rule, "layers": count} for rule, count in ir.rewrites.items()],
+            "inputs": [t.to_dict() for t in ir.inputs],
+            "outputs": [t.to_dict() for t in ir.outputs],
+        }
         return ir, prepared
 
     def compile(self, ir, prepared):
         options, report, toolchain = self.options, self.report, self.toolchain
         report.compile_settings = compile_settings(options, ir)
-        with report.stage("compile", **{"openvino": toolchain.versions.get("openvino"),
-                                         "inference-engine": toolchain.versions.get("inference_engine_build"),
-                                         "g++": toolchain.versions.get("gxx")}):
+        with report.stage(
+            "compile",
+            **{
+                "openvino": toolchain.versions.get("openvino"),
+                "inference-engine": toolchain.versions.get("inference_engine_build"),
+                "g++": toolchain.versions.get("gxx"),
+            },
+        ):
             query = start_query(ir, toolchain)
             query_result = functools.cache(lambda: finish_query(query, ir, prepared.model))
             try:
-                compiled = compile_blob(ir, query_result, options, toolchain, self.workdir / "model.blob",
-                                        origins=(prepared.model, prepared.reference))
+                compiled = compile_blob(
+                    ir,
+                    query_result,
+                    options,
+                    toolchain,
+                    self.workdir / "model.blob",
+                    origins=(prepared.model, prepared.reference),
+                )
             finally:
                 support = query_result()
                 report.layers = support.to_dict()
@@ -320,8 +363,11 @@ class Conversion:
         # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
         # with the asked shapes (and, with --output-names, cut where the blob is cut).
         torch_reference = loaded.module is not None and not options.output_names
-        with report.stage("verify", **_versions("torch" if torch_reference else "onnxruntime"),
-                          **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")}):
+        with report.stage(
+            "verify",
+            **_versions("torch" if torch_reference else "onnxruntime"),
+            **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")},
+        ):
             data = compiled.path.read_bytes()
             try:
                 info = parse_blob(data)
@@ -329,12 +375,19 @@ class Conversion:
                 raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
             verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
             with self.session.worker() as worker:
-                check = numeric_check(loaded.module if torch_reference else None, prepared.reference, ir, toolchain,
-                                      input_type=options.input_type, sample=options.sample, worker=worker,
-                                      tolerances=Tolerances(options.max_relative_error, options.min_cosine),
-                                      origins=(prepared.model, prepared.reference),
-                                      input_types=compiled.settings["tensor_types"],
-                                      layouts=compiled.settings["tensor_layouts"])
+                check = numeric_check(
+                    loaded.module if torch_reference else None,
+                    prepared.reference,
+                    ir,
+                    toolchain,
+                    input_type=options.input_type,
+                    sample=options.sample,
+                    worker=worker,
+                    tolerances=Tolerances(options.max_relative_error, options.min_cosine),
+                    origins=(prepared.model, prepared.reference),
+                    input_types=compiled.settings["tensor_types"],
+                    layouts=compiled.settings["tensor_layouts"],
+                )
             report.numeric = check.to_dict()
             report.warnings.extend(judge(check, options.strict))
             if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
@@ -356,33 +409,58 @@ class Conversion:
                 superblob = build_superblob(options.nshaves, blobs)
         yolo = self.loaded_yolo
         heads = [head for head in [yolo.archive_head()] if head] if yolo is not None else []
-        config = nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels,
-                                   heads) if options.nn_archive else None
+        config = (
+            nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels, heads)
+            if options.nn_archive
+            else None
+        )
         depthai_json = yolo.depthai_v2_config(info.inputs[0].shape) if yolo is not None else None
         outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
         if config is not None:
-            outputs.append((options.nn_archive_path, "the NN Archive",
-                            lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config)))
+            outputs.append(
+                (
+                    options.nn_archive_path,
+                    "the NN Archive",
+                    lambda: write_nn_archive(options.nn_archive_path, data, options.output.name, config),
+                )
+            )
         if depthai_json is not None:
-            outputs.append((options.depthai_json_path, "depthai's JSON", lambda: write_atomically(
-                options.depthai_json_path, json.dumps(depthai_json, indent=2).encode())))
+            outputs.append(
+                (
+                    options.depthai_json_path,
+                    "depthai's JSON",
+                    lambda: write_atomically(options.depthai_json_path, json.dumps(depthai_json, indent=2).encode()),
+                )
+            )
         if superblob is not None:
-            outputs.append((options.superblob_path, "the SuperBlob",
-                            lambda: write_atomically(options.superblob_path, superblob)))
+            outputs.append(
+                (options.superblob_path, "the SuperBlob", lambda: write_atomically(options.superblob_path, superblob))
+            )
         write_all_or_nothing(outputs)
         # The first image input's frame type (the planar one when the blob has no image input).
-        frame_types, planar = camera_frame_types(info, options.reverse_input_channels), \
-            camera_frame_type(options.reverse_input_channels)
-        report.blob = {"path": str(options.output), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "header": info.to_dict(), "camera_frame_type": next(iter(frame_types.values()), planar),
-                       "camera_frame_types": frame_types}
+        frame_types, planar = (
+            camera_frame_types(info, options.reverse_input_channels),
+            camera_frame_type(options.reverse_input_channels),
+        )
+        report.blob = {
+            "path": str(options.output),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "header": info.to_dict(),
+            "camera_frame_type": next(iter(frame_types.values()), planar),
+            "camera_frame_types": frame_types,
+        }
         if config is not None:
             report.nn_archive = {"path": str(options.nn_archive_path), "config": config}
         if depthai_json is not None:
             report.depthai_json = {"path": str(options.depthai_json_path), "config": depthai_json}
         if superblob is not None:
-            report.superblob = {"path": str(options.superblob_path), "size": len(superblob),
-                                "base_shaves": options.nshaves, "blob_sizes": {str(n): len(b) for n, b in blobs.items()}}
+            report.superblob = {
+                "path": str(options.superblob_path),
+                "size": len(superblob),
+                "base_shaves": options.nshaves,
+                "blob_sizes": {str(n): len(b) for n, b in blobs.items()},
+            }
 
 
 def frontend_tools(frontend: str, toolchain) -> dict:
@@ -398,9 +476,14 @@ def judge(check, strict: bool) -> list[str]:
     warnings = []
     if not check.outputs_passed:
         failed = ", ".join(o.name for o in check.outputs if not o.passed)
-        cause = check.diagnosis.message if check.diagnosis is not None and check.diagnosis.cause != "error" else (
-            "the layer-by-layer comparison could not say where" + (f" ({check.diagnosis.message})" if check.diagnosis
-                                                                   else ""))
+        cause = (
+            check.diagnosis.message
+            if check.diagnosis is not None and check.diagnosis.cause != "error"
+            else (
+                "the layer-by-layer comparison could not say where"
+                + (f" ({check.diagnosis.message})" if check.diagnosis else "")
+            )
+        )
         message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
         if strict:
             raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")

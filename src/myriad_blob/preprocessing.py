@@ -24,12 +24,15 @@ def input_name(name: str | None, names: list[str], flag: str) -> str:
     """The model input a flag's value is for: its name, or the only input's when unnamed."""
     if name is None:
         if len(names) != 1:
-            raise PreprocessingMisfit(f"the model has inputs {', '.join(names)}: name the one {flag} is for, "
-                                      f"e.g. {flag} '{names[0]}=[...]'", naming=True)
+            raise PreprocessingMisfit(
+                f"the model has inputs {', '.join(names)}: name the one {flag} is for, e.g. {flag} '{names[0]}=[...]'",
+                naming=True,
+            )
         return names[0]
     if name not in names:
-        raise PreprocessingMisfit(f"{flag} names input {name!r}, but the model's inputs are {', '.join(names)}",
-                                  naming=True)
+        raise PreprocessingMisfit(
+            f"{flag} names input {name!r}, but the model's inputs are {', '.join(names)}", naming=True
+        )
     return name
 
 
@@ -39,12 +42,16 @@ def per_channel_mismatch(flag: str, name: str, values: tuple, shape: tuple) -> s
     if len(shape) != 4 or len(values) == 1 or not isinstance(shape[1], int):
         return None
     if len(values) != shape[1]:
-        return (f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
-                f"(shape {list(shape)}): give one value per channel")
+        return (
+            f"{flag} gives {len(values)} value(s) for input {name!r}, which has {shape[1]} channel(s) "
+            f"(shape {list(shape)}): give one value per channel"
+        )
     return None
 
 
-def fit_preprocessing(mean: dict, scale: dict, reverse_input_channels: bool, inputs: dict, *, model: bool = True) -> dict:
+def fit_preprocessing(
+    mean: dict, scale: dict, reverse_input_channels: bool, inputs: dict, *, model: bool = True
+) -> dict:
     """The values by input name, {"reverse_input_channels", "mean": {name: [...]}, "scale": {...}},
     or PreprocessingMisfit. inputs: input name -> shape, in the model's order; with model=False the
     --input-shape values (a None name: the one unnamed value), whose count alone is judged, as
@@ -52,9 +59,11 @@ def fit_preprocessing(mean: dict, scale: dict, reverse_input_channels: bool, inp
     misfit is raised only after every value whose input is known was judged."""
     if model and reverse_input_channels and not any(len(s) == 4 and s[1] == 3 for s in inputs.values()):
         listed = ", ".join(f"{name} {list(shape)}" for name, shape in inputs.items())
-        raise PreprocessingMisfit(f"--reverse-input-channels swaps the 3 channels of an NCHW input "
-                                  f"(dimension 1), but the model's inputs are {listed}: drop the flag, or "
-                                  "reorder the channels on the host (or in the model)")
+        raise PreprocessingMisfit(
+            f"--reverse-input-channels swaps the 3 channels of an NCHW input "
+            f"(dimension 1), but the model's inputs are {listed}: drop the flag, or "
+            "reorder the channels on the host (or in the model)"
+        )
     tables = (("--mean", mean), ("--scale", scale))
     for flag, table in tables:
         for name, values in table.items():
@@ -64,16 +73,19 @@ def fit_preprocessing(mean: dict, scale: dict, reverse_input_channels: bool, inp
             shape = inputs[key]
             shown = key if model else name or (key or "input")
             if model and len(values) > 1 and len(shape) != 4:
-                raise PreprocessingMisfit(f"{flag} gives {len(values)} per-channel values, but input "
-                                          f"{key!r} is {list(shape)}, not NCHW: give one value")
+                raise PreprocessingMisfit(
+                    f"{flag} gives {len(values)} per-channel values, but input "
+                    f"{key!r} is {list(shape)}, not NCHW: give one value"
+                )
             problem = per_channel_mismatch(flag, shown, values, shape)
             if problem:
                 raise PreprocessingMisfit(problem)
     fitted: dict = {"reverse_input_channels": reverse_input_channels, "mean": {}, "scale": {}}
     names = list(inputs)
     for flag, table in tables:
-        fitted[flag.strip("-")] = {(input_name(name, names, flag) if model else name): list(values)
-                                   for name, values in table.items()}
+        fitted[flag.strip("-")] = {
+            (input_name(name, names, flag) if model else name): list(values) for name, values in table.items()
+        }
     return fitted
 
 

@@ -57,6 +57,8 @@ def _ticker(name: str):
     finally:
         done.set()
         thread.join()
+
+
 STAGES = tuple(stage.value for stage in PIPELINE)
 
 
@@ -68,7 +70,9 @@ class StageRecord:
     tools: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     reused: bool = False  # in a batch: the result of another variant's identical stage
-    commands: list = dataclasses.field(default_factory=list)  # argv of each toolchain process run (toolchain/commands.py)
+    commands: list = dataclasses.field(
+        default_factory=list
+    )  # argv of each toolchain process run (toolchain/commands.py)
 
 
 @dataclasses.dataclass
@@ -236,20 +240,32 @@ def overall_verdict(report: dict) -> dict:
     else:
         missed = [o for o in numeric["outputs"] if not o["passed"]]
         if missed:
-            reasons.append("numeric check: " + "; ".join(f"output {o['name']} differs from the original's"
-                                                          + (f" ({o['note']})" if o.get("note") else "") for o in missed))
+            reasons.append(
+                "numeric check: "
+                + "; ".join(
+                    f"output {o['name']} differs from the original's" + (f" ({o['note']})" if o.get("note") else "")
+                    for o in missed
+                )
+            )
         fp16 = numeric.get("fp16") or {}
         detections = (report.get("yolo") or {}).get("detections") or {}
         if detections.get("parted"):
-            reasons.append(f"YOLO detections: {detections['parted']} of the camera's decode and ultralytics' own "
-                           "prediction on one side only")
+            reasons.append(
+                f"YOLO detections: {detections['parted']} of the camera's decode and ultralytics' own "
+                "prediction on one side only"
+            )
         if fp16.get("error"):
             reasons.append(f"the FP16 range check could not run ({fp16['error']})")
-        for key, what in (("overflow", "FP16 overflow"), ("near_overflow", "FP16 near overflow"),
-                          ("underflow", "FP16 underflow")):
+        for key, what in (
+            ("overflow", "FP16 overflow"),
+            ("near_overflow", "FP16 near overflow"),
+            ("underflow", "FP16 underflow"),
+        ):
             layers = fp16.get(key) or []
             if layers:
-                reasons.append(f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else ""))
+                reasons.append(
+                    f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else "")
+                )
     return {"result": "warnings" if reasons else "passed", "reasons": reasons}
 
 
@@ -263,28 +279,44 @@ def verdict(report: dict) -> str:
     if numeric and numeric.get("outputs_passed", numeric["passed"]):
         floats = [o["max_relative_error"] for o in numeric["outputs"] if o.get("agreement") is None]
         agreements = [o["agreement"] for o in numeric["outputs"] if o.get("agreement") is not None]
-        numbers = "numbers match (" + ", ".join(
-            ([f"max relative error {max(floats):.1e}"] if floats else [])
-            + ([f"integer outputs {min(agreements):.2%} equal"] if agreements else [])) + ")"
+        numbers = (
+            "numbers match ("
+            + ", ".join(
+                ([f"max relative error {max(floats):.1e}"] if floats else [])
+                + ([f"integer outputs {min(agreements):.2%} equal"] if agreements else [])
+            )
+            + ")"
+        )
     elif numeric:
         numbers = "⚠️ **numbers differ** from the original model"
     else:
         numbers = "numbers not checked"
     overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
     if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
-        numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (f" and {len(overflow) - 1} more" if len(overflow) > 1 else "")
+        numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (
+            f" and {len(overflow) - 1} more" if len(overflow) > 1 else ""
+        )
     icon = "✅" if overall_verdict(report)["result"] == "passed" else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
-    return (f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
-            f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}")
+    return (
+        f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
+        f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
+    )
 
 
 def render_markdown(report: dict) -> str:
     """The Markdown report (the PR comment): the verdict line, the warnings, then its sections."""
     out = [f"### myriad-blob: `{Path(report['options']['input']).name}`", "", verdict(report), ""]
     out += [f"> ⚠️ {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
-    for section in (_io_section, _numeric_section, _stages_section, _ir_section, _layers_section, _yolo_section,
-                    _details_section):
+    for section in (
+        _io_section,
+        _numeric_section,
+        _stages_section,
+        _ir_section,
+        _layers_section,
+        _yolo_section,
+        _details_section,
+    ):
         out += section(report)
     return "\n".join(out)
 
@@ -295,14 +327,23 @@ def _io_section(report: dict) -> list[str]:
     rows = []
     if report["blob"]:
         header = report["blob"]["header"]
-        rows += [["input", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["inputs"]]
-        rows += [["output", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["outputs"]]
+        rows += [
+            ["input", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["inputs"]
+        ]
+        rows += [
+            ["output", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"]
+            for t in header["outputs"]
+        ]
     elif report["onnx"]:
         rows += [["input (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["inputs"]]
         rows += [["output (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["outputs"]]
     if rows:
-        out += ["**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**", "",
-                markdown_table(["", "name", "shape", "type"], rows), ""]
+        out += [
+            "**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**",
+            "",
+            markdown_table(["", "name", "shape", "type"], rows),
+            "",
+        ]
         if report["blob"]:
             out += [_camera_frames(report["blob"]) + _preprocessing_line(report), ""]
     return out
@@ -314,13 +355,26 @@ def _numeric_section(report: dict) -> list[str]:
     numeric = report["numeric"]
     if numeric:
         tolerances = numeric["tolerances"]
-        out += [f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
-                f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})", "",
-                markdown_table(["output", "max abs error", "max rel error", "cosine", "top-1", ""], [
-                    [f"`{o['name']}`", f"{o['max_abs_error']:.3g}", f"{o['max_relative_error']:.2e}", f"{o['cosine']:.7f}",
-                     {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
-                     ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else "")]
-                    for o in numeric["outputs"]]), ""]
+        out += [
+            f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
+            f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})",
+            "",
+            markdown_table(
+                ["output", "max abs error", "max rel error", "cosine", "top-1", ""],
+                [
+                    [
+                        f"`{o['name']}`",
+                        f"{o['max_abs_error']:.3g}",
+                        f"{o['max_relative_error']:.2e}",
+                        f"{o['cosine']:.7f}",
+                        {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
+                        ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else ""),
+                    ]
+                    for o in numeric["outputs"]
+                ],
+            ),
+            "",
+        ]
         out += _fp16_section(numeric)
     return out
 
@@ -328,10 +382,23 @@ def _numeric_section(report: dict) -> list[str]:
 def _stages_section(report: dict) -> list[str]:
     """Each stage's status and time."""
     out: list[str] = []
-    out += ["**Stages**", "", markdown_table(["stage", "status", "seconds"], [
-        [s["name"], {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
-         + (f": {s['error']}" if s["status"] == "skipped" else ""),
-         "" if s["duration_s"] is None else f"{s['duration_s']:.2f}"] for s in report["stages"]]), ""]
+    out += [
+        "**Stages**",
+        "",
+        markdown_table(
+            ["stage", "status", "seconds"],
+            [
+                [
+                    s["name"],
+                    {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
+                    + (f": {s['error']}" if s["status"] == "skipped" else ""),
+                    "" if s["duration_s"] is None else f"{s['duration_s']:.2f}",
+                ]
+                for s in report["stages"]
+            ],
+        ),
+        "",
+    ]
     return out
 
 
@@ -341,12 +408,23 @@ def _ir_section(report: dict) -> list[str]:
     ir = report["ir"]
     if ir and ir.get("frontend"):
         title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
-        lines = [f"- IR v{ir['version']} made by {title}" + (f" ({ir['frontend_fallback']})" if ir.get("frontend_fallback") else "")]
-        lines += [f"- ONNX preparation: {step['name']}: {'kept' if step['kept'] else 'not kept'} ({step['detail']})"
-                  for step in ir.get("preparation") or []]
-        lines += [f"- Rewritten for the 2021.4 compiler: {r['rule']} ({r['layers']} layer(s))" for r in ir.get("rewrites") or []]
-        out += _details(f"IR: {title}, {len(ir.get('rewrites') or [])} rewrite rule(s), "
-                        f"{sum(s['kept'] for s in ir.get('preparation') or [])} preparation step(s)", lines)
+        lines = [
+            f"- IR v{ir['version']} made by {title}"
+            + (f" ({ir['frontend_fallback']})" if ir.get("frontend_fallback") else "")
+        ]
+        lines += [
+            f"- ONNX preparation: {step['name']}: {'kept' if step['kept'] else 'not kept'} ({step['detail']})"
+            for step in ir.get("preparation") or []
+        ]
+        lines += [
+            f"- Rewritten for the 2021.4 compiler: {r['rule']} ({r['layers']} layer(s))"
+            for r in ir.get("rewrites") or []
+        ]
+        out += _details(
+            f"IR: {title}, {len(ir.get('rewrites') or [])} rewrite rule(s), "
+            f"{sum(s['kept'] for s in ir.get('preparation') or [])} preparation step(s)",
+            lines,
+        )
     return out
 
 
@@ -356,15 +434,32 @@ def _layers_section(report: dict) -> list[str]:
     layers = report["layers"]
     if layers:
         if layers["unsupported"] and report["status"] == "failed" and report["error"]["stage"] == "compile":
-            out += [f"**{len(layers['unsupported'])} layer(s) the plugin's query lists as unsupported**", "",
-                    markdown_table(["layer", "type", "from ONNX node"], [
+            out += [
+                f"**{len(layers['unsupported'])} layer(s) the plugin's query lists as unsupported**",
+                "",
+                markdown_table(
+                    ["layer", "type", "from ONNX node"],
+                    [
                         [f"`{u['name']}`", u["type"], f"`{u['onnx_node']}` ({u['onnx_op']})" if u["onnx_node"] else "—"]
-                        for u in layers["unsupported"]]), ""]
-        accepted = f"the plugin's query accepts {layers['supported']}" if layers.get("queried", True) else \
-            "the plugin's query failed"
-        out += _details(f"Layer support: {layers['total']} layers; {accepted} (the compiler's verdict decides)",
-                        [markdown_table(["layer type", "count", "query: unsupported"],
-                                [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()])])
+                        for u in layers["unsupported"]
+                    ],
+                ),
+                "",
+            ]
+        accepted = (
+            f"the plugin's query accepts {layers['supported']}"
+            if layers.get("queried", True)
+            else "the plugin's query failed"
+        )
+        out += _details(
+            f"Layer support: {layers['total']} layers; {accepted} (the compiler's verdict decides)",
+            [
+                markdown_table(
+                    ["layer type", "count", "query: unsupported"],
+                    [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()],
+                )
+            ],
+        )
     return out
 
 
@@ -384,16 +479,21 @@ def _details_section(report: dict) -> list[str]:
     details = []
     if report["source"]:
         src = report["source"]
-        details.append(f"- Source: `{src['path']}` ({src['format'] or 'unknown format'}, {src['size']:,} bytes, "
-                       f"sha256 `{src['sha256']}`)")
+        details.append(
+            f"- Source: `{src['path']}` ({src['format'] or 'unknown format'}, {src['size']:,} bytes, "
+            f"sha256 `{src['sha256']}`)"
+        )
     if report["blob"]:
         blob = report["blob"]
-        details.append(f"- Blob: `{blob['path']}` ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
-                       f"{blob['header']['version']}, {blob['header']['stage_count']} stages, "
-                       f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices")
+        details.append(
+            f"- Blob: `{blob['path']}` ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
+            f"{blob['header']['version']}, {blob['header']['stage_count']} stages, "
+            f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices"
+        )
     if report["compile_settings"]:
-        details.append("- Compile settings: " + ", ".join(_setting(k, v) for k, v in report["compile_settings"].items()
-                                                          if v != {}))
+        details.append(
+            "- Compile settings: " + ", ".join(_setting(k, v) for k, v in report["compile_settings"].items() if v != {})
+        )
     if report["nn_archive"]:
         details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
     if report.get("depthai_json"):
@@ -423,26 +523,45 @@ def _fp16_section(numeric: dict) -> list[str]:
     def origin(layer):
         if not layer["onnx_node"]:
             return "—"
-        return f"`{layer['onnx_node']}` ({layer['onnx_op']})" + (f", module `{layer['module']}`" if layer["module"] else "")
+        return f"`{layer['onnx_node']}` ({layer['onnx_op']})" + (
+            f", module `{layer['module']}`" if layer["module"] else ""
+        )
 
-    table = markdown_table(["IR layer", "from ONNX node", "largest magnitude", "range", "headroom", "FP16"], [
-        [f"`{layer['layer']}` ({layer['type']})", origin(layer), f"{layer['max_abs']:.3g}",
-         f"{layer['min']:.3g} .. {layer['max']:.3g}" + (f", {layer['nonfinite']} non-finite" if layer["nonfinite"] else ""),
-         _headroom(layer["headroom"]), icons[layer["verdict"]]]
-        for layer in shown])
+    table = markdown_table(
+        ["IR layer", "from ONNX node", "largest magnitude", "range", "headroom", "FP16"],
+        [
+            [
+                f"`{layer['layer']}` ({layer['type']})",
+                origin(layer),
+                f"{layer['max_abs']:.3g}",
+                f"{layer['min']:.3g} .. {layer['max']:.3g}"
+                + (f", {layer['nonfinite']} non-finite" if layer["nonfinite"] else ""),
+                _headroom(layer["headroom"]),
+                icons[layer["verdict"]],
+            ]
+            for layer in shown
+        ],
+    )
     top = ranked[0]
-    limits = (f"Each IR layer's output on the check's {numeric['input']} input, computed in FP32 on the CPU; "
-              f"FP16's largest value is {fp16['fp16_max']:g}. Overflow: beyond it; near overflow: within "
-              f"{fp16['near_overflow_headroom']:g}× of it; underflow: at least {fp16['underflow_fraction']:.0%} of a "
-              f"layer's values below {fp16['fp16_min_normal']:.2g} while its largest is below {fp16['underflow_peak']:g}.")
+    limits = (
+        f"Each IR layer's output on the check's {numeric['input']} input, computed in FP32 on the CPU; "
+        f"FP16's largest value is {fp16['fp16_max']:g}. Overflow: beyond it; near overflow: within "
+        f"{fp16['near_overflow_headroom']:g}× of it; underflow: at least {fp16['underflow_fraction']:.0%} of a "
+        f"layer's values below {fp16['fp16_min_normal']:.2g} while its largest is below {fp16['underflow_peak']:g}."
+    )
     emulation = _emulation_line(fp16.get("emulation"))
     if flagged:
-        counts = ", ".join(f"{len(fp16[key])} {key.replace('_', ' ')}" for key in ("overflow", "near_overflow", "underflow")
-                           if fp16[key])
+        counts = ", ".join(
+            f"{len(fp16[key])} {key.replace('_', ' ')}"
+            for key in ("overflow", "near_overflow", "underflow")
+            if fp16[key]
+        )
         return [f"**FP16 range** ({len(layers)} layers checked: {counts})", "", table, "", limits, "", *emulation]
-    return _details(f"FP16 range: all {len(layers)} layers fit; largest magnitude {top['max_abs']:.3g} "
-                    f"(`{top['layer']}`, headroom {_headroom(top['headroom'])})",
-                    [table, "", limits, *([""] + emulation[:1] if emulation else [])])
+    return _details(
+        f"FP16 range: all {len(layers)} layers fit; largest magnitude {top['max_abs']:.3g} "
+        f"(`{top['layer']}`, headroom {_headroom(top['headroom'])})",
+        [table, "", limits, *([""] + emulation[:1] if emulation else [])],
+    )
 
 
 def _emulation_line(emulation: dict | None) -> list[str]:
@@ -451,10 +570,16 @@ def _emulation_line(emulation: dict | None) -> list[str]:
         return []
     if emulation.get("error"):
         return [f"FP16 emulation on the host could not run: {emulation['error']}", ""]
-    parts = [f"`{o['name']}` cosine {o['cosine']:.6f}, max rel error {o['max_relative_error']:.2e}"
-             + (f", {o['nonfinite']} non-finite" if o["nonfinite"] else "") for o in emulation["outputs"]]
-    return [("✅" if emulation["passed"] else "⚠️") + " With every activation rounded to FP16 on the host "
-            "(ONNX Runtime, Cast to float16 and back after each node): " + "; ".join(parts) + ".", ""]
+    parts = [
+        f"`{o['name']}` cosine {o['cosine']:.6f}, max rel error {o['max_relative_error']:.2e}"
+        + (f", {o['nonfinite']} non-finite" if o["nonfinite"] else "")
+        for o in emulation["outputs"]
+    ]
+    return [
+        ("✅" if emulation["passed"] else "⚠️") + " With every activation rounded to FP16 on the host "
+        "(ONNX Runtime, Cast to float16 and back after each node): " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def _headroom(headroom: float | None) -> str:
@@ -486,4 +611,6 @@ def _preprocessing_line(report: dict) -> str:
     for key in ("mean", "scale"):
         for name, values in (pre.get(key) or {}).items():
             parts.append(f"{key} `{name}` {values}")
-    return "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
+    return (
+        "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
+    )

@@ -183,28 +183,31 @@ class Verdict(TypedDict):
     reasons: list[str]
 
 
-Report = TypedDict("Report", {
-    "$schema": str,
-    "tool": Tool,
-    "options": dict[str, Any],  # every ConversionOptions field (options.py), as given
-    "stages": list[StageRecord],
-    "status": Literal["running", "succeeded", "failed"],
-    "error": Error | None,
-    "warnings": list[str],
-    "source": Source | None,
-    "onnx": OnnxSection | None,
-    "ir": IRSection | None,
-    "preprocessing": dict[str, Any] | None,  # baked into the blob: reverse_input_channels, mean, scale
-    "compile_settings": dict[str, Any] | None,
-    "layers": dict[str, Any] | None,  # the plugin's per-layer query (information only)
-    "numeric": NumericSection | None,
-    "blob": BlobSection | None,
-    "nn_archive": dict[str, Any] | None,
-    "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
-    "yolo": dict[str, Any] | None,  # an ultralytics checkpoint: task, family, classes, head, detections (yolo/)
-    "superblob": dict[str, Any] | None,
-    "cache": dict[str, Any] | None,
-    "toolchain": dict[str, Any],
-    "total_duration_s": float | None,
-    "verdict": Verdict,
-})
+Report = TypedDict(
+    "Report",
+    {
+        "$schema": str,
+        "tool": Tool,
+        "options": dict[str, Any],  # every ConversionOptions field (options.py), as given
+        "stages": list[StageRecord],
+        "status": Literal["running", "succeeded", "failed"],
+        "error": Error | None,
+        "warnings": list[str],
+        "source": Source | None,
+        "onnx": OnnxSection | None,
+        "ir": IRSection | None,
+        "preprocessing": dict[str, Any] | None,  # baked into the blob: reverse_input_channels, mean, scale
+        "compile_settings": dict[str, Any] | None,
+        "layers": dict[str, Any] | None,  # the plugin's per-layer query (information only)
+        "numeric": NumericSection | None,
+        "blob": BlobSection | None,
+        "nn_archive": dict[str, Any] | None,
+        "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
+        "yolo": dict[str, Any] | None,  # an ultralytics checkpoint: task, family, classes, head, detections (yolo/)
+        "superblob": dict[str, Any] | None,
+        "cache": dict[str, Any] | None,
+        "toolchain": dict[str, Any],
+        "total_duration_s": float | None,
+        "verdict": Verdict,
+    },
+)

@@ -29,13 +29,16 @@ def build_superblob(base_shaves: int, blobs: dict[int, bytes]) -> bytes:
     return header + base + b"".join(patches)
 
 
-def compile_every_shave_count(ir: IRModel, support: LayerSupport, options: ConversionOptions, toolchain: Toolchain,
-                              workdir: Path, jobs: int = 2) -> dict[int, bytes]:
+def compile_every_shave_count(
+    ir: IRModel, support: LayerSupport, options: ConversionOptions, toolchain: Toolchain, workdir: Path, jobs: int = 2
+) -> dict[int, bytes]:
     """The blob for 1..16 SHAVEs (CMX slices equal to SHAVEs), compiled across the cores."""
 
     def one(shaves: int) -> bytes:
         settings = dataclasses.replace(options, nshaves=shaves, nslices=shaves)
-        return compile_blob(ir, lambda: support, settings, toolchain, workdir / f"shaves-{shaves}.blob").path.read_bytes()
+        return compile_blob(
+            ir, lambda: support, settings, toolchain, workdir / f"shaves-{shaves}.blob"
+        ).path.read_bytes()
 
     workdir.mkdir(parents=True, exist_ok=True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:

@@ -19,45 +19,73 @@ class KnownCause:
     fix: str  # what to change
 
 
-_RECURRENT = KnownCause("a recurrent layer (nn.LSTM/nn.GRU/nn.RNN) in a form the unrolling does not cover "
-                        "(sequence lengths, peepholes, clipping, a plain RNN)",
-                        "export it with a fixed sequence length and PyTorch's default LSTM/GRU, or run it on the host")
-_TRIG = KnownCause("a trigonometric function on values whose range the graph does not bound",
-                   "bound its argument (a sigmoid or clamp before it makes it a polynomial here), or cut the graph "
-                   "before it with --output-names and compute it on the host")
+_RECURRENT = KnownCause(
+    "a recurrent layer (nn.LSTM/nn.GRU/nn.RNN) in a form the unrolling does not cover "
+    "(sequence lengths, peepholes, clipping, a plain RNN)",
+    "export it with a fixed sequence length and PyTorch's default LSTM/GRU, or run it on the host",
+)
+_TRIG = KnownCause(
+    "a trigonometric function on values whose range the graph does not bound",
+    "bound its argument (a sigmoid or clamp before it makes it a polynomial here), or cut the graph "
+    "before it with --output-names and compute it on the host",
+)
 
 REFUSED: dict[str, KnownCause] = {
-    "ScatterNDUpdate": KnownCause("an in-place assignment (y[..., i] = v) that does not write one contiguous box",
-                                  "build the tensor with torch.cat of slices, or torch.where with a mask"),
+    "ScatterNDUpdate": KnownCause(
+        "an in-place assignment (y[..., i] = v) that does not write one contiguous box",
+        "build the tensor with torch.cat of slices, or torch.where with a mask",
+    ),
     "ScatterUpdate": KnownCause("an index assignment (y[idx] = v)", "build the tensor with torch.cat or torch.where"),
     "ScatterElementsUpdate": KnownCause("torch.scatter / scatter_", "use torch.where with a one-hot mask"),
-    "CumSum": KnownCause("torch.cumsum along an axis whose size is not fixed",
-                         "give fixed input shapes (--input-shape): it then becomes a MatMul"),
-    "Sin": _TRIG, "Cos": _TRIG, "Tan": _TRIG, "Asin": _TRIG, "Acos": _TRIG, "Atan": _TRIG,
-    "Sign": KnownCause("torch.sign on integers (a float one becomes a Where here)",
-                       "use torch.where(x > 0, 1, torch.where(x < 0, -1, 0)) on floats"),
-    "LSTMSequence": _RECURRENT, "GRUSequence": _RECURRENT, "RNNSequence": _RECURRENT, "TensorIterator": _RECURRENT,
-    "GridSample": KnownCause("F.grid_sample", "the Myriad X has no sampler: warp on the host, or with the camera's "
-                                              "ImageManip/Warp node"),
-    "NonZero": KnownCause("torch.nonzero or boolean-mask indexing (x[mask]), whose output size depends on the data",
-                          "cut the graph before it with --output-names and do it on the host"),
-    "NonMaxSuppression": KnownCause("non-maximum suppression inside the model",
-                                    "cut the graph before the NMS with --output-names: the camera's detection "
-                                    "node or the host runs it"),
+    "CumSum": KnownCause(
+        "torch.cumsum along an axis whose size is not fixed",
+        "give fixed input shapes (--input-shape): it then becomes a MatMul",
+    ),
+    "Sin": _TRIG,
+    "Cos": _TRIG,
+    "Tan": _TRIG,
+    "Asin": _TRIG,
+    "Acos": _TRIG,
+    "Atan": _TRIG,
+    "Sign": KnownCause(
+        "torch.sign on integers (a float one becomes a Where here)",
+        "use torch.where(x > 0, 1, torch.where(x < 0, -1, 0)) on floats",
+    ),
+    "LSTMSequence": _RECURRENT,
+    "GRUSequence": _RECURRENT,
+    "RNNSequence": _RECURRENT,
+    "TensorIterator": _RECURRENT,
+    "GridSample": KnownCause(
+        "F.grid_sample", "the Myriad X has no sampler: warp on the host, or with the camera's ImageManip/Warp node"
+    ),
+    "NonZero": KnownCause(
+        "torch.nonzero or boolean-mask indexing (x[mask]), whose output size depends on the data",
+        "cut the graph before it with --output-names and do it on the host",
+    ),
+    "NonMaxSuppression": KnownCause(
+        "non-maximum suppression inside the model",
+        "cut the graph before the NMS with --output-names: the camera's detection node or the host runs it",
+    ),
     "Einsum": KnownCause("torch.einsum", "write it as torch.matmul with permute/reshape"),
-    "Loop": KnownCause("a loop in the graph (scripted control flow)",
-                       "trace the model (torch.jit.trace) at a fixed input shape, which unrolls it"),
+    "Loop": KnownCause(
+        "a loop in the graph (scripted control flow)",
+        "trace the model (torch.jit.trace) at a fixed input shape, which unrolls it",
+    ),
     "If": KnownCause("a branch in the graph (scripted control flow)", "trace the model (torch.jit.trace) instead"),
 }
 
 # torch.onnx.export's failures with a known cause that no other opset mends: (what the exporter
 # says, the cause and what to change). Without a match the export stage suggests another --opset.
 EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
-    (re.compile(r"prim::(DictConstruct|ListConstruct)' to ONNX"),
-     KnownCause("a TorchScript model that returns (or builds) a dict or list: torch.onnx.export takes tensors and "
-                "tuples of them",
-                "trace it returning a tuple, or give its state dict with --model-class (a returned dict's keys then "
-                "name the outputs)")),
+    (
+        re.compile(r"prim::(DictConstruct|ListConstruct)' to ONNX"),
+        KnownCause(
+            "a TorchScript model that returns (or builds) a dict or list: torch.onnx.export takes tensors and "
+            "tuples of them",
+            "trace it returning a tuple, or give its state dict with --model-class (a returned dict's keys then "
+            "name the outputs)",
+        ),
+    ),
 )
 
 

@@ -94,8 +94,13 @@ class Graph:
         for node in graph.node:  # topological order (ONNX requires it)
             if node.op_type not in SHAPE_ONLY_OPS and any(i in dependent for i in node.input if i):
                 dependent.update(o for o in node.output if o)
-        wanted = [out for node in graph.node if node.op_type != "Constant" and node.op_type not in ("If", "Loop", "Scan")
-                  for out in node.output if out and (everything or out not in dependent) and self.elem_type(out)]
+        wanted = [
+            out
+            for node in graph.node
+            if node.op_type != "Constant" and node.op_type not in ("If", "Loop", "Scan")
+            for out in node.output
+            if out and (everything or out not in dependent) and self.elem_type(out)
+        ]
         if not wanted:
             return {}
         model = onnx.ModelProto()
@@ -103,13 +108,19 @@ class Graph:
         del model.graph.output[:]
         for name in wanted:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, self.elem_type(name), None))
-        feeds = {v.name: np.zeros(self.shape(v.name), dtype=onnx.helper.tensor_dtype_to_np_dtype(
-            v.type.tensor_type.elem_type)) for v in inputs}
+        feeds = {
+            v.name: np.zeros(
+                self.shape(v.name), dtype=onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)
+            )
+            for v in inputs
+        }
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
             return dict(zip(wanted, session.run(wanted, feeds)))
         except Exception:  # some op ORT cannot run here: no shape-only constants, rules that need them skip
             return {}
@@ -146,9 +157,15 @@ class Builder:
         return output
 
     def slice(self, data: str, axis: int, start: int, end: int) -> str:
-        return self.node("Slice", [data, self.constant(np.array([start], np.int64), "starts"),
-                                   self.constant(np.array([end], np.int64), "ends"),
-                                   self.constant(np.array([axis], np.int64), "axes")])
+        return self.node(
+            "Slice",
+            [
+                data,
+                self.constant(np.array([start], np.int64), "starts"),
+                self.constant(np.array([end], np.int64), "ends"),
+                self.constant(np.array([axis], np.int64), "axes"),
+            ],
+        )
 
 
 def replace_nodes(model, replacements: dict) -> None:

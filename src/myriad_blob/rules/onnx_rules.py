@@ -106,6 +106,7 @@ def _np_type(graph: Graph, name: str):
 
 # --- ScatterND writing a box (in-place slice assignment, y[..., 0:2] = v) -> Concat of slices ---
 
+
 def _scatter_box(graph: Graph, node):
     """The box [start, end) per axis that the ScatterND's constant indices write, when they write
     exactly one contiguous box, element by element, in order."""
@@ -142,14 +143,18 @@ def _build_scatter_concat(builder: Builder, node, plan, graph: Graph) -> None:
         axis, rest = axes[0], axes[1:]
         start, end = box[axis]
         middle = assemble(builder.slice(data, axis, start, end), rest, None)
-        pieces = ([builder.slice(data, axis, 0, start)] if start > 0 else []) + [middle] + \
-            ([builder.slice(data, axis, end, shape[axis])] if end < shape[axis] else [])
+        pieces = (
+            ([builder.slice(data, axis, 0, start)] if start > 0 else [])
+            + [middle]
+            + ([builder.slice(data, axis, end, shape[axis])] if end < shape[axis] else [])
+        )
         return builder.node("Concat", pieces, output, axis=axis)
 
     assemble(node.input[0], partial, node.output[0])
 
 
 # --- CumSum -> MatMul with a constant triangular matrix ---
+
 
 def _cumsum_plan(graph: Graph, node):
     shape, axis = graph.shape(node.input[0]), graph.const(node.input[1])
@@ -180,6 +185,7 @@ def _build_cumsum_matmul(builder: Builder, node, plan, graph: Graph) -> None:
 
 # --- GatherElements with a negative axis -> the same axis counted from the front ---
 
+
 def _negative_axis_plan(graph: Graph, node):
     axis = _attribute(node, "axis", 0)
     tensor = graph.value_info.get(node.input[0])
@@ -193,6 +199,7 @@ def _build_positive_axis(builder: Builder, node, axis, graph: Graph) -> None:
 
 
 # --- Abs -> Relu(x) + Relu(-x) ---
+
 
 def _float_input(graph: Graph, node):
     """The node's floating-point input type (the rewrite's constants take it), or None."""
@@ -208,15 +215,18 @@ def _build_abs(builder: Builder, node, dtype, graph: Graph) -> None:
 
 # --- Sign -> Where(x > 0, 1, Where(x < 0, -1, 0)) ---
 
+
 def _build_sign(builder: Builder, node, dtype, graph: Graph) -> None:
     x = node.input[0]
-    zero, one, minus_one = (builder.constant(np.array(v, dtype), name) for v, name in
-                            ((0, "zero"), (1, "one"), (-1, "minus_one")))
+    zero, one, minus_one = (
+        builder.constant(np.array(v, dtype), name) for v, name in ((0, "zero"), (1, "one"), (-1, "minus_one"))
+    )
     negative = builder.node("Where", [builder.node("Less", [x, zero]), minus_one, zero])
     builder.node("Where", [builder.node("Greater", [x, zero]), one, negative], node.output[0])
 
 
 # --- TopK whose K the exporter computes from a shape -> a constant K ---
+
 
 def _topk_plan(graph: Graph, node):
     if node.input[1] in graph.initializers:
@@ -232,11 +242,19 @@ def _build_topk_constant(builder: Builder, node, k, graph: Graph) -> None:
     from onnx import helper
 
     inputs = [node.input[0], builder.constant(k, "k")]
-    builder.nodes.append(helper.make_node("TopK", inputs, list(node.output), name=node.name,
-                                          **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
+    builder.nodes.append(
+        helper.make_node(
+            "TopK",
+            inputs,
+            list(node.output),
+            name=node.name,
+            **{a.name: helper.get_attribute_value(a) for a in node.attribute},
+        )
+    )
 
 
 # --- a computed scalar broadcast in arithmetic -> the scalar as a [1] vector ---
+
 
 def _computed_scalar_plan(graph: Graph, node):
     """The index of the input that is a computed 0-D tensor (x.mean() with no dims) while the other
@@ -258,11 +276,19 @@ def _build_scalar_as_vector(builder: Builder, node, index, graph: Graph) -> None
 
     inputs = list(node.input)
     inputs[index] = builder.node("Reshape", [inputs[index], builder.constant(np.array([1], np.int64), "shape")])
-    builder.nodes.append(helper.make_node(node.op_type, inputs, list(node.output), name=node.name,
-                                          **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
+    builder.nodes.append(
+        helper.make_node(
+            node.op_type,
+            inputs,
+            list(node.output),
+            name=node.name,
+            **{a.name: helper.get_attribute_value(a) for a in node.attribute},
+        )
+    )
 
 
 # --- Sin/Cos on a range the graph proves -> a polynomial ---
+
 
 def interval(graph: Graph, name: str, depth: int = 0) -> tuple[float, float] | None:
     """Bounds on a tensor's values that follow from the graph alone (a Sigmoid's (0, 1), constants,
@@ -278,8 +304,19 @@ def interval(graph: Graph, name: str, depth: int = 0) -> tuple[float, float] | N
         return 0.0, 1.0
     if op == "Tanh":
         return -1.0, 1.0
-    if op in ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Gather", "Split",
-              "MaxPool", "Expand"):
+    if op in (
+        "Identity",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Slice",
+        "Gather",
+        "Split",
+        "MaxPool",
+        "Expand",
+    ):
         return interval(graph, node.input[0], depth + 1)
     if op == "Cast":  # only between float types: a cast to an integer truncates
         from onnx import helper
@@ -360,13 +397,21 @@ def _trig_plan(graph: Graph, node):
 
 def _build_trig_polynomial(builder: Builder, node, plan, graph: Graph) -> None:
     coefficients, centre, half, _, _, dtype = plan
-    t = builder.node("Mul", [builder.node("Sub", [node.input[0], builder.constant(np.array(centre, dtype), "centre")]),
-                             builder.constant(np.array(1 / half, dtype), "inverse_half")])
+    t = builder.node(
+        "Mul",
+        [
+            builder.node("Sub", [node.input[0], builder.constant(np.array(centre, dtype), "centre")]),
+            builder.constant(np.array(1 / half, dtype), "inverse_half"),
+        ],
+    )
     value = builder.constant(np.array(coefficients[-1], dtype), "c")
     for index, coefficient in enumerate(coefficients[-2::-1]):  # Horner's scheme
         last = index == len(coefficients) - 2
-        value = builder.node("Add", [builder.node("Mul", [value, t]), builder.constant(np.array(coefficient, dtype), "c")],
-                             node.output[0] if last else None)
+        value = builder.node(
+            "Add",
+            [builder.node("Mul", [value, t]), builder.constant(np.array(coefficient, dtype), "c")],
+            node.output[0] if last else None,
+        )
     if len(coefficients) == 1:
         builder.node("Identity", [value], node.output[0])
 
@@ -375,8 +420,10 @@ def _trig_why(found) -> str:
     """Each Sin/Cos node's proven range and degree, and the largest error in FP16 arithmetic."""
     op = found[0][1].op_type
     worst = max(plan[3] for _, _, plan in found)
-    ranges = ", ".join(f"{node.name or node.output[0]} on [{plan[4][0]:.4g}, {plan[4][1]:.4g}] (degree "
-                       f"{len(plan[0]) - 1})" for _, node, plan in found[:4])
+    ranges = ", ".join(
+        f"{node.name or node.output[0]} on [{plan[4][0]:.4g}, {plan[4][1]:.4g}] (degree {len(plan[0]) - 1})"
+        for _, node, plan in found[:4]
+    )
     return f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error in FP16 arithmetic {worst:.1e}"
 
 
@@ -392,9 +439,14 @@ def _recurrent_plan(graph: Graph, node):
     optional = list(node.input) + [""] * (8 - len(node.input))
     peepholes = optional[7] if node.op_type == "LSTM" else ""
     activations = _attribute(node, "activations")
-    if optional[4] or peepholes or _attribute(node, "layout", 0) or _attribute(node, "input_forget", 0) \
-            or _attribute(node, "clip") is not None \
-            or activations not in (None, _DEFAULT_ACTIVATIONS[node.op_type], _DEFAULT_ACTIVATIONS[node.op_type] * 2):
+    if (
+        optional[4]
+        or peepholes
+        or _attribute(node, "layout", 0)
+        or _attribute(node, "input_forget", 0)
+        or _attribute(node, "clip") is not None
+        or activations not in (None, _DEFAULT_ACTIVATIONS[node.op_type], _DEFAULT_ACTIVATIONS[node.op_type] * 2)
+    ):
         return None
     x_shape = graph.shape(node.input[0])
     weights = [graph.const(name) if name else None for name in optional[1:4]]
@@ -407,26 +459,49 @@ def _lstm_step(builder: Builder, node, gates: str, state: tuple, hidden: int, re
     h, c = state
     gates = builder.node("Add", [gates, builder.node("MatMul", [h, recurrence[0]])])
     i, o, f, g = (builder.slice(gates, 2, k * hidden, (k + 1) * hidden) for k in range(4))
-    c = builder.node("Add", [builder.node("Mul", [builder.node("Sigmoid", [f]), c]),
-                             builder.node("Mul", [builder.node("Sigmoid", [i]), builder.node("Tanh", [g])])])
+    c = builder.node(
+        "Add",
+        [
+            builder.node("Mul", [builder.node("Sigmoid", [f]), c]),
+            builder.node("Mul", [builder.node("Sigmoid", [i]), builder.node("Tanh", [g])]),
+        ],
+    )
     return builder.node("Mul", [builder.node("Sigmoid", [o]), builder.node("Tanh", [c])]), c
 
 
 def _gru_step(builder: Builder, node, projected: str, state: tuple, hidden: int, recurrence: tuple) -> tuple:
     (h,), (weights, bias) = state, recurrence
     recurrent = builder.node("Add", [builder.node("MatMul", [h, weights]), bias])  # H R^T + Rb, all three gates
-    z, r = (builder.node("Sigmoid", [builder.node("Add", [builder.slice(projected, 2, k * hidden, (k + 1) * hidden),
-                                                          builder.slice(recurrent, 2, k * hidden, (k + 1) * hidden)])])
-            for k in range(2))
+    z, r = (
+        builder.node(
+            "Sigmoid",
+            [
+                builder.node(
+                    "Add",
+                    [
+                        builder.slice(projected, 2, k * hidden, (k + 1) * hidden),
+                        builder.slice(recurrent, 2, k * hidden, (k + 1) * hidden),
+                    ],
+                )
+            ],
+        )
+        for k in range(2)
+    )
     x_part = builder.slice(projected, 2, 2 * hidden, 3 * hidden)
     if _attribute(node, "linear_before_reset", 0):  # torch's GRU: r gates (H Rh^T + Rbh)
         reset = builder.node("Mul", [r, builder.slice(recurrent, 2, 2 * hidden, 3 * hidden)])
     else:  # (r * H) Rh^T + Rbh
-        reset = builder.node("Add", [builder.node("MatMul", [builder.node("Mul", [r, h]),
-                                                             builder.slice(weights, 1, 2 * hidden, 3 * hidden)]),
-                                     builder.slice(bias, 0, 2 * hidden, 3 * hidden)])
+        reset = builder.node(
+            "Add",
+            [
+                builder.node(
+                    "MatMul", [builder.node("Mul", [r, h]), builder.slice(weights, 1, 2 * hidden, 3 * hidden)]
+                ),
+                builder.slice(bias, 0, 2 * hidden, 3 * hidden),
+            ],
+        )
     n = builder.node("Tanh", [builder.node("Add", [x_part, reset])])
-    return builder.node("Add", [n, builder.node("Mul", [z, builder.node("Sub", [h, n])])]),  # (1 - z) n + z H
+    return (builder.node("Add", [n, builder.node("Mul", [z, builder.node("Sub", [h, n])])]),)  # (1 - z) n + z H
 
 
 def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> None:
@@ -437,14 +512,19 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
     sequences, finals = [], []
     for direction in range(directions):
         bias = b[direction] if b is not None else np.zeros(2 * gates * hidden, dtype)
-        x_bias, r_bias = bias[:gates * hidden], bias[gates * hidden:]
+        x_bias, r_bias = bias[: gates * hidden], bias[gates * hidden :]
         weights = builder.constant(r[direction].T.copy(), "R")
         if node.op_type == "LSTM":  # both biases add to the input projection
             x_bias, recurrence = x_bias + r_bias, (weights,)
         else:  # GRU keeps the recurrent bias apart (the reset gate multiplies it)
             recurrence = (weights, builder.constant(r_bias.astype(dtype), "Rb"))
-        projected = builder.node("Add", [builder.node("MatMul", [inputs[0], builder.constant(w[direction].T.copy(), "W")]),
-                                         builder.constant(x_bias.astype(dtype), "bias")])  # [T, B, gates * H]
+        projected = builder.node(
+            "Add",
+            [
+                builder.node("MatMul", [inputs[0], builder.constant(w[direction].T.copy(), "W")]),
+                builder.constant(x_bias.astype(dtype), "bias"),
+            ],
+        )  # [T, B, gates * H]
 
         def initial(index, direction=direction):
             if index < len(inputs) and inputs[index]:
@@ -455,7 +535,7 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
         step_function = _lstm_step if node.op_type == "LSTM" else _gru_step
         per_step = {}
         backwards = direction == 1 or _attribute(node, "direction", b"forward") in (b"reverse", "reverse")
-        for step in (range(steps - 1, -1, -1) if backwards else range(steps)):
+        for step in range(steps - 1, -1, -1) if backwards else range(steps):
             state = step_function(builder, node, builder.slice(projected, 0, step, step + 1), state, hidden, recurrence)
             per_step[step] = state[0]
         sequences.append(builder.node("Concat", [per_step[step] for step in range(steps)], axis=0))  # [T, B, H]
@@ -466,14 +546,23 @@ def _build_recurrent_unrolled(builder: Builder, node, plan, graph: Graph) -> Non
 
     if outputs[0]:
         axis_one = builder.constant(np.array([1], np.int64), "axes")
-        join([builder.node("Unsqueeze", [s, axis_one]) if graph.opset >= 13 else builder.node("Unsqueeze", [s], axes=[1])
-              for s in sequences], outputs[0], 1)  # [T, D, B, H]
-    for index, output in enumerate(outputs[1:1 + len(finals[0])]):
+        join(
+            [
+                builder.node("Unsqueeze", [s, axis_one])
+                if graph.opset >= 13
+                else builder.node("Unsqueeze", [s], axes=[1])
+                for s in sequences
+            ],
+            outputs[0],
+            1,
+        )  # [T, D, B, H]
+    for index, output in enumerate(outputs[1 : 1 + len(finals[0])]):
         if output:
             join([state[index] for state in finals], output, 0)  # [D, B, H]
 
 
 # --- A token prepended as a constant (ViT's class token: Concat of a constant and x) -> Pad + Add ---
+
 
 def _constant_concat_plan(graph: Graph, node):
     """One computed input among constant ones, rank 3 (tokens): OpenVINO 2021.4's CPU plugin returns
@@ -489,8 +578,10 @@ def _constant_concat_plan(graph: Graph, node):
     if dtype is None or any(s is None for s in sizes):
         return None
     index = computed[0]
-    parts = [np.broadcast_to(v, sizes[i]).astype(dtype) if v is not None else np.zeros(sizes[i], dtype)
-             for i, v in enumerate(values)]
+    parts = [
+        np.broadcast_to(v, sizes[i]).astype(dtype) if v is not None else np.zeros(sizes[i], dtype)
+        for i, v in enumerate(values)
+    ]
     before = sum(sizes[i][axis] for i in range(index))
     after = sum(sizes[i][axis] for i in range(index + 1, len(sizes)))
     return axis, before, after, np.concatenate(parts, axis)
@@ -507,14 +598,18 @@ def _build_pad_add(builder: Builder, node, plan, graph: Graph) -> None:
 
 # --- Whole-model rules ---
 
+
 def _opset(model) -> int:
     return opset_of(model)
 
 
 def _newer_opset(model) -> str:
     opset = _opset(model)
-    return f"opset {opset}, newer than the {FRONTEND_MAX_OPSET} OpenVINO 2022.3 reads well" \
-        if opset > FRONTEND_MAX_OPSET else ""
+    return (
+        f"opset {opset}, newer than the {FRONTEND_MAX_OPSET} OpenVINO 2022.3 reads well"
+        if opset > FRONTEND_MAX_OPSET
+        else ""
+    )
 
 
 def _convert_opset(model):
@@ -567,8 +662,14 @@ def decompose_layer_norm(model):
         x, p = node.input[0], node.output[0] + "/decomposed"
         extra = []
         if opset >= 18:  # axes are an input from opset 18 on: one constant, used by both means
-            extra.append(helper.make_node("Constant", [], [f"{p}/axes"], value=helper.make_tensor(
-                f"{p}/axes", onnx.TensorProto.INT64, [len(axes)], axes)))
+            extra.append(
+                helper.make_node(
+                    "Constant",
+                    [],
+                    [f"{p}/axes"],
+                    value=helper.make_tensor(f"{p}/axes", onnx.TensorProto.INT64, [len(axes)], axes),
+                )
+            )
 
         def reduce_mean(source, out):
             if opset >= 18:
@@ -617,29 +718,92 @@ def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT) -> OnnxRul
 ONNX_RULES: tuple[OnnxRule, ...] = (
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
-    _rule("ScatterND writing a box -> Concat of slices", BOTH, "ScatterND", _scatter_box, _build_scatter_concat,
-          "{n} ScatterND node(s) (in-place slice assignment, y[..., a:b] = v), which the Myriad compiler refuses"),
-    _rule("CumSum -> MatMul with a triangular matrix", BOTH, "CumSum", _cumsum_plan, _build_cumsum_matmul,
-          "{n} CumSum node(s) (torch.cumsum), which the Myriad compiler refuses"),
-    _rule("LSTM -> unrolled steps", BOTH, "LSTM", _recurrent_plan, _build_recurrent_unrolled,
-          "{n} fixed-length LSTM node(s), which the Myriad compiler fails on as a sequence layer"),
-    _rule("GRU -> unrolled steps", BOTH, "GRU", _recurrent_plan, _build_recurrent_unrolled,
-          "{n} fixed-length GRU node(s), which the Myriad compiler refuses as a sequence layer"),
-    _rule("GatherElements axis made non-negative", BOTH, "GatherElements", _negative_axis_plan, _build_positive_axis,
-          "{n} GatherElements node(s) with a negative axis, which the Myriad compiler refuses"),
-    _rule("Abs -> Relu(x) + Relu(-x)", BOTH, "Abs", _float_input, _build_abs,
-          "{n} Abs node(s), which the Myriad compiler refuses"),
-    _rule("constant tokens concatenated -> Pad + Add", BOTH, "Concat", _constant_concat_plan, _build_pad_add,
-          "{n} rank-3 Concat node(s) of a constant (a class token) and a computed tensor, whose constant rows "
-          "OpenVINO 2021.4's CPU plugin returns as zeros"),
-    _rule("Sign -> Where(x > 0, 1, Where(x < 0, -1, 0))", BOTH, "Sign", _float_input, _build_sign,
-          "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses"),
-    _rule("TopK's K folded to a constant", frozenset({"ov2022"}), "TopK", _topk_plan, _build_topk_constant,
-          "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read"),
+    _rule(
+        "ScatterND writing a box -> Concat of slices",
+        BOTH,
+        "ScatterND",
+        _scatter_box,
+        _build_scatter_concat,
+        "{n} ScatterND node(s) (in-place slice assignment, y[..., a:b] = v), which the Myriad compiler refuses",
+    ),
+    _rule(
+        "CumSum -> MatMul with a triangular matrix",
+        BOTH,
+        "CumSum",
+        _cumsum_plan,
+        _build_cumsum_matmul,
+        "{n} CumSum node(s) (torch.cumsum), which the Myriad compiler refuses",
+    ),
+    _rule(
+        "LSTM -> unrolled steps",
+        BOTH,
+        "LSTM",
+        _recurrent_plan,
+        _build_recurrent_unrolled,
+        "{n} fixed-length LSTM node(s), which the Myriad compiler fails on as a sequence layer",
+    ),
+    _rule(
+        "GRU -> unrolled steps",
+        BOTH,
+        "GRU",
+        _recurrent_plan,
+        _build_recurrent_unrolled,
+        "{n} fixed-length GRU node(s), which the Myriad compiler refuses as a sequence layer",
+    ),
+    _rule(
+        "GatherElements axis made non-negative",
+        BOTH,
+        "GatherElements",
+        _negative_axis_plan,
+        _build_positive_axis,
+        "{n} GatherElements node(s) with a negative axis, which the Myriad compiler refuses",
+    ),
+    _rule(
+        "Abs -> Relu(x) + Relu(-x)",
+        BOTH,
+        "Abs",
+        _float_input,
+        _build_abs,
+        "{n} Abs node(s), which the Myriad compiler refuses",
+    ),
+    _rule(
+        "constant tokens concatenated -> Pad + Add",
+        BOTH,
+        "Concat",
+        _constant_concat_plan,
+        _build_pad_add,
+        "{n} rank-3 Concat node(s) of a constant (a class token) and a computed tensor, whose constant rows "
+        "OpenVINO 2021.4's CPU plugin returns as zeros",
+    ),
+    _rule(
+        "Sign -> Where(x > 0, 1, Where(x < 0, -1, 0))",
+        BOTH,
+        "Sign",
+        _float_input,
+        _build_sign,
+        "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses",
+    ),
+    _rule(
+        "TopK's K folded to a constant",
+        frozenset({"ov2022"}),
+        "TopK",
+        _topk_plan,
+        _build_topk_constant,
+        "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read",
+    ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
-    *(_rule(f"{op} of a computed scalar: the scalar as [1]", BOTH, op, _computed_scalar_plan,
-            _build_scalar_as_vector, f"{{n}} {op} node(s) broadcasting a computed scalar (such as x.mean()), which "
-            "OpenVINO 2021.4's CPU plugin cannot run for the numeric check") for op in ("Add", "Sub", "Mul", "Div")),
+    *(
+        _rule(
+            f"{op} of a computed scalar: the scalar as [1]",
+            BOTH,
+            op,
+            _computed_scalar_plan,
+            _build_scalar_as_vector,
+            f"{{n}} {op} node(s) broadcasting a computed scalar (such as x.mean()), which "
+            "OpenVINO 2021.4's CPU plugin cannot run for the numeric check",
+        )
+        for op in ("Add", "Sub", "Mul", "Div")
+    ),
     OnnxRule("fold constants (onnxslim)", frozenset({"mo2021"}), _shape_computations, _fold_constants),
 )

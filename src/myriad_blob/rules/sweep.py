@@ -49,7 +49,9 @@ def _cases() -> tuple[SweepCase, ...]:
         SweepCase("nn.Conv2d(dilation=2)", "Conv", lambda m, x: m.dilated(conv(m, x))),
         SweepCase("nn.ConvTranspose2d", "ConvTranspose", lambda m, x: m.deconv(conv(m, x))),
         SweepCase("nn.Linear", "Gemm/MatMul", lambda m, x: m.fc(conv(m, x).mean((2, 3)))),
-        SweepCase("torch.matmul (activations)", "MatMul", lambda m, x: t.matmul(conv(m, x), conv(m, x).transpose(2, 3))),
+        SweepCase(
+            "torch.matmul (activations)", "MatMul", lambda m, x: t.matmul(conv(m, x), conv(m, x).transpose(2, 3))
+        ),
         SweepCase("nn.BatchNorm2d", "BatchNormalization", lambda m, x: m.bn(conv(m, x))),
         SweepCase("nn.LayerNorm", "LayerNormalization / ReduceMean...", lambda m, x: m.ln(conv(m, x))),
         SweepCase("nn.GroupNorm", "InstanceNormalization+Reshape", lambda m, x: m.gn(conv(m, x))),
@@ -73,8 +75,11 @@ def _cases() -> tuple[SweepCase, ...]:
         SweepCase("F.avg_pool2d", "AveragePool", lambda m, x: F.avg_pool2d(conv(m, x), 2)),
         SweepCase("F.adaptive_avg_pool2d(1)", "GlobalAveragePool", lambda m, x: F.adaptive_avg_pool2d(conv(m, x), 1)),
         SweepCase("F.interpolate(nearest, x2)", "Resize", lambda m, x: F.interpolate(conv(m, x), scale_factor=2.0)),
-        SweepCase("F.interpolate(bilinear)", "Resize", lambda m, x: F.interpolate(conv(m, x), size=(48, 40),
-                                                                                 mode="bilinear", align_corners=False)),
+        SweepCase(
+            "F.interpolate(bilinear)",
+            "Resize",
+            lambda m, x: F.interpolate(conv(m, x), size=(48, 40), mode="bilinear", align_corners=False),
+        ),
         SweepCase("F.pixel_shuffle", "DepthToSpace", lambda m, x: F.pixel_shuffle(conv(m, x), 2)),
         SweepCase("F.pixel_unshuffle", "SpaceToDepth", lambda m, x: F.pixel_unshuffle(conv(m, x), 2)),
         SweepCase("torch.cat", "Concat", lambda m, x: t.cat([conv(m, x), x / 255.0], 1)),
@@ -83,8 +88,11 @@ def _cases() -> tuple[SweepCase, ...]:
         SweepCase("scalar index (x[:, 0])", "Gather (scalar)", lambda m, x: conv(m, x)[:, 0]),
         SweepCase("negative scalar index (x[:, :, -1])", "Gather (negative)", lambda m, x: conv(m, x)[:, :, -1]),
         SweepCase("index_select (channel reorder)", "Gather", lambda m, x: conv(m, x.index_select(1, m.order))),
-        SweepCase("torch.gather(dim=-1)", "GatherElements (negative axis)",
-                  lambda m, x: t.gather(conv(m, x), -1, m.gather_index.expand(1, 8, 32, 4))),
+        SweepCase(
+            "torch.gather(dim=-1)",
+            "GatherElements (negative axis)",
+            lambda m, x: t.gather(conv(m, x), -1, m.gather_index.expand(1, 8, 32, 4)),
+        ),
         SweepCase("flatten + reshape", "Reshape", lambda m, x: conv(m, x).flatten(2).reshape(1, 16, 512)),
         SweepCase("permute", "Transpose", lambda m, x: conv(m, x).permute(0, 2, 3, 1)),
         SweepCase("unsqueeze / squeeze", "Unsqueeze/Squeeze", lambda m, x: conv(m, x).unsqueeze(1).squeeze(1) * 2),
@@ -99,35 +107,50 @@ def _cases() -> tuple[SweepCase, ...]:
         SweepCase("amax", "ReduceMax", lambda m, x: conv(m, x).amax(1)),
         SweepCase("argmax (class map)", "ArgMax", lambda m, x: (conv(m, x) * 8).argmax(1)),
         SweepCase("topk (constant k)", "TopK", lambda m, x: t.topk(conv(m, x).flatten(1), 10)[0]),
-        SweepCase("topk (k from a shape)", "TopK (K computed)",
-                  lambda m, x: t.topk(conv(m, x).flatten(1), min(300, conv(m, x).flatten(1).shape[1] // 8))[0]),
+        SweepCase(
+            "topk (k from a shape)",
+            "TopK (K computed)",
+            lambda m, x: t.topk(conv(m, x).flatten(1), min(300, conv(m, x).flatten(1).shape[1] // 8))[0],
+        ),
         SweepCase("torch.cumsum", "CumSum", lambda m, x: t.cumsum(t.sigmoid(conv(m, x)), 3) / 32),
         SweepCase("torch.abs", "Abs", lambda m, x: t.abs(conv(m, x))),
         SweepCase("exp / log", "Exp/Log", lambda m, x: t.log(t.exp(conv(m, x)) + 1)),
         SweepCase("sqrt / pow", "Sqrt/Pow", lambda m, x: t.sqrt(conv(m, x) ** 2 + 1)),
         SweepCase("division", "Div", lambda m, x: conv(m, x) / (t.sigmoid(conv(m, x)) + 0.5)),
         SweepCase("torch.clamp", "Clip", lambda m, x: conv(m, x).clamp(-0.5, 0.5)),
-        SweepCase("torch.maximum / minimum", "Max/Min", lambda m, x: t.maximum(conv(m, x), t.minimum(conv(m, x), x[:, :1] / 255))),
+        SweepCase(
+            "torch.maximum / minimum",
+            "Max/Min",
+            lambda m, x: t.maximum(conv(m, x), t.minimum(conv(m, x), x[:, :1] / 255)),
+        ),
         SweepCase("torch.where (mask)", "Where", lambda m, x: t.where(conv(m, x) > 0, conv(m, x), conv(m, x) * 0.1)),
         SweepCase("masked_fill", "Where", lambda m, x: conv(m, x).masked_fill(conv(m, x) < 0, 0.0)),
         SweepCase("in-place slice assignment", "ScatterND", lambda m, x: _assign(conv(m, x))),
         SweepCase("torch.flip", "Slice (negative step)", lambda m, x: t.flip(conv(m, x), [3])),
         SweepCase("torch.roll", "Slice+Concat", lambda m, x: t.roll(conv(m, x), 3, 3)),
         SweepCase("torch.einsum", "Einsum", lambda m, x: t.einsum("bchw,bdhw->bcd", conv(m, x), conv(m, x))),
-        SweepCase("sin/cos of a sigmoid (OBB angle)", "Sin/Cos (bounded)",
-                  lambda m, x: _angle(t.sigmoid(conv(m, x)))),
+        SweepCase("sin/cos of a sigmoid (OBB angle)", "Sin/Cos (bounded)", lambda m, x: _angle(t.sigmoid(conv(m, x)))),
         SweepCase("sin of any value", "Sin (unbounded)", lambda m, x: t.sin(conv(m, x) * 4)),
         SweepCase("floor / round", "Floor/Round", lambda m, x: t.floor(conv(m, x) * 4) + t.round(conv(m, x) * 4)),
         SweepCase("sign", "Sign", lambda m, x: t.sign(conv(m, x))),
         SweepCase("reciprocal", "Reciprocal", lambda m, x: t.reciprocal(t.sigmoid(conv(m, x)) + 1)),
         SweepCase("nn.LSTM", "LSTM", lambda m, x: m.lstm(conv(m, x).mean(2).permute(0, 2, 1))[0]),
-        SweepCase("nn.LSTM(bidirectional)", "LSTM (bidirectional)",
-                  lambda m, x: m.bilstm(conv(m, x).mean(2).permute(0, 2, 1))[0]),
+        SweepCase(
+            "nn.LSTM(bidirectional)",
+            "LSTM (bidirectional)",
+            lambda m, x: m.bilstm(conv(m, x).mean(2).permute(0, 2, 1))[0],
+        ),
         SweepCase("nn.GRU", "GRU", lambda m, x: m.gru(conv(m, x).mean(2).permute(0, 2, 1))[0]),
-        SweepCase("nn.GRU(bidirectional), final state", "GRU (bidirectional)",
-                  lambda m, x: m.bigru(conv(m, x).mean(2).permute(0, 2, 1))[1]),
-        SweepCase("F.scaled_dot_product_attention", "MatMul+Softmax",
-                  lambda m, x: F.scaled_dot_product_attention(*([conv(m, x).flatten(2).transpose(1, 2)] * 3))),
+        SweepCase(
+            "nn.GRU(bidirectional), final state",
+            "GRU (bidirectional)",
+            lambda m, x: m.bigru(conv(m, x).mean(2).permute(0, 2, 1))[1],
+        ),
+        SweepCase(
+            "F.scaled_dot_product_attention",
+            "MatMul+Softmax",
+            lambda m, x: F.scaled_dot_product_attention(*([conv(m, x).flatten(2).transpose(1, 2)] * 3)),
+        ),
         SweepCase("F.grid_sample", "GridSample", lambda m, x: F.grid_sample(conv(m, x), m.grid, align_corners=False)),
         SweepCase("torch.nonzero", "NonZero", lambda m, x: t.nonzero(conv(m, x) > 0).float()),
     )
@@ -205,8 +228,11 @@ def classify(report: dict) -> tuple[str, str]:
         rules.append("Model Optimizer 2021.4 front end")
     numeric = report["numeric"]
     if not numeric["outputs_passed"]:
-        notes = "; ".join(f"{o['name']}: cosine {o['cosine']:.4f}" + (f", {o['note']}" if o.get("note") else "")
-                          for o in numeric["outputs"] if not o["passed"])
+        notes = "; ".join(
+            f"{o['name']}: cosine {o['cosine']:.4f}" + (f", {o['note']}" if o.get("note") else "")
+            for o in numeric["outputs"]
+            if not o["passed"]
+        )
         return "numbers differ", notes
     return ("rewritten", ", ".join(rules)) if rules else ("native", "")
 
@@ -226,13 +252,23 @@ def run_sweep(cases, workdir: Path, toolchain_dir: Path | None = None, log=print
         for case in cases:
             started = time.perf_counter()
             path = save_case(case, workdir)
-            options = parse_options(input=path, output=workdir / (path.stem + ".blob"),
-                                    input_shapes=(json.dumps(list(case.shape)),),
-                                    **({"opset": case.opset} if case.opset else {}))
+            options = parse_options(
+                input=path,
+                output=workdir / (path.stem + ".blob"),
+                input_shapes=(json.dumps(list(case.shape)),),
+                **({"opset": case.opset} if case.opset else {}),
+            )
             report = convert(options, toolchain_dir, session).to_dict()
             result, detail = classify(report)
-            rows.append({"name": case.name, "onnx_op": case.onnx_op, "result": result, "detail": detail,
-                         "seconds": round(time.perf_counter() - started, 2)})
+            rows.append(
+                {
+                    "name": case.name,
+                    "onnx_op": case.onnx_op,
+                    "result": result,
+                    "detail": detail,
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
             log(f"{case.name}: {result} {detail[:160]}")
     finally:
         session.close()
@@ -240,8 +276,12 @@ def run_sweep(cases, workdir: Path, toolchain_dir: Path | None = None, log=print
 
 
 START, END = "<!-- supported-ops:start -->", "<!-- supported-ops:end -->"
-_ICONS = {"native": "✅ native", "rewritten": "✅ rewritten", "numbers differ": "⚠️ numbers differ",
-          "refused": "❌ refused"}
+_ICONS = {
+    "native": "✅ native",
+    "rewritten": "✅ rewritten",
+    "numbers differ": "⚠️ numbers differ",
+    "refused": "❌ refused",
+}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -33,8 +33,9 @@ def tool_environment(fast_clock: bool = False) -> dict:
 
 def run_tool(args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
     record(args)
-    return subprocess.run(args, capture_output=True, text=True, env=tool_environment(fast_clock),
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        args, capture_output=True, text=True, env=tool_environment(fast_clock), timeout=timeout, check=False
+    )
 
 
 def start_tool(args: list[str]) -> subprocess.Popen:

@@ -83,7 +83,10 @@ def locate(root: Path | None = None) -> Toolchain:
     toolchain = Toolchain(root, versions)
     for tool in (toolchain.python, toolchain.frontend_python, toolchain.model_optimizer, toolchain.compile_helper):
         if not tool.exists():
-            raise ConversionError(Stage.TOOLCHAIN, f"the Myriad toolchain in {root} is incomplete ({tool.name} missing): run `myriad-blob setup`")
+            raise ConversionError(
+                Stage.TOOLCHAIN,
+                f"the Myriad toolchain in {root} is incomplete ({tool.name} missing): run `myriad-blob setup`",
+            )
     return toolchain
 
 

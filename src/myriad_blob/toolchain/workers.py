@@ -26,8 +26,9 @@ class JsonWorker:
 
     def __init__(self, command: list[str], env: dict):
         self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the worker; close() closes it)
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self._stderr, text=True, env=env)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
+        )
         self.dead = False
 
     def ask(self, job: dict, timeout: float | None = None) -> dict:
@@ -49,7 +50,11 @@ class JsonWorker:
         timed_out = reader.is_alive()
         self.process.kill()
         self.process.wait()
-        raise WorkerDied(f"did not answer within {timeout:g} s" if timed_out else describe_exit(self.process.returncode, self.stderr_tail()))
+        raise WorkerDied(
+            f"did not answer within {timeout:g} s"
+            if timed_out
+            else describe_exit(self.process.returncode, self.stderr_tail())
+        )
 
     def stderr_tail(self) -> str:
         self._stderr.seek(0)
@@ -79,8 +84,14 @@ class LegacyWorker(JsonWorker):
         """The command line that runs this job alone (`mo ARGS`; run_ir_on_cpu.py XML IN OUT [RANGES])."""
         if op == "mo":
             return self.toolchain.model_optimizer_command(job["args"])
-        return [str(self.toolchain.python), str(RUN_IR_ON_CPU_SCRIPT), job["xml"], job["inputs"], job["outputs"],
-                *([job["ranges"]] if job.get("ranges") else [])]
+        return [
+            str(self.toolchain.python),
+            str(RUN_IR_ON_CPU_SCRIPT),
+            job["xml"],
+            job["inputs"],
+            job["outputs"],
+            *([job["ranges"]] if job.get("ranges") else []),
+        ]
 
     def call(self, op: str, timeout: float | None = None, **job) -> tuple[int, str]:
         """(returncode, everything the job printed)."""

@@ -32,8 +32,16 @@ CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET = 0.5, 0.5, 300
 INPUT_NAME = "images"  # ultralytics' own export name
 # ultralytics' preprocessing: RGB, pixel values divided by 255 (no mean). The camera sends BGR.
 ULTRALYTICS_SCALE = (255.0, 255.0, 255.0)
-_FAMILIES = (("yolov5", "YOLOv5u"), ("yolov8", "YOLOv8"), ("yolov9", "YOLOv9"), ("yolov10", "YOLOv10"),
-             ("yolo11", "YOLO11"), ("yolov11", "YOLO11"), ("yolo12", "YOLO12"), ("yolo26", "YOLO26"))
+_FAMILIES = (
+    ("yolov5", "YOLOv5u"),
+    ("yolov8", "YOLOv8"),
+    ("yolov9", "YOLOv9"),
+    ("yolov10", "YOLOv10"),
+    ("yolo11", "YOLO11"),
+    ("yolov11", "YOLO11"),
+    ("yolo12", "YOLO12"),
+    ("yolo26", "YOLO26"),
+)
 
 
 def _fail(message: str, stage: Stage = Stage.LOAD) -> ConversionError:
@@ -71,12 +79,20 @@ class YoloModel:
     @property
     def box_outputs(self) -> list[str]:
         """The per-scale box outputs (`_yolo`), what depthai's YOLO decoding reads for the boxes."""
-        return self.output_names[:len(self.strides)]
+        return self.output_names[: len(self.strides)]
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "family": self.family, "classes": list(self.names), "n_classes": len(self.names),
-                "strides": list(self.strides), "imgsz": list(self.imgsz), "head": self.head,
-                "trained_with": self.version, "outputs": self.output_names}
+        return {
+            "task": self.task,
+            "family": self.family,
+            "classes": list(self.names),
+            "n_classes": len(self.names),
+            "strides": list(self.strides),
+            "imgsz": list(self.imgsz),
+            "head": self.head,
+            "trained_with": self.version,
+            "outputs": self.output_names,
+        }
 
     # --- the options the checkpoint implies -------------------------------------------------
     def adjust_options(self, options):
@@ -101,51 +117,89 @@ class YoloModel:
         """The NN Archive head (luxonis-ml's HeadYOLOMetadata / HeadClassificationMetadata fields)."""
         names = [str(n) for n in self.names]
         if self.task == "classify":
-            return {"parser": "ClassificationParser", "outputs": self.output_names,
-                    "metadata": {"classes": names, "n_classes": len(names), "is_softmax": True}}
+            return {
+                "parser": "ClassificationParser",
+                "outputs": self.output_names,
+                "metadata": {"classes": names, "n_classes": len(names), "is_softmax": True},
+            }
         if self.head != CAMERA or self.task not in CAMERA_TASKS:
             return None
-        metadata = {"yolo_outputs": self.box_outputs, "subtype": "yolov8", "classes": names,
-                    "n_classes": len(names), "iou_threshold": IOU_THRESHOLD, "conf_threshold": CONF_THRESHOLD,
-                    "max_det": MAX_DET, "strides": list(self.strides)}
+        metadata = {
+            "yolo_outputs": self.box_outputs,
+            "subtype": "yolov8",
+            "classes": names,
+            "n_classes": len(names),
+            "iou_threshold": IOU_THRESHOLD,
+            "conf_threshold": CONF_THRESHOLD,
+            "max_det": MAX_DET,
+            "strides": list(self.strides),
+        }
         levels = len(self.strides)
         if self.task == "segment":  # mask coefficients per scale and the prototypes: depthai's mask decode
-            metadata.update(mask_outputs=self.output_names[levels:2 * levels], protos_outputs=self.output_names[-1],
-                            n_prototypes=self.n_masks, is_softmax=False)
+            metadata.update(
+                mask_outputs=self.output_names[levels : 2 * levels],
+                protos_outputs=self.output_names[-1],
+                n_prototypes=self.n_masks,
+                is_softmax=False,
+            )
         elif self.task == "pose":  # keypoints per scale, in pixels: depthai's keypoint decode
             metadata.update(keypoints_outputs=self.output_names[levels:], n_keypoints=int(self.kpt_shape[0]))
         # The detect head is the one depthai's DetectionNetwork always took ("YOLO"); with masks or keypoints
         # Luxonis names the parser YOLOExtendedParser (depthai-nodes' host parser; DetectionNetwork takes both).
-        return {"parser": "YOLO" if self.task == "detect" else "YOLOExtendedParser", "outputs": self.output_names,
-                "metadata": metadata}
+        return {
+            "parser": "YOLO" if self.task == "detect" else "YOLOExtendedParser",
+            "outputs": self.output_names,
+            "metadata": metadata,
+        }
 
     def depthai_v2_config(self, input_shape: tuple) -> dict | None:
         """depthai v2's JSON for YoloDetectionNetwork (the format Luxonis's converters write beside the blob)."""
         names = [str(n) for n in self.names]
         if self.task != "detect" or self.head != CAMERA:
             return None
-        return {"nn_config": {"output_format": "detection", "NN_family": "YOLO",
-                              "input_size": f"{input_shape[-1]}x{input_shape[-2]}",
-                              "NN_specific_metadata": {"classes": len(names), "coordinates": 4, "anchors": [],
-                                                       "anchor_masks": {}, "iou_threshold": IOU_THRESHOLD,
-                                                       "confidence_threshold": CONF_THRESHOLD}},
-                "mappings": {"labels": names}, "version": 1}
+        return {
+            "nn_config": {
+                "output_format": "detection",
+                "NN_family": "YOLO",
+                "input_size": f"{input_shape[-1]}x{input_shape[-2]}",
+                "NN_specific_metadata": {
+                    "classes": len(names),
+                    "coordinates": 4,
+                    "anchors": [],
+                    "anchor_masks": {},
+                    "iou_threshold": IOU_THRESHOLD,
+                    "confidence_threshold": CONF_THRESHOLD,
+                },
+            },
+            "mappings": {"labels": names},
+            "version": 1,
+        }
 
     # --- the report ---------------------------------------------------------------------------
     def report_section(self, options, defaulted: bool) -> dict:
         section = self.to_dict()
         if defaulted:
-            section["preprocessing"] = ("ultralytics' own, applied by default: the blob takes the camera's BGR frame, "
-                                        "reverses it to RGB and divides by 255 (--reverse-input-channels --scale 255)")
+            section["preprocessing"] = (
+                "ultralytics' own, applied by default: the blob takes the camera's BGR frame, "
+                "reverses it to RGB and divides by 255 (--reverse-input-channels --scale 255)"
+            )
         else:
-            section["preprocessing"] = "as given by --mean/--scale/--reverse-input-channels (ultralytics trains on RGB/255)"
-        extra = {"segment": "; per scale the mask coefficients, and the prototypes",
-                 "pose": "; per scale the keypoints (x, y in pixels, visibility logit)"}.get(self.task, "")
-        section["cut"] = ("before the box decode: per scale [4 DFL-decoded box distances, confidence, class scores]"
-                          f"{extra}, decoded with NMS by the camera's YOLO parser") \
-            if self.head == CAMERA and self.task in CAMERA_TASKS else "nothing: the full model"
+            section["preprocessing"] = (
+                "as given by --mean/--scale/--reverse-input-channels (ultralytics trains on RGB/255)"
+            )
+        extra = {
+            "segment": "; per scale the mask coefficients, and the prototypes",
+            "pose": "; per scale the keypoints (x, y in pixels, visibility logit)",
+        }.get(self.task, "")
+        section["cut"] = (
+            (
+                "before the box decode: per scale [4 DFL-decoded box distances, confidence, class scores]"
+                f"{extra}, decoded with NMS by the camera's YOLO parser"
+            )
+            if self.head == CAMERA and self.task in CAMERA_TASKS
+            else "nothing: the full model"
+        )
         return section
-
 
     def check_detections(self, ir, toolchain, worker, options) -> dict:
         """The camera's decode of the IR's outputs on a photograph against ultralytics' own prediction."""
@@ -168,33 +222,51 @@ class YoloModel:
         size = tuple(first.shape[-2:])
         per_scale = [outputs[name] for name in self.box_outputs]
         ours = decode_camera(per_scale, self.strides, size, CONF_THRESHOLD, IOU_THRESHOLD)
-        theirs, decoder = decode_with_depthai(dict(zip(self.box_outputs, per_scale)), self.names, self.strides, size,
-                                              CONF_THRESHOLD, IOU_THRESHOLD)
+        theirs, decoder = decode_with_depthai(
+            dict(zip(self.box_outputs, per_scale)), self.names, self.strides, size, CONF_THRESHOLD, IOU_THRESHOLD
+        )
         camera = theirs if theirs is not None else ours
         if theirs is None:
             decoder = f"myriad-blob's copy of depthai's TLBR decode ({decoder})"
-        reference = ultralytics_prediction(self.original, load_sample(image, first.shape, False), CONF_THRESHOLD,
-                                           IOU_THRESHOLD, MAX_DET, classes=len(self.names))
+        reference = ultralytics_prediction(
+            self.original,
+            load_sample(image, first.shape, False),
+            CONF_THRESHOLD,
+            IOU_THRESHOLD,
+            MAX_DET,
+            classes=len(self.names),
+        )
         result = match(camera, reference, CONF_THRESHOLD)
         ious = [p["iou"] for p in result["pairs"]]
         score_gap = max((abs(p["camera_score"] - p["ultralytics_score"]) for p in result["pairs"]), default=0.0)
-        section = {"compared": True, "image": f"ultralytics/assets/{image.name}", "input_size": list(size),
-                   "conf_threshold": CONF_THRESHOLD, "iou_threshold": IOU_THRESHOLD,
-                   "decoder": decoder,
-                       "own_decode_agrees": same_detections(ours, theirs) if theirs is not None else None,
-                       "camera": len(camera), "ultralytics": len(reference), "matched": len(result["pairs"]),
-                   "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
-                   "min_iou": round(float(min(ious)), 4) if ious else None,
-                   "max_score_difference": round(float(score_gap), 4), "borderline": result["borderline"],
-                   "parted": result["parted"], "pairs": result["pairs"][:50],
-                   "only_camera": result["only_camera"][:20], "only_ultralytics": result["only_ultralytics"][:20],
-                   "warnings": []}
+        section = {
+            "compared": True,
+            "image": f"ultralytics/assets/{image.name}",
+            "input_size": list(size),
+            "conf_threshold": CONF_THRESHOLD,
+            "iou_threshold": IOU_THRESHOLD,
+            "decoder": decoder,
+            "own_decode_agrees": same_detections(ours, theirs) if theirs is not None else None,
+            "camera": len(camera),
+            "ultralytics": len(reference),
+            "matched": len(result["pairs"]),
+            "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
+            "min_iou": round(float(min(ious)), 4) if ious else None,
+            "max_score_difference": round(float(score_gap), 4),
+            "borderline": result["borderline"],
+            "parted": result["parted"],
+            "pairs": result["pairs"][:50],
+            "only_camera": result["only_camera"][:20],
+            "only_ultralytics": result["only_ultralytics"][:20],
+            "warnings": [],
+        }
         if result["parted"]:
             section["warnings"].append(
                 f"the camera's decode of the converted model parts from ultralytics' own prediction on {image.name}: "
                 f"{len(camera)} detections against {len(reference)}, {len(result['pairs'])} matched (IoU ≥ 0.5, same class), "
                 f"{result['parted']} on one side only. Both sides got the same photo with the preprocessing in the "
-                "report (ultralytics trains on RGB/255); see the numeric check's diagnosis for where the blob parts")
+                "report (ultralytics trains on RGB/255); see the numeric check's diagnosis for where the blob parts"
+            )
         return section
 
 
@@ -237,13 +309,25 @@ def load(path: Path, options) -> YoloModel | None:
     yolo_head = options.yolo_head
     head_type = type(head).__name__
     if yolo_head == CAMERA and task != "classify" and head_type not in CAMERA_HEADS.get(task, ()):
-        raise _fail(f"{path} is an ultralytics {task} checkpoint with a {head_type} head, which depthai's YOLO "
-                    "decoding does not take (it takes the Detect, Segment and Pose heads of YOLOv5u/v8/11): pass "
-                    "--yolo-head full to convert the whole model and decode on the host", Stage.OPTIONS)
+        raise _fail(
+            f"{path} is an ultralytics {task} checkpoint with a {head_type} head, which depthai's YOLO "
+            "decoding does not take (it takes the Detect, Segment and Pose heads of YOLOv5u/v8/11): pass "
+            "--yolo-head full to convert the whole model and decode on the host",
+            Stage.OPTIONS,
+        )
     from .head import camera_model, full_model
 
     module = camera_model(model, task) if (yolo_head == CAMERA and task in CAMERA_TASKS) else full_model(model)
-    return YoloModel(module=module, original=model, task=task, family=_family(model, checkpoint), names=class_names,
-                     strides=strides, imgsz=_imgsz(checkpoint, task), head=yolo_head,
-                     version=checkpoint.get("version"), kpt_shape=getattr(head, "kpt_shape", None),
-                     n_masks=getattr(head, "nm", None))
+    return YoloModel(
+        module=module,
+        original=model,
+        task=task,
+        family=_family(model, checkpoint),
+        names=class_names,
+        strides=strides,
+        imgsz=_imgsz(checkpoint, task),
+        head=yolo_head,
+        version=checkpoint.get("version"),
+        kpt_shape=getattr(head, "kpt_shape", None),
+        n_masks=getattr(head, "nm", None),
+    )

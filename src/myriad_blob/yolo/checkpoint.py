@@ -36,8 +36,11 @@ ALLOWED_DATA = (
 # Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and tasks, torch's layers.
 MODULE_PREFIXES = ("ultralytics.nn.", "torch.nn.modules.")
 # Old checkpoints name modules that ultralytics has since moved (what its own loader maps).
-RENAMED_MODULES = {"ultralytics.yolo.utils": "ultralytics.utils", "ultralytics.yolo.v8": "ultralytics.models.yolo",
-                   "ultralytics.yolo.data": "ultralytics.data"}
+RENAMED_MODULES = {
+    "ultralytics.yolo.utils": "ultralytics.utils",
+    "ultralytics.yolo.v8": "ultralytics.models.yolo",
+    "ultralytics.yolo.data": "ultralytics.data",
+}
 
 
 def _fail(message: str) -> ConversionError:
@@ -63,7 +66,7 @@ def _resolve(name: str):
     module_name, _, attribute = name.rpartition(".")
     for old, new in RENAMED_MODULES.items():
         if module_name == old or module_name.startswith(old + "."):
-            module_name = new + module_name[len(old):]
+            module_name = new + module_name[len(old) :]
     try:
         return getattr(importlib.import_module(module_name), attribute, None)
     except ImportError:
@@ -94,14 +97,18 @@ def require_ultralytics(path: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec("ultralytics") is None:
-        raise _fail(f"{path} is an ultralytics checkpoint (`yolo train`'s best.pt), which needs the ultralytics "
-                    f"package: {INSTALL_HINT}")
+        raise _fail(
+            f"{path} is an ultralytics checkpoint (`yolo train`'s best.pt), which needs the ultralytics "
+            f"package: {INSTALL_HINT}"
+        )
     try:
         import ultralytics  # noqa: F401  (its classes are what the checkpoint holds)
     except Exception as error:  # installed, but one of its own imports fails (OpenCV without libGL, ...)
-        raise _fail(f"{path} is an ultralytics checkpoint, and the installed ultralytics cannot be imported "
-                    f"({first_line(error)}): reinstall it with {INSTALL_HINT}, and on a slim Linux install "
-                    "OpenCV's libGL (Debian: apt-get install libgl1 libglib2.0-0)") from error
+        raise _fail(
+            f"{path} is an ultralytics checkpoint, and the installed ultralytics cannot be imported "
+            f"({first_line(error)}): reinstall it with {INSTALL_HINT}, and on a slim Linux install "
+            "OpenCV's libGL (Debian: apt-get install libgl1 libglib2.0-0)"
+        ) from error
 
 
 def load_checkpoint(path: Path, names: list[str], trust_pickle: bool) -> dict:
@@ -113,9 +120,11 @@ def load_checkpoint(path: Path, names: list[str], trust_pickle: bool) -> dict:
     allowed, refused = allowed_globals(names)
     if refused and not trust_pickle:
         listed = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
-        raise _fail(f"{path} looks like an ultralytics checkpoint but also names {listed}, which is not one of "
-                    "ultralytics' model classes; loading it would run code from the file: re-save it with "
-                    "`yolo train`/`yolo export format=torchscript`, or pass --trust-pickle if you trust where it came from")
+        raise _fail(
+            f"{path} looks like an ultralytics checkpoint but also names {listed}, which is not one of "
+            "ultralytics' model classes; loading it would run code from the file: re-save it with "
+            "`yolo train`/`yolo export format=torchscript`, or pass --trust-pickle if you trust where it came from"
+        )
     try:
         if refused:  # --trust-pickle: the user vouches for the file
             return torch.load(str(path), map_location="cpu", weights_only=False)
@@ -135,6 +144,8 @@ def model_of(checkpoint, path: Path):
         raise _fail(f"{path} holds a {type(checkpoint).__name__}, not an ultralytics checkpoint dict")
     model = checkpoint.get("ema") if checkpoint.get("ema") is not None else checkpoint.get("model")
     if not isinstance(model, torch.nn.Module):
-        raise _fail(f"{path} is an ultralytics checkpoint without a model under 'ema' or 'model' "
-                    "(an optimizer-only or stripped file?): use the best.pt or last.pt that `yolo train` wrote")
+        raise _fail(
+            f"{path} is an ultralytics checkpoint without a model under 'ema' or 'model' "
+            "(an optimizer-only or stripped file?): use the best.pt or last.pt that `yolo train` wrote"
+        )
     return model.float().eval()

@@ -50,8 +50,9 @@ def nms(candidates: list, iou_threshold: float) -> list:
     return kept
 
 
-def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, conf_threshold: float,
-                  iou_threshold: float) -> list[dict]:
+def decode_camera(
+    outputs: list[np.ndarray], strides: list[int], size: tuple, conf_threshold: float, iou_threshold: float
+) -> list[dict]:
     """outputs: per scale, (1, 5 + nc, h, w) in stride order. size: (height, width) of the input.
     The blob's outputs are FP16 on the camera, and depthai's parser reads them so: the values are
     rounded to FP16 first. Like depthai's, no cap on the number of detections."""
@@ -67,8 +68,15 @@ def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, co
             if score < conf_threshold:
                 continue
             left, top, right, bottom = grid[:4, row, col]
-            box = np.array([(col - left + 0.5) * stride, (row - top + 0.5) * stride,
-                            (col + right + 0.5) * stride, (row + bottom + 0.5) * stride], dtype=np.float64)
+            box = np.array(
+                [
+                    (col - left + 0.5) * stride,
+                    (row - top + 0.5) * stride,
+                    (col + right + 0.5) * stride,
+                    (row + bottom + 0.5) * stride,
+                ],
+                dtype=np.float64,
+            )
             box = np.clip(box, 0, [width, height, width, height])
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
@@ -76,8 +84,9 @@ def decode_camera(outputs: list[np.ndarray], strides: list[int], size: tuple, co
     return nms(candidates, iou_threshold)
 
 
-def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, iou_threshold: float,
-                           max_det: int = 300, classes: int = 0) -> list[dict]:
+def ultralytics_prediction(
+    model, image_rgb: np.ndarray, conf_threshold: float, iou_threshold: float, max_det: int = 300, classes: int = 0
+) -> list[dict]:
     """image_rgb: (1, 3, h, w) float, 0-255. ultralytics' model and its own NMS."""
     import torch
     from ultralytics.utils.nms import non_max_suppression
@@ -91,11 +100,11 @@ def ultralytics_prediction(model, image_rgb: np.ndarray, conf_threshold: float, 
     # The camera clips each box to the frame before its NMS (ultralytics' predictor clips after): the
     # same order here, so that both sides suppress the same boxes. Boxes are (cx, cy, w, h) rows.
     x1y1 = (prediction[:, :2] - prediction[:, 2:4] / 2).clamp(min=0)
-    x2y2 = torch.minimum(prediction[:, :2] + prediction[:, 2:4] / 2,
-                         torch.tensor([width, height], dtype=prediction.dtype).view(1, 2, 1))
+    x2y2 = torch.minimum(
+        prediction[:, :2] + prediction[:, 2:4] / 2, torch.tensor([width, height], dtype=prediction.dtype).view(1, 2, 1)
+    )
     prediction[:, :2], prediction[:, 2:4] = (x1y1 + x2y2) / 2, (x2y2 - x1y1).clamp(min=0)
-    kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det,
-                               nc=classes)[0]
+    kept = non_max_suppression(prediction, conf_threshold, iou_threshold, agnostic=True, max_det=max_det, nc=classes)[0]
     detections = []
     for x1, y1, x2, y2, score, label in (row[:6] for row in kept.tolist()):
         box = np.clip([x1, y1, x2, y2], 0, [width, height, width, height])
@@ -116,8 +125,16 @@ def match(camera: list[dict], reference: list[dict], conf_threshold: float) -> d
                 best, best_iou = r_index, overlap
         if best is not None:
             used.add(best)
-            pairs.append({"camera": c_index, "ultralytics": best, "iou": round(best_iou, 4), "class": det["class"],
-                          "camera_score": round(det["score"], 4), "ultralytics_score": round(reference[best]["score"], 4)})
+            pairs.append(
+                {
+                    "camera": c_index,
+                    "ultralytics": best,
+                    "iou": round(best_iou, 4),
+                    "class": det["class"],
+                    "camera_score": round(det["score"], 4),
+                    "ultralytics_score": round(reference[best]["score"], 4),
+                }
+            )
     matched_camera = {p["camera"] for p in pairs}
     only_camera = [d for i, d in enumerate(camera) if i not in matched_camera]
     only_reference = [d for i, d in enumerate(reference) if i not in used]
@@ -126,15 +143,21 @@ def match(camera: list[dict], reference: list[dict], conf_threshold: float) -> d
         return abs(d["score"] - conf_threshold) <= BORDERLINE
 
     parted = [d for d in only_camera + only_reference if not borderline(d)]
-    return {"pairs": pairs, "only_camera": only_camera, "only_ultralytics": only_reference,
-            "borderline": len(only_camera) + len(only_reference) - len(parted), "parted": len(parted)}
+    return {
+        "pairs": pairs,
+        "only_camera": only_camera,
+        "only_ultralytics": only_reference,
+        "borderline": len(only_camera) + len(only_reference) - len(parted),
+        "parted": len(parted),
+    }
 
 
 DEPTHAI_TIMEOUT_S = 20.0
 
 
-def decode_with_depthai(outputs: dict, classes: list[str], strides: list[int], size: tuple,
-                        conf_threshold: float, iou_threshold: float) -> tuple[list[dict] | None, str]:
+def decode_with_depthai(
+    outputs: dict, classes: list[str], strides: list[int], size: tuple, conf_threshold: float, iou_threshold: float
+) -> tuple[list[dict] | None, str]:
     """depthai's own DetectionParser (the camera's decoder), run on the host (depthai v3 runs it
     without a device): (detections, what decoded them), or (None, why not) when depthai is not
     installed or its parser fails. The parser is set up as the NN Archive's YOLO head sets it."""
@@ -177,21 +200,36 @@ def decode_with_depthai(outputs: dict, classes: list[str], strides: list[int], s
         return None, f"depthai's DetectionParser failed: {str(error).splitlines()[0] if str(error) else error!r}"
     if message is None:
         return None, "depthai's DetectionParser gave no result"
-    detections = [{"box": [d.xmin * width, d.ymin * height, d.xmax * width, d.ymax * height],
-                   "score": float(d.confidence), "class": int(d.label)} for d in message.detections]
+    detections = [
+        {
+            "box": [d.xmin * width, d.ymin * height, d.xmax * width, d.ymax * height],
+            "score": float(d.confidence),
+            "class": int(d.label),
+        }
+        for d in message.detections
+    ]
     return detections, f"depthai {dai.__version__} DetectionParser, on the host"
 
 
-def same_detections(ours: list[dict], theirs: list[dict], score_tolerance: float = 1e-3,
-                    box_tolerance: float = 0.5) -> bool:
+def same_detections(
+    ours: list[dict], theirs: list[dict], score_tolerance: float = 1e-3, box_tolerance: float = 0.5
+) -> bool:
     """Our decode and depthai's: each detection of one has one in the other with the same class,
     the score within score_tolerance and every box coordinate within box_tolerance pixels."""
     if len(ours) != len(theirs):
         return False
     unmatched = list(theirs)
     for a in ours:
-        match = next((b for b in unmatched if a["class"] == b["class"] and abs(a["score"] - b["score"]) <= score_tolerance
-                      and max(abs(x - y) for x, y in zip(a["box"], b["box"])) <= box_tolerance), None)
+        match = next(
+            (
+                b
+                for b in unmatched
+                if a["class"] == b["class"]
+                and abs(a["score"] - b["score"]) <= score_tolerance
+                and max(abs(x - y) for x, y in zip(a["box"], b["box"])) <= box_tolerance
+            ),
+            None,
+        )
         if match is None:
             return False
         unmatched.remove(match)

@@ -90,8 +90,9 @@ class CameraPose(CameraDetect):
             raw = self.kpt_head[level](features[level])
             batch, _, height, width = raw.shape
             stride = float(self.stride[level])
-            ys, xs = torch.meshgrid(torch.arange(height, dtype=raw.dtype), torch.arange(width, dtype=raw.dtype),
-                                    indexing="ij")
+            ys, xs = torch.meshgrid(
+                torch.arange(height, dtype=raw.dtype), torch.arange(width, dtype=raw.dtype), indexing="ij"
+            )
             cells = torch.stack((xs, ys)).view(1, 1, 2, height * width)
             points = raw.view(batch, self.kpt_shape[0], self.kpt_shape[1], height * width)
             xy = (points[:, :, :2] * 2.0 + cells) * stride

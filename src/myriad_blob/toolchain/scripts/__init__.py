@@ -11,4 +11,6 @@ HERE = Path(__file__).parent
 FRONTEND_SCRIPT = HERE / "ov2022_ir.py"  # OpenVINO 2022.3.1's ONNX front end (venv-ov2022)
 LEGACY_WORKER_SCRIPT = HERE / "legacy_worker.py"  # warm Model Optimizer 2021.4 and CPU plugin (venv)
 RUN_IR_ON_CPU_SCRIPT = HERE / "run_ir_on_cpu.py"  # one IR run on the 2021.4 CPU plugin (venv)
-RUN_IR_2022_SCRIPT = HERE / "run_ir_2022.py"  # the numeric check's second opinion on 2022.3.1's CPU plugin (venv-ov2022)
+RUN_IR_2022_SCRIPT = (
+    HERE / "run_ir_2022.py"
+)  # the numeric check's second opinion on 2022.3.1's CPU plugin (venv-ov2022)

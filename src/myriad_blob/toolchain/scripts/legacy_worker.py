@@ -42,8 +42,9 @@ def main():
                     run_ir_on_cpu.run_values(core, job["xml"], job["inputs"], job["values"])
                     returncode = 0
                 else:
-                    run_ir_on_cpu.run(core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"),
-                                      job.get("layouts"))
+                    run_ir_on_cpu.run(
+                        core, job["xml"], job["inputs"], job["outputs"], job.get("ranges"), job.get("layouts")
+                    )
                     returncode = 0
             except BaseException:  # the job's failure is the answer; the worker lives on
                 traceback.print_exc()

@@ -37,8 +37,15 @@ def _max_pool_v1(node):
     if node.output(1).get_target_inputs() or any(d != 1 for d in node.get_attributes().get("dilations", [1])):
         return None
     a = node.get_attributes()
-    return opset1.max_pool(node.input_value(0), a["strides"], a["pads_begin"], a["pads_end"], a["kernel"],
-                           a["rounding_type"], a["auto_pad"])
+    return opset1.max_pool(
+        node.input_value(0),
+        a["strides"],
+        a["pads_begin"],
+        a["pads_end"],
+        a["kernel"],
+        a["rounding_type"],
+        a["auto_pad"],
+    )
 
 
 def _softmax_v1(node):
@@ -77,7 +84,9 @@ def _hard_sigmoid_clamp(node):
         return None
     x = node.input_value(0)
     dtype = x.get_element_type().to_dtype()
-    scaled = opset1.add(opset1.multiply(x, opset1.constant(np.array(alpha, dtype))), opset1.constant(np.array(beta, dtype)))
+    scaled = opset1.add(
+        opset1.multiply(x, opset1.constant(np.array(alpha, dtype))), opset1.constant(np.array(beta, dtype))
+    )
     return opset1.clamp(scaled, 0.0, 1.0)
 
 
@@ -195,7 +204,9 @@ def convert(job):
 
 def _channels(parameter):
     shape = parameter.get_partial_shape()
-    return shape[1].get_length() if shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static else None
+    return (
+        shape[1].get_length() if shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static else None
+    )
 
 
 def answer(job):

@@ -27,10 +27,10 @@ except ImportError:  # the converter's Python may import this module for its con
     if __name__ == "__main__":
         raise
 
-FP16_MIN_NORMAL = 2.0 ** -14  # 6.1e-5: below it FP16 has only subnormals (or flushes to zero)
+FP16_MIN_NORMAL = 2.0**-14  # 6.1e-5: below it FP16 has only subnormals (or flushes to zero)
 # Extra outputs are buffers of their own; layers are added in chunks of at most this many bytes
 # of FP32 output, one load per chunk, so a large network does not hold every activation at once.
-RANGE_CHUNK_BYTES = 256 * 2 ** 20
+RANGE_CHUNK_BYTES = 256 * 2**20
 _SKIPPED_TYPES = {"Parameter", "Const", "Constant", "Result"}
 _FLOAT_PRECISIONS = {"FP16", "FP32", "F16", "F32", "BF16"}
 
@@ -45,14 +45,22 @@ def run(core, xml, inputs_path, outputs_path, ranges_path=None, layouts=None):
         given = {name: inputs[name] for name in inputs.files}
     # The inference engine's buffers keep (N, C, H, W) dims whatever the layout: an interleaved
     # input goes in as its bytes, and an interleaved output comes out as its bytes.
-    feed = {name: value.reshape(executable.input_info[name].tensor_desc.dims) if name in layouts else value
-            for name, value in given.items()}
+    feed = {
+        name: value.reshape(executable.input_info[name].tensor_desc.dims) if name in layouts else value
+        for name, value in given.items()
+    }
     results = executable.infer(feed)
-    np.savez(outputs_path, **{name: _as_laid_out(np.asarray(value, dtype=np.float32), layouts.get(name))
-                              for name, value in results.items()})
+    np.savez(
+        outputs_path,
+        **{
+            name: _as_laid_out(np.asarray(value, dtype=np.float32), layouts.get(name))
+            for name, value in results.items()
+        },
+    )
     if ranges_path:
-        planar = {name: value.transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else value
-                  for name, value in given.items()}
+        planar = {
+            name: value.transpose(0, 3, 1, 2) if layouts.get(name) == "NHWC" else value for name, value in given.items()
+        }
         try:
             ranges = {"layers": layer_ranges(core, xml, planar)}
         except Exception as error:  # the range check is extra: its failure must not fail the run
@@ -143,8 +151,9 @@ def layer_outputs(core, xml, feed):
     for chunk in chunks:
         network = _read(core, xml)
         existing = set(network.outputs)
-        extra = [(name, index) for name, _, index, count, _ in chunk
-                 if _output_name(name, index, count) not in existing]
+        extra = [
+            (name, index) for name, _, index, count, _ in chunk if _output_name(name, index, count) not in existing
+        ]
         if extra:
             network.add_outputs(extra)
         results = _load(core, network).infer(feed)
@@ -155,8 +164,10 @@ def layer_outputs(core, xml, feed):
 
 
 def layer_ranges(core, xml, feed):
-    return [dict(layer=name, type=kind, port=index, output=output, **_stats(value))
-            for name, kind, index, output, value in layer_outputs(core, xml, feed)]
+    return [
+        dict(layer=name, type=kind, port=index, output=output, **_stats(value))
+        for name, kind, index, output, value in layer_outputs(core, xml, feed)
+    ]
 
 
 def run_values(core, xml, inputs_path, values_path):
@@ -164,21 +175,29 @@ def run_values(core, xml, inputs_path, values_path):
     layer-by-layer comparison, asked for when outputs miss."""
     with np.load(inputs_path, allow_pickle=False) as inputs:
         feed = {name: inputs[name] for name in inputs.files}
-    np.savez(values_path, **{f"{name}:{index}": np.asarray(value, dtype=np.float32)
-                             for name, _, index, _, value in layer_outputs(core, xml, feed)})
+    np.savez(
+        values_path,
+        **{
+            f"{name}:{index}": np.asarray(value, dtype=np.float32)
+            for name, _, index, _, value in layer_outputs(core, xml, feed)
+        },
+    )
 
 
 def _stats(value):
     values = np.asarray(value, dtype=np.float32).ravel()
     finite = values[np.isfinite(values)]
     magnitude = np.abs(finite)
-    return {"shape": list(np.shape(value)), "size": int(values.size),
-            "nonfinite": int(values.size - finite.size),
-            "min": float(finite.min()) if finite.size else 0.0,
-            "max": float(finite.max()) if finite.size else 0.0,
-            "max_abs": float(magnitude.max()) if finite.size else 0.0,
-            "nonzero": int(np.count_nonzero(magnitude)),
-            "subnormal": int(np.count_nonzero((magnitude > 0) & (magnitude < FP16_MIN_NORMAL)))}
+    return {
+        "shape": list(np.shape(value)),
+        "size": int(values.size),
+        "nonfinite": int(values.size - finite.size),
+        "min": float(finite.min()) if finite.size else 0.0,
+        "max": float(finite.max()) if finite.size else 0.0,
+        "max_abs": float(magnitude.max()) if finite.size else 0.0,
+        "nonzero": int(np.count_nonzero(magnitude)),
+        "subnormal": int(np.count_nonzero((magnitude > 0) & (magnitude < FP16_MIN_NORMAL))),
+    }
 
 
 def main():
