@@ -7,19 +7,20 @@ user says --trust-pickle.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
 import hashlib
 import importlib
-import pickle
+import io
+import json
 import re
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from . import pickle_scan
 from .errors import ConversionError, Stage, first_line
 from .options import ConversionOptions
 
@@ -129,6 +130,7 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
     if fmt == ModelFormat.TORCHSCRIPT:
         module = _torch_call(lambda: torch.jit.load(str(path), map_location="cpu"), path, fmt)
     elif fmt == ModelFormat.TORCH_EXPORT:
+        _refuse_pickled_pt2(path, options)
         module = _eval_only_class()(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
     else:
         from . import yolo
@@ -142,6 +144,59 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")
     return LoadedModel(dataclasses.replace(source, format=fmt), module=module)
+
+
+# A torch.export archive's members that are data: the program (JSON), raw weights and constants
+# with their JSON configs, version stamps. Sample inputs are a torch.save pickle, judged by
+# pickle_scan. Anything else (pickled payloads, custom or opaque objects, AOTInductor libraries,
+# the legacy pickled constants) runs code when torch.export.load reads it.
+PT2_DATA = re.compile(
+    r"[^/]+/(archive_format|archive_version|byteorder|\.data/[\w.]+|models/[\w.-]+\.json|extra/[\w.-]+\.json"
+    r"|data/weights/(weight_\d+|[\w.-]+_config\.json)|data/constants/(tensor_\d+|[\w.-]+_config\.json)"
+    r"|data/sample_inputs/[\w.-]+\.pt)"
+)
+
+
+def pt2_code(path: Path) -> list[str]:
+    """What in a torch.export archive (.pt2) would run code when loaded: pickled weights or
+    constants (`use_pickle` in their configs: torch.export.load unpickles them with
+    weights_only=False), members that are not data, sample inputs that are not plain tensors."""
+    found = []
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not PT2_DATA.fullmatch(name):
+                found.append(f"{name} (not a tensor or JSON member)")
+            elif name.endswith("_config.json"):
+                try:
+                    config = json.loads(archive.read(name)).get("config", {})
+                except ValueError:
+                    found.append(f"{name} (not JSON)")
+                    continue
+                found += [f"{key} in {name} (pickled)" for key, meta in config.items() if meta.get("use_pickle")]
+            elif name.endswith(".pt"):
+                try:
+                    refused = pickle_scan.refusals(
+                        [
+                            use
+                            for program in pickle_scan.pickles_in(io.BytesIO(archive.read(name)))
+                            for use in pickle_scan.uses(program)
+                        ]
+                    )
+                except Exception:
+                    refused = [pickle_scan.Refusal(name, "unreadable")]
+                found += [f"{refusal} in {name}" for refusal in refused]
+    return found
+
+
+def _refuse_pickled_pt2(path: Path, options: ConversionOptions) -> None:
+    code = pt2_code(path)
+    if code and not options.trust_pickle:
+        shown = "; ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
+        raise _fail(
+            f"{path} is a torch.export program whose archive holds pickled or code-bearing parts ({shown}), "
+            "which torch.export.load would unpickle and so run code from the file: save it again with plain "
+            "tensors, export to ONNX or TorchScript, or pass --trust-pickle if you trust where it came from"
+        )
 
 
 @contextlib.contextmanager
@@ -189,25 +244,29 @@ def _torch_call(load, path: Path, fmt: str):
         raise _fail(f"{path} could not be loaded as {fmt}: {first_line(error)}") from error
 
 
-# Plain data that training checkpoints carry beside their weights (argparse's hyper-parameters):
-# safe to unpickle, so such a checkpoint loads without --trust-pickle.
-SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
 # Where checkpoints keep the model when --model-key is not given: torch/timm/Lightning/YOLO conventions.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "ema", "net")
 
 
 def _load_pickle(path: Path, options: ConversionOptions):
+    """A state dict or checkpoint: what its pickle would do is read from its opcodes first
+    (pickle_scan); only tensors, containers and plain data (argparse's hyper-parameters, numpy
+    scalars, paths) load without --trust-pickle, with torch.load(weights_only=True)."""
     import torch
 
     try:
-        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+        found, refused = pickle_scan.scan_file(path)
+    except Exception as error:  # malformed opcodes, a damaged zip
+        raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
+    if refused:
+        return _model_from(_load_trusted_pickle(path, options, refused), path, options, True)
+    allowed = [(obj, name) for name in dict.fromkeys(n for n, _ in found) if (obj := pickle_scan.resolve(name))]
+    try:
+        with torch.serialization.safe_globals(allowed):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        trusted = False
-    except pickle.UnpicklingError as error:
-        obj, trusted = _load_trusted_pickle(path, options, error), True
     except Exception as error:
         raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
-    return _model_from(obj, path, options, trusted)
+    return _model_from(obj, path, options, False)
 
 
 def _model_from(obj, path: Path, options: ConversionOptions, trusted: bool):
@@ -255,18 +314,14 @@ def _is_state_dict(obj) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-_GLOBAL_IN_ERROR = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-
-
-def _load_trusted_pickle(path: Path, options: ConversionOptions, refused: pickle.UnpicklingError):
+def _load_trusted_pickle(path: Path, options: ConversionOptions, refused: list[pickle_scan.Refusal]):
     import torch
 
     if not options.trust_pickle:
-        found = _GLOBAL_IN_ERROR.search(str(refused))
-        holds = f" (it holds {found.group(1)}, not only tensors)" if found else ""
         raise _fail(
-            f"{path} is a full-model pickle{holds}, and loading one runs code from the file: save a state dict "
-            "or TorchScript instead, or pass --trust-pickle if you trust where it came from"
+            f"{path} is a full-model pickle (it holds {pickle_scan.listed(refused, how=False)}, not only tensors), and "
+            "loading one runs code from the file: save a state dict or TorchScript instead, or pass "
+            "--trust-pickle if you trust where it came from"
         )
     try:
         with user_code_importable():

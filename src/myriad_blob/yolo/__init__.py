@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConversionError, Stage
-from .checkpoint import INSTALL_HINT, is_ultralytics_checkpoint, load_checkpoint, model_of, pickled_globals
+from .checkpoint import INSTALL_HINT, is_ultralytics_checkpoint, load_checkpoint, model_of, scan_checkpoint
 
 __all__ = ["INSTALL_HINT", "YoloModel", "load"]
 
@@ -286,10 +286,10 @@ def _imgsz(checkpoint: dict, task: str) -> tuple:
 
 def load(path: Path, options) -> YoloModel | None:
     """The checkpoint as a YoloModel, or None when the file is not an ultralytics checkpoint."""
-    names = pickled_globals(path)
-    if not is_ultralytics_checkpoint(names):
+    scan = scan_checkpoint(path)
+    if not is_ultralytics_checkpoint(scan):
         return None
-    checkpoint = load_checkpoint(path, names, options.trust_pickle)
+    checkpoint = load_checkpoint(path, scan, options.trust_pickle)
     model = model_of(checkpoint, path)
     checkpoint = checkpoint if isinstance(checkpoint, dict) else {}  # a bare model: its own attributes only
     from ultralytics.nn.tasks import guess_model_task

@@ -2,99 +2,58 @@
 
 ultralytics' trainer pickles its own nn.Module classes (DetectionModel, Conv, C2f, Detect, ...)
 under the checkpoint's `ema` key (and `model` for older versions), beside plain data: train_args,
-metrics, dates. A pickle can name any importable callable, so such a file is loaded with
-torch.load(weights_only=True), whose unpickler reconstructs nothing but tensors, plain
-containers and the globals we allow. What we allow is listed before anything is unpickled
-(torch.serialization.get_unsafe_globals_in_checkpoint reads the pickle's opcodes, it runs
-none): ultralytics' and torch's own nn.Module classes and a few plain-data types (ALLOWED_DATA).
-Anything else, an `os.system` or `builtins.eval` dressed as a checkpoint included, is refused
-unless the user says --trust-pickle.
+metrics, dates. A pickle can name any importable callable and call it with arguments from the file,
+so what the file would do is read from its opcodes first (pickle_scan: nothing is unpickled): its
+module classes may only be created without their constructor and given their state (what pickling
+an nn.Module writes), and the rest must be tensors, containers and plain data. An allowed class
+REDUCEd with arguments (AutoBackend("payload.pt") loads another file), an `os.system` or a
+`builtins.getattr` dressed as a checkpoint: refused, with the name, unless the user says
+--trust-pickle. Only then does torch.load(weights_only=True) run, with those classes allowed.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import os
 from pathlib import Path
 
 from ..errors import ConversionError, Stage, first_line
+from ..pickle_scan import Refusal, listed, resolve, scan_file
 
 INSTALL_HINT = "pip install 'myriad-blob[ultralytics]'"
-# Plain data beside the weights: the trainer's hyper-parameter namespace, numpy scalars in metrics,
-# paths in older train_args. Each is data only: constructing one runs no user-chosen code.
-ALLOWED_DATA = (
-    "ultralytics.utils.IterableSimpleNamespace",
-    "builtins.set",
-    "pathlib.PosixPath",
-    "pathlib.WindowsPath",
-    "numpy.dtype",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.dtypes.Float64DType",
-    "numpy.dtypes.Float32DType",
-    "numpy.dtypes.Int64DType",
-)
-# Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and tasks, torch's layers.
-MODULE_PREFIXES = ("ultralytics.nn.", "torch.nn.modules.")
-# Old checkpoints name modules that ultralytics has since moved (what its own loader maps).
-RENAMED_MODULES = {
-    "ultralytics.yolo.utils": "ultralytics.utils",
-    "ultralytics.yolo.v8": "ultralytics.models.yolo",
-    "ultralytics.yolo.data": "ultralytics.data",
-}
+# Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and model classes,
+# torch's layers. Not ultralytics.nn.autobackend (it loads files) nor text_model (it downloads).
+MODULE_PREFIXES = ("ultralytics.nn.modules.", "ultralytics.nn.tasks.", "torch.nn.modules.")
 
 
 def _fail(message: str) -> ConversionError:
     return ConversionError(Stage.LOAD, message)
 
 
-def pickled_globals(path: Path) -> list[str] | None:
-    """The globals (module.Name) the checkpoint's pickle names, read without unpickling; None when
-    the file is not a torch.save zip."""
-    import torch
-
+def scan_checkpoint(path: Path) -> tuple[list[str], list[Refusal]] | None:
+    """(the names the checkpoint's pickles use, what the policy refuses), read without unpickling;
+    None when the file is not a torch.save file we can read."""
+    _quiet_offline()  # the scan imports the module classes the file names (ultralytics' own)
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception:  # not a zip torch.save archive (a legacy pickle, damaged): not ours to judge here
+        found, refused = scan_file(path, MODULE_PREFIXES)
+    except Exception:  # damaged or not a pickle: not ours to judge here (the generic loader says why)
         return None
+    return list(dict.fromkeys(name for name, _ in found)), refused
 
 
-def is_ultralytics_checkpoint(names: list[str] | None) -> bool:
-    return bool(names) and any(name.startswith("ultralytics.") for name in names)
+def is_ultralytics_checkpoint(scan: tuple[list[str], list[Refusal]] | None) -> bool:
+    return scan is not None and any(name.startswith("ultralytics.") for name in scan[0])
 
 
-def _resolve(name: str):
-    module_name, _, attribute = name.rpartition(".")
-    for old, new in RENAMED_MODULES.items():
-        if module_name == old or module_name.startswith(old + "."):
-            module_name = new + module_name[len(old) :]
-    try:
-        return getattr(importlib.import_module(module_name), attribute, None)
-    except ImportError:
-        return None
-
-
-def allowed_globals(names: list[str]) -> tuple[list, list[str]]:
-    """(what torch.load may reconstruct, as (object, 'module.Name') pairs; the names refused)."""
-    import torch
-
-    allowed, refused = [], []
-    for name in names:
-        obj = _resolve(name) if (name in ALLOWED_DATA or name.startswith(MODULE_PREFIXES)) else None
-        module_class = isinstance(obj, type) and issubclass(obj, torch.nn.Module)
-        if obj is not None and (module_class or name in ALLOWED_DATA):
-            allowed.append((obj, name))
-        else:
-            refused.append(name)
-    return allowed, refused
+def _quiet_offline() -> None:
+    """Before ultralytics is first imported: no settings banner, no update checks or downloads
+    (nothing is fetched at run time)."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("YOLO_OFFLINE", "True")
 
 
 def require_ultralytics(path: Path) -> None:
-    import os
-
-    # Quiet and offline: no settings banner, no update checks or downloads (nothing is fetched at run time).
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    os.environ.setdefault("YOLO_OFFLINE", "True")
-    import importlib.util
+    _quiet_offline()
 
     if importlib.util.find_spec("ultralytics") is None:
         raise _fail(
@@ -111,23 +70,24 @@ def require_ultralytics(path: Path) -> None:
         ) from error
 
 
-def load_checkpoint(path: Path, names: list[str], trust_pickle: bool) -> dict:
-    """The checkpoint dict, loaded with weights_only=True and the allow-list (or, with
-    --trust-pickle, as ultralytics itself loads it)."""
+def load_checkpoint(path: Path, scan: tuple[list[str], list[Refusal]], trust_pickle: bool) -> dict:
+    """The checkpoint dict, loaded with weights_only=True and its classes allowed once the scan found
+    nothing refused (or, with --trust-pickle, as ultralytics itself loads it)."""
     import torch
 
     require_ultralytics(path)
-    allowed, refused = allowed_globals(names)
+    names, refused = scan
     if refused and not trust_pickle:
-        listed = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
         raise _fail(
-            f"{path} looks like an ultralytics checkpoint but also names {listed}, which is not one of "
-            "ultralytics' model classes; loading it would run code from the file: re-save it with "
-            "`yolo train`/`yolo export format=torchscript`, or pass --trust-pickle if you trust where it came from"
+            f"{path} looks like an ultralytics checkpoint but also holds {listed(refused)}, which is not "
+            "data nor one of ultralytics' model classes rebuilt from its state; loading it would run code "
+            "from the file: re-save it with `yolo train`/`yolo export format=torchscript`, or pass "
+            "--trust-pickle if you trust where it came from"
         )
     try:
         if refused:  # --trust-pickle: the user vouches for the file
             return torch.load(str(path), map_location="cpu", weights_only=False)
+        allowed = [(obj, name) for name in names if (obj := resolve(name)) is not None]
         with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:
