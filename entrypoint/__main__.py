@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -17,8 +19,9 @@ import github_action_utils as gha
 
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
 from myriad_blob.pipeline import convert, report_options_error
+from myriad_blob.report import confine_writes
 
-from . import runner
+from . import isolation, runner
 from .event import Event
 from .inputs import InputError, OutsideWorkspace, inside_workspace, read_inputs
 from .publish import PublishError, client, comment_report, upload_release_assets
@@ -51,12 +54,17 @@ def fatal_summary(title: str, cause: str, exit_code: int, what_next: str) -> Non
     runner.append_summary(f"## ❌ {title}\n\n{cause}\n\nExit code {exit_code}. {what_next}")
 
 
+class ChildFailed(Exception):
+    """The conversion's process ended without a result: its own words, or how it ended."""
+
+
 def main() -> int:
     try:
         return run()
     except Exception as error:  # a bug of ours; the reports written so far stay
-        traceback.print_exc()
-        message = f"internal error: {error!r}"
+        if not isinstance(error, ChildFailed):
+            traceback.print_exc()
+        message = str(error) if isinstance(error, ChildFailed) else f"internal error: {error!r}"
         gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
         fatal_summary(
             "myriad-blob: internal error",
@@ -88,7 +96,7 @@ def run() -> int:
         return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
-    outcome = convert_manifest(inputs, event, workspace) if inputs.manifest else convert_model(inputs, event)
+    outcome = convert_in_child(inputs, event, workspace)
     written = [p for p in outcome.files if p.exists()]
     if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
         written += [inputs.cache_dir, *inputs.cache_dir.rglob("*")]
@@ -111,19 +119,109 @@ class Outcome:
     files: list  # everything written into the workspace
     uploads: list  # what goes to the release (nothing when the conversion failed)
 
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Outcome:
+        data = json.loads(text)
+        data["files"] = [Path(p) for p in data["files"]]
+        data["uploads"] = [Path(p) for p in data["uploads"]]
+        return cls(**data)
+
+
+def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
+    """The conversion, run by `python -m entrypoint --child` without the token (isolation.py)."""
+    from myriad_blob import toolchain
+
+    isolation.close_own_proc_files()
+    with tempfile.TemporaryDirectory(prefix="myriad-blob-child-") as private:
+        handover, result = Path(private) / "inputs.pickle", Path(private) / "outcome.json"
+        # Our own data for our own child, written before any model is read: no token in it.
+        handover.write_bytes(pickle.dumps((dataclasses.replace(inputs, github_token=""), event, workspace)))
+        needed = [isolation.interpreter(), Path(sys.prefix), toolchain.default_dir()]
+        plan = isolation.plan(workspace, needed)
+        if plan.identity is not None:
+            os.chown(private, *plan.identity)
+        elif plan.how == "root beside the token":
+            gha.notice(
+                "the conversion runs as root beside the process holding the token (the workspace is "
+                "root's and this kernel allows no PID namespace): convert only models you trust here",
+                title="myriad-blob: isolation",
+            )
+        env = isolation.child_environment(inputs.github_token) | {"MYRIAD_BLOB_CHILD_DIR": private}
+        argv = [*plan.prefix, sys.executable, "-P", "-m", "entrypoint", "--child"]
+        code = isolation.run_child(argv, env, plan.identity)
+        try:
+            text = result.read_text()
+        except OSError:
+            raise ChildFailed(
+                f"internal error: the conversion process ended with exit code {code} and no result"
+            ) from None
+    if text.startswith("internal error:"):
+        raise ChildFailed(text)
+    outcome = Outcome.from_json(text)
+    outcome.markdown = isolation.redact(outcome.markdown, inputs.github_token)  # what the model's code may have read
+    # Model code ran in the child: what it names is published only from inside the workspace and
+    # never through a link (a link to /proc/1/environ would upload this process's environment).
+    outcome.files = [path for path in outcome.files if _publishable(path, workspace)]
+    outcome.uploads = [path for path in outcome.uploads if _publishable(path, workspace)]
+    return outcome
+
+
+def _publishable(path: Path, workspace: Path) -> bool:
+    try:
+        inside_workspace(path, workspace, "file")
+    except OutsideWorkspace as error:
+        gha.warning(f"not published: {error}", title="myriad-blob: a file outside the workspace")
+        return False
+    if path.is_symlink():
+        gha.warning(f"not published: {path} is a symbolic link", title="myriad-blob: a file outside the workspace")
+        return False
+    return True
+
+
+def child_main() -> int:
+    """In the child: convert as the inputs say, leave the outcome for the parent."""
+    private = Path(os.environ["MYRIAD_BLOB_CHILD_DIR"])
+    try:
+        # What the parent read (its notices said what was missing): read once, not twice.
+        inputs, event, workspace = pickle.loads((private / "inputs.pickle").read_bytes())
+        confine_writes(workspace)
+        text = (
+            convert_manifest(inputs, event, workspace) if inputs.manifest else convert_model(inputs, event)
+        ).to_json()
+    except Exception as error:  # a bug of ours: the parent reports it
+        traceback.print_exc()
+        text = f"internal error: {error!r}"
+    (private / "outcome.json").write_text(text)
+    return 0
+
 
 def fork_refusal(event: Event, options, where: str = "") -> str | None:
     """Why these options must not run on this event, or None. A fork's pull request under
-    pull_request_target runs with a token that can write here: loading a pickle runs the fork's
-    code, and model-class imports Python from the checkout (the fork's, if it was checked out)."""
+    pull_request_target runs with a token that can write here, so only data converts: ONNX.
+    Pickles, TorchScript and torch.export programs run code when loaded or exported, and
+    model-class imports Python from the checkout (the fork's, if it was checked out). Decided from
+    the file's bytes (load.sniff_format reads a zip's names or parses ONNX), before any loading."""
     if not (event.name == "pull_request_target" and event.from_fork):
         return None
     asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
+    why = "that would run the fork's code with this repository's token"
     if not asked:
-        return None
+        from myriad_blob.load import ModelFormat, sniff_format
+
+        try:
+            fmt = sniff_format(options.input)
+        except ConversionError:
+            return None  # missing or unreadable: the conversion's load stage says so
+        if fmt == ModelFormat.ONNX:
+            return None
+        asked = [f"the {fmt} {options.input}"]
+        why = f"a {fmt} runs code when it is loaded or exported, with this repository's token within reach; only ONNX converts here"
     return (
         f"refusing {' and '.join(asked)}{where} for a fork's pull request under pull_request_target: "
-        "that would run the fork's code with this repository's token (see the README's fork pattern)"
+        f'{why} (see the README\'s "Pull requests from forks" for the pull_request + workflow_run pattern)'
     )
 
 
@@ -290,4 +388,4 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(child_main() if sys.argv[1:] == ["--child"] else main())

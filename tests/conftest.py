@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,22 @@ def webhooks():
     if not WEBHOOK_EXAMPLES.exists():
         pytest.fail(f"{WEBHOOK_EXAMPLES} is missing: run `make test` (it runs `npm ci --prefix tests`)")
     return {entry["name"]: entry["examples"] for entry in json.loads(WEBHOOK_EXAMPLES.read_text())}
+
+
+# The action's tests (test_action.py, test_action_security.py): a local GitHub API and a workspace
+# holding one ONNX model.
+@pytest.fixture
+def github():
+    from github_api import FakeGitHub
+
+    server = FakeGitHub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def workspace(tmp_path, model_files):
+    root = tmp_path / "workspace"
+    (root / "models").mkdir(parents=True)
+    shutil.copy(model_files["onnx"], root / "models" / "detector.onnx")
+    return root

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from github_api import USER, Failure, FakeGitHub, user
+from github_api import USER, Failure, user
 from myriad_blob import toolchain
 from myriad_blob.options import OPTIONS
 
@@ -35,25 +35,10 @@ def example(webhooks, event, **match):
     raise LookupError(f"no {event} example with {match}")
 
 
-@pytest.fixture
-def github():
-    server = FakeGitHub()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
     """A blob cache shared by the tests about publishing, so only the first one converts."""
     return tmp_path_factory.mktemp("shared-blob-cache")
-
-
-@pytest.fixture
-def workspace(tmp_path, model_files):
-    root = tmp_path / "workspace"
-    (root / "models").mkdir(parents=True)
-    shutil.copy(model_files["onnx"], root / "models" / "detector.onnx")
-    return root
 
 
 class ActionRun:

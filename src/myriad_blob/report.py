@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import stat
@@ -150,7 +151,8 @@ class ConversionReport:
             if markdown_path is not None:
                 write_atomically(markdown_path, self.to_markdown())
         except OSError as error:
-            raise ConversionError(Stage.OUTPUT, f"cannot write the report to {json_path}: {error.strerror}") from error
+            path = error.filename or json_path
+            raise ConversionError(Stage.OUTPUT, f"cannot write the report to {path}: {error.strerror}") from error
 
 
 # Links to a process's open files: whatever they point at (a terminal, a pipe, or the file a shell
@@ -178,11 +180,38 @@ def remove_written(paths) -> None:
             Path(path).unlink(missing_ok=True)
 
 
+# Where writes are confined (the action's workspace), or None (the CLI: a user's symlinked output
+# folder is theirs to use). Set once by the action's conversion process: confine_writes().
+_confined_to: Path | None = None
+
+
+def confine_writes(root: Path) -> None:
+    """From now on every write_atomically must land inside `root` and never through a symbolic
+    link (a pull request can commit `model.blob -> ../../elsewhere`); else OSError, so the stage
+    that writes fails with exit 15 naming the path."""
+    global _confined_to
+    _confined_to = Path(os.path.abspath(root))
+
+
+def _check_confined(path: Path) -> None:
+    if _confined_to is None:
+        return
+    target = Path(os.path.abspath(path))
+    if target != _confined_to and _confined_to not in target.parents:
+        raise OSError(errno.EACCES, f"outside the workspace {_confined_to}: write inside it", str(path))
+    for step in [target, *target.parents]:
+        if step == _confined_to:
+            break
+        if step.is_symlink():
+            raise OSError(errno.ELOOP, f"{step} is a symbolic link, which the action never writes through", str(path))
+
+
 def write_atomically(path: Path, content: str | bytes) -> None:
     """Write beside the target, then rename: readers never see half a file. A target that is not
     a regular file (a device, a FIFO, '-' for standard output) is written through instead, and
     is never replaced."""
     data = content.encode() if isinstance(content, str) else content
+    _check_confined(path)
     if str(path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

@@ -1,0 +1,137 @@
+"""The action against a hostile pull request (#24): model code never holds the token, nothing is
+written through a committed symlink, a fork's code-bearing model is refused under
+pull_request_target before it is loaded. Each test detects the exploit by its side effect (a
+file the payload writes, a file outside the workspace replaced, a secret in the comment)."""
+
+import base64
+
+import torch
+
+from test_action import TOKEN, _fork, example, run_action
+
+PUSH = {"ref": "refs/heads/master"}
+
+
+class Calls:
+    def __init__(self, callable_, *args):
+        self.callable, self.args = callable_, args
+
+    def __reduce__(self):
+        return (self.callable, self.args)
+
+
+# What a trusted pickle's code could do: read every environment within reach, and leave it in the workspace.
+SNOOP = """
+import os
+found = []
+pids = [name for name in os.listdir("/proc") if name.isdigit()]
+for path in ["/proc/self/environ", "/proc/%d/environ" % os.getppid()] + ["/proc/%s/environ" % p for p in pids]:
+    try:
+        found.append(path + ": " + open(path, "rb").read().decode("latin1"))
+    except OSError as error:
+        found.append(path + ": " + str(error))
+found.append(repr(dict(os.environ)))
+open(os.path.join(os.getcwd(), "leak.txt"), "w").write("\\n".join(found))
+"""
+
+
+def test_model_code_never_holds_the_token(workspace, github, webhooks):
+    """A full-model pickle the repository trusts (trust-pickle: true on a push) runs its code in
+    a child that has no token in its environment and cannot read ours. Before: the token was in
+    /proc/self/environ of the process that loaded the model."""
+    torch.save(Calls(exec, SNOOP), workspace / "models" / "trusted.pt")
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", **PUSH),
+        model="models/trusted.pt",
+        **{"trust-pickle": "true", "input-shape": "[1, 3, 64, 80]"},
+    )
+    leak = (workspace / "leak.txt").read_text()  # the code ran: what did it see?
+    assert run.returncode == 10, run.stdout + run.stderr  # it is no model, after all
+    assert TOKEN not in leak
+    assert leak.startswith("/proc/self/environ: ")
+
+
+class ReadsAFile(torch.nn.Module):
+    """TorchScript that reads a file of the checkout and raises an error holding its bytes."""
+
+    def forward(self, x):
+        data = torch.from_file(".git/config", shared=False, size=150, dtype=torch.uint8)
+        text = ""
+        for i in range(150):
+            text += chr(int(data[i]))
+        if bool(x.sum() > -1e9):
+            raise RuntimeError("config: " + text.replace("\n", " "))
+        return x
+
+
+def _checkout_credentials(workspace):
+    """What actions/checkout leaves in .git/config with persist-credentials (its default)."""
+    header = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "config").write_text(
+        f'[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic {header}\n' + "#" * 200
+    )
+    torch.jit.script(ReadsAFile()).save(str(workspace / "models" / "reader.pt"))
+    return header
+
+
+def test_a_forks_torchscript_is_refused_under_pull_request_target(workspace, github, webhooks):
+    """TorchScript runs code when exported: a fork's is refused before loading. Before: it
+    converted, and its error put the checkout's credentials into the comment."""
+    header = _checkout_credentials(workspace)
+    payload = _fork(example(webhooks, "pull_request", action="opened"))
+    run = run_action(
+        workspace, github, "pull_request_target", payload, model="models/reader.pt", **{"input-shape": "[1, 3, 8, 8]"}
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "refusing the torchscript models/reader.pt for a fork's pull request under pull_request_target" in run.stdout
+    (comment,) = github.comments[2]
+    assert "only ONNX converts here" in comment["body"]
+    assert header not in comment["body"] and "extraheader" not in comment["body"]
+
+
+def test_what_model_code_read_is_not_published_with_the_token(workspace, github, webhooks):
+    """Where a model's code runs (a same-repository pull request), a secret it read from the
+    checkout is masked in the comment and the summary, as GitHub masks it in logs."""
+    header = _checkout_credentials(workspace)
+    payload = example(webhooks, "pull_request", action="opened")
+    run = run_action(
+        workspace, github, "pull_request", payload, model="models/reader.pt", **{"input-shape": "[1, 3, 8, 8]"}
+    )
+    assert run.returncode == 11, run.stdout + run.stderr
+    (comment,) = github.comments[2]
+    assert "extraheader" in comment["body"]  # the error was quoted...
+    assert header not in comment["body"] and header not in run.summary  # ...but not the secret
+    assert "AUTHORIZATION: basic ***" in comment["body"]
+
+
+def test_committed_symlinks_are_never_written_through(workspace, github, webhooks, tmp_path):
+    """A pull request commits `detector.blob` and `detector.blob.report.md` as links out of the
+    workspace. Before: the files they point at were replaced."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for name in ("blob", "report.md"):
+        (outside / name).write_text("precious")
+    (workspace / "detector.blob").symlink_to(outside / "blob")
+    (workspace / "detector.blob.report.md").symlink_to(outside / "report.md")
+    run = run_action(workspace, github, "push", example(webhooks, "push", **PUSH))
+    assert [(outside / name).read_text() for name in ("blob", "report.md")] == ["precious", "precious"]
+    assert run.returncode == 15, run.stdout + run.stderr
+    assert "is a symbolic link, which the action never writes through" in run.stdout
+
+
+def test_a_manifest_variants_symlinked_blob_is_not_written_through(workspace, github, webhooks, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "victim").write_text("precious")
+    (workspace / "myriad-blob.toml").write_text('[[models]]\nname = "detector"\nmodel = "models/detector.onnx"\n')
+    (workspace / "blobs").mkdir()
+    (workspace / "blobs" / "detector-default.blob").symlink_to(outside / "victim")
+    run = run_action(
+        workspace, github, "push", example(webhooks, "push", **PUSH), model="", manifest="myriad-blob.toml"
+    )
+    assert (outside / "victim").read_text() == "precious"
+    assert run.returncode == 17, run.stdout + run.stderr
