@@ -9,7 +9,7 @@ goes through one of these before it reaches Markdown:
   backticks inside, as CommonMark allows); inside a code span HTML, mentions and autolinks are
   inert.
 - text(value): plain text with every Markdown and HTML character escaped, and a word joiner
-  (U+2060) after each `@`, `#`, `GH-`, `://` and `www` so GitHub links no mention, team,
+  (U+2060) after each `@`, `#`, `GH-`, the `:` of `://`, and `www` so GitHub links no mention, team,
   issue or URL.
 - message(value): one of our messages, which quote names between backticks: each quoted part
   a code span, the rest text. The model decides nothing but where the spans fall.
@@ -38,7 +38,7 @@ _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u200e\u200f\u202
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$#])")
 _BLOCK_START = re.compile(r"^(\s*(?:\d+(?=[.)])|(?=[-+=])))")
 # What GitHub links in plain text: @user, @org/team, #123, GH-123, owner/repo#1, http(s)://, www.
-_AUTOLINKS = re.compile(r"(@|#|\bGH-|://|\bwww(?=\.))", re.IGNORECASE)
+_AUTOLINKS = re.compile(r"(@|#|\bGH-|:(?=//)|\bwww(?=\.))", re.IGNORECASE)
 
 
 def fold(value) -> str:
@@ -83,7 +83,7 @@ def message(value, limit: int = MESSAGE_LIMIT) -> str:
     out = []
     for index, part in enumerate(parts):
         if index % 2:
-            out.append(code(part, limit))
+            out.append(code(part, limit) if part else text("``"))
         else:
             out.append(text(part, limit))
     return "".join(out)
