@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from github_api import USER, Failure, FakeGitHub, user
+from hostile_markdown import PAYLOAD, assert_safe, hostile_onnx
 from myriad_blob import toolchain
 from myriad_blob.options import OPTIONS
 
@@ -172,6 +173,21 @@ def test_fork_pull_request_degrades_to_a_notice(workspace, github, webhooks):
     assert "::notice title=myriad-blob%3A no comment for a fork::" in run.stdout
     assert "✅ **Converted**" in run.summary
     assert github.requests == []
+
+
+def test_a_models_names_cannot_write_markdown_into_the_pull_request_comment(workspace, github, webhooks):
+    """Issue #24: node, tensor and output names holding a heading, a team mention, an <img> and an
+    unclosed <!-- reach the comment (and the step summary) only as code."""
+    hostile_onnx(workspace / "models" / "detector.onnx")
+    payload = example(webhooks, "pull_request", action="opened")
+    run = run_action(workspace, github, "pull_request", payload)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.outputs["comment-status"] == "created"
+    (comment,) = github.comments[payload["number"]]
+    for markdown, markers in ((comment["body"], 1), (run.summary, 0)):
+        rendered = assert_safe(markdown, headings=1, comments=markers)
+        assert "<code>x" + PAYLOAD.replace("\n", "⏎").replace("<", "&lt;").replace(">", "&gt;") in rendered
+    assert comment["body"].startswith(MARKER + "\n### myriad-blob: `detector.onnx`\n\n✅ **Converted**")
 
 
 def test_release_published_uploads_assets_then_replaces_only_what_changed(workspace, github, webhooks):
