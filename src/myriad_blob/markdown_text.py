@@ -35,8 +35,9 @@ _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Inline Markdown anywhere (emphasis, code, links, strikethrough, math, table pipes, headings);
 # & < > become entities instead. List and setext markers open a block only at the start.
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$#])")
-_BLOCK_START = re.compile(r"^(\s*(?:\d+(?=[.)])|(?=[-+=])))")
+# A `_` between two letters or digits opens nothing (input_type stays as it is).
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]|~$#]|(?<![^\W_])_|_(?![^\W_]))")
+_BLOCK_START = re.compile(r"^(\s*(?:\d+(?=[.)](?:\s|$))|(?=[-+=](?:\s|$))))")
 # What GitHub links in plain text: @user, @org/team, #123, GH-123, owner/repo#1, http(s)://, www.
 _AUTOLINKS = re.compile(r"(@|#|\bGH-|:(?=//)|\bwww(?=\.))", re.IGNORECASE)
 

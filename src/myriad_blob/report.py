@@ -629,7 +629,8 @@ def _preprocessing_line(report: dict) -> str:
         parts.append("channels reversed (BGR → RGB)")
     for key in ("mean", "scale"):
         for name, values in (pre.get(key) or {}).items():
-            parts.append(f"{key} {code(name)} {text(values)}")
+            shown = "[" + ", ".join(map(text, values)) + "]" if isinstance(values, list) else text(values)
+            parts.append(f"{key} {code(name)} {shown}")
     return (
         "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
     )
