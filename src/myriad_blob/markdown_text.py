@@ -66,7 +66,10 @@ def code(value, limit: int = NAME_LIMIT) -> str:
 
 
 def text(value, limit: int = NAME_LIMIT) -> str:
-    """Plain text that shows value as it is: no Markdown, no HTML, no links, no mentions."""
+    """Plain text that shows value as it is: no Markdown, no HTML, no links, no mentions. A list
+    (strides, a mean) keeps its brackets, which are ours: only its items are escaped."""
+    if isinstance(value, (list, tuple)):
+        return cap("[" + ", ".join(text(item, limit) for item in value) + "]", limit)
     value = cap(fold(value), limit)
     value = _AUTOLINKS.sub(lambda match: match.group(1) + JOINER, value)
     value = html.escape(value, quote=False)  # & < > as entities: no tag, comment or autolink opens

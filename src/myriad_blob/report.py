@@ -629,8 +629,7 @@ def _preprocessing_line(report: dict) -> str:
         parts.append("channels reversed (BGR → RGB)")
     for key in ("mean", "scale"):
         for name, values in (pre.get(key) or {}).items():
-            shown = "[" + ", ".join(map(text, values)) + "]" if isinstance(values, list) else text(values)
-            parts.append(f"{key} {code(name)} {shown}")
+            parts.append(f"{key} {code(name)} {text(values)}")
     return (
         "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
     )
