@@ -934,3 +934,29 @@ def test_a_manifest_that_is_a_directory_is_an_invalid_manifest(workspace, github
     assert run.returncode == 16, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert "cannot read myriad-blob.toml: Is a directory" in run.summary
+
+
+def test_a_fatal_summary_quotes_the_manifest_and_the_error_as_text(workspace, github, webhooks, tmp_path):
+    """The step summaries of an invalid manifest (a key the fork wrote) and of an internal error
+    (an exception's text, which may quote the model) carry none of their Markdown."""
+    key = json.dumps("x" + PAYLOAD)  # a TOML quoted key holds any string, a newline too
+    (workspace / "myriad-blob.toml").write_text(f'[[models]]\nname = "a"\nmodel = "models/detector.onnx"\n{key} = 4\n')
+    run = run_action(workspace, github, "push", _push(webhooks), model="", manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout + run.stderr
+    assert_safe(run.summary, headings=1)
+    assert "is not an option" in run.summary
+
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import myriad_blob.pipeline\n"
+        "def convert(*args, **kwargs):\n"
+        f"    raise RuntimeError({PAYLOAD!r})\n"
+        "myriad_blob.pipeline.convert = convert\n"
+    )
+    run = run_action(
+        workspace, github, "push", _push(webhooks), runner_env={"PYTHONPATH": os.pathsep.join([str(inject), str(ROOT)])}
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert_safe(run.summary, headings=1)
+    assert "RuntimeError(" in run.summary
