@@ -217,9 +217,11 @@ def test_a_comment_past_65536_characters_cuts_its_tables_and_keeps_the_verdict()
 
 @pytest.mark.unit
 def test_a_report_with_no_table_to_cut_is_cut_at_a_line_and_closes_its_details():
-    markdown = "### title\n\nverdict\n\n<details><summary>s</summary>\n\n" + "\n".join(["line " * 30] * 2000)
+    lines = ["line " * 30, f"- layer {code('<details>')}"] * 1000  # a name reading <details> opens nothing
+    markdown = "### title\n\nverdict\n\n<details><summary>s</summary>\n\n" + "\n".join(lines)
     body = fit(markdown, 65536, "*(cut)*")
     assert len(body) <= 65536 and body.startswith("### title\n\nverdict\n") and body.endswith("</details>\n\n*(cut)*")
+    assert body.count("\n</details>") == 1
 
 
 @pytest.mark.unit

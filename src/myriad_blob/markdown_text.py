@@ -32,7 +32,7 @@ JOINER = "\u2060"  # WORD JOINER: invisible, and breaks GitHub's mention, refere
 
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 # C0/C1 controls (tab aside) and the bidirectional overrides that reorder what a reviewer sees.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Inline Markdown anywhere (emphasis, code, links, strikethrough, math, table pipes, headings);
 # & < > become entities instead. List and setext markers open a block only at the start.
 # A `_` between two letters or digits opens nothing (input_type stays as it is).
@@ -151,12 +151,13 @@ def fit(markdown: str, limit: int, note: str, measure=len) -> str:
     kept: list[str] = []
     size, open_details = 0, 0
     for line in lines:
-        closing = "\n\n</details>" * (open_details + line.count("<details>") - line.count("</details>"))
-        if size + measure(line + "\n") + measure(closing) > budget:
+        # Our <details> open and close on lines of their own (a name in a code span may read "<details>").
+        opened = open_details + line.startswith("<details>") - (line == "</details>")
+        if size + measure(line + "\n") + measure("\n\n</details>" * opened) > budget:
             break
         kept.append(line)
         size += measure(line + "\n")
-        open_details += line.count("<details>") - line.count("</details>")
+        open_details = opened
     if not kept:  # one line longer than the whole budget (our lines cap what a model sets)
         kept, open_details = [lines[0][: max(0, budget // 4 - 1)] + "…"], 0
     return "\n".join(kept + ["", "</details>"] * open_details) + note
