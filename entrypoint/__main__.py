@@ -18,6 +18,8 @@ from pathlib import Path
 import github_action_utils as gha
 
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
+from myriad_blob.markdown_text import MESSAGE_LIMIT, code
+from myriad_blob.markdown_text import message as markdown_message
 from myriad_blob.pipeline import convert, report_options_error
 from myriad_blob.report import confine_writes
 
@@ -68,7 +70,7 @@ def main() -> int:
         gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
         fatal_summary(
             "myriad-blob: internal error",
-            f"`{message}`",
+            code(message, MESSAGE_LIMIT),  # an exception's text may quote the model
             EXIT_INTERNAL,
             "This is a bug in myriad-blob, not in your model: please report it with this step's log.",
         )
@@ -85,7 +87,7 @@ def run() -> int:
         gha.error(str(error), title="myriad-blob: invalid input")
         fatal_summary(
             "myriad-blob: invalid input",
-            str(error),
+            markdown_message(str(error)),
             EXIT_INPUT,
             "Fix the input in the workflow file (its `with:`) and run the job again.",
         )
@@ -303,8 +305,8 @@ def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
         gha.error(str(error), title="myriad-blob: invalid manifest", file=str(inputs.manifest))
         return Outcome(
             EXIT_INVALID_MANIFEST,
-            f"## ❌ myriad-blob: invalid manifest\n\n{error}\n\n"
-            f"Exit code {EXIT_INVALID_MANIFEST}. Fix {inputs.manifest} and run the job again.",
+            f"## ❌ myriad-blob: invalid manifest\n\n{markdown_message(str(error))}\n\n"
+            f"Exit code {EXIT_INVALID_MANIFEST}. Fix {code(inputs.manifest)} and run the job again.",
             dict(status="failed", verdict="failed"),
             [],
             [],

@@ -30,6 +30,8 @@ import requests
 from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
 from urllib3.util.retry import Retry
 
+from myriad_blob.markdown_text import fit
+
 from .event import Event
 
 COMMENT_LIMIT = 65536  # GitHub's maximum comment body, in characters
@@ -75,16 +77,19 @@ def client(token: str, api_url: str) -> Github:
 
 
 def marker(model: str) -> str:
-    return f"<!-- myriad-blob report: {model} -->"
+    # A path holding "-->" would end the hidden comment early and show the rest; other paths keep
+    # the marker earlier runs wrote, so their comments are found again.
+    return f"<!-- myriad-blob report: {model.replace('-->', '--&gt;')} -->"
 
 
 def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
-    """Keep a comment under GitHub's limit: cut at a line, and say so."""
-    if len(body) <= limit:
-        return body
-    note = "\n\n*(The report was cut to fit a GitHub comment; the full report is in the workflow's step summary.)*"
-    cut = body[: limit - len(note)].rsplit("\n", 1)[0]
-    return cut + note
+    """Keep a comment under GitHub's limit, never refused: long tables lose rows to a "… N more
+    rows" row, and only then the end goes (markdown_text.fit); the comment says so."""
+    return fit(
+        body,
+        limit,
+        "*(The report was cut to fit a GitHub comment; the full report is in the workflow's step summary.)*",
+    )
 
 
 def _message(error: GithubException) -> str:

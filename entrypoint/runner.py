@@ -13,6 +13,8 @@ from pathlib import Path
 
 import github_action_utils as gha
 
+from myriad_blob.markdown_text import fit
+
 RUNNER = {
     "GITHUB_WORKSPACE": "the workspace is the current directory",
     "GITHUB_EVENT_NAME": "the event is unknown, so nothing is commented or uploaded",
@@ -76,8 +78,20 @@ def _write(name: str, write) -> None:
         notice_missing(name, f"names {path}, which cannot be written ({error.strerror})")
 
 
+SUMMARY_LIMIT = 1024 * 1024  # GitHub's step summary limit, in bytes: beyond it the summary is dropped
+
+
 def append_summary(markdown: str) -> None:
-    _write("GITHUB_STEP_SUMMARY", lambda: gha.append_job_summary(markdown))
+    """Add to the step summary, cut (markdown_text.fit) to what is left of GitHub's limit."""
+
+    def append():
+        path = os.environ["GITHUB_STEP_SUMMARY"]
+        used = os.path.getsize(path) if os.path.exists(path) else 0
+        note = "*(The report was cut to fit GitHub's step summary; the full report is in its Markdown file.)*"
+        room = max(0, SUMMARY_LIMIT - used - 1)  # the newline append_job_summary adds
+        gha.append_job_summary(fit(markdown, room, note, measure=lambda part: len(part.encode())))
+
+    _write("GITHUB_STEP_SUMMARY", append)
 
 
 def set_output(name: str, value) -> None:

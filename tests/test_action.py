@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from github_api import USER, Failure, user
+from hostile_markdown import PAYLOAD, assert_safe, hostile_onnx
 from myriad_blob import toolchain
 from myriad_blob.options import OPTIONS
 
@@ -165,6 +166,21 @@ def test_fork_pull_request_degrades_to_a_notice(workspace, github, webhooks):
     assert "::notice title=myriad-blob%3A no comment for a fork::" in run.stdout
     assert "✅ **Converted**" in run.summary
     assert github.requests == []
+
+
+def test_a_models_names_cannot_write_markdown_into_the_pull_request_comment(workspace, github, webhooks):
+    """Issue #24: node, tensor and output names holding a heading, a team mention, an <img> and an
+    unclosed <!-- reach the comment (and the step summary) only as code."""
+    hostile_onnx(workspace / "models" / "detector.onnx")
+    payload = example(webhooks, "pull_request", action="opened")
+    run = run_action(workspace, github, "pull_request", payload)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.outputs["comment-status"] == "created"
+    (comment,) = github.comments[payload["number"]]
+    for markdown, markers in ((comment["body"], 1), (run.summary, 0)):
+        rendered = assert_safe(markdown, headings=1, comments=markers)
+        assert "<code>x" + PAYLOAD.replace("\n", "⏎").replace("<", "&lt;").replace(">", "&gt;") in rendered
+    assert comment["body"].startswith(MARKER + "\n### myriad-blob: `detector.onnx`\n\n✅ **Converted**")
 
 
 def test_release_published_uploads_assets_then_replaces_only_what_changed(workspace, github, webhooks):
@@ -911,3 +927,29 @@ def test_a_manifest_that_is_a_directory_is_an_invalid_manifest(workspace, github
     assert run.returncode == 16, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert "cannot read myriad-blob.toml: Is a directory" in run.summary
+
+
+def test_a_fatal_summary_quotes_the_manifest_and_the_error_as_text(workspace, github, webhooks, tmp_path):
+    """The step summaries of an invalid manifest (a key the fork wrote) and of an internal error
+    (an exception's text, which may quote the model) carry none of their Markdown."""
+    key = json.dumps("x" + PAYLOAD)  # a TOML quoted key holds any string, a newline too
+    (workspace / "myriad-blob.toml").write_text(f'[[models]]\nname = "a"\nmodel = "models/detector.onnx"\n{key} = 4\n')
+    run = run_action(workspace, github, "push", _push(webhooks), model="", manifest="myriad-blob.toml")
+    assert run.returncode == 16, run.stdout + run.stderr
+    assert_safe(run.summary, headings=1)
+    assert "is not an option" in run.summary
+
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import myriad_blob.pipeline\n"
+        "def convert(*args, **kwargs):\n"
+        f"    raise RuntimeError({PAYLOAD!r})\n"
+        "myriad_blob.pipeline.convert = convert\n"
+    )
+    run = run_action(
+        workspace, github, "push", _push(webhooks), runner_env={"PYTHONPATH": os.pathsep.join([str(inject), str(ROOT)])}
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert_safe(run.summary, headings=1)
+    assert "RuntimeError(" in run.summary

@@ -18,6 +18,7 @@ from . import toolchain as toolchain_module
 from .cache import BlobCache
 from .errors import ConversionError
 from .manifest import Variant
+from .markdown_text import code
 from .pipeline import Session, convert
 from .report import ConversionReport, markdown_table, verdict, write_atomically
 
@@ -118,7 +119,7 @@ def render_batch_markdown(summary: dict, results: list[BatchResult]) -> str:
     rows = []
     for result in results:
         report = result.report.to_dict()
-        rows.append([f"`{result.variant.id}`", verdict(report).replace("|", "\\\\|")])
+        rows.append([code(result.variant.id), verdict(report)])  # markdown_table escapes the verdict's `|`
     parts = [f"{summary['succeeded']} of {len(results)} variants converted"]
     if summary["failed"]:
         parts.append(f"{summary['failed']} failed")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import PIPELINE, ConversionError, Stage
+from .markdown_text import MESSAGE_LIMIT, code, fold, html_code, message, text
 from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
 
@@ -237,13 +238,16 @@ def write_atomically(path: Path, content: str | bytes) -> None:
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A table of cells already made Markdown (markdown_text: a model's strings escaped). `|` is
+    escaped here, where a cell ends at it (GFM: `\\|` works inside a code span too), and a line
+    break, which would end the row, is folded."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(fold(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def _shape(shape) -> str:
-    return "×".join(map(str, shape))
+    return "×".join(text(dimension) for dimension in shape)  # a dynamic dimension is a name from the model
 
 
 def _size(size: int) -> str:
@@ -251,7 +255,8 @@ def _size(size: int) -> str:
 
 
 def _details(summary: str, body: list[str]) -> list[str]:
-    # Blank lines around the body let GitHub render Markdown inside <details>.
+    # Blank lines around the body let GitHub render Markdown inside <details>. The summary is raw
+    # HTML, not Markdown: a model's string goes in it as html_code().
     return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
 
 
@@ -303,7 +308,7 @@ def verdict(report: dict) -> str:
     name = Path(report["options"]["input"]).name
     if report["status"] != "succeeded":
         error = report["error"]
-        return f"❌ **Failed** at stage `{error['stage']}` (exit {error['exit_code']}): {error['message']}"
+        return f"❌ **Failed** at stage {code(error['stage'])} (exit {error['exit_code']}): {message(error['message'])}"
     numeric = report["numeric"]
     if numeric and numeric.get("outputs_passed", numeric["passed"]):
         floats = [o["max_relative_error"] for o in numeric["outputs"] if o.get("agreement") is None]
@@ -322,21 +327,21 @@ def verdict(report: dict) -> str:
         numbers = "numbers not checked"
     overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
     if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
-        numbers += f" · ⚠️ **FP16 overflow** in `{overflow[0]}`" + (
+        numbers += f" · ⚠️ **FP16 overflow** in {code(overflow[0])}" + (
             f" and {len(overflow) - 1} more" if len(overflow) > 1 else ""
         )
     icon = "✅" if overall_verdict(report)["result"] == "passed" else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (
-        f"{icon} **Converted** `{name}` → `{Path(report['blob']['path']).name}`: {numbers} · "
+        f"{icon} **Converted** {code(name)} → {code(Path(report['blob']['path']).name)}: {numbers} · "
         f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
     )
 
 
 def render_markdown(report: dict) -> str:
     """The Markdown report (the PR comment): the verdict line, the warnings, then its sections."""
-    out = [f"### myriad-blob: `{Path(report['options']['input']).name}`", "", verdict(report), ""]
-    out += [f"> ⚠️ {warning}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
+    out = [f"### myriad-blob: {code(Path(report['options']['input']).name)}", "", verdict(report), ""]
+    out += [f"> ⚠️ {message(warning)}" for warning in report["warnings"]] + ([""] if report["warnings"] else [])
     for section in (
         _io_section,
         _numeric_section,
@@ -357,15 +362,20 @@ def _io_section(report: dict) -> list[str]:
     if report["blob"]:
         header = report["blob"]["header"]
         rows += [
-            ["input", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"] for t in header["inputs"]
+            ["input", code(t["name"]), _shape(t["shape"]), text(f"{t['data_type']} {t['order']}")]
+            for t in header["inputs"]
         ]
         rows += [
-            ["output", f"`{t['name']}`", _shape(t["shape"]), f"{t['data_type']} {t['order']}"]
+            ["output", code(t["name"]), _shape(t["shape"]), text(f"{t['data_type']} {t['order']}")]
             for t in header["outputs"]
         ]
     elif report["onnx"]:
-        rows += [["input (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["inputs"]]
-        rows += [["output (ONNX)", f"`{t['name']}`", _shape(t["shape"]), t["dtype"]] for t in report["onnx"]["outputs"]]
+        rows += [
+            ["input (ONNX)", code(t["name"]), _shape(t["shape"]), text(t["dtype"])] for t in report["onnx"]["inputs"]
+        ]
+        rows += [
+            ["output (ONNX)", code(t["name"]), _shape(t["shape"]), text(t["dtype"])] for t in report["onnx"]["outputs"]
+        ]
     if rows:
         out += [
             "**Blob inputs and outputs**" if report["blob"] else "**Model inputs and outputs**",
@@ -385,19 +395,21 @@ def _numeric_section(report: dict) -> list[str]:
     if numeric:
         tolerances = numeric["tolerances"]
         out += [
-            f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {numeric['input']} input; "
+            f"**Numeric check** (FP16 IR on OpenVINO CPU vs the original model, {text(numeric['input'])} input; "
             f"limits: cosine ≥ {tolerances['min_cosine']}, relative error ≤ {tolerances['max_relative_error']})",
             "",
             markdown_table(
                 ["output", "max abs error", "max rel error", "cosine", "top-1", ""],
                 [
                     [
-                        f"`{o['name']}`",
+                        code(o["name"]),
                         f"{o['max_abs_error']:.3g}",
                         f"{o['max_relative_error']:.2e}",
                         f"{o['cosine']:.7f}",
-                        {True: "agrees", False: f"{o['top1_ir']} ≠ {o['top1_reference']}", None: "—"}[o["top1_agrees"]],
-                        ("✅" if o["passed"] else "❌") + (f" {o['note']}" if o.get("note") else ""),
+                        {True: "agrees", False: text(f"{o['top1_ir']} ≠ {o['top1_reference']}"), None: "—"}[
+                            o["top1_agrees"]
+                        ],
+                        ("✅" if o["passed"] else "❌") + (f" {message(o['note'])}" if o.get("note") else ""),
                     ]
                     for o in numeric["outputs"]
                 ],
@@ -420,7 +432,7 @@ def _stages_section(report: dict) -> list[str]:
                 [
                     s["name"],
                     {"succeeded": "✅", "failed": "❌ failed", "skipped": "skipped", "not run": "—"}[s["status"]]
-                    + (f": {s['error']}" if s["status"] == "skipped" else ""),
+                    + (f": {message(s['error'])}" if s["status"] == "skipped" else ""),
                     "" if s["duration_s"] is None else f"{s['duration_s']:.2f}",
                 ]
                 for s in report["stages"]
@@ -439,14 +451,15 @@ def _ir_section(report: dict) -> list[str]:
         title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
         lines = [
             f"- IR v{ir['version']} made by {title}"
-            + (f" ({ir['frontend_fallback']})" if ir.get("frontend_fallback") else "")
+            + (f" ({message(ir['frontend_fallback'])})" if ir.get("frontend_fallback") else "")
         ]
         lines += [
-            f"- ONNX preparation: {step['name']}: {'kept' if step['kept'] else 'not kept'} ({step['detail']})"
+            f"- ONNX preparation: {text(step['name'])}: {'kept' if step['kept'] else 'not kept'} "
+            f"({message(step['detail'])})"
             for step in ir.get("preparation") or []
         ]
         lines += [
-            f"- Rewritten for the 2021.4 compiler: {r['rule']} ({r['layers']} layer(s))"
+            f"- Rewritten for the 2021.4 compiler: {text(r['rule'])} ({r['layers']} layer(s))"
             for r in ir.get("rewrites") or []
         ]
         out += _details(
@@ -469,7 +482,11 @@ def _layers_section(report: dict) -> list[str]:
                 markdown_table(
                     ["layer", "type", "from ONNX node"],
                     [
-                        [f"`{u['name']}`", u["type"], f"`{u['onnx_node']}` ({u['onnx_op']})" if u["onnx_node"] else "—"]
+                        [
+                            code(u["name"]),
+                            text(u["type"]),
+                            f"{code(u['onnx_node'])} ({text(u['onnx_op'])})" if u["onnx_node"] else "—",
+                        ]
                         for u in layers["unsupported"]
                     ],
                 ),
@@ -485,7 +502,7 @@ def _layers_section(report: dict) -> list[str]:
             [
                 markdown_table(
                     ["layer type", "count", "query: unsupported"],
-                    [[kind, v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()],
+                    [[text(kind), v["count"], v["unsupported"] or ""] for kind, v in layers["by_type"].items()],
                 )
             ],
         )
@@ -509,14 +526,14 @@ def _details_section(report: dict) -> list[str]:
     if report["source"]:
         src = report["source"]
         details.append(
-            f"- Source: `{src['path']}` ({src['format'] or 'unknown format'}, {src['size']:,} bytes, "
+            f"- Source: {code(src['path'])} ({text(src['format'] or 'unknown format')}, {src['size']:,} bytes, "
             f"sha256 `{src['sha256']}`)"
         )
     if report["blob"]:
         blob = report["blob"]
         details.append(
-            f"- Blob: `{blob['path']}` ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
-            f"{blob['header']['version']}, {blob['header']['stage_count']} stages, "
+            f"- Blob: {code(blob['path'])} ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
+            f"{text(blob['header']['version'])}, {blob['header']['stage_count']} stages, "
             f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices"
         )
     if report["compile_settings"]:
@@ -524,12 +541,14 @@ def _details_section(report: dict) -> list[str]:
             "- Compile settings: " + ", ".join(_setting(k, v) for k, v in report["compile_settings"].items() if v != {})
         )
     if report["nn_archive"]:
-        details.append(f"- NN Archive: `{report['nn_archive']['path']}`")
+        details.append(f"- NN Archive: {code(report['nn_archive']['path'])}")
     if report.get("depthai_json"):
-        details.append(f"- depthai v2 JSON: `{report['depthai_json']['path']}`")
+        details.append(f"- depthai v2 JSON: {code(report['depthai_json']['path'])}")
     for stage in report["stages"]:
         if stage["tools"]:
-            details.append(f"- `{stage['name']}` ran with " + ", ".join(f"{k} {v}" for k, v in stage["tools"].items()))
+            details.append(
+                f"- {code(stage['name'])} ran with " + ", ".join(text(f"{k} {v}") for k, v in stage["tools"].items())
+            )
     out += _details("Details: source, blob, settings, tool versions", details)
     return out
 
@@ -540,7 +559,7 @@ def _fp16_section(numeric: dict) -> list[str]:
     if not fp16:
         return []
     if not fp16["checked"]:
-        return [f"**FP16 range**: not checked ({fp16['error']})", ""]
+        return [f"**FP16 range**: not checked ({message(fp16['error'])})", ""]
     layers = fp16["layers"]
     if not layers:
         return []
@@ -552,15 +571,15 @@ def _fp16_section(numeric: dict) -> list[str]:
     def origin(layer):
         if not layer["onnx_node"]:
             return "—"
-        return f"`{layer['onnx_node']}` ({layer['onnx_op']})" + (
-            f", module `{layer['module']}`" if layer["module"] else ""
+        return f"{code(layer['onnx_node'])} ({text(layer['onnx_op'])})" + (
+            f", module {code(layer['module'])}" if layer["module"] else ""
         )
 
     table = markdown_table(
         ["IR layer", "from ONNX node", "largest magnitude", "range", "headroom", "FP16"],
         [
             [
-                f"`{layer['layer']}` ({layer['type']})",
+                f"{code(layer['layer'])} ({text(layer['type'])})",
                 origin(layer),
                 f"{layer['max_abs']:.3g}",
                 f"{layer['min']:.3g} .. {layer['max']:.3g}"
@@ -573,7 +592,7 @@ def _fp16_section(numeric: dict) -> list[str]:
     )
     top = ranked[0]
     limits = (
-        f"Each IR layer's output on the check's {numeric['input']} input, computed in FP32 on the CPU; "
+        f"Each IR layer's output on the check's {text(numeric['input'])} input, computed in FP32 on the CPU; "
         f"FP16's largest value is {fp16['fp16_max']:g}. Overflow: beyond it; near overflow: within "
         f"{fp16['near_overflow_headroom']:g}× of it; underflow: at least {fp16['underflow_fraction']:.0%} of a "
         f"layer's values below {fp16['fp16_min_normal']:.2g} while its largest is below {fp16['underflow_peak']:g}."
@@ -588,7 +607,7 @@ def _fp16_section(numeric: dict) -> list[str]:
         return [f"**FP16 range** ({len(layers)} layers checked: {counts})", "", table, "", limits, "", *emulation]
     return _details(
         f"FP16 range: all {len(layers)} layers fit; largest magnitude {top['max_abs']:.3g} "
-        f"(`{top['layer']}`, headroom {_headroom(top['headroom'])})",
+        f"({html_code(top['layer'])}, headroom {_headroom(top['headroom'])})",
         [table, "", limits, *([""] + emulation[:1] if emulation else [])],
     )
 
@@ -598,9 +617,9 @@ def _emulation_line(emulation: dict | None) -> list[str]:
     if not emulation:
         return []
     if emulation.get("error"):
-        return [f"FP16 emulation on the host could not run: {emulation['error']}", ""]
+        return [f"FP16 emulation on the host could not run: {message(emulation['error'])}", ""]
     parts = [
-        f"`{o['name']}` cosine {o['cosine']:.6f}, max rel error {o['max_relative_error']:.2e}"
+        f"{code(o['name'])} cosine {o['cosine']:.6f}, max rel error {o['max_relative_error']:.2e}"
         + (f", {o['nonfinite']} non-finite" if o["nonfinite"] else "")
         for o in emulation["outputs"]
     ]
@@ -621,15 +640,15 @@ def _camera_frames(blob: dict) -> str:
     """One frame type for the blob, or one per image input when their layouts differ."""
     types = blob.get("camera_frame_types") or {}
     if len(set(types.values())) > 1:
-        return "Camera frames: " + ", ".join(f"`{name}` `{frame}`" for name, frame in types.items()) + ". "
-    return f"Camera frames: `{blob['camera_frame_type']}`. "
+        return "Camera frames: " + ", ".join(f"{code(name)} {code(frame)}" for name, frame in types.items()) + ". "
+    return f"Camera frames: {code(blob['camera_frame_type'])}. "
 
 
 def _setting(key: str, value) -> str:
     """One compile setting for the Markdown: a table of them (per tensor, --compile-config) as name=value."""
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # per tensor: the names are the model's
         value = ", ".join(f"{name}={item}" for name, item in value.items())
-    return f"{key} `{value}`"
+    return f"{text(key)} {code(value, MESSAGE_LIMIT)}"
 
 
 def _preprocessing_line(report: dict) -> str:
@@ -639,7 +658,7 @@ def _preprocessing_line(report: dict) -> str:
         parts.append("channels reversed (BGR → RGB)")
     for key in ("mean", "scale"):
         for name, values in (pre.get(key) or {}).items():
-            parts.append(f"{key} `{name}` {values}")
+            parts.append(f"{key} {code(name)} {text(values)}")
     return (
         "Baked into the blob: " + ("; ".join(parts) if parts else "nothing (the model gets the camera's values)") + "."
     )
