@@ -26,7 +26,7 @@ from myriad_blob.report import confine_writes
 from . import isolation, runner
 from .event import Event
 from .inputs import InputError, OutsideWorkspace, inside_workspace, read_inputs
-from .publish import PublishError, client, comment_report, upload_release_assets
+from .publish import PublishError, client, comment_report, pull_request_of_run, upload_release_assets
 
 EXIT_INPUT = Stage.OPTIONS.exit_code  # an input a user must fix, as a bad flag
 
@@ -98,6 +98,8 @@ def run() -> int:
         return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
+    if inputs.comment_from is not None:
+        return comment_from_artifact(inputs, event, workspace)
     outcome = convert_in_child(inputs, event, workspace)
     written = [p for p in outcome.files if p.exists()]
     if inputs.cache_dir is not None and inputs.cache_dir.is_dir():  # actions/cache reads it as the runner's user
@@ -181,6 +183,84 @@ def _publishable(path: Path, workspace: Path) -> bool:
         gha.warning(f"not published: {path} is a symbolic link", title="myriad-blob: a file outside the workspace")
         return False
     return True
+
+
+# A report JSON larger than this is no report of ours (a big model's is about 100 KB).
+REPORT_LIMIT = 8 * 1024 * 1024
+UNTRUSTED_BANNER = (
+    "> Converted by this pull request's own workflow run, whose code made this report; "
+    "posted by a `workflow_run` workflow that loaded no model."
+)
+
+
+def comment_from_artifact(inputs, event: Event, workspace: Path) -> int:
+    """Comment mode (input comment-from, on workflow_run): the report a pull_request run wrote is
+    read as data (checked against the report's schema), rendered by our own renderer, and kept as
+    the pull request's one comment for that model. No model is loaded; the pull request is found
+    from GitHub's own account of the run (publish.pull_request_of_run)."""
+    from myriad_blob.report import render_markdown
+
+    def refuse(message: str) -> int:
+        gha.error(message, title="myriad-blob: comment-from")
+        fatal_summary(
+            "myriad-blob: comment-from", markdown_message(message), EXIT_INPUT, "Fix the workflow and run it again."
+        )
+        set_outputs(status="failed", verdict="failed", comment_status="failed")
+        return EXIT_INPUT
+
+    if event.name != "workflow_run":
+        return refuse(f"comment-from is for a workflow_run workflow, not {event.name or 'this event'}: see the README")
+    run = event.payload.get("workflow_run") or {}
+    if run.get("event") not in ("pull_request", "pull_request_target"):
+        set_outputs(comment_status="skipped-no-pr")
+        gha.notice("the workflow run was not a pull request's: nothing to comment", title="myriad-blob: comment-from")
+        return 0
+    path = workspace / inputs.comment_from
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise OSError(f"{inputs.comment_from} is not a regular file (did the artifact download?)")
+        if path.stat().st_size > REPORT_LIMIT:
+            raise OSError(f"{inputs.comment_from} is over {REPORT_LIMIT // 2**20} MiB: not a myriad-blob report")
+        report = validated_report(json.loads(path.read_text(encoding="utf-8")))
+        markdown = f"{UNTRUSTED_BANNER}\n\n{render_markdown(report)}"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return refuse(f"comment-from: {inputs.comment_from} is not a myriad-blob report: {str(error)[:300]}")
+    api_url = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+    gh = client(inputs.github_token, api_url)
+    try:
+        number = pull_request_of_run(gh, event.repository, run)
+        if number is None:
+            gha.notice("no open pull request has the run's head commit: nothing to comment", title="myriad-blob")
+            set_outputs(comment_status="skipped-no-pr", verdict=report["verdict"]["result"])
+            return 0
+        result = comment_report(gh, event.repository, number, report["options"]["input"], markdown)
+    except PublishError as error:
+        gha.error(str(error), title="myriad-blob: publishing failed")
+        set_outputs(comment_status="failed", verdict=report["verdict"]["result"])
+        return EXIT_PUBLISH
+    runner.append_summary(markdown)
+    set_outputs(
+        comment_status=result.status,
+        comment_url=result.url,
+        verdict=report["verdict"]["result"],
+        status=report["status"],
+    )
+    return 0
+
+
+def validated_report(data) -> dict:
+    """The report, checked against its types (report_types.Report: what docs/report.schema.json says)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from myriad_blob.report_types import Report
+
+    try:
+        TypeAdapter(Report).validate_python(data, strict=False)
+    except ValidationError as error:
+        raise ValueError(
+            f"{error.error_count()} fields differ from the report's schema, first {error.errors()[0]['loc']}"
+        ) from None
+    return data
 
 
 def child_main() -> int:
@@ -367,7 +447,13 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
         )
     elif event.pull_request:
         try:
-            result = comment_report(client(inputs.github_token, api_url), event, inputs.model, outcome.markdown)
+            result = comment_report(
+                client(inputs.github_token, api_url),
+                event.repository,
+                event.pull_request_number,
+                inputs.model,
+                outcome.markdown,
+            )
             comment_status, comment_url = result.status, result.url
         except PublishError as error:
             gha.error(str(error), title="myriad-blob: publishing failed")

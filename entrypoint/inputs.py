@@ -26,6 +26,7 @@ class ActionInputs:
     upload_to_release: bool
     release_tag: str
     cache_dir: Path | None  # None: no cache for model:, the default cache for manifest:
+    comment_from: Path | None = None  # comment mode: a pull_request run's report JSON (no model)
 
 
 class OutsideWorkspace(InputError):
@@ -120,7 +121,25 @@ def _input_name(option) -> str:
 
 
 def read_inputs(workspace: Path) -> ActionInputs:
-    model, manifest = _text("model"), _text("manifest")
+    model, manifest, comment_from = _text("model"), _text("manifest"), _text("comment-from")
+    if comment_from:
+        if model or manifest:
+            raise InputError("comment-from comments a report and converts nothing: leave out model and manifest")
+        inside_workspace(comment_from, workspace, "input comment-from")
+        inputs = ActionInputs(
+            options=None,
+            model="",
+            manifest=None,
+            output_dir="",
+            github_token=_text("github-token"),
+            comment_on_pr=True,
+            upload_to_release=False,
+            release_tag="",
+            cache_dir=None,
+            comment_from=Path(comment_from),
+        )
+        _forget_inputs()
+        return inputs
     if bool(model) == bool(manifest):
         raise InputError(
             "give exactly one of the inputs model (a .pt/.onnx file in your repository) "
@@ -150,7 +169,11 @@ def read_inputs(workspace: Path) -> ActionInputs:
         release_tag=_text("release-tag"),
         cache_dir=Path(_text("cache-dir")) if _text("cache-dir") else None,
     )
-    # Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token.
+    _forget_inputs()
+    return inputs
+
+
+def _forget_inputs() -> None:
+    """Read once: nothing downstream (the toolchain's subprocesses included) sees the inputs or the token."""
     for key in [k for k in os.environ if k.startswith("INPUT_")]:
         del os.environ[key]
-    return inputs

@@ -77,9 +77,11 @@ def client(token: str, api_url: str) -> Github:
 
 
 def marker(model: str) -> str:
-    # A path holding "-->" would end the hidden comment early and show the rest; other paths keep
-    # the marker earlier runs wrote, so their comments are found again.
-    return f"<!-- myriad-blob report: {model.replace('-->', '--&gt;')} -->"
+    # A path holding "-->" would end the hidden comment early and show the rest (and "<" opens
+    # nothing in it), one holding a line break would spread it over lines; other paths keep the marker earlier runs wrote, so
+    # their comments are found again.
+    one_line = "⏎".join(model.splitlines()).replace("<", "&lt;").replace(">", "&gt;")
+    return f"<!-- myriad-blob report: {one_line} -->"
 
 
 def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
@@ -183,11 +185,12 @@ def _authored_by(comment, login: str) -> bool:
     return comment.user is not None and comment.user.login.lower() == login.lower()
 
 
-def comment_report(gh: Github, event: Event, model: str, markdown: str) -> CommentResult:
+def comment_report(gh: Github, repository: str, number: int, model: str, markdown: str) -> CommentResult:
+    """Keep one comment per model on pull request `number` of `repository` (see the module's docstring)."""
     body = fit_comment(f"{marker(model)}\n{markdown}")
-    doing = f"comment on pull request #{event.pull_request_number}"
+    doing = f"comment on pull request #{number}"
     try:
-        issue = gh.get_repo(event.repository, lazy=True).get_issue(event.pull_request_number)
+        issue = gh.get_repo(repository, lazy=True).get_issue(number)
 
         def ours(login: str | None) -> list:
             return [
@@ -412,3 +415,20 @@ def _replace(release, path: Path, old, digest: str, size: int):
 def _renamed(release, asset_id: int, name: str):
     found = next((a for a in release.get_assets() if a.id == asset_id), None)
     return found if found is not None and found.name == name else None
+
+
+def pull_request_of_run(gh: Github, repository: str, run: dict) -> int | None:
+    """The open pull request a workflow run (a `workflow_run` event's payload) converted: the one
+    whose head is the run's head repository, branch and commit, as GitHub reports them (never
+    what the run's own artifact says, which the pull request's code wrote). None if none is open."""
+    owner = ((run.get("head_repository") or {}).get("owner") or {}).get("login")
+    branch, sha = run.get("head_branch"), run.get("head_sha")
+    if not (owner and branch and sha):
+        return None
+    try:
+        pulls = _read(
+            lambda: list(gh.get_repo(repository, lazy=True).get_pulls(state="open", head=f"{owner}:{branch}"))
+        )
+    except (GithubException, requests.RequestException) as error:
+        raise _explain(error, f"list the pull requests of {owner}:{branch}", "pull-requests: read") from error
+    return next((pull.number for pull in pulls if pull.head.sha == sha), None)

@@ -1,7 +1,8 @@
 """A local HTTP server answering the GitHub REST endpoints the action uses, shaped as GitHub
 documents them, served under /api/v3 as GitHub Enterprise Server does. Records every request.
 
-Endpoints: POST /api/graphql (the `viewer` query), GET /repos/{o}/{r}/issues/{n},
+Endpoints: POST /api/graphql (the `viewer` query), GET /repos/{o}/{r}/pulls?state=&head=owner:branch,
+GET /repos/{o}/{r}/issues/{n},
 GET|POST /repos/{o}/{r}/issues/{n}/comments, PATCH|DELETE /repos/{o}/{r}/issues/comments/{id},
 GET|POST /repos/{o}/{r}/releases, GET|PATCH /repos/{o}/{r}/releases/{id},
 GET /repos/{o}/{r}/releases/tags/{tag}, GET /repos/{o}/{r}/releases/{id}/assets,
@@ -58,6 +59,7 @@ class FakeGitHub:
         self.requests: list[Request] = []
         self.comments: dict[int, list[dict]] = {}  # issue number -> comments
         self.releases: list[dict] = []
+        self.pulls: list[dict] = []  # GET /repos/{repo}/pulls (add_pull)
         # Failure, or (method, path regex, status, body[, applied]); each answers one request.
         self.fail_next: list = []
         self.tokens: dict[str, dict] = {}  # token -> the user it authenticates as
@@ -105,6 +107,19 @@ class FakeGitHub:
         }
         self.releases.append(release)
         return release
+
+    def add_pull(self, number: int, owner: str, branch: str, sha: str, repo: str = "Codertocat/Hello-World") -> dict:
+        """An open pull request whose head is owner:branch at sha (a fork's when owner is not repo's)."""
+        pull = {
+            "id": number,
+            "number": number,
+            "state": "open",
+            "url": f"{self.api_url}/repos/{repo}/pulls/{number}",
+            "html_url": f"https://github.example/{repo}/pull/{number}",
+            "head": {"label": f"{owner}:{branch}", "ref": branch, "sha": sha, "user": {"login": owner}},
+        }
+        self.pulls.append(pull)
+        return pull
 
     def add_comment(self, number: int, body: str, author: dict) -> dict:
         return self._create_comment("Codertocat/Hello-World", number, body, author)
@@ -237,6 +252,14 @@ class FakeGitHub:
                 "user": USER,
                 "pull_request": {"url": f"{self.api_url}/repos/{repo}/pulls/{number}"},
             }
+        m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/pulls", path)
+        if m and method == "GET":  # as GitHub documents it: state and head ("owner:branch") filters
+            state, head = request.query.get("state", "open"), request.query.get("head")
+            return 200, [
+                p
+                for p in self.pulls
+                if (state == "all" or p["state"] == state) and (head is None or p["head"]["label"] == head)
+            ]
         m = re.fullmatch(r"/api/v3/repos/([^/]+/[^/]+)/issues/(\d+)/comments", path)
         if m:
             repo, number = m.group(1), int(m.group(2))

@@ -4,6 +4,7 @@ pull_request_target before it is loaded. Each test detects the exploit by its si
 file the payload writes, a file outside the workspace replaced, a secret in the comment)."""
 
 import base64
+import json
 
 import torch
 
@@ -135,3 +136,83 @@ def test_a_manifest_variants_symlinked_blob_is_not_written_through(workspace, gi
     )
     assert (outside / "victim").read_text() == "precious"
     assert run.returncode == 17, run.stdout + run.stderr
+
+
+# The safe pattern for forks: `pull_request` converts (read-only token), `workflow_run` comments.
+FORK_SHA = "c0ffee" * 6 + "beef"
+
+
+def _workflow_run(webhooks):
+    payload = example(webhooks, "workflow_run", action="completed")
+    run = payload["workflow_run"]
+    run.update(event="pull_request", head_branch="patch-1", head_sha=FORK_SHA, pull_requests=[])
+    run["head_repository"]["owner"]["login"] = "forker"
+    run["head_repository"]["full_name"] = "forker/Hello-World"
+    payload["repository"]["full_name"] = "Codertocat/Hello-World"
+    return payload
+
+
+def _convert_in_pull_request(workspace, github, webhooks, **inputs):
+    """The first workflow: a fork's pull request converts; its report is the artifact."""
+    run = run_action(
+        workspace, github, "pull_request", _fork(example(webhooks, "pull_request", action="opened")), **inputs
+    )
+    assert run.outputs["comment-status"] == "skipped-fork"
+    return workspace / run.outputs["report-path"]
+
+
+def test_pull_request_then_workflow_run_keeps_one_comment(workspace, github, webhooks, tmp_path):
+    """The first run converts with a read-only token (no comment for a fork); the second, on
+    workflow_run, comments the downloaded report on the pull request GitHub names for the run's
+    head, and edits the same comment on the next push."""
+    github.add_pull(2, "forker", "patch-1", FORK_SHA)
+    github.add_pull(3, "forker", "other-branch", "1" * 40)  # another of the fork's pull requests
+    second = tmp_path / "second"
+    (second / "artifact").mkdir(parents=True)
+    statuses = []
+    for inputs in ({}, {"reverse-input-channels": "true"}):  # two pushes to the pull request
+        report = _convert_in_pull_request(workspace, github, webhooks, **inputs)
+        (second / "artifact" / "report.json").write_bytes(report.read_bytes())
+        run = run_action(
+            second,
+            github,
+            "workflow_run",
+            _workflow_run(webhooks),
+            model="",
+            **{"comment-from": "artifact/report.json"},
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        statuses.append(run.outputs["comment-status"])
+    assert statuses == ["created", "updated"]
+    assert 3 not in github.comments
+    (comment,) = github.comments[2]
+    assert comment["body"].startswith("<!-- myriad-blob report: models/detector.onnx -->")
+    assert "Converted by this pull request's own workflow run" in comment["body"]
+    assert "✅ **Converted**" in comment["body"]
+    assert not github.calls("POST", r".*/releases.*")
+
+
+def test_workflow_run_loads_no_model_and_takes_the_report_as_data(workspace, github, webhooks, tmp_path):
+    """The artifact is the pull request's: a report whose strings carry Markdown is rendered
+    escaped, and a file that is no report is refused (exit 2), never loaded as a model."""
+    from hostile_markdown import PAYLOAD, assert_safe
+
+    github.add_pull(2, "forker", "patch-1", FORK_SHA)
+    report = json.loads(_convert_in_pull_request(workspace, github, webhooks).read_text())
+    report["options"]["input"] = PAYLOAD
+    report["warnings"] = [PAYLOAD]
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "report.json").write_text(json.dumps(report))
+    run = run_action(
+        second, github, "workflow_run", _workflow_run(webhooks), model="", **{"comment-from": "report.json"}
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (comment,) = github.comments[2]
+    assert_safe(comment["body"], comments=1)  # our own marker is the one HTML comment
+
+    torch.save({"model": Calls(exec, "open('pwned.txt', 'w')")}, second / "model.pt")
+    run = run_action(second, github, "workflow_run", _workflow_run(webhooks), model="", **{"comment-from": "model.pt"})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "is not a myriad-blob report" in run.stdout
+    assert not (second / "pwned.txt").exists()

@@ -591,6 +591,18 @@ OPTIONS: tuple[Option, ...] = (
         doc="show Python tracebacks for internal errors",
     ),
     Option(
+        "comment-from",
+        "text",
+        surfaces=frozenset({ACTION}),
+        param="",
+        action_help="In a workflow_run workflow: the JSON report a pull_request workflow's run of this action "
+        "uploaded as an artifact. The action comments it on that run's pull request and converts nothing "
+        "(the safe pattern for forks' pull requests; see the README).",
+        action_doc_default="none (convert)",
+        action_doc="in a `workflow_run` workflow, the report JSON a `pull_request` run uploaded: comment it on "
+        "that run's pull request, load no model (see [Pull requests from forks](#pull-requests-from-forks))",
+    ),
+    Option(
         "github-token",
         "text",
         surfaces=frozenset({ACTION}),
