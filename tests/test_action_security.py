@@ -6,6 +6,7 @@ file the payload writes, a file outside the workspace replaced, a secret in the 
 import base64
 import json
 
+import pytest
 import torch
 
 from test_action import TOKEN, _fork, example, run_action
@@ -92,6 +93,48 @@ def test_a_forks_torchscript_is_refused_under_pull_request_target(workspace, git
     (comment,) = github.comments[2]
     assert "only ONNX converts here" in comment["body"]
     assert header not in comment["body"] and "extraheader" not in comment["body"]
+
+
+def _hostile_models(workspace):
+    """Each code-bearing kind, whose loading would write pwned.txt into the workspace: a best.pt
+    calling AutoBackend on a payload pickle, a full-model pickle, a .pt2 with a pickled weight."""
+    from ultralytics.nn.autobackend import AutoBackend
+
+    models = workspace / "models"
+    marker = workspace / "pwned.txt"
+    torch.save({"model": Calls(exec, f"open({str(marker)!r}, 'w').write('pwned')")}, models / "payload.pt")
+    torch.save({"model": None, "ema": Calls(AutoBackend, str(models / "payload.pt"))}, models / "best.pt")
+    torch.save(Calls(exec, f"open({str(marker)!r}, 'w').write('pwned')"), models / "pickle.pt")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 8, 8),)), models / "program.pt2")
+    return marker
+
+
+@pytest.mark.parametrize("model", ["best.pt", "pickle.pt", "program.pt2"])
+@pytest.mark.parametrize("where", ["inputs", "manifest"])
+def test_a_forks_code_bearing_model_is_refused_before_loading(workspace, github, webhooks, model, where):
+    """Under pull_request_target a fork converts ONNX only: a best.pt, a pickle, a .pt2 are
+    refused from the inputs and from a manifest alike, and nothing of them runs."""
+    marker = _hostile_models(workspace)
+    payload = _fork(example(webhooks, "pull_request", action="opened"))
+    if where == "inputs":
+        run = run_action(
+            workspace,
+            github,
+            "pull_request_target",
+            payload,
+            model=f"models/{model}",
+            **{"input-shape": "[1, 3, 8, 8]"},
+        )
+        assert run.returncode == 2, run.stdout + run.stderr
+    else:
+        (workspace / "myriad-blob.toml").write_text(
+            f'[[models]]\nname = "m"\nmodel = "models/{model}"\ninput-shape = "[1, 3, 8, 8]"\n'
+        )
+        run = run_action(workspace, github, "pull_request_target", payload, model="", manifest="myriad-blob.toml")
+        assert run.returncode == 16, run.stdout + run.stderr
+    assert f"models/{model}" in run.stdout and "only ONNX converts here" in run.stdout
+    assert not marker.exists()
 
 
 def test_what_model_code_read_is_not_published_with_the_token(workspace, github, webhooks):
