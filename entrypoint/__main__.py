@@ -60,9 +60,15 @@ class ChildFailed(Exception):
     """The conversion's process ended without a result: its own words, or how it ended."""
 
 
+class Cancelled(Exception):
+    """The job was cancelled (SIGTERM, SIGINT) while the conversion ran: exit as it did."""
+
+
 def main() -> int:
     try:
         return run()
+    except Cancelled as cancelled:  # the child said why, cleaned up and wrote its report
+        return cancelled.args[0]
     except Exception as error:  # a bug of ours; the reports written so far stay
         if not isinstance(error, ChildFailed):
             traceback.print_exc()
@@ -156,9 +162,13 @@ def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
         env = isolation.child_environment(inputs.github_token) | {"MYRIAD_BLOB_CHILD_DIR": private}
         argv = [*plan.prefix, sys.executable, "-P", "-m", "entrypoint", "--child"]
         code = isolation.run_child(argv, env, plan.identity)
+        if code < 0:  # ended by a signal (unshare, when the job is cancelled): as a shell reports it
+            code = 128 - code
         try:
             text = result.read_text()
         except OSError:
+            if code in (130, 143):
+                raise Cancelled(code) from None
             raise ChildFailed(
                 f"internal error: the conversion process ended with exit code {code} and no result"
             ) from None
