@@ -369,14 +369,14 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def make_inputs(
     ir: IRModel,
     input_type: str,
-    sample: Path | None,
+    sample: Path | dict | None,
     reverse_channels: bool,
     input_types: dict | None = None,
     layouts: dict | None = None,
 ) -> tuple[dict, str]:
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
-    for the others, or --sample for the first. Pixel values (0..255) for a U8 input or one with
+    for the others, or --sample: a path for the first input, or {input name (None: the first): path}. Pixel values (0..255) for a U8 input or one with
     --mean/--scale baked in; normalized values for a float input. input_types: the precision of
     the inputs named with --input-type name=TYPE (the others: input_type); layouts: the blob's
     NHWC inputs, whose --sample .npy may be given interleaved, as the camera sends it."""
@@ -392,11 +392,18 @@ def make_inputs(
             photos += 1
         else:
             inputs[tensor.name] = seeded_input(rng, tensor.shape, integer_input)
-    if sample is None:
+    samples = {None: sample} if isinstance(sample, Path) else dict(sample or {})
+    if not samples:
         return inputs, PHOTO_INPUT if photos else "seeded"
-    first = ir.inputs[0]
-    inputs[first.name] = load_sample(sample, first.shape, reverse_channels, (layouts or {}).get(first.name, "NCHW"))
-    return inputs, str(sample)
+    by_name = {tensor.name: tensor for tensor in ir.inputs}
+    for name, path in samples.items():
+        tensor = by_name.get(ir.inputs[0].name if name is None else name)
+        if tensor is None:
+            raise _fail(f"--sample {name}={path}: the model has no input {name!r} (its inputs: {', '.join(by_name)})")
+        inputs[tensor.name] = load_sample(
+            path, tensor.shape, reverse_channels, (layouts or {}).get(tensor.name, "NCHW")
+        )
+    return inputs, ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
 
 
 def _is_image(shape: tuple) -> bool:
@@ -743,7 +750,7 @@ def numeric_check(
     toolchain: Toolchain,
     *,
     input_type: str,
-    sample: Path | None = None,
+    sample: Path | dict | None = None,
     tolerances: Tolerances = Tolerances(),
     reference_preprocessing: dict | None = None,
     worker: LegacyWorker | None = None,
@@ -758,6 +765,9 @@ def numeric_check(
     named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
+    if isinstance(sample, dict) and None in sample and onnx_model.inputs:
+        # A bare --sample is for the model's first input: the IR may list its inputs in another order.
+        sample = {onnx_model.inputs[0].name if name is None else name: path for name, path in sample.items()}
     blob_inputs, source = make_inputs(
         ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False), input_types, layouts
     )

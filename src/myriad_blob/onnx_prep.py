@@ -61,7 +61,7 @@ def prepare(
     model = onnx.load_model(str(onnx_model.path))  # external data too: the edits rewrite the file
     steps = []
     started = time.perf_counter()
-    edits = _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
+    edits = _upgrade_for_onnxruntime(model) + _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
     # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
     # then named by ONNX Runtime, in one line), else when a first step needs checking.
     expected = None
@@ -123,6 +123,32 @@ def _save(model, path: Path) -> None:
     # Large models (over protobuf's 2 GB) keep their weights beside the graph.
     large = model.ByteSize() > 1_800_000_000
     onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data" if large else None)
+
+
+# ONNX Runtime has no kernels for the default domain's opsets before this one ("Could not find an
+# implementation for Add(6)"): an older file (the PyTorch exports of 2017-2018, ONNX's own
+# conformance models) is upgraded with onnx's version converter, which the reference then is.
+ONNXRUNTIME_MIN_OPSET = 7
+
+
+def _upgrade_for_onnxruntime(model) -> list[str]:
+    import onnx
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= ONNXRUNTIME_MIN_OPSET:
+        return []
+    try:
+        upgraded = version_converter.convert_version(model, ONNXRUNTIME_MIN_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as error:
+        raise _fail(
+            f"the model is ONNX opset {opset}, older than ONNX Runtime (the numeric check's reference) runs, and "
+            f"onnx's version converter cannot upgrade it to opset {ONNXRUNTIME_MIN_OPSET}: {first_line(error)}; "
+            "re-export the model at opset 11 or later"
+        ) from error
+    model.CopyFrom(upgraded)
+    return [f"opset {opset} -> {ONNXRUNTIME_MIN_OPSET} (onnx's version converter: ONNX Runtime runs opset 7 and later)"]
 
 
 def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> list[str]:
