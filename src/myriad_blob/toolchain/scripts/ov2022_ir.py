@@ -4,7 +4,8 @@ always in a child process: the 2022.3 reader can crash on some inputs, which mus
 converter with it.
 
 One job: a JSON object on argv[1] (or one per line on stdin with --worker), one JSON answer line:
-  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "outputs": [ONNX output names, in order],
+  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "inputs": [ONNX input names, in order],
+   "outputs": [ONNX output names, in order],
    "mean": {name: [...]}, "scale": {name: [...]}, "reverse_input_channels": bool}
   -> {"ok": true, "rewrites": {rule: count}, "preprocessing_layers": n} or {"ok": false, "error": "..."}
 
@@ -194,9 +195,17 @@ def convert(job):
         steps += 1
     if steps:
         model = ppp.build()
+    # Where an input feeds an output directly (Identity, Dropout), the ONNX reader names the Parameter
+    # after the output, and name_outputs then renames it: the inputs keep the ONNX inputs' names (the
+    # reader makes one Parameter per ONNX input, in order).
+    parameters = model.get_parameters()
+    names = job.get("inputs") or []
+    inputs = list(zip(parameters, names)) if len(names) == len(parameters) else []
     apply_moc_transformations(model, True)
     rewrites = legalize(model)
     name_outputs(model, job.get("outputs") or [])
+    for parameter, name in inputs:
+        parameter.set_friendly_name(name)
     compress_model_transformation(model)
     ov.serialize(model, job["xml"], job["xml"][: -len(".xml")] + ".bin", version="IR_V10")
     return {"ok": True, "rewrites": rewrites, "preprocessed_inputs": steps}
