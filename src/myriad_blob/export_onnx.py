@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import ConversionError, Stage, cause_line
 from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
-from .rules.advice import explain_export_failure
+from .rules.advice import compile_time_input_misuse, explain_export_failure
 from .tensors import TensorInfo
 
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
@@ -75,6 +75,7 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
     """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
+        _check_compile_time_inputs(loaded.onnx_path)
         if options.name_outputs:
             raise _fail(
                 f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
@@ -84,6 +85,16 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
         return onnx_model
     names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
     return export_torch(loaded.module, options, workdir / "model.onnx", names)
+
+
+def _check_compile_time_inputs(path: Path) -> None:
+    """An ONNX input that gives a Reduce op's axes or a Reshape's shape at run time: refused at the IR
+    stage (what neither front end can make into a blob), before its shape is asked for."""
+    import onnx
+
+    misuse = compile_time_input_misuse(onnx.load_model(str(path), load_external_data=False).graph)
+    if misuse:
+        raise ConversionError(Stage.IR, misuse)
 
 
 def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
