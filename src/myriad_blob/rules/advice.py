@@ -94,23 +94,7 @@ EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
 # op -> {input index: what it is}.
 _AXES = {1: "axes"}
 COMPILE_TIME_INPUTS: dict[str, dict[int, str]] = {
-    **{
-        op: _AXES
-        for op in (
-            "ReduceSum",
-            "ReduceMean",
-            "ReduceMax",
-            "ReduceMin",
-            "ReduceProd",
-            "ReduceL1",
-            "ReduceL2",
-            "ReduceLogSum",
-            "ReduceLogSumExp",
-            "ReduceSumSquare",
-            "Squeeze",
-            "Unsqueeze",
-        )
-    },
+    **dict.fromkeys(("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Squeeze", "Unsqueeze"), _AXES),
     "Reshape": {1: "shape"},
     "Expand": {1: "shape"},
     "ConstantOfShape": {0: "shape"},
