@@ -129,15 +129,25 @@ def _save(model, path: Path) -> None:
 # implementation for Add(6)"): an older file (the PyTorch exports of 2017-2018, ONNX's own
 # conformance models) is upgraded with onnx's version converter, which the reference then is.
 ONNXRUNTIME_MIN_OPSET = 7
+ONNXRUNTIME_MAX_IR_VERSION = 13  # onnxruntime 1.31 (requirements/constraints.txt)
 
 
 def _upgrade_for_onnxruntime(model) -> list[str]:
     import onnx
     from onnx import version_converter
 
+    done = []
+    # A file of a newer IR version than ONNX Runtime reads ("Unsupported model IR version: 14, max
+    # supported IR version: 13": onnx's own helpers write the newest) takes the oldest its opsets need.
+    needed = onnx.helper.find_min_ir_version_for(model.opset_import, ignore_unknown=True)
+    if model.ir_version > max(needed, ONNXRUNTIME_MAX_IR_VERSION):
+        done.append(
+            f"IR version {model.ir_version} -> {needed} (the oldest its opsets need; ONNX Runtime reads up to 13)"
+        )
+        model.ir_version = needed
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= ONNXRUNTIME_MIN_OPSET:
-        return []
+        return done
     try:
         upgraded = version_converter.convert_version(model, ONNXRUNTIME_MIN_OPSET)
         onnx.checker.check_model(upgraded)
@@ -148,7 +158,9 @@ def _upgrade_for_onnxruntime(model) -> list[str]:
             "re-export the model at opset 11 or later"
         ) from error
     model.CopyFrom(upgraded)
-    return [f"opset {opset} -> {ONNXRUNTIME_MIN_OPSET} (onnx's version converter: ONNX Runtime runs opset 7 and later)"]
+    return done + [
+        f"opset {opset} -> {ONNXRUNTIME_MIN_OPSET} (onnx's version converter: ONNX Runtime runs opset 7 and later)"
+    ]
 
 
 def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> list[str]:

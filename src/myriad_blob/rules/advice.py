@@ -94,7 +94,23 @@ EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
 # op -> {input index: what it is}.
 _AXES = {1: "axes"}
 COMPILE_TIME_INPUTS: dict[str, dict[int, str]] = {
-    **dict.fromkeys(("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Squeeze", "Unsqueeze"), _AXES),
+    **dict.fromkeys(
+        (
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+            "Squeeze",
+            "Unsqueeze",
+        ),
+        _AXES,
+    ),
     "Reshape": {1: "shape"},
     "Expand": {1: "shape"},
     "ConstantOfShape": {0: "shape"},
