@@ -57,24 +57,38 @@ def _softmax_v1(node):
     return opset1.softmax(node.input_value(0), axis)
 
 
+_FP16_EXACT = 2048  # the largest size whose every index FP16 holds exactly
+# Ops whose integer outputs are never negative: Gather-8 and Gather-7 agree on indices they compute.
+_NON_NEGATIVE_INDICES = {"TopK", "ArgMax", "ArgMin", "ShapeOf", "NonZero", "Range"}
+
+
 def _gather_v7(node):
     """Gather-8 (negative indices allowed; the 2021.4 reader has no opset8) -> Gather-7, with
     constant negative indices counted from the front. Indices computed at run time (TopK's,
-    ArgMax's) are never negative, where the two versions agree."""
+    ArgMax's) are never negative, where the two versions agree; others (an input's, arithmetic's)
+    may be, and are counted from the front at run time: Select(i < 0, i + size, i)."""
     data, indices, axis = node.input_value(0), node.input_value(1), node.input_value(2)
     axis_value = _scalar(axis)
     if axis_value is None:
         return None
     batch_dims = node.get_attributes().get("batch_dims", 0)
-    if indices.get_node().get_type_name() == "Constant":
+    rank = data.get_partial_shape().rank.get_length()
+    dimension = data.get_partial_shape()[int(axis_value) % rank]
+    producer = indices.get_node().get_type_name()
+    if producer == "Constant":
         values = indices.get_node().get_data()
         if (values < 0).any():
-            rank = data.get_partial_shape().rank.get_length()
-            dimension = data.get_partial_shape()[int(axis_value) % rank]
             if not dimension.is_static:
                 return None
             values = np.where(values < 0, values + dimension.get_length(), values).astype(values.dtype)
             indices = opset1.constant(values).output(0)
+    elif producer not in _NON_NEGATIVE_INDICES and dimension.is_static and dimension.get_length() <= _FP16_EXACT:
+        # The Myriad has no integer arithmetic: in floating point (FP16 holds every integer up to 2048).
+        size = np.array(dimension.get_length(), np.float32)
+        position = opset1.convert(indices, "f32")
+        negative = opset1.less(position, opset1.constant(np.array(0, np.float32)))
+        wrapped = opset1.select(negative, opset1.add(position, opset1.constant(size)), position)
+        indices = opset1.convert(wrapped, indices.get_element_type().get_type_name()).output(0)
     return opset7.gather(data, indices, axis, batch_dims)
 
 
