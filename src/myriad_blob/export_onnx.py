@@ -36,6 +36,8 @@ class OnnxModel:
     producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
     opset_fallbacks: tuple = ()  # (opset, why the exporter failed at it) before the one used
     requested_opset: int | None = None  # the opset the exporter was asked for (it may write another)
+    # An input that gives a Reduce op's axes or a Reshape's shape at run time (advice.COMPILE_TIME_INPUTS).
+    compile_time_input: str | None = dataclasses.field(default=None, repr=False)
 
     def origin(self, layer_name: str) -> dict | None:
         """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
@@ -68,14 +70,24 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
     inputs = tuple(info(v) for v in model.graph.input if v.name not in initializers)
     nodes = {node.name: node.op_type for node in model.graph.node if node.name}
     producers = {out: node.name for node in model.graph.node if node.name for out in node.output}
-    return OnnxModel(path, opset, inputs, tuple(info(v) for v in model.graph.output), exported, nodes, producers)
+    return OnnxModel(
+        path,
+        opset,
+        inputs,
+        tuple(info(v) for v in model.graph.output),
+        exported,
+        nodes,
+        producers,
+        compile_time_input=compile_time_input_misuse(model.graph),
+    )
 
 
 def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path) -> OnnxModel:
     """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
-        _check_compile_time_inputs(loaded.onnx_path)
+        if onnx_model.compile_time_input:  # at the IR stage: what neither front end makes a blob of
+            raise ConversionError(Stage.IR, onnx_model.compile_time_input)
         if options.name_outputs:
             raise _fail(
                 f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "
@@ -85,16 +97,6 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
         return onnx_model
     names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
     return export_torch(loaded.module, options, workdir / "model.onnx", names)
-
-
-def _check_compile_time_inputs(path: Path) -> None:
-    """An ONNX input that gives a Reduce op's axes or a Reshape's shape at run time: refused at the IR
-    stage (what neither front end can make into a blob), before its shape is asked for."""
-    import onnx
-
-    misuse = compile_time_input_misuse(onnx.load_model(str(path), load_external_data=False).graph)
-    if misuse:
-        raise ConversionError(Stage.IR, misuse)
 
 
 def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> None:
