@@ -158,9 +158,35 @@ def _upgrade_for_onnxruntime(model) -> list[str]:
             "re-export the model at opset 11 or later"
         ) from error
     model.CopyFrom(upgraded)
+    _channelwise_prelu_slopes(model)
     return done + [
         f"opset {opset} -> {ONNXRUNTIME_MIN_OPSET} (onnx's version converter: ONNX Runtime runs opset 7 and later)"
     ]
+
+
+def _channelwise_prelu_slopes(model) -> None:
+    """PRelu before opset 7 applied a [C] slope per channel (axis 1); from 7 on it broadcasts from
+    the last axis, which the version converter leaves as it was: the slope becomes [C, 1, ...]."""
+    import onnx
+    from onnx import numpy_helper
+
+    ranks = {
+        value.name: len(value.type.tensor_type.shape.dim)
+        for value in (*onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input)
+        if value.type.tensor_type.HasField("shape")
+    }
+    initializers = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        slope = initializers.get(node.input[1]) if node.op_type == "PRelu" else None
+        rank = ranks.get(node.input[0], 0)
+        if slope is None or len(slope.dims) != 1 or rank < 3:
+            continue
+        values = numpy_helper.to_array(slope).reshape([-1] + [1] * (rank - 2))
+        name = f"{slope.name}/channelwise"
+        if name not in initializers:
+            initializers[name] = numpy_helper.from_array(values, name)
+            model.graph.initializer.append(initializers[name])
+        node.input[1] = name
 
 
 def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> list[str]:
