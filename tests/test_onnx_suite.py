@@ -125,3 +125,18 @@ def test_each_input_takes_its_own_sample(tmp_path):
         f"c={tmp_path / 'b.npy'}",
     )
     assert wrong.returncode == 14 and "the model has no input 'c' (its inputs: a, b)" in wrong.stderr
+
+
+@pytest.mark.unit
+def test_sample_values_name_their_input(tmp_path):
+    from myriad_blob.options import parse_options
+
+    existing = tmp_path / "a=b.npy"  # a path that holds "=" is still a path
+    existing.write_bytes(b"")
+    options = parse_options(input=tmp_path / "m.onnx", sample=["first.npy", "gpu_0/data_0=/data/x.npy"])
+    assert options.sample == Path("first.npy") and options.sample_by_name == {"gpu_0/data_0": Path("/data/x.npy")}
+    assert parse_options(input=tmp_path / "m.onnx", sample=[str(existing)]).sample == existing
+    with pytest.raises(ValueError, match="given twice for the first input"):
+        parse_options(input=tmp_path / "m.onnx", sample=["a.npy", "b.npy"])
+    with pytest.raises(ValueError, match="given twice for 'x'"):
+        parse_options(input=tmp_path / "m.onnx", sample=["x=a.npy", "x=b.npy"])
