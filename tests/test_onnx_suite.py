@@ -40,6 +40,14 @@ CASES = {
     "node/test_gather_negative_indices": ("converted", "Gather-8 -> Gather-7"),
     "node/test_maxpool_2d_ceil_output_size_reduce_by_one": ("converted", "MaxPool ceil mode -> end padding"),
     "node/test_averagepool_2d_dilations": ("converted", "AveragePool with dilations -> depthwise Conv"),
+    # exit 1 in the check's reference: an int16 input fed as float, no ONNX Runtime kernel for Pow with
+    # a uint32 exponent (ONNX's reference evaluator now), an optional input's element type (KeyError(0)).
+    "node/test_equal_int16": ("converted", ""),
+    "node/test_pow_types_float32_uint32": ("converted", ""),
+    "node/test_optional_has_element_tensor_input": (
+        "refused",
+        "exit 12, ir: the model's 'optional_input' is an optional",
+    ),
     # an input name with "/" (gpu_0/data_0) as --sample name=PATH.
     "light/light_resnet50": ("converted", ""),
 }

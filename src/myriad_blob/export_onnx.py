@@ -63,6 +63,13 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     def info(value) -> TensorInfo:
+        if value.type.WhichOneof("value") != "tensor_type":  # an optional, a sequence, a map
+            kind = (value.type.WhichOneof("value") or "untyped").removesuffix("_type")
+            raise ConversionError(
+                Stage.IR,
+                f"the model's {value.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tensor: a blob "
+                "takes and gives tensors only; make it a tensor in the ONNX file",
+            )
         tensor = value.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
         return TensorInfo(value.name, dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
