@@ -377,9 +377,10 @@ def make_inputs(
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
     for the others, or --sample: a path for the first input, or {input name (None: the first):
-    path}. Pixel values (0..255) for a U8 input or one with --mean/--scale baked in; normalized values for a float input. input_types: the precision of
-    the inputs named with --input-type name=TYPE (the others: input_type); layouts: the blob's
-    NHWC inputs, whose --sample .npy may be given interleaved, as the camera sends it."""
+    path}. Pixel values (0..255) for a U8 input or one with --mean/--scale baked in; normalized
+    values for a float input. input_types: the precision of the inputs named with --input-type
+    name=TYPE (the others: input_type); layouts: the blob's NHWC inputs, whose --sample .npy may be
+    given interleaved, as the camera sends it."""
     rng = np.random.default_rng(SEED)
     baked = ir.preprocessing.get("mean") or {}, ir.preprocessing.get("scale") or {}
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])
