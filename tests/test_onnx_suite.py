@@ -24,6 +24,7 @@ CASES = {
     "pytorch-converted/test_BatchNorm1d_3d_input_eval": ("converted", ""),
     # PRelu-6 took a [C] slope per channel; opset 7 broadcasts it from the last axis (was exit 12).
     "pytorch-converted/test_PReLU_1d_multiparam": ("converted", ""),
+    "pytorch-operator/test_operator_mm": ("converted", ""),  # opset 6 with a Constant node
     # the input feeding an output directly lost its name (KeyError('x') in the check).
     "node/test_identity": ("converted", ""),
     "node/test_dropout_default": ("converted", ""),

@@ -176,9 +176,8 @@ def _channelwise_prelu_slopes(model) -> None:
         if value.type.tensor_type.HasField("shape")
     }
     initializers = {init.name: init for init in model.graph.initializer}
-    for node in model.graph.node:
-        slope = initializers.get(node.input[1]) if node.op_type == "PRelu" else None
-        rank = ranks.get(node.input[0], 0)
+    for node in (node for node in model.graph.node if node.op_type == "PRelu"):
+        slope, rank = initializers.get(node.input[1]), ranks.get(node.input[0], 0)
         if slope is None or len(slope.dims) != 1 or rank < 3:
             continue
         values = numpy_helper.to_array(slope).reshape([-1] + [1] * (rank - 2))
