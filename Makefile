@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-unit test-yolo-families image image-test bench corpus-table op-table report-screenshot clean
+.PHONY: setup demo test test-unit test-yolo-families image image-test bench corpus-table op-table onnx-suite report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -47,6 +47,12 @@ corpus-table: setup
 # The README's "Supported ops" table, written from a real run of the op sweep (src/myriad_blob/rules/sweep.py).
 op-table: setup
 	$(BIN)/python -m myriad_blob.rules.sweep --readme README.md
+
+# ONNX's own conformance models (the test models inside the onnx wheel), each converted with its own inputs
+# as --sample and the IR's outputs compared with the suite's expected ones (tools/onnx_suite.py): prints the
+# table and writes the counts into the README's "ONNX conformance" (a few minutes).
+onnx-suite: setup
+	$(BIN)/python tools/onnx_suite.py --readme README.md
 
 # The README's example report: a conversion with every section filled, rendered as GitHub shows it.
 report-screenshot: setup

@@ -363,8 +363,8 @@ def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) ->
         options = variant.options
         try:
             inside_workspace(options.input, workspace, f"{variant.id}: model")
-            if options.sample is not None:
-                inside_workspace(options.sample, workspace, f"{variant.id}: sample")
+            for sample in options.samples.values():
+                inside_workspace(sample, workspace, f"{variant.id}: sample")
         except OutsideWorkspace as error:
             raise ManifestError(str(error)) from None
         refusal = fork_refusal(event, options, f" (asked by {variant.id})")

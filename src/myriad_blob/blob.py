@@ -39,8 +39,12 @@ _HEADER_FIELDS = (
 )
 # vpu::DataType in the plugin; depthai calls these FP16, U8F, INT, FP32, I8.
 DATA_TYPES = {0: "FP16", 1: "U8", 2: "I32", 3: "FP32", 4: "I8"}
-# DimsOrder codes: one hex digit per dimension, outermost first.
+# DimsOrder codes: one hex digit per dimension, outermost first (the plugin's vpu::Dim + 1).
 _DIM_LETTERS = {1: "W", 2: "H", 3: "C", 4: "N", 5: "D"}
+# The IR's (and ONNX's) order of those dimensions: N, C, D, H, W (a 5-D tensor is NCDHW: D is not
+# outermost although its digit is the largest). Beyond 5-D the plugin numbers the dimensions 1..n,
+# the IR's outermost the largest.
+_CANONICAL = {4: 0, 3: 1, 5: 2, 2: 3, 1: 4}
 
 
 class BlobFormatError(ValueError):
@@ -122,16 +126,18 @@ def _read_tensors(data: bytes, offset: int, count: int, const_base: int) -> tupl
         offset += 28
         raw_dims = struct.unpack_from(f"<{num_dims}I", data, const_base + dims_offset)
         digits = [int(d, 16) for d in f"{order_code:x}"]
-        if len(digits) != num_dims or any(d not in _DIM_LETTERS for d in digits):
+        known = set(_DIM_LETTERS) if num_dims <= len(_DIM_LETTERS) else set(range(1, num_dims + 1))
+        if len(digits) != num_dims or len(set(digits)) != num_dims or not set(digits) <= known:
             raise BlobFormatError(f"tensor {name!r} has an unknown dims order {order_code:#x}")
         # raw_dims[i] is the size of the i-th innermost dimension, i.e. of digits[-1 - i].
         size_of = {digits[-1 - i]: raw_dims[i] for i in range(num_dims)}
-        shape = tuple(size_of[d] for d in sorted(size_of, reverse=True))
+        rank = _CANONICAL.get if num_dims <= len(_DIM_LETTERS) else (lambda d: -d)
+        shape = tuple(size_of[d] for d in sorted(size_of, key=rank))
         tensors.append(
             BlobTensor(
                 name,
                 DATA_TYPES.get(data_type, f"unknown({data_type})"),
-                "".join(_DIM_LETTERS[d] for d in digits),
+                "".join(_DIM_LETTERS[d] if num_dims <= len(_DIM_LETTERS) else str(d) for d in digits),
                 shape,
                 tuple(raw_dims),
             )
@@ -182,11 +188,12 @@ def verify_blob(
 
 def same_shape(blob_shape, ir_shape) -> bool:
     """The blob's dims are the IR's, but for leading 1s the Myriad may add or drop (a 3-D [1, 4, 16]
-    tensor computed from a 3-D input can come out as [1, 1, 4, 16]): the same data either way."""
+    tensor computed from a 3-D input can come out as [1, 1, 4, 16], a scalar as [1, 1, 1, 1]): the
+    same data either way."""
 
     def trimmed(shape):
         shape = list(shape)
-        while len(shape) > 1 and shape[0] == 1:
+        while shape and shape[0] == 1:
             shape.pop(0)
         return shape
 

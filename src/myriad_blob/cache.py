@@ -174,6 +174,7 @@ class BlobCache:
             "external_data": _onnx_external_data(options.input),
             "user_code": sources,
             "sample": _file_sha256(options.sample) if options.sample else None,
+            "samples": {name: _file_sha256(path) for name, path in options.sample_by_name.items()},
             "options": settings,
             "converter": _converter_versions(),
             "converter_code": converter_source_digest(),

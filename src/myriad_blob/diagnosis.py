@@ -133,6 +133,9 @@ def _run_values(values: LayerValues, release: str) -> dict:
             return {name: loaded[name] for name in loaded.files}
 
 
+_FLOAT_TYPES = {"tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
 def onnx_tensor_values(path: Path, inputs: dict) -> dict:
     """Every floating-point tensor of the ONNX model on ONNX Runtime (no graph optimizations)."""
     import onnx
@@ -151,7 +154,7 @@ def onnx_tensor_values(path: Path, inputs: dict) -> dict:
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feeds = {
-        arg.name: inputs[arg.name].astype(np.float16 if arg.type == "tensor(float16)" else np.float32)
+        arg.name: inputs[arg.name].astype(_FLOAT_TYPES.get(arg.type, np.float32))
         if np.asarray(inputs[arg.name]).dtype.kind == "f"
         else inputs[arg.name]
         for arg in session.get_inputs()

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import ConversionError, Stage, cause_line
 from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
-from .rules.advice import explain_export_failure
+from .rules.advice import compile_time_input_misuse, explain_export_failure
 from .tensors import TensorInfo
 
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
@@ -36,6 +36,8 @@ class OnnxModel:
     producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
     opset_fallbacks: tuple = ()  # (opset, why the exporter failed at it) before the one used
     requested_opset: int | None = None  # the opset the exporter was asked for (it may write another)
+    # An input that gives a Reduce op's axes or a Reshape's shape at run time (advice.COMPILE_TIME_INPUTS).
+    compile_time_input: str | None = dataclasses.field(default=None, repr=False)
 
     def origin(self, layer_name: str) -> dict | None:
         """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
@@ -61,6 +63,13 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     def info(value) -> TensorInfo:
+        if value.type.WhichOneof("value") != "tensor_type":  # an optional, a sequence, a map
+            kind = (value.type.WhichOneof("value") or "untyped").removesuffix("_type")
+            raise ConversionError(
+                Stage.IR,
+                f"the model's {value.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tensor: a blob "
+                "takes and gives tensors only; make it a tensor in the ONNX file",
+            )
         tensor = value.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
         return TensorInfo(value.name, dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
@@ -68,13 +77,24 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
     inputs = tuple(info(v) for v in model.graph.input if v.name not in initializers)
     nodes = {node.name: node.op_type for node in model.graph.node if node.name}
     producers = {out: node.name for node in model.graph.node if node.name for out in node.output}
-    return OnnxModel(path, opset, inputs, tuple(info(v) for v in model.graph.output), exported, nodes, producers)
+    return OnnxModel(
+        path,
+        opset,
+        inputs,
+        tuple(info(v) for v in model.graph.output),
+        exported,
+        nodes,
+        producers,
+        compile_time_input=compile_time_input_misuse(model.graph),
+    )
 
 
 def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path) -> OnnxModel:
     """The ONNX model Model Optimizer will read: the user's file, or one exported from PyTorch."""
     if loaded.onnx_path is not None:
         onnx_model = describe_onnx(loaded.onnx_path, exported=False)
+        if onnx_model.compile_time_input:  # at the IR stage: what neither front end makes a blob of
+            raise ConversionError(Stage.IR, onnx_model.compile_time_input)
         if options.name_outputs:
             raise _fail(
                 f"--name-outputs names a PyTorch model's outputs; this ONNX model has its own "

@@ -200,6 +200,7 @@ def _ov2022_ir(
     job = {
         "onnx": str(onnx_model.path),
         "xml": str(xml),
+        "inputs": [t.name for t in onnx_model.inputs],
         "outputs": [t.name for t in onnx_model.outputs],
         "mean": preprocessing["mean"],
         "scale": preprocessing["scale"],

@@ -200,4 +200,10 @@ def _to_options(model_path: Path, fields: dict, root: Path) -> ConversionOptions
         elif option.kind == "path":
             value = root / value  # relative to the manifest
         values[option.key] = value
-    return parse_options(input=model_path, output=Path("unused.blob"), **values)
+    options = parse_options(input=model_path, output=Path("unused.blob"), **values)
+    # The samples (a list: 'name=path' items) are relative to the manifest too.
+    return dataclasses.replace(
+        options,
+        sample=root / options.sample if options.sample else None,
+        sample_by_name={name: root / path for name, path in options.sample_by_name.items()},
+    )

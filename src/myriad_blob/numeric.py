@@ -23,7 +23,7 @@ import numpy as np
 
 from .compile import INTEGER_PRECISIONS
 from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
-from .errors import ConversionError, Stage
+from .errors import ConversionError, Stage, first_line
 from .export_onnx import OnnxModel
 from .ir import IRModel
 from .rules.advice import module_path, where
@@ -369,17 +369,18 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def make_inputs(
     ir: IRModel,
     input_type: str,
-    sample: Path | None,
+    sample: Path | dict | None,
     reverse_channels: bool,
     input_types: dict | None = None,
     layouts: dict | None = None,
 ) -> tuple[dict, str]:
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
-    for the others, or --sample for the first. Pixel values (0..255) for a U8 input or one with
-    --mean/--scale baked in; normalized values for a float input. input_types: the precision of
-    the inputs named with --input-type name=TYPE (the others: input_type); layouts: the blob's
-    NHWC inputs, whose --sample .npy may be given interleaved, as the camera sends it."""
+    for the others, or --sample: a path for the first input, or {input name (None: the first):
+    path}. Pixel values (0..255) for a U8 input or one with --mean/--scale baked in; normalized
+    values for a float input. input_types: the precision of the inputs named with --input-type
+    name=TYPE (the others: input_type); layouts: the blob's NHWC inputs, whose --sample .npy may be
+    given interleaved, as the camera sends it."""
     rng = np.random.default_rng(SEED)
     baked = ir.preprocessing.get("mean") or {}, ir.preprocessing.get("scale") or {}
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])
@@ -392,11 +393,18 @@ def make_inputs(
             photos += 1
         else:
             inputs[tensor.name] = seeded_input(rng, tensor.shape, integer_input)
-    if sample is None:
+    samples = {None: sample} if isinstance(sample, Path) else dict(sample or {})
+    if not samples:
         return inputs, PHOTO_INPUT if photos else "seeded"
-    first = ir.inputs[0]
-    inputs[first.name] = load_sample(sample, first.shape, reverse_channels, (layouts or {}).get(first.name, "NCHW"))
-    return inputs, str(sample)
+    by_name = {tensor.name: tensor for tensor in ir.inputs}
+    for name, path in samples.items():
+        tensor = by_name.get(ir.inputs[0].name if name is None else name)
+        if tensor is None:
+            raise _fail(f"--sample {name}={path}: the model has no input {name!r} (its inputs: {', '.join(by_name)})")
+        inputs[tensor.name] = load_sample(
+            path, tensor.shape, reverse_channels, (layouts or {}).get(tensor.name, "NCHW")
+        )
+    return inputs, ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
 
 
 def _is_image(shape: tuple) -> bool:
@@ -526,7 +534,11 @@ def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
     if module is None:
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(onnx_model.path), providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(str(onnx_model.path), providers=["CPUExecutionProvider"])
+        except onnxruntime.capi.onnxruntime_pybind11_state.NotImplemented as error:
+            # No kernel for an op at these types (Pow with a uint32 exponent): ONNX's own evaluator.
+            return _onnx_reference_outputs(onnx_model, inputs, error)
         feeds = {arg.name: inputs[arg.name].astype(_ort_dtype(arg.type)) for arg in session.get_inputs()}
         return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
     import torch
@@ -539,19 +551,39 @@ def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
     return [o.detach().float().numpy() for o in flatten_outputs(outputs)]
 
 
-_ORT_TYPES = {
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
+# ONNX Runtime's type names that are not NumPy's ("tensor(int16)" and the like are).
+def _onnx_reference_outputs(onnx_model: OnnxModel, inputs: dict, why: Exception) -> list:
+    """The outputs by onnx.reference.ReferenceEvaluator, where ONNX Runtime has no kernel."""
+    import onnx
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.load_model(str(onnx_model.path))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.input}
+    try:
+        feeds = {
+            name: inputs[name].astype(helper.tensor_dtype_to_np_dtype(types[name]))
+            for name in (t.name for t in onnx_model.inputs)
+        }
+        return [np.asarray(o, dtype=np.float32) for o in ReferenceEvaluator(model).run(None, feeds)]
+    except Exception as error:
+        raise _fail(
+            f"neither ONNX Runtime ({first_line(why)}) nor ONNX's reference evaluator ({first_line(error)}) runs "
+            "the model, so the numeric check has no reference"
+        ) from error
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
 
 
 def _ort_dtype(onnx_type: str):
-    return _ORT_TYPES.get(onnx_type, np.float32)
+    """The NumPy type of an ONNX Runtime input type ("tensor(uint16)" -> uint16); float32 otherwise."""
+    if onnx_type in _ORT_TYPES:
+        return _ORT_TYPES[onnx_type]
+    try:
+        return np.dtype(onnx_type.removeprefix("tensor(").removesuffix(")")).type
+    except TypeError:
+        return np.float32
 
 
 def run_ir(ir: IRModel, inputs: dict, toolchain: Toolchain, worker: LegacyWorker | None = None) -> dict:
@@ -743,7 +775,7 @@ def numeric_check(
     toolchain: Toolchain,
     *,
     input_type: str,
-    sample: Path | None = None,
+    sample: Path | dict | None = None,
     tolerances: Tolerances = Tolerances(),
     reference_preprocessing: dict | None = None,
     worker: LegacyWorker | None = None,
@@ -758,6 +790,9 @@ def numeric_check(
     named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
+    if isinstance(sample, dict) and None in sample and onnx_model.inputs:
+        # A bare --sample is for the model's first input: the IR may list its inputs in another order.
+        sample = {onnx_model.inputs[0].name if name is None else name: path for name, path in sample.items()}
     blob_inputs, source = make_inputs(
         ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False), input_types, layouts
     )

@@ -61,7 +61,7 @@ def prepare(
     model = onnx.load_model(str(onnx_model.path))  # external data too: the edits rewrite the file
     steps = []
     started = time.perf_counter()
-    edits = _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
+    edits = _upgrade_for_onnxruntime(model) + _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
     # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
     # then named by ONNX Runtime, in one line), else when a first step needs checking.
     expected = None
@@ -123,6 +123,69 @@ def _save(model, path: Path) -> None:
     # Large models (over protobuf's 2 GB) keep their weights beside the graph.
     large = model.ByteSize() > 1_800_000_000
     onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data" if large else None)
+
+
+# ONNX Runtime has no kernels for the default domain's opsets before this one ("Could not find an
+# implementation for Add(6)"): an older file (the PyTorch exports of 2017-2018, ONNX's own
+# conformance models) is upgraded with onnx's version converter, which the reference then is.
+ONNXRUNTIME_MIN_OPSET = 7
+ONNXRUNTIME_MAX_IR_VERSION = 13  # onnxruntime 1.31 (requirements/constraints.txt)
+
+
+def _upgrade_for_onnxruntime(model) -> list[str]:
+    import onnx
+    from onnx import version_converter
+
+    done = []
+    # A file of a newer IR version than ONNX Runtime reads ("Unsupported model IR version: 14, max
+    # supported IR version: 13": onnx's own helpers write the newest) takes the oldest its opsets need.
+    needed = onnx.helper.find_min_ir_version_for(model.opset_import, ignore_unknown=True)
+    if model.ir_version > max(needed, ONNXRUNTIME_MAX_IR_VERSION):
+        done.append(
+            f"IR version {model.ir_version} -> {needed} (the oldest its opsets need; ONNX Runtime reads up to 13)"
+        )
+        model.ir_version = needed
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= ONNXRUNTIME_MIN_OPSET:
+        return done
+    try:
+        upgraded = version_converter.convert_version(model, ONNXRUNTIME_MIN_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as error:
+        raise _fail(
+            f"the model is ONNX opset {opset}, older than ONNX Runtime (the numeric check's reference) runs, and "
+            f"onnx's version converter cannot upgrade it to opset {ONNXRUNTIME_MIN_OPSET}: {first_line(error)}; "
+            "re-export the model at opset 11 or later"
+        ) from error
+    model.CopyFrom(upgraded)
+    _channelwise_prelu_slopes(model)
+    return done + [
+        f"opset {opset} -> {ONNXRUNTIME_MIN_OPSET} (onnx's version converter: ONNX Runtime runs opset 7 and later)"
+    ]
+
+
+def _channelwise_prelu_slopes(model) -> None:
+    """PRelu before opset 7 applied a [C] slope per channel (axis 1); from 7 on it broadcasts from
+    the last axis, which the version converter leaves as it was: the slope becomes [C, 1, ...]."""
+    import onnx
+    from onnx import numpy_helper
+
+    ranks = {
+        value.name: len(value.type.tensor_type.shape.dim)
+        for value in (*onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input)
+        if value.type.tensor_type.HasField("shape")
+    }
+    initializers = {init.name: init for init in model.graph.initializer}
+    for node in (node for node in model.graph.node if node.op_type == "PRelu"):
+        slope, rank = initializers.get(node.input[1]), ranks.get(node.input[0], 0)
+        if slope is None or len(slope.dims) != 1 or rank < 3:
+            continue
+        values = numpy_helper.to_array(slope).reshape([-1] + [1] * (rank - 2))
+        name = f"{slope.name}/channelwise"
+        if name not in initializers:
+            initializers[name] = numpy_helper.from_array(values, name)
+            model.graph.initializer.append(initializers[name])
+        node.input[1] = name
 
 
 def _fix_shapes(model, onnx_model: OnnxModel, shapes: tuple[InputSpec, ...]) -> list[str]:

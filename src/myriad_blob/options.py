@@ -490,12 +490,16 @@ OPTIONS: tuple[Option, ...] = (
         "sample",
         "path",
         surfaces=_CLI_MANIFEST,
+        multiple=True,
+        metavar="[NAME=]PATH",
         help="An image (resized to the input) or .npy array (exact shape) for the numeric check's first input; "
-        "default: a real photograph with printed text (public domain; shipped with myriad-blob).",
-        manifest_expected="a path",
-        doc_flag="PATH",
+        "'name=PATH' for another input (repeated). "
+        "Default: a real photograph with printed text (public domain; shipped with myriad-blob).",
+        manifest_expected="a path, or a list of paths and 'name=path' strings",
+        doc_flag="[NAME=]PATH",
         doc_default="the check photo",
-        doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input",
+        doc="an image (resized to the input) or `.npy` array (exact input shape) for the numeric check's first input; "
+        "`name=PATH` for another input (repeated)",
     ),
     Option(
         "strict",
@@ -724,12 +728,18 @@ class ConversionOptions:
     name_outputs: tuple[str, ...] = ()  # a PyTorch model's output names, in order
     compile_timeout: float = option_default("compile-timeout")
     report: Path | None = None
-    sample: Path | None = None
+    sample: Path | None = None  # --sample PATH: the model's first input
+    sample_by_name: dict[str, Path] = dataclasses.field(default_factory=dict)  # --sample name=PATH
     strict: bool = option_default("strict")
     max_relative_error: float = option_default("max-relative-error")
     min_cosine: float = option_default("min-cosine")
     nn_archive: bool = option_default("nn-archive")
     superblob: bool = option_default("superblob")
+
+    @property
+    def samples(self) -> dict[str | None, Path]:
+        """Every --sample by input name (None: the model's first input)."""
+        return ({None: self.sample} if self.sample else {}) | self.sample_by_name
 
     @property
     def report_json(self) -> Path:
@@ -760,6 +770,7 @@ class ConversionOptions:
         data["input"], data["output"] = str(self.input), str(self.output)
         data["report"] = str(self.report_json)
         data["sample"] = str(self.sample) if self.sample else None
+        data["sample_by_name"] = {name: str(path) for name, path in self.sample_by_name.items()}
         data["input_shapes"] = [{"name": s.name, "shape": list(s.shape)} for s in self.input_shapes]
         data["output_names"] = list(self.output_names)
         data["name_outputs"] = list(self.name_outputs)
@@ -852,6 +863,8 @@ def parse_options(
     for key in PER_TENSOR_DEFAULTS:  # "U8", or ["U8", "state=FP16"]: every tensor's value and the named ones'
         if key in rest:
             rest[key], rest[key + "_by_name"] = parse_per_tensor(rest[key], BY_NAME[key.replace("_", "-")])
+    if "sample" in rest:
+        rest["sample"], rest["sample_by_name"] = parse_samples(rest["sample"])
     if "compile_config" in rest:
         rest["compile_config"] = parse_compile_config(rest["compile_config"])
     for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case
@@ -893,6 +906,23 @@ def parse_options(
         nslices=nslices or nshaves,
         **rest,
     )
+
+
+def parse_samples(values) -> tuple[Path | None, dict[str, Path]]:
+    """--sample: "PATH" (the model's first input) and "name=PATH" (that input, repeated) ->
+    (PATH, {"name": PATH}). Input names may hold "/" ("gpu_0/data_0"): a value with "=" is
+    name=PATH unless it is an existing file's path. ValueError for an input given two samples."""
+    items = [values] if isinstance(values, (str, Path)) else list(values or ())
+    first, named = None, {}
+    for text in items:
+        name, equals, path = str(text).partition("=")
+        if not equals or not name.strip() or not path or Path(text).exists():
+            if first is not None:
+                raise ValueError("--sample is given twice for the first input: name the input one is for, 'name=PATH'")
+            first = Path(text)
+        elif named.setdefault(name.strip(), Path(path)) != Path(path):
+            raise ValueError(f"--sample is given twice for {name.strip()!r}")
+    return first, named
 
 
 def _choice(option: Option, given: str) -> str:

@@ -381,7 +381,7 @@ class Conversion:
                     ir,
                     toolchain,
                     input_type=options.input_type,
-                    sample=options.sample,
+                    sample=options.samples,
                     worker=worker,
                     tolerances=Tolerances(options.max_relative_error, options.min_cosine),
                     origins=(prepared.model, prepared.reference),

@@ -89,6 +89,59 @@ EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
 )
 
 
+# ONNX op inputs that the Myriad X fixes when the blob is compiled (a shape, axes, a count): a model
+# whose graph input feeds one of them directly computes something else for every value it is given.
+# op -> {input index: what it is}.
+_AXES = {1: "axes"}
+COMPILE_TIME_INPUTS: dict[str, dict[int, str]] = {
+    **dict.fromkeys(
+        (
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+            "Squeeze",
+            "Unsqueeze",
+        ),
+        _AXES,
+    ),
+    "Reshape": {1: "shape"},
+    "Expand": {1: "shape"},
+    "ConstantOfShape": {0: "shape"},
+    "Tile": {1: "repeats"},
+    "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"},
+    "Pad": {1: "pads", 3: "axes"},
+    "Split": {1: "split"},
+    "TopK": {1: "K"},
+    "Resize": {1: "roi", 2: "scales", 3: "sizes"},
+    "Upsample": {1: "scales"},
+    "Range": {0: "start", 1: "limit", 2: "delta"},
+    "OneHot": {1: "depth"},
+}
+
+
+def compile_time_input_misuse(graph) -> str | None:
+    """One line for the first graph input (not an initializer) that feeds a COMPILE_TIME_INPUTS input
+    of a node directly, or None. graph: an onnx GraphProto."""
+    inputs = {value.name for value in graph.input} - {init.name for init in graph.initializer}
+    for node in graph.node:
+        for index, what in COMPILE_TIME_INPUTS.get(node.op_type, {}).items():
+            if index < len(node.input) and node.input[index] in inputs:
+                name = node.input[index]
+                return (
+                    f"the model's input {name!r} gives {node.op_type}'s {what} (node `{node.name or node.output[0]}`) "
+                    f"at run time, but the Myriad X fixes {node.op_type}'s {what} when the blob is compiled: "
+                    f"make {name!r} a constant of the ONNX file (an initializer with the value you run it with)"
+                )
+    return None
+
+
 def explain_export_failure(message: str) -> KnownCause | None:
     """The known cause of a torch.onnx.export failure, if its message is one of EXPORT_REFUSED's."""
     return next((cause for pattern, cause in EXPORT_REFUSED if pattern.search(message)), None)

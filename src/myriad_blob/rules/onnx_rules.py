@@ -198,6 +198,83 @@ def _build_positive_axis(builder: Builder, node, axis, graph: Graph) -> None:
     builder.node(node.op_type, list(node.input), node.output[0], axis=axis)
 
 
+# --- Pooling: ONNX's output sizes and dilations where OpenVINO's pooling differs ---
+
+
+def _pool_geometry(graph: Graph, node):
+    """(spatial input sizes, kernel, strides, dilations, pads begin, pads end) of a pooling node
+    with explicit padding and static sizes, else None."""
+    shape = graph.shape(node.input[0])
+    kernel = _attribute(node, "kernel_shape")
+    if shape is None or not kernel or _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    sizes, n = list(shape[2:]), len(kernel)
+    if len(sizes) != n or not all(isinstance(size, int) and size > 0 for size in sizes):
+        return None
+    pads = list(_attribute(node, "pads", [0] * 2 * n))
+    strides = list(_attribute(node, "strides", [1] * n))
+    dilations = list(_attribute(node, "dilations", [1] * n))
+    return sizes, list(kernel), strides, dilations, pads[:n], pads[n:]
+
+
+def _ceil_pads_end(geometry) -> list | None:
+    """ONNX's ceil-mode output sizes as floor-mode end padding: ONNX drops a last window that
+    would start in the end padding (the output is one smaller than ceil's formula there), which
+    OpenVINO's ceil rounding keeps. None where the two already agree."""
+    sizes, kernel, strides, dilations, begin, end = geometry
+    pads_end, differs = [], False
+    for size, k, s, d, b, e in zip(sizes, kernel, strides, dilations, begin, end):
+        extent = d * (k - 1) + 1
+        out = -(-(size + b + e - extent) // s) + 1
+        if (out - 1) * s >= size + b:
+            out, differs = out - 1, True
+        pads_end.append(max((out - 1) * s + extent - size - b, 0))
+    return pads_end if differs else None
+
+
+def _max_pool_ceil_plan(graph: Graph, node):
+    geometry = _pool_geometry(graph, node)
+    if _attribute(node, "ceil_mode", 0) != 1 or geometry is None or (len(node.output) > 1 and node.output[1]):
+        return None
+    pads_end = _ceil_pads_end(geometry)
+    return None if pads_end is None else geometry[4] + pads_end
+
+
+def _build_max_pool_floor(builder: Builder, node, pads, graph: Graph) -> None:
+    kept = {a.name: _attribute(node, a.name) for a in node.attribute if a.name not in ("ceil_mode", "pads")}
+    builder.node("MaxPool", [node.input[0]], node.output[0], pads=pads, **kept)
+
+
+def _dilated_average_plan(graph: Graph, node):
+    """AveragePool-19's dilations (OpenVINO's AvgPool has none) as a depthwise Conv with 1/k weights:
+    exact without padding, or when padding counts (count_include_pad), where ceil mode rounds nothing."""
+    geometry = _pool_geometry(graph, node)
+    if geometry is None or all(d == 1 for d in geometry[3]):
+        return None
+    sizes, kernel, strides, dilations, begin, end = geometry
+    spans = [size + b + e - d * (k - 1) - 1 for size, k, d, b, e in zip(sizes, kernel, dilations, begin, end)]
+    if _attribute(node, "ceil_mode", 0) == 1 and any(span % s for span, s in zip(spans, strides)):
+        return None
+    if any(geometry[4] + geometry[5]) and _attribute(node, "count_include_pad", 0) != 1:
+        return None
+    return graph.shape(node.input[0])[1], geometry
+
+
+def _build_dilated_average_conv(builder: Builder, node, plan, graph: Graph) -> None:
+    channels, (_, kernel, strides, dilations, begin, end) = plan
+    weights = np.full([channels, 1, *kernel], 1.0 / np.prod(kernel), _np_type(graph, node.input[0]) or np.float32)
+    builder.node(
+        "Conv",
+        [node.input[0], builder.constant(weights, "weights")],
+        node.output[0],
+        group=channels,
+        kernel_shape=kernel,
+        strides=strides,
+        dilations=dilations,
+        pads=begin + end,
+    )
+
+
 # --- Abs -> Relu(x) + Relu(-x) ---
 
 
@@ -716,6 +793,24 @@ def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT) -> OnnxRul
 
 
 ONNX_RULES: tuple[OnnxRule, ...] = (
+    # Before the opset conversion, which drops AveragePool-19's dilations.
+    _rule(
+        "MaxPool ceil mode -> end padding",
+        BOTH,
+        "MaxPool",
+        _max_pool_ceil_plan,
+        _build_max_pool_floor,
+        "{n} MaxPool node(s) in ceil mode whose last window would start in the padding: ONNX drops it, "
+        "OpenVINO keeps it (an output one too big)",
+    ),
+    _rule(
+        "AveragePool with dilations -> depthwise Conv",
+        BOTH,
+        "AveragePool",
+        _dilated_average_plan,
+        _build_dilated_average_conv,
+        "{n} AveragePool node(s) with dilations, which OpenVINO's AvgPool has not (it would pool undilated)",
+    ),
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
     _rule(

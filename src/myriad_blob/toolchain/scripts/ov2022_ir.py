@@ -4,7 +4,8 @@ always in a child process: the 2022.3 reader can crash on some inputs, which mus
 converter with it.
 
 One job: a JSON object on argv[1] (or one per line on stdin with --worker), one JSON answer line:
-  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "outputs": [ONNX output names, in order],
+  {"onnx": path, "xml": path, "shapes": {name: [dims]}, "inputs": [ONNX input names, in order],
+   "outputs": [ONNX output names, in order],
    "mean": {name: [...]}, "scale": {name: [...]}, "reverse_input_channels": bool}
   -> {"ok": true, "rewrites": {rule: count}, "preprocessing_layers": n} or {"ok": false, "error": "..."}
 
@@ -56,24 +57,38 @@ def _softmax_v1(node):
     return opset1.softmax(node.input_value(0), axis)
 
 
+_FP16_EXACT = 2048  # the largest size whose every index FP16 holds exactly
+# Ops whose integer outputs are never negative: Gather-8 and Gather-7 agree on indices they compute.
+_NON_NEGATIVE_INDICES = {"TopK", "ArgMax", "ArgMin", "ShapeOf", "NonZero", "Range"}
+
+
 def _gather_v7(node):
     """Gather-8 (negative indices allowed; the 2021.4 reader has no opset8) -> Gather-7, with
     constant negative indices counted from the front. Indices computed at run time (TopK's,
-    ArgMax's) are never negative, where the two versions agree."""
+    ArgMax's) are never negative, where the two versions agree; others (an input's, arithmetic's)
+    may be, and are counted from the front at run time: Select(i < 0, i + size, i)."""
     data, indices, axis = node.input_value(0), node.input_value(1), node.input_value(2)
     axis_value = _scalar(axis)
     if axis_value is None:
         return None
     batch_dims = node.get_attributes().get("batch_dims", 0)
-    if indices.get_node().get_type_name() == "Constant":
+    rank = data.get_partial_shape().rank.get_length()
+    dimension = data.get_partial_shape()[int(axis_value) % rank]
+    producer = indices.get_node().get_type_name()
+    if producer == "Constant":
         values = indices.get_node().get_data()
         if (values < 0).any():
-            rank = data.get_partial_shape().rank.get_length()
-            dimension = data.get_partial_shape()[int(axis_value) % rank]
             if not dimension.is_static:
                 return None
             values = np.where(values < 0, values + dimension.get_length(), values).astype(values.dtype)
             indices = opset1.constant(values).output(0)
+    elif producer not in _NON_NEGATIVE_INDICES and dimension.is_static and dimension.get_length() <= _FP16_EXACT:
+        # The Myriad has no integer arithmetic: in floating point (FP16 holds every integer up to 2048).
+        size = np.array(dimension.get_length(), np.float32)
+        position = opset1.convert(indices, "f32")
+        negative = opset1.less(position, opset1.constant(np.array(0, np.float32)))
+        wrapped = opset1.select(negative, opset1.add(position, opset1.constant(size)), position)
+        indices = opset1.convert(wrapped, indices.get_element_type().get_type_name()).output(0)
     return opset7.gather(data, indices, axis, batch_dims)
 
 
@@ -194,9 +209,17 @@ def convert(job):
         steps += 1
     if steps:
         model = ppp.build()
+    # Where an input feeds an output directly (Identity, Dropout), the ONNX reader names the Parameter
+    # after the output, and name_outputs then renames it: the inputs keep the ONNX inputs' names (the
+    # reader makes one Parameter per ONNX input, in order).
+    parameters = model.get_parameters()
+    names = job.get("inputs") or []
+    inputs = list(zip(parameters, names)) if len(names) == len(parameters) else []
     apply_moc_transformations(model, True)
     rewrites = legalize(model)
     name_outputs(model, job.get("outputs") or [])
+    for parameter, name in inputs:
+        parameter.set_friendly_name(name)
     compress_model_transformation(model)
     ov.serialize(model, job["xml"], job["xml"][: -len(".xml")] + ".bin", version="IR_V10")
     return {"ok": True, "rewrites": rewrites, "preprocessed_inputs": steps}
