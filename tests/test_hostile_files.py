@@ -199,3 +199,23 @@ def test_a_zip_that_shows_torch_another_pickle_runs_nothing(tmp_path):
     assert not marker.exists(), "the payload ran"
     assert result.returncode == 10, result.stderr
     assert "crafted archive" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_with_numpy_scalars_and_hyper_parameters_loads(tmp_path):
+    """What the README says loads without --trust-pickle: argparse's hyper-parameters, numpy
+    scalars and arrays beside the state dict. Before: numpy 2's dtypes failed torch.load's BUILD
+    ("truncated or corrupt?", and torch's advice to load with weights_only=False)."""
+    import argparse
+
+    import numpy as np
+
+    from myriad_blob.load import load_model
+    from myriad_blob.options import ConversionOptions
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    state = torch.nn.Conv2d(3, 4, 3).state_dict()
+    extras = {"args": argparse.Namespace(lr=0.1), "best": np.float64(0.5), "epoch": np.int64(3), "hist": np.zeros(2)}
+    torch.save({"state_dict": state, **extras}, checkpoint)
+    options = ConversionOptions(input=checkpoint, output=tmp_path / "m.blob", model_class="torch.nn:Identity")
+    with pytest.raises(Exception, match=r"do not fit torch\.nn:Identity"):  # the file was read, the class is wrong
+        load_model(options)

@@ -259,7 +259,7 @@ def _load_pickle(path: Path, options: ConversionOptions):
         raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
     if refused:
         return _model_from(_load_trusted_pickle(path, options, refused), path, options, True)
-    allowed = [(obj, name) for name in dict.fromkeys(n for n, _ in found) if (obj := pickle_scan.resolve(name))]
+    allowed = pickle_scan.allowed_globals([n for n, _ in found])
     try:
         with torch.serialization.safe_globals(allowed):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)

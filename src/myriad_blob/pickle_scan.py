@@ -271,6 +271,28 @@ def resolve(name: str):
         return None
 
 
+def allowed_globals(names) -> list[tuple[object, str]]:
+    """What torch.load(weights_only=True) is told to allow for a scanned pickle: each name it uses,
+    resolved, and with `numpy.dtype` the dtype classes its BUILD gives state to (numpy 2 pickles a
+    dtype as numpy.dtype(...) and then BUILDs the instance, a numpy.dtypes.Float64DType, which the
+    pickle never names)."""
+    allowed = [(obj, name) for name in dict.fromkeys(names) if (obj := resolve(name)) is not None]
+    if "numpy.dtype" in names:
+        import numpy
+
+        dtypes = getattr(numpy, "dtypes", None)
+        allowed += (
+            [
+                (cls, f"numpy.dtypes.{cls.__name__}")
+                for cls in vars(dtypes).values()
+                if isinstance(cls, type) and issubclass(cls, numpy.dtype)
+            ]
+            if dtypes
+            else []
+        )
+    return allowed
+
+
 def pickles_in(path) -> list[bytes]:
     """The pickle programs a torch.save file holds: a zip's data.pkl (and its other .pkl members),
     or the legacy format's leading pickles (magic number, protocol, system info, the object, the
