@@ -172,8 +172,8 @@ def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
             raise ChildFailed(
                 f"internal error: the conversion process ended with exit code {code} and no result"
             ) from None
-    if text.startswith("internal error:"):
-        raise ChildFailed(text)
+    if text.startswith("internal error:"):  # its words may quote what the model's code read
+        raise ChildFailed(isolation.redact(text, inputs.github_token))
     outcome = Outcome.from_json(text)
     outcome.markdown = isolation.redact(outcome.markdown, inputs.github_token)  # what the model's code may have read
     # Model code ran in the child: what it names is published only from inside the workspace and

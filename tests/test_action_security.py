@@ -259,3 +259,30 @@ def test_workflow_run_loads_no_model_and_takes_the_report_as_data(workspace, git
     assert run.returncode == 2, run.stdout + run.stderr
     assert "is not a myriad-blob report" in run.stdout
     assert not (second / "pwned.txt").exists()
+
+
+# Trusted code that leaves the parent its own "internal error", quoting the checkout's credentials.
+FAKE_FAILURE = """
+import os
+config = open(".git/config").read().replace("\\n", " ")
+open(os.path.join(os.environ["MYRIAD_BLOB_CHILD_DIR"], "outcome.json"), "w").write("internal error: " + config)
+os._exit(0)
+"""
+
+
+def test_a_child_that_fails_with_a_secret_does_not_publish_it(workspace, github, webhooks):
+    """The child's "internal error" text is the model's when its code ran: it goes to the step
+    summary masked, like a report. Before: the token's base64 form went into the summary as is."""
+    header = _checkout_credentials(workspace)
+    torch.save(Calls(exec, FAKE_FAILURE), workspace / "models" / "trusted.pt")
+    run = run_action(
+        workspace,
+        github,
+        "push",
+        example(webhooks, "push", **PUSH),
+        model="models/trusted.pt",
+        **{"trust-pickle": "true", "input-shape": "[1, 3, 8, 8]"},
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "extraheader" in run.summary  # the text was quoted...
+    assert header not in run.summary  # ...but not the secret

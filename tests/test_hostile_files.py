@@ -138,3 +138,84 @@ def test_a_module_class_is_only_created_without_its_constructor():
     assert ("torch.nn.modules.activation.ReLU", "new") in found
     assert pickle_scan.refusals(found, ("torch.nn.modules.",)) == []
     assert pickle_scan.refusals(found) != []  # without the prefix: a class no checkpoint may hold
+
+
+def _two_faced_zip(python_sees: dict[str, bytes], torch_sees: dict[str, bytes]) -> bytes:
+    """One zip, two readings: Python's zipfile takes the central directory just before the end
+    record (shifting every offset by the difference), miniz (torch) the one the end record's
+    offset names. Each directory lists its own members."""
+    import struct
+    import zlib
+
+    def local(files, pad=0):
+        out, entries = io.BytesIO(), []
+        for name, data in files.items():
+            offset, raw = out.tell(), name.encode()
+            header = struct.pack("<4s5H3L", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data))
+            out.write(header + struct.pack("<2H", len(raw), 0) + raw + data)
+            entries.append((raw, zlib.crc32(data), len(data), offset))
+        return out.getvalue() + b"\0" * pad, entries
+
+    def directory(entries, shift):
+        return b"".join(
+            struct.pack(
+                "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, n, n, len(raw), 0, 0, 0, 0, 0, off + shift
+            )
+            + raw
+            for raw, crc, n, off in entries
+        )
+
+    good, good_entries = local(python_sees)
+    bad, bad_entries = local(torch_sees, pad=len(good) + 64)
+    bad_directory = directory(bad_entries, 0)
+    good_directory = directory(good_entries, len(bad) - len(good))  # Python adds len(bad_directory) + len(good)
+    assert len(good_directory) == len(bad_directory)
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(bad_entries), len(bad_entries), len(bad_directory), len(bad), 0
+    )
+    return bad + bad_directory + good + good_directory + end
+
+
+def test_a_zip_that_shows_torch_another_pickle_runs_nothing(tmp_path):
+    """The scan reads data.pkl with Python's zipfile; torch.load reads it with miniz. A crafted
+    central directory gave the scan a checkpoint that only creates DetectionModel, and torch a
+    pickle calling DetectionModel({"activation": ...}), which ultralytics eval()s. Before: the
+    payload ran, no flag asked."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    marker = tmp_path / "pwned.txt"
+    cfg = {
+        "activation": f"open({str(marker)!r}, 'w').write('pwned')",
+        "nc": 1,
+        "backbone": [[-1, 1, "Conv", [16, 3, 2]]],
+    }
+    cfg["head"] = []
+    stamps = {"archive/.format_version": b"1", "archive/byteorder": b"little", "archive/version": b"3\n"}
+    shown = b"\x80\x02}(X\x03\x00\x00\x00emacultralytics.nn.tasks\nDetectionModel\n)\x81}bu."
+    loaded = pickle.dumps({"ema": Calls(DetectionModel, cfg)}, protocol=2)
+    best = tmp_path / "best.pt"
+    best.write_bytes(_two_faced_zip(stamps | {"archive/data.pkl": shown}, stamps | {"archive/data.pkl": loaded}))
+    result = run_cli("convert", "--input", best, "--output", tmp_path / "best.blob", "--input-shape", "[1,3,64,64]")
+    assert not marker.exists(), "the payload ran"
+    assert result.returncode == 10, result.stderr
+    assert "crafted archive" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_with_numpy_scalars_and_hyper_parameters_loads(tmp_path):
+    """What the README says loads without --trust-pickle: argparse's hyper-parameters, numpy
+    scalars and arrays beside the state dict. Before: numpy 2's dtypes failed torch.load's BUILD
+    ("truncated or corrupt?", and torch's advice to load with weights_only=False)."""
+    import argparse
+
+    import numpy as np
+
+    from myriad_blob.load import load_model
+    from myriad_blob.options import ConversionOptions
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    state = torch.nn.Conv2d(3, 4, 3).state_dict()
+    extras = {"args": argparse.Namespace(lr=0.1), "best": np.float64(0.5), "epoch": np.int64(3), "hist": np.zeros(2)}
+    torch.save({"state_dict": state, **extras}, checkpoint)
+    options = ConversionOptions(input=checkpoint, output=tmp_path / "m.blob", model_class="torch.nn:Identity")
+    with pytest.raises(Exception, match=r"do not fit torch\.nn:Identity"):  # the file was read, the class is wrong
+        load_model(options)

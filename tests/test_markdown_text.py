@@ -255,3 +255,15 @@ def test_a_hostile_onnx_converts_and_its_report_carries_none_of_its_names_markdo
         assert name + fold(PAYLOAD) in shown, name
     report = json.loads((tmp_path / "out" / "h.blob.report.json").read_text())
     assert report["blob"]["header"]["inputs"][0]["name"] == "x" + PAYLOAD  # the JSON keeps the names as they are
+
+
+@pytest.mark.unit
+def test_a_report_from_a_pull_requests_run_carries_none_of_its_markdown():
+    """comment-from renders a report JSON that a pull request's own run wrote: every field is the
+    author's, within the report's types. Before: the sha256s and the layer counts (dict[str, Any])
+    went in raw, a `</details>` and a heading with a team mention among them."""
+    report = _failed_report("")
+    report["source"]["sha256"] = "0" + PAYLOAD
+    report["layers"]["supported"] = report["layers"]["total"] = "1" + PAYLOAD
+    report["ir"]["rewrites"] = [{"rule": "r", "layers": "1" + PAYLOAD}]
+    assert_safe(render_markdown(report))

@@ -162,29 +162,28 @@ def pt2_code(path: Path) -> list[str]:
     constants (`use_pickle` in their configs: torch.export.load unpickles them with
     weights_only=False), members that are not data, sample inputs that are not plain tensors."""
     found = []
-    with zipfile.ZipFile(path) as archive:
-        for name in archive.namelist():
-            if not PT2_DATA.fullmatch(name):
-                found.append(f"{name} (not a tensor or JSON member)")
-            elif name.endswith("_config.json"):
-                try:
-                    config = json.loads(archive.read(name)).get("config", {})
-                except ValueError:
-                    found.append(f"{name} (not JSON)")
-                    continue
-                found += [f"{key} in {name} (pickled)" for key, meta in config.items() if meta.get("use_pickle")]
-            elif name.endswith(".pt"):
-                try:
-                    refused = pickle_scan.refusals(
-                        [
-                            use
-                            for program in pickle_scan.pickles_in(io.BytesIO(archive.read(name)))
-                            for use in pickle_scan.uses(program)
-                        ]
-                    )
-                except Exception:
-                    refused = [pickle_scan.Refusal(name, "unreadable")]
-                found += [f"{refusal} in {name}" for refusal in refused]
+    try:
+        members = pickle_scan.zip_members(path)  # what torch.export.load reads, and only that
+    except ValueError as error:
+        return [f"the archive itself ({error})"]
+    for name, data in members.items():
+        if not PT2_DATA.fullmatch(name):
+            found.append(f"{name} (not a tensor or JSON member)")
+        elif name.endswith("_config.json"):
+            try:
+                config = json.loads(data).get("config", {})
+            except ValueError:
+                found.append(f"{name} (not JSON)")
+                continue
+            found += [f"{key} in {name} (pickled)" for key, meta in config.items() if meta.get("use_pickle")]
+        elif name.endswith(".pt"):
+            try:
+                refused = pickle_scan.refusals(
+                    [use for program in pickle_scan.pickles_in(io.BytesIO(data)) for use in pickle_scan.uses(program)]
+                )
+            except Exception:
+                refused = [pickle_scan.Refusal(name, "unreadable")]
+            found += [f"{refusal} in {name}" for refusal in refused]
     return found
 
 
@@ -260,7 +259,7 @@ def _load_pickle(path: Path, options: ConversionOptions):
         raise _fail(f"{path} could not be read by torch.load (truncated or corrupt?): {first_line(error)}") from error
     if refused:
         return _model_from(_load_trusted_pickle(path, options, refused), path, options, True)
-    allowed = [(obj, name) for name in dict.fromkeys(n for n, _ in found) if (obj := pickle_scan.resolve(name))]
+    allowed = pickle_scan.allowed_globals([n for n, _ in found])
     try:
         with torch.serialization.safe_globals(allowed):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -271,6 +271,28 @@ def resolve(name: str):
         return None
 
 
+def allowed_globals(names) -> list[tuple[object, str]]:
+    """What torch.load(weights_only=True) is told to allow for a scanned pickle: each name it uses,
+    resolved, and with `numpy.dtype` the dtype classes its BUILD gives state to (numpy 2 pickles a
+    dtype as numpy.dtype(...) and then BUILDs the instance, a numpy.dtypes.Float64DType, which the
+    pickle never names)."""
+    allowed = [(obj, name) for name in dict.fromkeys(names) if (obj := resolve(name)) is not None]
+    if "numpy.dtype" in names:
+        import numpy
+
+        dtypes = getattr(numpy, "dtypes", None)
+        allowed += (
+            [
+                (cls, f"numpy.dtypes.{cls.__name__}")
+                for cls in vars(dtypes).values()
+                if isinstance(cls, type) and issubclass(cls, numpy.dtype)
+            ]
+            if dtypes
+            else []
+        )
+    return allowed
+
+
 def pickles_in(path) -> list[bytes]:
     """The pickle programs a torch.save file holds: a zip's data.pkl (and its other .pkl members),
     or the legacy format's leading pickles (magic number, protocol, system info, the object, the
@@ -279,8 +301,7 @@ def pickles_in(path) -> list[bytes]:
         head = handle.read(4)
         handle.seek(0)
         if head.startswith(b"PK\x03\x04"):
-            with zipfile.ZipFile(handle) as archive:
-                return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+            return [data for name, data in zip_members(handle).items() if name.endswith(".pkl")]
         programs = []
         for _ in range(5):  # the legacy format's pickles, one after another
             start = handle.tell()
@@ -290,6 +311,37 @@ def pickles_in(path) -> list[bytes]:
             handle.seek(start)
             programs.append(handle.read(end - start))
         return programs
+
+
+def zip_members(source) -> dict[str, bytes]:
+    """A torch zip archive's members (full names, as Python's zipfile lists them) and their bytes,
+    once torch's own reader (PyTorchFileReader: what torch.load and torch.export.load read) is
+    seen to hold the same names with the same bytes. A zip's directory can be crafted so that two
+    readers see two different files (Python's zipfile and miniz find the central directory
+    differently): what is judged must be what torch loads. Raises ValueError where they differ."""
+    import torch
+
+    with _opened(source) as handle:
+        handle.seek(0)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = {name: archive.read(name) for name in archive.namelist()}
+                if len(members) != len(archive.namelist()):
+                    raise ValueError("the zip names a member twice")
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"a damaged zip archive ({error})") from None
+        handle.seek(0)
+        try:
+            reader = torch._C.PyTorchFileReader(handle)
+            records = {name: bytes(reader.get_record(name)) for name in reader.get_all_records()}
+        except Exception as error:  # torch's reader refuses the archive: torch.load would too
+            raise ValueError(f"torch cannot read this zip archive ({str(error).splitlines()[0][:200]})") from None
+    stripped = {name.partition("/")[2]: data for name, data in members.items()}
+    if len(stripped) != len(members) or stripped != records:
+        raise ValueError(
+            "its zip directory shows torch other members than Python's zipfile (a crafted archive): save it again"
+        )
+    return members
 
 
 def _opened(path):

@@ -459,7 +459,7 @@ def _ir_section(report: dict) -> list[str]:
             for step in ir.get("preparation") or []
         ]
         lines += [
-            f"- Rewritten for the 2021.4 compiler: {text(r['rule'])} ({r['layers']} layer(s))"
+            f"- Rewritten for the 2021.4 compiler: {text(r['rule'])} ({text(r['layers'])} layer(s))"
             for r in ir.get("rewrites") or []
         ]
         out += _details(
@@ -493,12 +493,12 @@ def _layers_section(report: dict) -> list[str]:
                 "",
             ]
         accepted = (
-            f"the plugin's query accepts {layers['supported']}"
+            f"the plugin's query accepts {text(layers['supported'])}"
             if layers.get("queried", True)
             else "the plugin's query failed"
         )
         out += _details(
-            f"Layer support: {layers['total']} layers; {accepted} (the compiler's verdict decides)",
+            f"Layer support: {text(layers['total'])} layers; {accepted} (the compiler's verdict decides)",
             [
                 markdown_table(
                     ["layer type", "count", "query: unsupported"],
@@ -527,12 +527,12 @@ def _details_section(report: dict) -> list[str]:
         src = report["source"]
         details.append(
             f"- Source: {code(src['path'])} ({text(src['format'] or 'unknown format')}, {src['size']:,} bytes, "
-            f"sha256 `{src['sha256']}`)"
+            f"sha256 {code(src['sha256'])})"
         )
     if report["blob"]:
         blob = report["blob"]
         details.append(
-            f"- Blob: {code(blob['path'])} ({blob['size']:,} bytes, sha256 `{blob['sha256']}`), format "
+            f"- Blob: {code(blob['path'])} ({blob['size']:,} bytes, sha256 {code(blob['sha256'])}), format "
             f"{text(blob['header']['version'])}, {blob['header']['stage_count']} stages, "
             f"{blob['header']['shaves']} shaves, {blob['header']['cmx_slices']} CMX slices"
         )

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConversionError, Stage, first_line
-from ..pickle_scan import Refusal, listed, resolve, scan_file
+from ..pickle_scan import Refusal, allowed_globals, listed, scan_file
 
 INSTALL_HINT = "pip install 'myriad-blob[ultralytics]'"
 # Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and model classes,
@@ -87,7 +87,7 @@ def load_checkpoint(path: Path, scan: tuple[list[str], list[Refusal]], trust_pic
     try:
         if refused:  # --trust-pickle: the user vouches for the file
             return torch.load(str(path), map_location="cpu", weights_only=False)
-        allowed = [(obj, name) for name in names if (obj := resolve(name)) is not None]
+        allowed = allowed_globals(names)
         with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:
