@@ -10,9 +10,11 @@ conversion runs in a child started with:
   /proc/<pid>/environ and memory are closed to any process without CAP_SYS_PTRACE, and the child
   starts without that capability (dropped from its bounding set);
 - where we run as root (GitHub runs container actions as root) and the workspace belongs to
-  another user (the runner's, uid 1001 on GitHub's runners): that user's uid and gid, no
-  supplementary groups, as long as the interpreter and toolchain can be read by others (they
-  can in the action's image);
+  another user (the runner's, uid 1001 on GitHub's runners): that user's uid with the group
+  nogroup and no supplementary groups (the workspace's group on GitHub's hosted runners is
+  `docker`, which opens the Docker socket mounted into every container action), as long as the
+  interpreter and toolchain can be read by others (they can in the action's image); once it
+  ends, every process left under that uid is killed (model code may leave one behind);
 - else, as root, in PID and mount namespaces of its own (util-linux `unshare`, where the
   kernel lets us): its /proc shows no process of ours to read (some kernels let root read a
   non-dumpable process's environment without CAP_SYS_PTRACE);
@@ -53,6 +55,7 @@ WITHHELD = (
 )
 _PR_SET_DUMPABLE, _PR_CAPBSET_DROP = 4, 24  # <linux/prctl.h>
 _CAP_SYS_PTRACE = 19  # <linux/capability.h>
+NOGROUP = 65534  # Debian's nogroup: no file or socket of the runner's belongs to it
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -96,7 +99,7 @@ def child_identity(workspace: Path, needed: list[Path]) -> tuple[int, int] | Non
         return None
     if owner.st_uid == 0 or not all(_readable_by_others(path) for path in needed):
         return None
-    return owner.st_uid, owner.st_gid
+    return owner.st_uid, NOGROUP
 
 
 def _drop_privileges(identity: tuple[int, int] | None) -> None:
@@ -153,6 +156,23 @@ def run_child(argv: list[str], env: dict, identity: tuple[int, int] | None) -> i
     finally:
         for signum, handler in forwarded.items():
             signal.signal(signum, handler)
+        if identity is not None:
+            _kill_everything_of(identity[0])
+
+
+def _kill_everything_of(uid: int) -> None:
+    """SIGKILL every process the child's uid can signal (in the container's PID namespace: what
+    the child left behind), from a short-lived process of that uid (kill(-1) as that user)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the forked process)
+        try:
+            os.setgroups([])
+            os.setgid(NOGROUP)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # kills this process too, last
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def interpreter() -> Path:

@@ -5,6 +5,10 @@ file the payload writes, a file outside the workspace replaced, a secret in the 
 
 import base64
 import json
+import os
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -286,3 +290,21 @@ def test_a_child_that_fails_with_a_secret_does_not_publish_it(workspace, github,
     assert run.returncode == 1, run.stdout + run.stderr
     assert "extraheader" in run.summary  # the text was quoted...
     assert header not in run.summary  # ...but not the secret
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing uid needs root, as in the container")
+def test_the_dropped_child_has_no_group_of_the_runner_and_leaves_nothing_running(tmp_path):
+    """As root with the workspace the runner's (uid 1001, group docker on GitHub's runners): the
+    child takes the owner's uid but group nogroup, and what it leaves running is killed after."""
+    from entrypoint import isolation
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    os.chown(workspace, 4321, 999)  # 999: a group such as docker, which opens the Docker socket
+    identity = isolation.child_identity(workspace, [Path("/bin/sleep")])
+    assert identity == (4321, isolation.NOGROUP)
+    left = subprocess.Popen(["/bin/sleep", "60"], preexec_fn=lambda: (os.setgid(isolation.NOGROUP), os.setuid(4321)))
+    code = isolation.run_child(["/bin/sh", "-c", "id -G > /dev/null"], dict(os.environ), identity)
+    assert code == 0
+    assert left.wait(timeout=10) == -signal.SIGKILL  # the left-behind process of that uid
