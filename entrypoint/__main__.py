@@ -292,11 +292,12 @@ def child_main() -> int:
 
 def fork_refusal(event: Event, options, where: str = "") -> str | None:
     """Why these options must not run on this event, or None. A fork's pull request under
-    pull_request_target runs with a token that can write here, so only data converts: ONNX.
+    pull_request_target (or a workflow_run of a fork's run) runs with a token that can write here,
+    so only data converts: ONNX.
     Pickles, TorchScript and torch.export programs run code when loaded or exported, and
     model-class imports Python from the checkout (the fork's, if it was checked out). Decided from
     the file's bytes (load.sniff_format reads a zip's names or parses ONNX), before any loading."""
-    if not (event.name == "pull_request_target" and event.from_fork):
+    if not event.fork_code_with_write_token:
         return None
     asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
     why = "that would run the fork's code with this repository's token"
@@ -312,7 +313,7 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
         asked = [f"the {fmt} {options.input}"]
         why = f"a {fmt} runs code when it is loaded or exported, with this repository's token within reach; only ONNX converts here"
     return (
-        f"refusing {' and '.join(asked)}{where} for a fork's pull request under pull_request_target: "
+        f"refusing {' and '.join(asked)}{where} for a fork's pull request under {event.name}: "
         f'{why} (see the README\'s "Pull requests from forks" for the pull_request + workflow_run pattern)'
     )
 

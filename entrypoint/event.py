@@ -36,6 +36,18 @@ class Event:
         head_repo = (self.pull_request.get("head") or {}).get("repo") or {}
         return head_repo.get("full_name") != self.payload.get("repository", {}).get("full_name")
 
+    @property
+    def fork_code_with_write_token(self) -> bool:
+        """A fork's code may be checked out while the token can write here: a fork's pull request
+        under pull_request_target, or a workflow_run of a fork's run (its head elsewhere)."""
+        if self.name == "pull_request_target":
+            return self.from_fork
+        if self.name == "workflow_run":
+            run = self.payload.get("workflow_run") or {}
+            head = (run.get("head_repository") or {}).get("full_name")
+            return bool(head) and head != self.payload.get("repository", {}).get("full_name")
+        return False
+
     def release_tag(self, override: str = "") -> str | None:
         """The tag to publish to: the input (on any event but a pull request's, whose code is not
         reviewed yet), a published release's, or a pushed (not deleted) tag."""

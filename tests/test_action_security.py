@@ -308,3 +308,13 @@ def test_the_dropped_child_has_no_group_of_the_runner_and_leaves_nothing_running
     code = isolation.run_child(["/bin/sh", "-c", "id -G > /dev/null"], dict(os.environ), identity)
     assert code == 0
     assert left.wait(timeout=10) == -signal.SIGKILL  # the left-behind process of that uid
+
+
+def test_a_forks_code_is_refused_under_workflow_run_too(workspace, github, webhooks):
+    """A workflow_run workflow that checks out a fork's head and converts (not comment-from) has a
+    token that can write: the same ONNX-only rule as pull_request_target."""
+    marker = _hostile_models(workspace)
+    run = run_action(workspace, github, "workflow_run", _workflow_run(webhooks), model="models/best.pt")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "for a fork's pull request under workflow_run" in run.stdout and "only ONNX converts here" in run.stdout
+    assert not marker.exists()
