@@ -845,8 +845,10 @@ def parse_options(
     for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case
         if option.choices and option.key in rest and not option.multiple:
             rest[option.key] = _choice(option, rest[option.key])
-    if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
-        raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
+    timeout = rest.get("compile_timeout")
+    # inf passed `> 0` and then overflowed the subprocess timeout (OverflowError); nan fails `> 0` anyway.
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"--compile-timeout must be a finite number of seconds above 0, got {timeout}")
     values = {"nshaves": nshaves, "nslices": nslices, **rest}
     for option in OPTIONS:
         value, (low, high) = values.get(option.key), option.range or (None, None)
