@@ -129,15 +129,18 @@ def convert(
         raise
     finally:
         report.total_duration_s = round(time.perf_counter() - started, 3)
+    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(report)):
+        # (the cache copies the files written; a stream cannot be read back). Before the report is
+        # written, so that a cache that cannot be written is a warning in it: the blob stands.
+        unstored = cache.store(key, options, report)
+        if unstored:
+            report.warnings.append(unstored)
     try:
         report.write(options.report_json, options.report_markdown)
     except ConversionError as error:
         if report.status == "succeeded":  # without its report, the conversion is not delivered
             remove_written(written_outputs(report))
             report.fail(error)
-        return report
-    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(report)):
-        cache.store(key, options, report)  # (the cache copies the files written; a stream cannot be read back)
     return report
 
 
