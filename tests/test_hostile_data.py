@@ -131,3 +131,169 @@ def test_a_cache_that_cannot_be_written_is_a_warning_and_the_blob_stands(where, 
     assert any(warning in w for w in report["warnings"]) and report["cache"] is None
     assert warning in (tmp_path / "m.blob.report.md").read_text()
     assert not list(tmp_path.rglob("*.partial*"))
+
+
+# --- ONNX external data outside the model's folder ---------------------------------------------
+
+
+def _onnx_with_external_data(folder: Path, location: str) -> Path:
+    """y = x + bias, the bias's 12 bytes in an external file at `location` (as the model says)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    bias = numpy_helper.from_array(np.array([1, 2, 3], dtype=np.float32).reshape(1, 3, 1, 1), "bias")
+    (folder / "bias.bin").write_bytes(bias.raw_data)
+    bias.ClearField("raw_data")
+    bias.external_data.add(key="location", value=location)
+    bias.data_location = TensorProto.EXTERNAL
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "bias"], ["y"], name="add")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = folder / "model.onnx"
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "where", ["../secret.bin", "absolute", "a symlink out", "a symlink in", "../model/bias.bin", "missing", "beside"]
+)
+def test_external_data_outside_the_model_folder_is_refused_at_load(where, tmp_path):
+    """onnx itself refuses all of these but the last (as exit 1, internal error): refused first, at load."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"SECRETSECRET")  # 12 bytes: three float32s, if anything read it
+    location = {
+        "absolute": str(secret),
+        "a symlink out": "out.bin",
+        "a symlink in": "alias.bin",
+        "missing": "missing.bin",
+        "beside": "bias.bin",
+    }.get(where, where)
+    model = _onnx_with_external_data(folder, location)
+    (folder / "out.bin").symlink_to(secret)
+    (folder / "alias.bin").symlink_to(folder / "bias.bin")
+    blob = tmp_path / "out" / "m.blob"
+    result = run_cli("convert", "--input", model, "--output", blob)
+    if where == "beside":
+        assert result.returncode == 0, result.stderr
+        return
+    why = "which is not a file in the model's folder" if where == "missing" else "outside the model's folder"
+    first = assert_one_line_failure(result, "load", 10, f"tensor 'bias' keeps its data in {location!r}", why)
+    assert ("is a symlink" in first) == where.startswith("a symlink")
+    report = assert_failed_report(blob, "load", 10)
+    assert "SECRET" not in json.dumps(report)
+
+
+# --- an input too large for the Myriad X ---------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_the_input_limit_lets_real_inputs_through_and_names_itself():
+    from myriad_blob.limits import MAX_INPUT_VALUES, input_too_large
+
+    for shape in ([1, 3, 480, 640], [1, 3, 640, 640], [1, 3, 1080, 1920], [1, 1, 16384, 16384]):
+        assert input_too_large(shape) is None, shape
+    assert MAX_INPUT_VALUES == 16384 * 16384  # 512 MB of FP16
+    assert input_too_large([1, 3, 16384, 16384]).endswith(
+        "more than the Myriad X's 512 MB of memory holds (at most 268,435,456 values an input)"
+    )
+    assert input_too_large(["batch", 3, 100000, 100000]) is None  # a dynamic dim: --input-shape is asked for
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_input_shape_flag_too_large_is_an_options_error(fmt, model_files, tmp_path):
+    blob = tmp_path / "x.blob"
+    result = run_cli(
+        "convert", "--input", model_files[fmt], "--input-shape", "[1, 3, 100000, 100000]", "--output", blob
+    )
+    assert_one_line_failure(
+        result,
+        "options",
+        2,
+        "--input-shape [1, 3, 100000, 100000] is 30,000,000,000 values, 55.9 GB in FP16",
+        "the Myriad X's 512 MB",
+        "give a smaller shape",
+    )
+    assert_failed_report(blob, "options", 2)
+
+
+def _declaring(path: Path, shape) -> Path:
+    """A one-Relu ONNX file (about 100 bytes) whose input declares `shape`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_an_input_the_onnx_file_declares_too_large_is_an_ir_error(tmp_path):
+    model = _declaring(tmp_path / "huge.onnx", [1, 3, 100000, 100000])
+    assert model.stat().st_size < 128
+    blob = tmp_path / "out" / "x.blob"
+    result = run_cli("convert", "--input", model, "--output", blob)
+    assert_one_line_failure(
+        result,
+        "ir",
+        12,
+        "input 'x', as the ONNX model declares it: [1, 3, 100000, 100000] is 30,000,000,000 values",
+        "the Myriad X's 512 MB",
+        "pass --input-shape with a smaller shape",
+    )
+    assert_failed_report(blob, "ir", 12)
+
+
+# --- a zip that declares gigabytes -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory) -> Path:
+    """torch.save's layout, but its data.pkl deflated: 1 GB of zeros in about 5 MB."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("bomb") / "checkpoint.pt"
+    zeros = bytes(16 * 2**20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("archive/version", "3\n")
+        with archive.open("archive/data.pkl", "w", force_zip64=True) as member:
+            for _ in range(64):
+                member.write(zeros)
+    return path
+
+
+@pytest.mark.parametrize("flags", [[], ["--trust-pickle"]])
+def test_a_zip_whose_members_declare_gigabytes_is_refused_before_inflating(flags, zip_bomb, tmp_path):
+    """With --trust-pickle the cache key reads the pickle's globals before loading: refused there too."""
+    blob = tmp_path / "out" / "x.blob"
+    result = run_cli("convert", "--input", zip_bomb, "--input-shape", "[1, 3, 64, 80]", *flags, "--output", blob)
+    assert_one_line_failure(
+        result, "load", 10, "would inflate to 1 GB", "'archive/data.pkl', declares 1 GB", "refused before inflating"
+    )
+    assert_failed_report(blob, "load", 10)
+
+
+@pytest.mark.unit
+def test_torch_archives_pass_the_zip_limit(model_files):
+    import zipfile
+
+    from myriad_blob.limits import check_zip_sizes
+
+    for fmt in ("torchscript", "torch.export", "state-dict", "checkpoint", "full-model pickle"):
+        with zipfile.ZipFile(model_files[fmt]) as archive:
+            check_zip_sizes(model_files[fmt], archive)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConversionError, Stage
+from .limits import check_zip_sizes, external_data_locations, external_data_outside
 from .load import user_code_importable
 from .options import ConversionOptions
 from .report import ConversionReport, remove_written, write_atomically
@@ -115,9 +116,12 @@ def pickled_modules(path: Path) -> list[str]:
     pickletools: nothing is unpickled. torch's own and the standard library's are left out."""
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_sizes(path, archive)  # a zip bomb is refused at load, with the reason
             data = next((archive.read(n) for n in archive.namelist() if n.endswith("/data.pkl")), b"")
     except zipfile.BadZipFile:
         data = path.read_bytes()
+    except ConversionError:
+        return []
     modules, strings = set(), []
     try:
         for opcode, argument, _ in pickletools.genops(data):
@@ -134,23 +138,20 @@ def pickled_modules(path: Path) -> list[str]:
 
 
 def _onnx_external_data(path: Path) -> dict | None:
-    """sha256 of each external-data file an ONNX model points at (not inside the model file)."""
+    """sha256 of each external-data file an ONNX model points at (not inside the model file);
+    None for a model whose external data is outside its folder (its conversion fails at load,
+    saying so: nothing outside is read here either)."""
     if path.suffix.lower() != ".onnx":
         return None
     try:
         import onnx
-        from onnx.external_data_helper import uses_external_data
 
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:
         return None
-    locations = {
-        entry.value
-        for tensor in model.graph.initializer
-        if uses_external_data(tensor)
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }
+    if external_data_outside(model, path):
+        return None
+    locations = {location for _, location in external_data_locations(model)}
     return {location: _file_sha256(path.parent / location) for location in sorted(locations)}
 
 

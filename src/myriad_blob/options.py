@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .compile_config import parse_compile_config
 from .errors import SHARED_STEPS
+from .limits import input_too_large
 from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
 
 DEFAULT_INPUT_NAME = "input"
@@ -781,6 +782,9 @@ def parse_input_shape(text: str) -> InputSpec:
     dims = _literal_list(rest, "--input-shape")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         raise ValueError(f"--input-shape dimensions must be positive integers, got {rest!r}")
+    too_large = input_too_large(dims)  # refused before anything of that size is allocated
+    if too_large:
+        raise ValueError(f"--input-shape {too_large}: give a smaller shape")
     return InputSpec(name, tuple(dims))
 
 

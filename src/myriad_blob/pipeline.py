@@ -24,6 +24,7 @@ from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
 from .ir import FRONTENDS, convert_to_ir
+from .limits import input_too_large
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
@@ -160,6 +161,20 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
             raise ConversionError(Stage.OPTIONS, misfit.message) from None
 
 
+def check_declared_input_sizes(inputs, asked, declares: str) -> None:
+    """An input shape the model file declares (the --input-shape flag's are checked with the
+    options), against the Myriad X's memory, before anything of that size is allocated."""
+    named = {spec.name for spec in asked}
+    shapes = [(spec.name or "input", spec.shape) for spec in asked]
+    shapes += [(t.name, t.shape) for t in inputs if not asked or (t.name not in named and None not in named)]
+    for name, shape in shapes:
+        too_large = input_too_large(shape)
+        if too_large:
+            raise ConversionError(
+                Stage.IR, f"input {name!r}, {declares}: {too_large}; pass --input-shape with a smaller shape"
+            )
+
+
 def written_outputs(report: ConversionReport) -> list[Path]:
     """The files a successful conversion wrote besides its report."""
     return [
@@ -249,6 +264,7 @@ class Conversion:
         if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
             self.loaded_yolo = loaded.yolo
             self.options, defaulted = loaded.yolo.adjust_options(options)
+            check_declared_input_sizes((), self.options.input_shapes, "as the checkpoint's train_args.imgsz makes it")
             report.yolo = loaded.yolo.report_section(self.options, defaulted)
         return loaded
 
@@ -315,6 +331,7 @@ class Conversion:
                 )
 
         with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
+            check_declared_input_sizes(onnx_model.inputs, options.input_shapes, "as the ONNX model declares it")
             ir, stage.reused = session.once(ir_key, make_ir)
             prepared = prepared_for(ir.frontend)
             stage.tools.update(frontend_tools(ir.frontend, toolchain))
