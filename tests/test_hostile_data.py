@@ -4,6 +4,11 @@ a non-finite timeout and a cancelled run each end in one line with a documented 
 report, and nothing left behind."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -297,3 +302,63 @@ def test_torch_archives_pass_the_zip_limit(model_files):
     for fmt in ("torchscript", "torch.export", "state-dict", "checkpoint", "full-model pickle"):
         with zipfile.ZipFile(model_files[fmt]) as archive:
             check_zip_sizes(model_files[fmt], archive)
+
+
+# --- SIGTERM and SIGINT during a conversion ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_to_compile(tmp_path_factory) -> Path:
+    """25 convolutions at 240x320: the Myriad compiler takes about 18 s on it, time to cancel."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 64, 3, padding=1), nn.ReLU()]
+    for _ in range(24):
+        layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()]
+    path = tmp_path_factory.mktemp("slow") / "deep.onnx"
+    torch.onnx.export(
+        nn.Sequential(*layers).eval(), (torch.zeros(1, 3, 240, 320),), str(path), opset_version=12, dynamo=False
+    )
+    return path
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_cancelled_conversion_stops_its_children_and_leaves_no_work_directory(sig, slow_to_compile, tmp_path):
+    from myriad_blob.cancel import descendants
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    blob = tmp_path / "out" / "m.blob"
+    env = dict(os.environ, TMPDIR=str(temp), PYTHONPATH=str(Path(__file__).parent))
+    command = [sys.executable, "-m", "myriad_blob.cli", "convert", "--input", slow_to_compile, "--output", blob]
+    process = subprocess.Popen(list(map(str, command)), env=env, stderr=subprocess.PIPE, text=True)
+    deadline, children = time.monotonic() + 300, []
+    while time.monotonic() < deadline and process.poll() is None:  # until the compile helper runs
+        children = descendants(process.pid)
+        if any("myriad_compile_blob compile" in _command_line(pid) for pid in children):
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the conversion ended before the compile: " + process.stderr.read()
+    assert list(temp.glob("myriad-blob-*"))
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"myriad-blob: cancelled by {signal.Signals(sig).name}: the child processes were stopped")
+    assert f"report: {blob}.report.json" in stderr
+    assert not list(temp.glob("myriad-blob-*"))
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists() and "myriad" in _command_line(pid)]
+    assert not left, [_command_line(pid) for pid in left]
+    stage = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}[sig]
+    report = assert_failed_report(blob, stage, 128 + sig)
+    assert report["error"]["message"].startswith(f"cancelled by {signal.Signals(sig).name}")
+    assert report["stages"][3]["name"] == "compile" and report["stages"][3]["status"] == "failed"

@@ -8,6 +8,7 @@ or an IR compute it once; a thread that needs the legacy toolchain borrows a war
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import tempfile
@@ -73,7 +74,7 @@ def convert_all(
     try:
         with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
             session = Session.for_batch(Path(tmp), toolchain, jobs) if toolchain else Session(Path(tmp))
-            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool, _cancel_pending(pool):
                 futures = {
                     pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
                     for variant, options in planned
@@ -107,6 +108,17 @@ def convert_all(
     write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
     return summary
+
+
+@contextlib.contextmanager
+def _cancel_pending(pool: concurrent.futures.ThreadPoolExecutor):
+    """On SIGTERM or SIGINT (cancel.Cancelled), the variants not started never start; the pool's
+    exit then waits only for the running ones, whose child processes were stopped."""
+    try:
+        yield
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def worst_verdict(results) -> str:

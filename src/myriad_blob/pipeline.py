@@ -20,6 +20,7 @@ from . import toolchain as toolchain_module
 from .archive import camera_frame_type, camera_frame_types, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
+from .cancel import Cancelled
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
@@ -123,6 +124,15 @@ def convert(
         report.status = "succeeded"
     except ConversionError as error:
         report.fail(error)
+    except Cancelled as cancelled:  # SIGTERM or SIGINT: the work directory is gone; say so, then exit
+        report.status = "failed"
+        report.error = {"stage": cancelled.stage, "exit_code": cancelled.exit_code, "message": cancelled.message}
+        report.total_duration_s = round(time.perf_counter() - started, 3)
+        remove_written(written_outputs(report))
+        with contextlib.suppress(ConversionError):
+            report.write(options.report_json, options.report_markdown)
+            cancelled.report = options.report_json
+        raise
     except Exception as error:  # a bug of ours: still leave a report, then let the CLI show it
         report.status = "failed"
         report.error = {"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"}
@@ -525,4 +535,7 @@ def write_all_or_nothing(outputs: list) -> None:
         except OSError as error:
             remove_written(written)
             raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
+        except BaseException:  # cancelled half-way (SIGTERM): all or nothing still
+            remove_written(written)
+            raise
         written.append(path)

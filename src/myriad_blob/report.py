@@ -113,6 +113,9 @@ class ConversionReport:
         except Exception as error:
             record.status, record.error = "failed", f"internal error: {error!r}"
             raise
+        except BaseException as error:  # cancel.Cancelled (SIGTERM, SIGINT)
+            record.status, record.error = "failed", str(error) or type(error).__name__
+            raise
         else:
             record.status = "succeeded"
         finally:
