@@ -290,4 +290,7 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from myriad_blob.cancel import exit_when_cancelled
+
+    with exit_when_cancelled():  # a cancelled job: children stopped, work directories removed, exit 143
+        sys.exit(main())

@@ -103,16 +103,17 @@ def _on_signal(signum, frame) -> None:
     raise Cancelled(signum)
 
 
-def install() -> None:
-    """Turn SIGTERM and SIGINT into Cancelled in the main thread (the CLI's commands call it)."""
-    for sig in SIGNALS:
-        signal.signal(sig, _on_signal)
+def install() -> dict:
+    """Turn SIGTERM and SIGINT into Cancelled in the main thread; the handlers they had."""
+    _requested.clear()
+    return {sig: signal.signal(sig, _on_signal) for sig in SIGNALS}
 
 
 @contextlib.contextmanager
 def exit_when_cancelled():
-    """Around a command: a Cancelled that reaches here is one line on stderr and exit 128 + signal."""
-    install()
+    """Around a command: a Cancelled that reaches here is one line on stderr and exit 128 + signal.
+    The signals' handlers are given back on the way out (a test may run a command in-process)."""
+    previous = install()
     try:
         yield
     except Cancelled as cancelled:
@@ -120,3 +121,6 @@ def exit_when_cancelled():
         where = f" (report: {cancelled.report})" if cancelled.report else ""
         print(f"myriad-blob: {cancelled.message}{where}", file=sys.stderr)
         sys.exit(cancelled.exit_code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
