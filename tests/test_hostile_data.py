@@ -331,16 +331,15 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_cancelled_conversion_stops_its_children_and_leaves_no_work_directory(sig, slow_to_compile, tmp_path):
+def _cancel_while_compiling(args, temp: Path, sig) -> tuple[int, str, list[int]]:
+    """Run `myriad-blob ARGS` with TMPDIR=temp, send `sig` while the compiler runs, and check
+    what every cancel must leave: one line, exit 128 + sig, no work directory, no child process.
+    (returncode, stderr, the children it had)."""
     from myriad_blob.cancel import descendants
 
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    blob = tmp_path / "out" / "m.blob"
     env = dict(os.environ, TMPDIR=str(temp), PYTHONPATH=str(Path(__file__).parent))
-    command = [sys.executable, "-m", "myriad_blob.cli", "convert", "--input", slow_to_compile, "--output", blob]
-    process = subprocess.Popen(list(map(str, command)), env=env, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "myriad_blob.cli", *map(str, args)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline, children = time.monotonic() + 300, []
     while time.monotonic() < deadline and process.poll() is None:  # until the compile helper runs
         children = descendants(process.pid)
@@ -354,11 +353,33 @@ def test_a_cancelled_conversion_stops_its_children_and_leaves_no_work_directory(
     assert process.returncode == 128 + sig, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith(f"myriad-blob: cancelled by {signal.Signals(sig).name}: the child processes were stopped")
-    assert f"report: {blob}.report.json" in stderr
     assert not list(temp.glob("myriad-blob-*"))
     left = [pid for pid in children if Path(f"/proc/{pid}").exists() and "myriad" in _command_line(pid)]
     assert not left, [_command_line(pid) for pid in left]
+    return process.returncode, stderr, children
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_cancelled_conversion_stops_its_children_and_leaves_no_work_directory(sig, slow_to_compile, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    blob = tmp_path / "out" / "m.blob"
+    _, stderr, _ = _cancel_while_compiling(["convert", "--input", slow_to_compile, "--output", blob], temp, sig)
+    assert f"report: {blob}.report.json" in stderr
     stage = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupted"}[sig]
     report = assert_failed_report(blob, stage, 128 + sig)
     assert report["error"]["message"].startswith(f"cancelled by {signal.Signals(sig).name}")
     assert report["stages"][3]["name"] == "compile" and report["stages"][3]["status"] == "failed"
+
+
+def test_a_cancelled_batch_starts_no_more_variants(slow_to_compile, tmp_path):
+    """Three variants, two at a time: SIGTERM during the first compiles; the third never starts."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    manifest = tmp_path / "myriad-blob.toml"
+    variants = "".join(f'[[models.variants]]\nname = "s{n}"\nnshaves = {n}\n' for n in (6, 5, 4))
+    manifest.write_text(f'[[models]]\nname = "deep"\nmodel = "{slow_to_compile}"\n{variants}')
+    out = tmp_path / "blobs"
+    args = ["convert-all", "--manifest", manifest, "--output-dir", out, "--jobs", "2", "--no-cache"]
+    _cancel_while_compiling(args, temp, signal.SIGTERM)
+    assert not list(out.glob("*.blob")) and not (out / "deep-s4.blob.report.json").exists()

@@ -276,6 +276,10 @@ class BlobCache:
                 f"the blob cache {self.root} cannot be written: {error.strerror or error}{where}; this conversion "
                 "was not cached (give a writable --cache-dir or $MYRIAD_BLOB_CACHE_DIR, or pass --no-cache)"
             )
+        except BaseException:  # cancelled (SIGTERM) half-way: no partial entry left behind
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
         _discard(entry)
         try:
             os.replace(partial, entry)  # readers see a whole entry or none

@@ -21,6 +21,7 @@ from .archive import camera_frame_type, camera_frame_types, nn_archive_config, w
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
 from .cancel import Cancelled
+from .cancel import check as check_cancelled
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
@@ -98,6 +99,7 @@ def convert(
 ) -> ConversionReport:
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
+    check_cancelled()  # a batch's variant the cancel came before: none of it runs, no report
     key = None
     report = ConversionReport(options.to_dict())
     unwritable = unwritable_outputs(options)
