@@ -80,6 +80,12 @@ def _not_a_report(entry: Path) -> None:
     (entry / "report.json").write_text('{"stages": 3}')
 
 
+def _wrong_types_inside(entry: Path) -> None:
+    report = json.loads((entry / "report.json").read_text())
+    report["warnings"], report["numeric"] = 5, "fine"
+    (entry / "report.json").write_text(json.dumps(report))
+
+
 def _blob_missing(entry: Path) -> None:
     (entry / "model.blob").unlink()
 
@@ -91,7 +97,7 @@ def _a_file_in_its_place(entry: Path) -> None:
     entry.write_text("not a directory")
 
 
-DAMAGES = [_not_json, _truncated, _not_a_report, _blob_missing, _a_file_in_its_place]
+DAMAGES = [_not_json, _truncated, _not_a_report, _wrong_types_inside, _blob_missing, _a_file_in_its_place]
 
 
 def test_a_damaged_cache_entry_is_a_miss_and_is_replaced(model_files, tmp_path, isolated_cache):

@@ -228,10 +228,13 @@ class BlobCache:
         try:
             report = ConversionReport.from_dict(json.loads((entry / "report.json").read_text()))
             blob = (entry / "model.blob").read_bytes()
-            whole = hashlib.sha256(blob).hexdigest() == report.blob["sha256"] and all(
-                (entry / name).is_file() for field, _, name in _ARTIFACTS if getattr(report, field)
+            whole = (
+                hashlib.sha256(blob).hexdigest() == report.blob["sha256"]
+                and isinstance(report.blob["path"], str)
+                and all((entry / name).is_file() for field, _, name in _ARTIFACTS if getattr(report, field))
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            report.to_markdown()  # what a hit writes must render: a report damaged inside fails here, not there
+        except Exception:  # anything a damaged file can raise, as JSON or as a report
             whole = False
         if not whole:
             _discard(entry)
