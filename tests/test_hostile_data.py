@@ -389,3 +389,40 @@ def test_a_cancelled_batch_starts_no_more_variants(slow_to_compile, tmp_path):
     args = ["convert-all", "--manifest", manifest, "--output-dir", out, "--jobs", "2", "--no-cache"]
     _cancel_while_compiling(args, temp, signal.SIGTERM)
     assert not list(out.glob("*.blob")) and not (out / "deep-s4.blob.report.json").exists()
+
+
+@pytest.mark.unit
+def test_external_data_is_found_in_constants_and_subgraphs_too(tmp_path):
+    """Not only initializers: a Constant's value and a tensor inside an If's branch name files too."""
+    from onnx import TensorProto, helper
+
+    from myriad_blob.limits import external_data_locations, external_data_outside
+
+    def external(name, location):
+        tensor = helper.make_tensor(name, TensorProto.FLOAT, [1], [0.0])
+        tensor.ClearField("float_data")
+        tensor.external_data.add(key="location", value=location)
+        tensor.data_location = TensorProto.EXTERNAL
+        return tensor
+
+    branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["b"], value=external("inner", "/etc/shadow"))],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["c"], value=external("outer", "beside.bin")),
+            helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch),
+        ],
+        "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph)
+    assert sorted(set(external_data_locations(model))) == [("inner", "/etc/shadow"), ("outer", "beside.bin")]
+    (tmp_path / "beside.bin").write_bytes(bytes(4))
+    assert "tensor 'inner' keeps its data in '/etc/shadow', outside" in external_data_outside(
+        model, tmp_path / "m.onnx"
+    )
