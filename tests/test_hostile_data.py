@@ -426,3 +426,20 @@ def test_external_data_is_found_in_constants_and_subgraphs_too(tmp_path):
     assert "tensor 'inner' keeps its data in '/etc/shadow', outside" in external_data_outside(
         model, tmp_path / "m.onnx"
     )
+
+
+def test_an_input_a_yolo_checkpoint_declares_too_large_is_an_ir_error(tmp_path):
+    """The blob's input comes from the checkpoint's train_args.imgsz: the file declares it."""
+    from yolo_checkpoints import best_pt
+
+    checkpoint = best_pt(tmp_path, "yolov8n.yaml", imgsz=100000)
+    blob = tmp_path / "out" / "best.blob"
+    result = run_cli("convert", "--input", checkpoint, "--output", blob)
+    assert_one_line_failure(
+        result,
+        "ir",
+        12,
+        "as the checkpoint's train_args.imgsz makes it: [1, 3, 100000, 100000] is 30,000,000,000 values",
+        "the Myriad X's 512 MB",
+    )
+    assert_failed_report(blob, "ir", 12)
