@@ -8,7 +8,6 @@ or an IR compute it once; a thread that needs the legacy toolchain borrows a war
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from . import toolchain as toolchain_module
 from .cache import BlobCache
+from .cancel import Cancelled, stop_children
 from .errors import ConversionError
 from .manifest import Variant
 from .pipeline import Session, convert
@@ -74,23 +74,27 @@ def convert_all(
     try:
         with tempfile.TemporaryDirectory(prefix="myriad-blob-batch-") as tmp:
             session = Session.for_batch(Path(tmp), toolchain, jobs) if toolchain else Session(Path(tmp))
-            with concurrent.futures.ThreadPoolExecutor(jobs) as pool, _cancel_pending(pool):
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 futures = {
                     pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
                     for variant, options in planned
                 }
-                for future in concurrent.futures.as_completed(futures):
-                    variant, options = futures[future]
-                    try:
-                        report = future.result()
-                    except Exception as error:  # a bug of ours in one variant must not stop the others
-                        report = ConversionReport(
-                            options.to_dict(),
-                            status="failed",
-                            error={"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"},
-                        )
-                    results[variant.id] = BatchResult(variant, report)
-                    progress(results[variant.id])
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        variant, options = futures[future]
+                        try:
+                            report = future.result()
+                        except Exception as error:  # a bug of ours in one variant must not stop the others
+                            report = ConversionReport(
+                                options.to_dict(),
+                                status="failed",
+                                error={"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"},
+                            )
+                        results[variant.id] = BatchResult(variant, report)
+                        progress(results[variant.id])
+                except Cancelled:
+                    _wind_down(pool, futures)
+                    raise
     finally:
         if session is not None:
             session.close()
@@ -110,15 +114,15 @@ def convert_all(
     return summary
 
 
-@contextlib.contextmanager
-def _cancel_pending(pool: concurrent.futures.ThreadPoolExecutor):
-    """On SIGTERM or SIGINT (cancel.Cancelled), the variants not started never start; the pool's
-    exit then waits only for the running ones, whose child processes were stopped."""
-    try:
-        yield
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
+def _wind_down(pool: concurrent.futures.ThreadPoolExecutor, futures) -> None:
+    """On SIGTERM or SIGINT (cancel.Cancelled): the variants not started never start, and the
+    running ones' child processes are stopped until those variants end (a thread past
+    cancel.check as the signal came starts its child after the handler's stop)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = set(futures)
+    while running:
+        stop_children(grace_s=0.2)
+        running = concurrent.futures.wait(running, timeout=0.2).not_done
 
 
 def worst_verdict(results) -> str:

@@ -434,6 +434,7 @@ class Conversion:
     def deliver(self, data: bytes, info, ir, support) -> None:
         """Write the blob and the files beside it, all or nothing, and their report sections."""
         options, report = self.options, self.report
+        check_cancelled()  # a batch's variant that got here after a SIGTERM delivers nothing
         superblob = blobs = None
         if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
             with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .cancel import check as check_cancelled
 from .errors import PIPELINE, ConversionError, Stage
 from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
@@ -101,6 +102,7 @@ class ConversionReport:
     @contextlib.contextmanager
     def stage(self, name: str, **tools):
         """Time one stage and record how it ended (time adds up if a stage is entered again)."""
+        check_cancelled()  # in a batch's other threads: no stage starts once a SIGTERM came
         record = self.stages[name]
         record.tools.update(tools)
         start = time.perf_counter()
