@@ -443,3 +443,12 @@ def test_an_input_a_yolo_checkpoint_declares_too_large_is_an_ir_error(tmp_path):
         "the Myriad X's 512 MB",
     )
     assert_failed_report(blob, "ir", 12)
+
+
+@pytest.mark.unit
+def test_a_cancel_exits_with_the_shells_code_for_its_signal():
+    from myriad_blob.cancel import SIGNALS, Cancelled
+    from myriad_blob.errors import ALL_EXIT_CODES
+
+    assert {ALL_EXIT_CODES[stage] for stage in SIGNALS.values()} == {130, 143}
+    assert all(Cancelled(sig).exit_code == 128 + sig for sig in SIGNALS)

@@ -14,12 +14,12 @@ from .errors import ALL_EXIT_CODES
 
 # The report's error "stage", by signal; its exit code is the shell's, 128 + the signal's number.
 SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-assert all(ALL_EXIT_CODES[stage] == 128 + sig for sig, stage in SIGNALS.items())
 
 
 class Cancelled(BaseException):
-    """Raised in the main thread by the signal handler. A BaseException, as KeyboardInterrupt:
-    no `except Exception` on the way turns a cancel into a stage's failure."""
+    """Raised in the main thread by the signal handler, and by check() in a batch's other threads.
+    A BaseException, as KeyboardInterrupt: no `except Exception` on the way turns a cancel into a
+    stage's failure."""
 
     def __init__(self, signum: int):
         self.signum = signum
