@@ -60,14 +60,14 @@ class ChildFailed(Exception):
     """The conversion's process ended without a result: its own words, or how it ended."""
 
 
-class Cancelled(Exception):
+class ChildCancelled(Exception):
     """The job was cancelled (SIGTERM, SIGINT) while the conversion ran: exit as it did."""
 
 
 def main() -> int:
     try:
         return run()
-    except Cancelled as cancelled:  # the child said why, cleaned up and wrote its report
+    except ChildCancelled as cancelled:  # the child said why, cleaned up and wrote its report
         return cancelled.args[0]
     except Exception as error:  # a bug of ours; the reports written so far stay
         if not isinstance(error, ChildFailed):
@@ -168,7 +168,7 @@ def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
             text = result.read_text()
         except OSError:
             if code in (130, 143):
-                raise Cancelled(code) from None
+                raise ChildCancelled(code) from None
             raise ChildFailed(
                 f"internal error: the conversion process ended with exit code {code} and no result"
             ) from None
@@ -487,4 +487,9 @@ def publish(inputs, event: Event, outcome: Outcome) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main() if sys.argv[1:] == ["--child"] else main())
+    from myriad_blob.cancel import exit_when_cancelled
+
+    # A cancelled job: children stopped, work directories removed, exit 143 (the parent passes the
+    # signal on to the conversion's process while it runs, and exits as it did).
+    with exit_when_cancelled():
+        sys.exit(child_main() if sys.argv[1:] == ["--child"] else main())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import toolchain as toolchain_module
 from .cache import BlobCache
+from .cancel import Cancelled, stop_children
 from .errors import ConversionError
 from .manifest import Variant
 from .markdown_text import code
@@ -79,18 +80,22 @@ def convert_all(
                     pool.submit(convert, options, toolchain_dir, session, cache): (variant, options)
                     for variant, options in planned
                 }
-                for future in concurrent.futures.as_completed(futures):
-                    variant, options = futures[future]
-                    try:
-                        report = future.result()
-                    except Exception as error:  # a bug of ours in one variant must not stop the others
-                        report = ConversionReport(
-                            options.to_dict(),
-                            status="failed",
-                            error={"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"},
-                        )
-                    results[variant.id] = BatchResult(variant, report)
-                    progress(results[variant.id])
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        variant, options = futures[future]
+                        try:
+                            report = future.result()
+                        except Exception as error:  # a bug of ours in one variant must not stop the others
+                            report = ConversionReport(
+                                options.to_dict(),
+                                status="failed",
+                                error={"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"},
+                            )
+                        results[variant.id] = BatchResult(variant, report)
+                        progress(results[variant.id])
+                except Cancelled:
+                    _wind_down(pool, futures)
+                    raise
     finally:
         if session is not None:
             session.close()
@@ -108,6 +113,17 @@ def convert_all(
     write_atomically(output_dir / "batch-report.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(output_dir / "batch-report.md", render_batch_markdown(summary, ordered))
     return summary
+
+
+def _wind_down(pool: concurrent.futures.ThreadPoolExecutor, futures) -> None:
+    """On SIGTERM or SIGINT (cancel.Cancelled): the variants not started never start, and the
+    running ones' child processes are stopped until those variants end (a thread past
+    cancel.check as the signal came starts its child after the handler's stop)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = set(futures)
+    while running:
+        stop_children(grace_s=0.2)
+        running = concurrent.futures.wait(running, timeout=0.2).not_done
 
 
 def worst_verdict(results) -> str:

@@ -11,6 +11,7 @@ saying it came from the cache. Nothing here imports torch: a hit is quick.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConversionError, Stage
+from .limits import check_zip_sizes, external_data_locations, external_data_outside
 from .load import user_code_importable
 from .options import ConversionOptions
 from .report import ConversionReport, remove_written, write_atomically
@@ -114,9 +116,12 @@ def pickled_modules(path: Path) -> list[str]:
     pickletools: nothing is unpickled. torch's own and the standard library's are left out."""
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_sizes(path, archive)  # a zip bomb is refused at load, with the reason
             data = next((archive.read(n) for n in archive.namelist() if n.endswith("/data.pkl")), b"")
     except zipfile.BadZipFile:
         data = path.read_bytes()
+    except ConversionError:
+        return []
     modules, strings = set(), []
     try:
         for opcode, argument, _ in pickletools.genops(data):
@@ -133,23 +138,20 @@ def pickled_modules(path: Path) -> list[str]:
 
 
 def _onnx_external_data(path: Path) -> dict | None:
-    """sha256 of each external-data file an ONNX model points at (not inside the model file)."""
+    """sha256 of each external-data file an ONNX model points at (not inside the model file);
+    None for a model whose external data is outside its folder (its conversion fails at load,
+    saying so: nothing outside is read here either)."""
     if path.suffix.lower() != ".onnx":
         return None
     try:
         import onnx
-        from onnx.external_data_helper import uses_external_data
 
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:
         return None
-    locations = {
-        entry.value
-        for tensor in model.graph.initializer
-        if uses_external_data(tensor)
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }
+    if external_data_outside(model, path):
+        return None
+    locations = {location for _, location in external_data_locations(model)}
     return {location: _file_sha256(path.parent / location) for location in sorted(locations)}
 
 
@@ -187,18 +189,12 @@ class BlobCache:
         return self.root / key[:2] / key
 
     def restore(self, key: str, options: ConversionOptions) -> ConversionReport | None:
-        entry = self._entry(key)
-        if not (entry / "report.json").exists() or not (entry / "model.blob").exists():
-            return None
         started = time.perf_counter()
-        data = json.loads((entry / "report.json").read_text())
-        report = ConversionReport.from_dict(data)
-        if any(getattr(report, field) and not (entry / name).exists() for field, _, name in _ARTIFACTS):
-            return None  # an incomplete entry is a miss; the conversion will store a whole one
-        blob = (entry / "model.blob").read_bytes()
-        if hashlib.sha256(blob).hexdigest() != report.blob["sha256"]:
-            shutil.rmtree(entry, ignore_errors=True)  # damaged on disk: never hand it out
+        entry = self._entry(key)
+        found = self._read(entry)
+        if found is None:
             return None
+        report, blob = found
         original = report.blob["path"]
         written = []
         try:
@@ -222,6 +218,31 @@ class BlobCache:
         return report
 
     @staticmethod
+    def _read(entry: Path) -> tuple[ConversionReport, bytes] | None:
+        """The entry's report and blob, or None for a miss. A damaged entry (a report that is not
+        JSON or not a report, a file missing, a blob whose sha256 differs) is a miss too, and is
+        removed so that the conversion stores a whole one: it is a cache, never a reason to fail."""
+        if not (entry / "report.json").is_file() or not (entry / "model.blob").is_file():
+            if entry.exists() or entry.is_symlink():
+                _discard(entry)
+            return None
+        try:
+            report = ConversionReport.from_dict(json.loads((entry / "report.json").read_text()))
+            blob = (entry / "model.blob").read_bytes()
+            whole = (
+                hashlib.sha256(blob).hexdigest() == report.blob["sha256"]
+                and isinstance(report.blob["path"], str)
+                and all((entry / name).is_file() for field, _, name in _ARTIFACTS if getattr(report, field))
+            )
+            report.to_markdown()  # what a hit writes must render: a report damaged inside fails here, not there
+        except Exception:  # anything a damaged file can raise, as JSON or as a report
+            whole = False
+        if not whole:
+            _discard(entry)
+            return None
+        return report, blob
+
+    @staticmethod
     def _restore_files(entry: Path, options: ConversionOptions, report: ConversionReport, blob: bytes, written: list):
         write_atomically(options.output, blob)
         written.append(Path(options.output))
@@ -235,19 +256,46 @@ class BlobCache:
                 written.append(Path(destination))
                 getattr(report, field)["path"] = str(destination)
 
-    def store(self, key: str, options: ConversionOptions, report: ConversionReport) -> None:
+    def store(self, key: str, options: ConversionOptions, report: ConversionReport) -> str | None:
+        """Keep the conversion's files under its key; None, or why they could not be kept (a
+        warning for the report: the conversion's result stands without its cache entry)."""
         entry = self._entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        # A directory of this writer's own: two conversions of the same key never share one.
-        partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=entry.name + ".partial-"))
-        shutil.copyfile(options.output, partial / "model.blob")
-        for field, path_property, name in _ARTIFACTS:
-            if getattr(report, field):
-                shutil.copyfile(getattr(options, path_property), partial / name)
-        report.cache = {"hit": False, "key": key}
-        (partial / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
-        shutil.rmtree(entry, ignore_errors=True)
+        partial = None
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            # A directory of this writer's own: two conversions of the same key never share one.
+            partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=entry.name + ".partial-"))
+            shutil.copyfile(options.output, partial / "model.blob")
+            for field, path_property, name in _ARTIFACTS:
+                if getattr(report, field):
+                    shutil.copyfile(getattr(options, path_property), partial / name)
+            report.cache = {"hit": False, "key": key}
+            (partial / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        except OSError as error:
+            report.cache = None
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            where = f" ({error.filename})" if error.filename else ""
+            return (
+                f"the blob cache {self.root} cannot be written: {error.strerror or error}{where}; this conversion "
+                "was not cached (give a writable --cache-dir or $MYRIAD_BLOB_CACHE_DIR, or pass --no-cache)"
+            )
+        except BaseException:  # cancelled (SIGTERM) half-way: no partial entry left behind
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        _discard(entry)
         try:
             os.replace(partial, entry)  # readers see a whole entry or none
         except OSError:  # another writer's identical entry landed first
             shutil.rmtree(partial, ignore_errors=True)
+        return None
+
+
+def _discard(entry: Path) -> None:
+    """Remove a cache entry, whatever stands in its place (a directory, a file, a link)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            entry.unlink()

@@ -109,6 +109,13 @@ def _cli_options(command, options: tuple[Option, ...] = OPTIONS):
 @_cli_options
 def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
+    from .cancel import exit_when_cancelled
+
+    with exit_when_cancelled():
+        _convert(cache_dir, no_cache, debug, values)
+
+
+def _convert(cache_dir: Path | None, no_cache: bool, debug: bool, values: dict) -> None:
     from .pipeline import convert as run_conversion  # torch is imported only when converting
     from .pipeline import report_options_error
     from .report import show_progress
@@ -215,6 +222,7 @@ def _load_variants(manifest: Path, only=()):
 def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, no_cache) -> None:
     """Convert every variant of every model in a manifest (myriad-blob.toml)."""
     from .batch import convert_all
+    from .cancel import exit_when_cancelled
 
     variants = _load_variants(manifest, only)
 
@@ -226,9 +234,10 @@ def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, 
         else:
             click.echo(f"FAILED  {result.variant.id}: {report.error['stage']}: {report.error['message']}", err=True)
 
-    summary = convert_all(
-        variants, output_dir, cache=_cache(cache_dir, no_cache), jobs=jobs, superblob=superblob, progress=progress
-    )
+    with exit_when_cancelled():
+        summary = convert_all(
+            variants, output_dir, cache=_cache(cache_dir, no_cache), jobs=jobs, superblob=superblob, progress=progress
+        )
     click.echo(
         f"{summary['succeeded']} of {len(variants)} variants converted ({summary['cached']} from the cache) "
         f"in {summary['total_s']:.1f} s; report: {output_dir / 'batch-report.md'}"

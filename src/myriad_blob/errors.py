@@ -44,6 +44,9 @@ EXIT_INTERNAL = 1  # a bug: an exception no stage turned into a ConversionError
 EXIT_MANIFEST = 16  # convert-all, matrix: an invalid myriad-blob.toml or --only
 EXIT_SOME_FAILED = 17  # convert-all: at least one variant failed
 EXIT_PUBLISH = 20  # the action: converted, but commenting or uploading failed
+# Cancelled (cancel.py): the shell's 128 + the signal's number, for SIGINT (Ctrl-C) and SIGTERM.
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 # Every exit code, by the name the README's "Exit codes" table gives it (tests/test_options_table.py checks it).
 ALL_EXIT_CODES = {
     "—": 0,
@@ -52,6 +55,8 @@ ALL_EXIT_CODES = {
     "manifest": EXIT_MANIFEST,
     "batch": EXIT_SOME_FAILED,
     "publish": EXIT_PUBLISH,
+    "interrupted": EXIT_INTERRUPTED,
+    "terminated": EXIT_TERMINATED,
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from . import pickle_scan
 from .errors import ConversionError, Stage, first_line
+from .limits import check_zip_sizes, external_data_outside
 from .options import ConversionOptions
 
 
@@ -72,7 +73,9 @@ def sniff_format(path: Path) -> str:
         head = handle.read(64)
     if head.startswith(b"PK\x03\x04"):
         try:
-            names = zipfile.ZipFile(path).namelist()
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                check_zip_sizes(path, archive)  # from the declared sizes, before anything inflates
         except zipfile.BadZipFile:
             raise _fail(f"{path} is a damaged zip archive (truncated?): save the PyTorch model again") from None
         if any(n.endswith("/archive_format") for n in names):
@@ -98,6 +101,9 @@ def _sniff_onnx(path: Path, head: bytes) -> str:
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError):
         model = None
     if model is not None and model.ir_version > 0 and model.opset_import and len(model.graph.node) > 0:
+        outside = external_data_outside(model, path)  # before anything reads external data
+        if outside:
+            raise _fail(f"{path}: {outside}")
         return ModelFormat.ONNX
     if _looks_like_text(head):
         raise _fail(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .compile_config import parse_compile_config
 from .errors import SHARED_STEPS
+from .limits import input_too_large
 from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
 
 DEFAULT_INPUT_NAME = "input"
@@ -804,6 +805,9 @@ def parse_input_shape(text: str) -> InputSpec:
     dims = _literal_list(rest, "--input-shape")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         raise ValueError(f"--input-shape dimensions must be positive integers, got {rest!r}")
+    too_large = input_too_large(dims)  # refused before anything of that size is allocated
+    if too_large:
+        raise ValueError(f"--input-shape {too_large}: give a smaller shape")
     return InputSpec(name, tuple(dims))
 
 
@@ -870,8 +874,10 @@ def parse_options(
     for option in OPTIONS:  # choices (precisions, front ends), case-insensitive, kept in the table's case
         if option.choices and option.key in rest and not option.multiple:
             rest[option.key] = _choice(option, rest[option.key])
-    if rest.get("compile_timeout") is not None and not rest["compile_timeout"] > 0:
-        raise ValueError(f"--compile-timeout must be a number of seconds above 0, got {rest['compile_timeout']}")
+    timeout = rest.get("compile_timeout")
+    # inf passed `> 0` and then overflowed the subprocess timeout (OverflowError); nan fails `> 0` anyway.
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"--compile-timeout must be a finite number of seconds above 0, got {timeout}")
     values = {"nshaves": nshaves, "nslices": nslices, **rest}
     for option in OPTIONS:
         value, (low, high) = values.get(option.key), option.range or (None, None)

@@ -20,10 +20,13 @@ from . import toolchain as toolchain_module
 from .archive import camera_frame_type, camera_frame_types, nn_archive_config, write_nn_archive
 from .blob import BlobFormatError, parse_blob, verify_blob
 from .cache import BlobCache
+from .cancel import Cancelled
+from .cancel import check as check_cancelled
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
 from .ir import FRONTENDS, convert_to_ir
+from .limits import input_too_large
 from .load import describe_source, load_model
 from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
@@ -96,6 +99,7 @@ def convert(
 ) -> ConversionReport:
     """Convert one model; the report says how it went. Raises nothing the user caused:
     a ConversionError ends up in report.error. The blob appears at options.output only on success."""
+    check_cancelled()  # a batch's variant the cancel came before: none of it runs, no report
     key = None
     report = ConversionReport(options.to_dict())
     unwritable = unwritable_outputs(options)
@@ -122,6 +126,15 @@ def convert(
         report.status = "succeeded"
     except ConversionError as error:
         report.fail(error)
+    except Cancelled as cancelled:  # SIGTERM or SIGINT: the work directory is gone; say so, then exit
+        report.status = "failed"
+        report.error = {"stage": cancelled.stage, "exit_code": cancelled.exit_code, "message": cancelled.message}
+        report.total_duration_s = round(time.perf_counter() - started, 3)
+        remove_written(written_outputs(report))
+        with contextlib.suppress(ConversionError):
+            report.write(options.report_json, options.report_markdown)
+            cancelled.report = options.report_json
+        raise
     except Exception as error:  # a bug of ours: still leave a report, then let the CLI show it
         report.status = "failed"
         report.error = {"stage": "internal", "exit_code": 1, "message": f"internal error: {error!r}"}
@@ -129,15 +142,18 @@ def convert(
         raise
     finally:
         report.total_duration_s = round(time.perf_counter() - started, 3)
+    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(report)):
+        # (the cache copies the files written; a stream cannot be read back). Before the report is
+        # written, so that a cache that cannot be written is a warning in it: the blob stands.
+        unstored = cache.store(key, options, report)
+        if unstored:
+            report.warnings.append(unstored)
     try:
         report.write(options.report_json, options.report_markdown)
     except ConversionError as error:
         if report.status == "succeeded":  # without its report, the conversion is not delivered
             remove_written(written_outputs(report))
             report.fail(error)
-        return report
-    if key and report.status == "succeeded" and not any(is_stream(p) for p in written_outputs(report)):
-        cache.store(key, options, report)  # (the cache copies the files written; a stream cannot be read back)
     return report
 
 
@@ -155,6 +171,20 @@ def check_preprocessing_fits(options: ConversionOptions, onnx_model) -> None:
     except PreprocessingMisfit as misfit:
         if not misfit.naming:
             raise ConversionError(Stage.OPTIONS, misfit.message) from None
+
+
+def check_declared_input_sizes(inputs, asked, declares: str) -> None:
+    """An input shape the model file declares (the --input-shape flag's are checked with the
+    options), against the Myriad X's memory, before anything of that size is allocated."""
+    named = {spec.name for spec in asked}
+    shapes = [(spec.name or "input", spec.shape) for spec in asked]
+    shapes += [(t.name, t.shape) for t in inputs if not asked or (t.name not in named and None not in named)]
+    for name, shape in shapes:
+        too_large = input_too_large(shape)
+        if too_large:
+            raise ConversionError(
+                Stage.IR, f"input {name!r}, {declares}: {too_large}; pass --input-shape with a smaller shape"
+            )
 
 
 def written_outputs(report: ConversionReport) -> list[Path]:
@@ -246,6 +276,7 @@ class Conversion:
         if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
             self.loaded_yolo = loaded.yolo
             self.options, defaulted = loaded.yolo.adjust_options(options)
+            check_declared_input_sizes((), self.options.input_shapes, "as the checkpoint's train_args.imgsz makes it")
             report.yolo = loaded.yolo.report_section(self.options, defaulted)
         return loaded
 
@@ -312,6 +343,7 @@ class Conversion:
                 )
 
         with report.stage("ir", **_versions("onnxruntime", "onnxslim")) as stage:
+            check_declared_input_sizes(onnx_model.inputs, options.input_shapes, "as the ONNX model declares it")
             ir, stage.reused = session.once(ir_key, make_ir)
             prepared = prepared_for(ir.frontend)
             stage.tools.update(frontend_tools(ir.frontend, toolchain))
@@ -402,6 +434,7 @@ class Conversion:
     def deliver(self, data: bytes, info, ir, support) -> None:
         """Write the blob and the files beside it, all or nothing, and their report sections."""
         options, report = self.options, self.report
+        check_cancelled()  # a batch's variant that got here after a SIGTERM delivers nothing
         superblob = blobs = None
         if options.superblob:  # compiled before anything is written: a failure leaves no blob behind
             with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
@@ -505,4 +538,7 @@ def write_all_or_nothing(outputs: list) -> None:
         except OSError as error:
             remove_written(written)
             raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
+        except BaseException:  # cancelled half-way (SIGTERM): all or nothing still
+            remove_written(written)
+            raise
         written.append(path)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .cancel import check as check_cancelled
 from .errors import PIPELINE, ConversionError, Stage
 from .markdown_text import MESSAGE_LIMIT, code, fold, html_code, message, text
 from .report_types import SCHEMA_ID
@@ -103,6 +104,7 @@ class ConversionReport:
     @contextlib.contextmanager
     def stage(self, name: str, **tools):
         """Time one stage and record how it ended (time adds up if a stage is entered again)."""
+        check_cancelled()  # in a batch's other threads: no stage starts once a SIGTERM came
         record = self.stages[name]
         record.tools.update(tools)
         start = time.perf_counter()
@@ -114,6 +116,9 @@ class ConversionReport:
             raise
         except Exception as error:
             record.status, record.error = "failed", f"internal error: {error!r}"
+            raise
+        except BaseException as error:  # cancel.Cancelled (SIGTERM, SIGINT)
+            record.status, record.error = "failed", str(error) or type(error).__name__
             raise
         else:
             record.status = "succeeded"

@@ -32,7 +32,7 @@ class StageRecord(TypedDict):
 
 
 class Error(TypedDict):
-    stage: str  # errors.Stage, or "internal"
+    stage: str  # errors.Stage, or "internal", or "interrupted"/"terminated" (cancel.py)
     exit_code: int
     message: str  # one line: what went wrong and what to change
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from ..cancel import check as check_cancelled
 from .commands import record
 
 # The plugin spends a fixed 5 s of wall-clock time searching for devices on every LoadNetwork
@@ -32,6 +33,7 @@ def tool_environment(fast_clock: bool = False) -> dict:
 
 
 def run_tool(args: list[str], *, fast_clock: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+    check_cancelled()
     record(args)
     return subprocess.run(
         args, capture_output=True, text=True, env=tool_environment(fast_clock), timeout=timeout, check=False
@@ -40,5 +42,6 @@ def run_tool(args: list[str], *, fast_clock: bool = False, timeout: float = 1800
 
 def start_tool(args: list[str]) -> subprocess.Popen:
     """A tool started in the background (stdout and stderr piped, text)."""
+    check_cancelled()
     record(args)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_environment())

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 
+from ..cancel import check as check_cancelled
 from .commands import record
 from .install import Toolchain
 from .scripts import FRONTEND_SCRIPT, LEGACY_WORKER_SCRIPT, RUN_IR_ON_CPU_SCRIPT
@@ -25,6 +26,7 @@ class JsonWorker:
     Its stderr goes to a file, so a crash can be explained; a dead worker is never reused."""
 
     def __init__(self, command: list[str], env: dict):
+        check_cancelled()
         self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the worker; close() closes it)
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
