@@ -404,7 +404,12 @@ def make_inputs(
         inputs[tensor.name] = load_sample(
             path, tensor.shape, reverse_channels, (layouts or {}).get(tensor.name, "NCHW")
         )
-    return inputs, ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
+    return inputs, describe_samples(samples)
+
+
+def describe_samples(samples: dict) -> str:
+    """The report's numeric.input for --sample: the path, or name=PATH for a named one."""
+    return ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
 
 
 def _is_image(shape: tuple) -> bool:
@@ -790,12 +795,15 @@ def numeric_check(
     named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
+    given = sample
     if isinstance(sample, dict) and None in sample and onnx_model.inputs:
         # A bare --sample is for the model's first input: the IR may list its inputs in another order.
         sample = {onnx_model.inputs[0].name if name is None else name: path for name, path in sample.items()}
     blob_inputs, source = make_inputs(
         ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False), input_types, layouts
     )
+    if isinstance(given, dict) and given:
+        source = describe_samples(given)  # as given: a bare --sample's path stays the path
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)
