@@ -123,7 +123,7 @@ def test_each_input_takes_its_own_sample(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     numeric = json.loads((tmp_path / "sub.blob.report.json").read_text())["numeric"]
-    assert numeric["outputs_passed"] and numeric["input"] == f"a={tmp_path / 'a.npy'}, b={tmp_path / 'b.npy'}"
+    assert numeric["outputs_passed"] and numeric["input"] == f"{tmp_path / 'a.npy'}, b={tmp_path / 'b.npy'}"
     wrong = run_cli(
         "convert",
         "--input",

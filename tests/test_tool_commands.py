@@ -109,6 +109,7 @@ def test_the_ov2022_front_end_and_the_compile_helper_receive_these_lines(shimmed
     assert job == {
         "onnx": job["onnx"],
         "xml": xml,
+        "inputs": ["input"],  # the ONNX inputs' names, which the IR's inputs keep (an input may feed an output)
         "outputs": ["scores"],
         "mean": {"input": [1.0, 2.0, 3.0]},
         "scale": {"input": [4.0, 5.0, 6.0]},

@@ -273,13 +273,6 @@ def write_readme(readme: Path, rows: list[dict], suites) -> None:
     readme.write_text(f"{before}{START}\n{summary(rows, suites)}.\n{END}{after}")
 
 
-def table(rows: list[dict]) -> str:
-    width = max((len(r["name"]) for r in rows), default=10)
-    return "\n".join(
-        f"{r['name']:<{width}}  {r['outcome']:<14}  {r['seconds']:>6.1f}s  {r['detail'][:220]}" for r in rows
-    )
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", action="append", choices=(*SUITES, "node"), help="default: the four data suites")
@@ -299,7 +292,6 @@ def main(argv=None) -> int:
             rows.append(run_model(model, Path(tmp), args.timeout))
             row = rows[-1]
             print(f"{row['name']:<60} {row['outcome']:<14} {row['seconds']:>6.1f}s  {row['detail'][:200]}", flush=True)
-    print("\n" + table(rows))
     print("\n" + summary(rows, suites))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -373,6 +373,7 @@ def make_inputs(
     reverse_channels: bool,
     input_types: dict | None = None,
     layouts: dict | None = None,
+    first_input: str | None = None,
 ) -> tuple[dict, str]:
     """The blob-side inputs (what a camera would send), in planar (N, C, H, W) order whatever the
     blob's layout: the check photo for every image input (1 or 3 channels), seeded image-like noise
@@ -380,7 +381,8 @@ def make_inputs(
     path}. Pixel values (0..255) for a U8 input or one with --mean/--scale baked in; normalized
     values for a float input. input_types: the precision of the inputs named with --input-type
     name=TYPE (the others: input_type); layouts: the blob's NHWC inputs, whose --sample .npy may be
-    given interleaved, as the camera sends it."""
+    given interleaved, as the camera sends it. first_input: the input a bare --sample is for (the
+    model's first; default the IR's first)."""
     rng = np.random.default_rng(SEED)
     baked = ir.preprocessing.get("mean") or {}, ir.preprocessing.get("scale") or {}
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])
@@ -398,7 +400,7 @@ def make_inputs(
         return inputs, PHOTO_INPUT if photos else "seeded"
     by_name = {tensor.name: tensor for tensor in ir.inputs}
     for name, path in samples.items():
-        tensor = by_name.get(ir.inputs[0].name if name is None else name)
+        tensor = by_name.get((first_input or ir.inputs[0].name) if name is None else name)
         if tensor is None:
             raise _fail(f"--sample {name}={path}: the model has no input {name!r} (its inputs: {', '.join(by_name)})")
         inputs[tensor.name] = load_sample(
@@ -795,15 +797,16 @@ def numeric_check(
     named apart from input_type; layouts: the blob's NHWC tensors (the IR runs them interleaved,
     the original gets the same frame planar)."""
     preprocessing = ir.preprocessing if reference_preprocessing is None else reference_preprocessing
-    given = sample
-    if isinstance(sample, dict) and None in sample and onnx_model.inputs:
-        # A bare --sample is for the model's first input: the IR may list its inputs in another order.
-        sample = {onnx_model.inputs[0].name if name is None else name: path for name, path in sample.items()}
     blob_inputs, source = make_inputs(
-        ir, input_type, sample, ir.preprocessing.get("reverse_input_channels", False), input_types, layouts
+        ir,
+        input_type,
+        sample,
+        ir.preprocessing.get("reverse_input_channels", False),
+        input_types,
+        layouts,
+        # A bare --sample is for the model's first input: the IR may list its inputs in another order.
+        first_input=onnx_model.inputs[0].name if onnx_model.inputs else None,
     )
-    if isinstance(given, dict) and given:
-        source = describe_samples(given)  # as given: a bare --sample's path stays the path
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)

@@ -59,7 +59,16 @@ def _softmax_v1(node):
 
 _FP16_EXACT = 2048  # the largest size whose every index FP16 holds exactly
 # Ops whose integer outputs are never negative: Gather-8 and Gather-7 agree on indices they compute.
-_NON_NEGATIVE_INDICES = {"TopK", "ArgMax", "ArgMin", "ShapeOf", "NonZero", "Range"}
+_NON_NEGATIVE_INDICES = {"TopK", "ArgMax", "ArgMin", "ShapeOf", "NonZero"}
+
+
+def _non_negative(indices) -> bool:
+    """Indices no run time can make negative: an op's that never are, or a Range from a start >= 0 up."""
+    node = indices.get_node()
+    if node.get_type_name() == "Range":
+        start, step = _scalar(node.input_value(0)), _scalar(node.input_value(2))
+        return start is not None and step is not None and start >= 0 and step > 0
+    return node.get_type_name() in _NON_NEGATIVE_INDICES
 
 
 def _gather_v7(node):
@@ -82,7 +91,7 @@ def _gather_v7(node):
                 return None
             values = np.where(values < 0, values + dimension.get_length(), values).astype(values.dtype)
             indices = opset1.constant(values).output(0)
-    elif producer not in _NON_NEGATIVE_INDICES and dimension.is_static and dimension.get_length() <= _FP16_EXACT:
+    elif not _non_negative(indices) and dimension.is_static and dimension.get_length() <= _FP16_EXACT:
         # The Myriad has no integer arithmetic: in floating point (FP16 holds every integer up to 2048).
         size = np.array(dimension.get_length(), np.float32)
         position = opset1.convert(indices, "f32")
