@@ -14,16 +14,9 @@ import pytest
 import torch
 
 from test_action import TOKEN, _fork, example, run_action
+from test_hostile_files import Calls
 
 PUSH = {"ref": "refs/heads/master"}
-
-
-class Calls:
-    def __init__(self, callable_, *args):
-        self.callable, self.args = callable_, args
-
-    def __reduce__(self):
-        return (self.callable, self.args)
 
 
 # What a trusted pickle's code could do: read every environment within reach, and leave it in the workspace.
@@ -41,19 +34,24 @@ open(os.path.join(os.getcwd(), "leak.txt"), "w").write("\\n".join(found))
 """
 
 
-def test_model_code_never_holds_the_token(workspace, github, webhooks):
-    """A full-model pickle the repository trusts (trust-pickle: true on a push) runs its code in
-    a child that has no token in its environment and cannot read ours. Before: the token was in
-    /proc/self/environ of the process that loaded the model."""
-    torch.save(Calls(exec, SNOOP), workspace / "models" / "trusted.pt")
-    run = run_action(
+def _run_trusted_code(workspace, github, webhooks, code: str):
+    """The action on a push, converting a full-model pickle it trusts (trust-pickle) that runs `code`."""
+    torch.save(Calls(exec, code), workspace / "models" / "trusted.pt")
+    return run_action(
         workspace,
         github,
         "push",
         example(webhooks, "push", **PUSH),
         model="models/trusted.pt",
-        **{"trust-pickle": "true", "input-shape": "[1, 3, 64, 80]"},
+        **{"trust-pickle": "true", "input-shape": "[1, 3, 8, 8]"},
     )
+
+
+def test_model_code_never_holds_the_token(workspace, github, webhooks):
+    """A full-model pickle the repository trusts (trust-pickle: true on a push) runs its code in
+    a child that has no token in its environment and cannot read ours. Before: the token was in
+    /proc/self/environ of the process that loaded the model."""
+    run = _run_trusted_code(workspace, github, webhooks, SNOOP)
     leak = (workspace / "leak.txt").read_text()  # the code ran: what did it see?
     assert run.returncode == 10, run.stdout + run.stderr  # it is no model, after all
     assert TOKEN not in leak
@@ -278,15 +276,7 @@ def test_a_child_that_fails_with_a_secret_does_not_publish_it(workspace, github,
     """The child's "internal error" text is the model's when its code ran: it goes to the step
     summary masked, like a report. Before: the token's base64 form went into the summary as is."""
     header = _checkout_credentials(workspace)
-    torch.save(Calls(exec, FAKE_FAILURE), workspace / "models" / "trusted.pt")
-    run = run_action(
-        workspace,
-        github,
-        "push",
-        example(webhooks, "push", **PUSH),
-        model="models/trusted.pt",
-        **{"trust-pickle": "true", "input-shape": "[1, 3, 8, 8]"},
-    )
+    run = _run_trusted_code(workspace, github, webhooks, FAKE_FAILURE)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "extraheader" in run.summary  # the text was quoted...
     assert header not in run.summary  # ...but not the secret
