@@ -184,9 +184,7 @@ def pt2_code(path: Path) -> list[str]:
             found += [f"{key} in {name} (pickled)" for key, meta in config.items() if meta.get("use_pickle")]
         elif name.endswith(".pt"):
             try:
-                refused = pickle_scan.refusals(
-                    [use for program in pickle_scan.pickles_in(io.BytesIO(data)) for use in pickle_scan.uses(program)]
-                )
+                _, refused = pickle_scan.scan_file(io.BytesIO(data))
             except Exception:
                 refused = [pickle_scan.Refusal(name, "unreadable")]
             found += [f"{refusal} in {name}" for refusal in refused]

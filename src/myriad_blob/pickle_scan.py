@@ -350,8 +350,8 @@ def _opened(path):
 
 
 def scan_file(path, module_prefixes: tuple[str, ...] = ()) -> tuple[list[tuple[str, str]], list[Refusal]]:
-    """(every use, the refusals) over all pickles of a torch.save file. Raises ValueError when a
-    pickle is malformed."""
+    """(every use, the refusals) over all pickles of a torch.save file (a path, or a file object
+    holding one, e.g. a .pt2's sample inputs). Raises ValueError when a pickle is malformed."""
     found = [use for program in pickles_in(path) for use in uses(program)]
     return found, refusals(found, module_prefixes)
 
