@@ -118,11 +118,21 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
             raise _fail(f"--input-shape names input {spec.name!r}, but the model's inputs are {', '.join(names)}")
     if not specs:
         dynamic = [t for t in onnx_model.inputs if not all(isinstance(d, int) and d > 0 for d in t.shape)]
-        if dynamic:
+        if dynamic:  # a usage error (no export is involved): an example of the input's own rank
             t = dynamic[0]
-            raise _fail(
-                f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape '{t.name}=[1, 3, 240, 320]' with your sizes"
+            raise ConversionError(
+                Stage.OPTIONS,
+                f"input {t.name!r} has a dynamic shape {list(t.shape)}: pass --input-shape "
+                f"'{t.name}={_example_shape(t.shape)}' with your sizes",
             )
+
+
+def _example_shape(shape) -> list:
+    """The input's shape with its unknown dims filled: batch 1, an image's 3 x 240 x 320, else 64."""
+    image = [1, 3, 240, 320] if len(shape) == 4 else None
+    return [
+        d if isinstance(d, int) and d > 0 else 1 if i == 0 else image[i] if image else 64 for i, d in enumerate(shape)
+    ]
 
 
 def export_torch(module, options: ConversionOptions, path: Path, names: tuple | None = None) -> OnnxModel:
@@ -185,8 +195,13 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
     known = explain_export_failure(fallbacks[-1][1])
     if known is not None:
         raise _fail(f"torch.onnx.export cannot export {known.what}: {known.fix} (the exporter: {fallbacks[-1][1]})")
-    hint = "try another --opset" if not options.new_export else "try without --new-export"
     tried = ", ".join(str(o) for o, _ in fallbacks)
+    if options.new_export:
+        hint = "try without --new-export"
+    elif options.opset:
+        hint = "try another --opset"
+    else:  # every opset was tried: another one is no advice (case21)
+        hint = "no opset exports it: replace that operation in the model, or try --new-export"
     raise _fail(f"torch.onnx.export failed (opset {tried}): {fallbacks[0][1]}; {hint}")
 
 

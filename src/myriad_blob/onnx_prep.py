@@ -22,6 +22,7 @@ import numpy as np
 from .errors import ConversionError, Stage, first_line
 from .export_onnx import OnnxModel, describe_onnx
 from .options import InputSpec
+from .rules.advice import refuse_data_dependent
 from .rules.onnx_rules import ONNX_RULES
 
 
@@ -62,6 +63,9 @@ def prepare(
     steps = []
     started = time.perf_counter()
     edits = _upgrade_for_onnxruntime(model) + _fix_shapes(model, onnx_model, shapes) + _cut(model, output_names)
+    refused = refuse_data_dependent(model.graph)
+    if refused:
+        raise _fail("the Myriad X cannot run " + refused)
     # The reference's outputs: at once when the shapes changed (a shape the model cannot take is
     # then named by ONNX Runtime, in one line), else when a first step needs checking.
     expected = None
@@ -90,7 +94,8 @@ def prepare(
         try:
             candidate = rule.rewrite(current)
             _save(candidate, path)
-            disagreement = _disagreement(expected, run_onnxruntime(path, feeds))
+            outputs = run_onnxruntime(path, _typed_feeds(candidate, feeds))
+            disagreement = _disagreement(expected, outputs)
         except Exception as error:  # a step that cannot run is dropped, the model goes on without it
             steps.append(
                 PrepStep(
@@ -111,6 +116,7 @@ def prepare(
         steps.append(PrepStep(rule.name, kept, detail, round(time.perf_counter() - started, 3)))
         if kept:
             current, current_path = candidate, path
+            expected = outputs if rule.new_reference else expected
     prepared = (
         reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
     )
@@ -286,6 +292,17 @@ def seeded_feeds(onnx_model: OnnxModel) -> dict:
         else:
             feeds[tensor.name] = rng.integers(0, 4, shape).astype(dtype)
     return feeds
+
+
+def _typed_feeds(model, feeds: dict) -> dict:
+    """The reference's inputs in the types a rewritten model takes (an FP16 model cast to FP32)."""
+    from onnx import helper
+
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.input}
+    return {
+        name: value.astype(helper.tensor_dtype_to_np_dtype(types[name])) if types.get(name) else value
+        for name, value in feeds.items()
+    }
 
 
 def run_onnxruntime(path: Path, feeds: dict) -> list:

@@ -4,7 +4,8 @@ user's terms, with what to change.
 REFUSED is one table, keyed by IR layer type; each row was measured by the op sweep (sweep.py)
 or a case in ../shared/cases. A failed compile names every IR layer of a listed type at once
 (the compiler itself stops at the first), each with the ONNX node and the PyTorch module it came
-from; the compiler's own message follows ours.
+from; the compiler's own message follows ours. COMPILER_SAID translates what the compiler says
+when it names no such layer, EXPORT_REFUSED what torch.onnx.export says.
 """
 
 from __future__ import annotations
@@ -71,8 +72,40 @@ REFUSED: dict[str, KnownCause] = {
         "a loop in the graph (scripted control flow)",
         "trace the model (torch.jit.trace) at a fixed input shape, which unrolls it",
     ),
-    "If": KnownCause("a branch in the graph (scripted control flow)", "trace the model (torch.jit.trace) instead"),
+    # case22: "trace the model instead" was unsafe: tracing freezes the branch taken, and a branch on the
+    # data then converts, passes the check on one input and is wrong on others (dark frames).
+    "If": KnownCause(
+        "a branch in the graph (scripted control flow) whose condition depends on the input",
+        "tracing would freeze the branch taken: compute both branches and blend them by the condition "
+        "(torch.where(cond, a, b), or c * a + (1 - c) * b with c = cond.float()); a condition on shapes "
+        "or constants alone is folded here",
+    ),
 }
+
+# ONNX ops whose output size depends on the data, which the Myriad X cannot give: refused before the
+# front ends, naming the node and the tensors that feed it (the --output-names to cut at). case19:
+# the blob's dynamic output was blamed on torch.nonzero at verify.
+DATA_DEPENDENT: dict[str, KnownCause] = {
+    "NonMaxSuppression": KnownCause(
+        "non-maximum suppression inside the model (torchvision.ops.nms, an exporter's NMS), whose output size "
+        "depends on the data",
+        "run it on the host, or cut the graph before it and let depthai's detection parser do it",
+    ),
+}
+
+
+def refuse_data_dependent(graph) -> str | None:
+    """One line for the first DATA_DEPENDENT node of an ONNX GraphProto, or None."""
+    initializers = {init.name for init in graph.initializer}
+    for node in graph.node:
+        cause = DATA_DEPENDENT.get(node.op_type)
+        if cause is None:
+            continue
+        feeding = [name for name in node.input if name and name not in initializers]
+        cut = f" (--output-names {','.join(feeding)})" if feeding else ""
+        return f"ONNX node `{node.name or node.output[0]}` ({node.op_type}): {cause.what}; {cause.fix}{cut}"
+    return None
+
 
 # torch.onnx.export's failures with a known cause that no other opset mends: (what the exporter
 # says, the cause and what to change). Without a match the export stage suggests another --opset.
@@ -84,6 +117,47 @@ EXPORT_REFUSED: tuple[tuple[re.Pattern, KnownCause], ...] = (
             "tuples of them",
             "trace it returning a tuple, or give its state dict with --model-class (a returned dict's keys then "
             "name the outputs)",
+        ),
+    ),
+    (  # case21: nn.TransformerEncoderLayer / nn.MultiheadAttention traced under no_grad in eval mode
+        re.compile(r"aten::_(transformer_encoder_layer_fwd|native_multi_head_attention|transformer_decoder_only)"),
+        KnownCause(
+            "PyTorch's fused attention fast path (nn.TransformerEncoderLayer or nn.MultiheadAttention traced "
+            "in eval mode under torch.no_grad()), an op no ONNX opset has",
+            "give the weights as a state dict with --model-class (the export then takes the plain path), or "
+            "trace the model after torch.backends.mha.set_fastpath_enabled(False)",
+        ),
+    ),
+)
+
+# What the Myriad compiler (or its plugin) says without naming a layer of a REFUSED type, in the
+# user's terms: (the compiler's words, the cause and what to change). Each row was met by a case
+# in ../shared/cases.
+COMPILER_SAID: tuple[tuple[re.Pattern, KnownCause], ...] = (
+    (  # case16, where no exact rewrite exists (a factor that is not an integer)
+        re.compile(r"Interpolate supports 'nearest' and 'linear' modes only, actual cubic"),
+        KnownCause(
+            "bicubic resizing (F.interpolate(mode='bicubic')) by a factor that is not an integer, which the "
+            "Myriad X has no form for (an integer factor becomes a transposed convolution here)",
+            "use mode='bilinear', or an integer scale_factor",
+        ),
+    ),
+    (  # case23: a convolution (or matmul) whose input is a constant the front end did not fold
+        re.compile(r"duplicateData error: while duplicating (\S+) Const data"),
+        KnownCause(
+            "a layer computing on a constant tensor (a convolution of a fixed frame or grid) that the "
+            "compiler cannot hold",
+            "compute that part once and store the result in the model (register it as a buffer), or make "
+            "the constant a model input",
+        ),
+    ),
+    (  # case18's 4-D twin: [T, H, W, C] with T = 20 reads as a batch of 20
+        re.compile(r"Total length of splits: (\d+) must match the length of the chosen axis: 1"),
+        KnownCause(
+            "an input whose first dimension (the batch to the Myriad plugin, which runs the model once per "
+            "item) is not 1",
+            "convert at batch 1 and send the items one by one, or move that dimension to another axis "
+            "(frames as [1, T, H*W, C] or as channels)",
         ),
     ),
 )
@@ -142,6 +216,11 @@ def compile_time_input_misuse(graph) -> str | None:
     return None
 
 
+def explain_compiler_message(message: str) -> KnownCause | None:
+    """The known cause of a compiler failure, if its message is one of COMPILER_SAID's."""
+    return next((cause for pattern, cause in COMPILER_SAID if pattern.search(message)), None)
+
+
 def explain_export_failure(message: str) -> KnownCause | None:
     """The known cause of a torch.onnx.export failure, if its message is one of EXPORT_REFUSED's."""
     return next((cause for pattern, cause in EXPORT_REFUSED if pattern.search(message)), None)
@@ -188,19 +267,20 @@ def explain_refused(layers, origin_of, compiler_message: str = "") -> str | None
     cause, or None when there is nothing to name. layers: (name, type) pairs in network order;
     origin_of(name) -> {"node", "op"} or None."""
     named = compiler_layer(compiler_message)
+    said = explain_compiler_message(compiler_message)
     culprits = [(name, kind) for name, kind in layers if kind in REFUSED]
     if named and named not in {name for name, _ in culprits}:
         kind = next((k for n, k in layers if n == named), None)
         if kind is not None:
             culprits.append((named, kind))
     if not culprits:
-        return None
+        return f"the Myriad X cannot run a part of this model: {said.what}; {said.fix}" if said else None
     groups: dict = {}
     for name, kind in culprits:
         groups.setdefault(kind, []).append(name)
     parts = []
     for kind, names in groups.items():
-        cause = REFUSED.get(kind)
+        cause = REFUSED.get(kind) or (said if named in names else None)
         listed = ", ".join(where(name, kind, origin_of(name)) for name in names[:6])
         listed += f" and {len(names) - 6} more" if len(names) > 6 else ""
         parts.append(f"{listed}: {cause.what}; {cause.fix}" if cause else f"{listed}: no known rewrite")

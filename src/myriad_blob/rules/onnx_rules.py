@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .onnx_graph import Builder, Graph, copy_model, opset_of, replace_nodes
+from .onnx_graph import SHAPE_ONLY_OPS, Builder, Graph, copy_model, opset_of, replace_nodes
 
 # Outputs of a kept rewrite may differ from the reference's by this much, relative to each
 # output's largest magnitude (float32 reassociation, not a changed computation).
@@ -31,6 +31,11 @@ AGREEMENT = 1e-4
 # [-pi, pi] gives 7.6e-3 and is refused, as wider ranges are (their coefficients outgrow FP16).
 POLYNOMIAL_MAX_ERROR = 2e-5
 POLYNOMIAL_FP16_ERROR = 5e-3
+# An FP16 model cast to FP32: the reference computes in FP16, the cast model in FP32; they differ by
+# FP16's rounding, which the device (FP16) has anyway: half the numeric check's relative tolerance.
+FP16_MODEL_TOLERANCE = 1e-2
+# The range-reduced Sin/Cos (any argument): the float32 reduction adds about x's float32 rounding.
+REDUCED_TOLERANCE = 1e-3
 # The newest ONNX opset the OpenVINO 2022.3 front end reads well (opset 18 moved the axes of the
 # Reduce ops to an input, which it misreads).
 FRONTEND_MAX_OPSET = 17
@@ -49,6 +54,9 @@ class OnnxRule:
     needed: Callable  # model -> why it applies, or ""
     rewrite: Callable  # model -> rewritten model
     tolerance: float = AGREEMENT
+    # The rows after it compare with its outputs, not the reference's (a change of arithmetic, FP16
+    # to FP32, whose difference would count against every later row).
+    new_reference: bool = False
 
 
 def node_rule(op: str, plan: Callable, build: Callable, why):
@@ -673,6 +681,353 @@ def _build_pad_add(builder: Builder, node, plan, graph: Graph) -> None:
     builder.node("Add", [padded, builder.constant(constants, "tokens")], node.output[0])
 
 
+# --- Sin/Cos of any value -> range reduction (Floor) and a polynomial on [-pi/2, pi/2] ---
+
+REDUCED_RANGE = (-math.pi / 2, math.pi / 2)
+
+
+def _trig_reduced_plan(graph: Graph, node):
+    """Sin/Cos whose argument the graph does not bound (the proven-range row did not apply):
+    x = k pi + r with k = floor(x / pi + 1/2), r in [-pi/2, pi/2], and sin x = (-1)^k sin r,
+    cos x = (-1)^k cos r (SAM's positional encodings, case17)."""
+    dtype = _np_type(graph, node.input[0])
+    if dtype is None or np.dtype(dtype).kind != "f" or _trig_plan(graph, node) is not None:
+        return None
+    fit = fit_polynomial(_TRIG[node.op_type], *REDUCED_RANGE)
+    return fit + (REDUCED_RANGE, dtype) if fit[3] <= POLYNOMIAL_FP16_ERROR else None
+
+
+def _build_trig_reduced(builder: Builder, node, plan, graph: Graph) -> None:
+    coefficients, _, half, _, _, dtype = plan
+
+    def const(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    x = node.input[0]
+    k = builder.node(
+        "Floor", [builder.node("Add", [builder.node("Mul", [x, const(1 / math.pi, "inverse_pi")]), const(0.5, "half")])]
+    )
+    r = builder.node("Sub", [x, builder.node("Mul", [k, const(math.pi, "pi")])])
+    # (-1)^k = 1 - 2 (k - 2 floor(k / 2))
+    parity = builder.node(
+        "Sub",
+        [
+            k,
+            builder.node(
+                "Mul", [builder.node("Floor", [builder.node("Mul", [k, const(0.5, "half")])]), const(2, "two")]
+            ),
+        ],
+    )
+    sign = builder.node("Sub", [const(1, "one"), builder.node("Mul", [parity, const(2, "two")])])
+    t = builder.node("Mul", [r, const(1 / half, "inverse_half")])  # centre 0
+    value = const(coefficients[-1], "c")
+    for coefficient in coefficients[-2::-1]:  # Horner's scheme
+        value = builder.node("Add", [builder.node("Mul", [value, t]), const(coefficient, "c")])
+    builder.node("Mul", [value, sign], node.output[0])
+
+
+def _trig_reduced_why(found) -> str:
+    op = found[0][1].op_type
+    names = ", ".join(node.name or node.output[0] for _, node, _ in found[:4])
+    worst = max(plan[3] for _, _, plan in found)
+    return (
+        f"{len(found)} {op} node(s) on values the graph does not bound ({names}): reduced to [-pi/2, pi/2] "
+        f"with Floor, then degree {len(found[0][2][0]) - 1} (largest error in FP16 arithmetic {worst:.1e}, "
+        "plus the argument's own FP16 rounding)"
+    )
+
+
+# --- Bicubic Resize by an integer factor -> edge Pad + depthwise ConvTranspose + Slice ---
+
+CUBIC_PAD = 2  # the cubic kernel reaches two pixels beyond the edge
+
+
+def _cubic_matrix(size: int, out: int, scale: float, mode: str, a: float) -> np.ndarray:
+    """ONNX Resize's cubic interpolation along one axis as a matrix (out x size + 2 CUBIC_PAD) on the
+    edge-padded input (ONNX Runtime clamps the taps to the edge, as the padding repeats it)."""
+
+    def weight(x):
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+
+    matrix = np.zeros((out, size + 2 * CUBIC_PAD))
+    for o in range(out):
+        if mode == "asymmetric":
+            x = o / scale
+        elif mode == "pytorch_half_pixel" and out == 1:
+            x = 0.0
+        else:  # half_pixel, pytorch_half_pixel
+            x = (o + 0.5) / scale - 0.5
+        base = math.floor(x)
+        f = x - base
+        for tap, w in zip(range(base - 1, base + 3), (weight(1 + f), weight(f), weight(1 - f), weight(2 - f))):
+            matrix[o, min(max(tap, -CUBIC_PAD), size - 1 + CUBIC_PAD) + CUBIC_PAD] += w
+    return matrix
+
+
+def _transposed_kernel(matrix: np.ndarray, stride: int):
+    """(kernel, crop start) such that matrix @ x == ConvTranspose(x, kernel, stride)[start:start + out],
+    or None when the matrix is not such a filter."""
+    out, size = matrix.shape
+    middle = size // 2
+    rows = np.nonzero(np.abs(matrix[:, middle]) > 1e-12)[0]
+    if not len(rows):
+        return None
+    low, high = int(rows.min()), int(rows.max())
+    kernel = matrix[low : high + 1, middle]
+    start = stride * middle - low
+    rebuilt = np.zeros((out, size))
+    for i in range(size):
+        for u, value in enumerate(kernel):
+            o = stride * i + u - start
+            if 0 <= o < out:
+                rebuilt[o, i] = value
+    if start < 0 or not np.allclose(rebuilt, matrix, atol=1e-9):
+        return None
+    return kernel, start
+
+
+def _bicubic_plan(graph: Graph, node):
+    if _attribute(node, "mode", b"nearest") not in (b"cubic", "cubic") or _attribute(node, "exclude_outside", 0):
+        return None
+    mode = _attribute(node, "coordinate_transformation_mode", b"half_pixel")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    shape, out_shape = graph.shape(node.input[0]), graph.shape(node.output[0])
+    dtype = _np_type(graph, node.input[0])
+    if (
+        mode not in ("half_pixel", "pytorch_half_pixel", "asymmetric")
+        or shape is None
+        or out_shape is None
+        or len(shape) != 4
+        or tuple(out_shape[:2]) != tuple(shape[:2])
+        or dtype is None
+        or np.dtype(dtype).kind != "f"
+    ):
+        return None
+    scales = graph.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    scales = None if scales is None or not np.size(scales) else [float(v) for v in np.asarray(scales).reshape(-1)]
+    kernels = []
+    for axis in (2, 3):
+        size, out = shape[axis], out_shape[axis]
+        if out % size:
+            return None
+        stride = out // size
+        scale = scales[axis] if scales else out / size
+        if scale != stride:
+            return None
+        found = _transposed_kernel(
+            _cubic_matrix(size, out, scale, mode, _attribute(node, "cubic_coeff_a", -0.75)), stride
+        )
+        if found is None:
+            return None
+        kernels.append((stride, *found, out))
+    return shape[1], kernels, dtype
+
+
+def _build_bicubic(builder: Builder, node, plan, graph: Graph) -> None:
+    channels, ((stride_h, kernel_h, start_h, out_h), (stride_w, kernel_w, start_w, out_w)), dtype = plan
+    p = CUBIC_PAD
+    padded = builder.node(
+        "Pad", [node.input[0], builder.constant(np.array([0, 0, p, p, 0, 0, p, p], np.int64), "pads")], mode="edge"
+    )
+    weights = np.broadcast_to(np.outer(kernel_h, kernel_w), (channels, 1, len(kernel_h), len(kernel_w)))
+    up = builder.node(
+        "ConvTranspose",
+        [padded, builder.constant(weights.astype(dtype), "weights")],
+        group=channels,
+        kernel_shape=[len(kernel_h), len(kernel_w)],
+        strides=[stride_h, stride_w],
+    )
+    builder.node(
+        "Slice",
+        [
+            up,
+            builder.constant(np.array([start_h, start_w], np.int64), "starts"),
+            builder.constant(np.array([start_h + out_h, start_w + out_w], np.int64), "ends"),
+            builder.constant(np.array([2, 3], np.int64), "axes"),
+        ],
+        node.output[0],
+    )
+
+
+# --- If on a condition that depends on no input value -> the branch it takes ---
+
+
+def _constant_if_plan(graph: Graph, node):
+    """The If's branch (a GraphProto) when its condition is a constant once the input shapes are
+    fixed (torch.onnx.export's squeeze(dim) checks the dim's size with an If), else None."""
+    condition = graph.const(node.input[0])
+    if condition is None or np.size(condition) != 1:
+        return None
+    return _attribute(node, "then_branch" if bool(np.asarray(condition).reshape(-1)[0]) else "else_branch")
+
+
+def _build_inlined_branch(builder: Builder, node, branch, graph: Graph) -> None:
+    import onnx
+    from onnx import helper
+
+    renamed = {}
+    outer = {init.name for init in builder.model.graph.initializer}
+    for init in branch.initializer:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(init)
+        if init.name in outer:
+            renamed[init.name] = copy.name = builder.name("initializer")
+        builder.model.graph.initializer.append(copy)
+    for inner in branch.node:
+        copied = helper.make_node("Identity", [], [])
+        copied.CopyFrom(inner)
+        for index, name in enumerate(copied.input):
+            copied.input[index] = renamed.get(name, name)
+        builder.nodes.append(copied)
+    for value, output in zip(branch.output, node.output):
+        if output:
+            builder.node("Identity", [renamed.get(value.name, value.name)], output)
+
+
+# --- a convolution or matmul of constants -> its result, computed once ---
+
+FOLDED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+
+
+def _may_fold(model) -> bool:
+    """Without running anything: whether a FOLDED_OPS node reads no graph input's values."""
+    initializers = {init.name for init in model.graph.initializer}
+    dependent = {v.name for v in model.graph.input if v.name not in initializers}
+    found = False
+    for node in model.graph.node:
+        reads_input = node.op_type not in SHAPE_ONLY_OPS and any(name in dependent for name in node.input if name)
+        if reads_input or node.op_type in ("If", "Loop", "Scan"):
+            dependent.update(o for o in node.output if o)
+        elif node.op_type in FOLDED_OPS:
+            found = True
+    return found
+
+
+def _constant_cones(model):
+    """(graph, the indices of the nodes computing from constants alone downstream of a FOLDED_OPS
+    node whose inputs are all constant, the tensors of those that the rest of the model reads)."""
+    graph = Graph(model)
+    nodes = list(model.graph.node)
+    cone, inside = set(), set()
+    for index, node in enumerate(nodes):
+        if node.op_type in ("If", "Loop", "Scan", "Constant"):
+            continue
+        if not all(graph.const(name) is not None for name in node.input if name):
+            continue
+        if not all(graph.const(o) is not None for o in node.output if o):
+            continue
+        if node.op_type in FOLDED_OPS or any(name in inside for name in node.input):
+            cone.add(index)
+            inside.update(o for o in node.output if o)
+    outputs = {v.name for v in model.graph.output}
+    read = {name for i, node in enumerate(nodes) if i not in cone for name in node.input}
+    frontier = [name for name in sorted(inside) if name in read or name in outputs]
+    return graph, cone, frontier
+
+
+def _constant_convolutions(model) -> str:
+    if not _may_fold(model):
+        return ""
+    _, cone, frontier = _constant_cones(model)
+    nodes = list(model.graph.node)
+    ops = sorted({nodes[i].op_type for i in cone if nodes[i].op_type in FOLDED_OPS})
+    if not cone:
+        return ""
+    return (
+        f"{len(cone)} node(s) computing from constants alone, with {'/'.join(ops)} (a convolution of a fixed "
+        f"frame), which the Myriad compiler cannot hold: computed once into {len(frontier)} constant(s)"
+    )
+
+
+def fold_constant_convolutions(model):
+    from onnx import numpy_helper
+
+    graph, cone, frontier = _constant_cones(model)
+    result = copy_model(model)
+    values = {name: graph.const(name) for name in frontier}
+    kept = [node for index, node in enumerate(result.graph.node) if index not in cone]
+    del result.graph.node[:]
+    result.graph.node.extend(kept)
+    for name, value in values.items():
+        result.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    _drop_unused(result)
+    return result
+
+
+def _drop_unused(model) -> None:
+    """Remove nodes and initializers nothing reads (the constant inputs of a folded part)."""
+    while True:
+        read = {name for node in model.graph.node for name in node.input} | {v.name for v in model.graph.output}
+        for node in model.graph.node:
+            for attribute in node.attribute:  # subgraphs read outer names
+                for sub in [attribute.g, *attribute.graphs]:
+                    read |= {name for inner in sub.node for name in inner.input}
+        kept = [node for node in model.graph.node if any(o in read for o in node.output if o)]
+        if len(kept) == len(model.graph.node):
+            break
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    initializers = [init for init in model.graph.initializer if init.name in read]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)
+
+
+# --- an FP16 model (weights, inputs, outputs) -> FP32: the blob is FP16 either way ---
+
+
+def _fp16_parts(model) -> str:
+    from onnx import TensorProto
+
+    narrow = (TensorProto.FLOAT16, TensorProto.DOUBLE)
+    values = [v for v in (*model.graph.input, *model.graph.output) if v.type.tensor_type.elem_type in narrow]
+    weights = sum(init.data_type in narrow for init in model.graph.initializer)
+    if not values and not weights:
+        return ""
+    return (
+        f"an FP16 model ({len(values)} input(s)/output(s), {weights} weight(s) in float16 or float64), which the "
+        "front ends read with Convert layers the Myriad compiler cannot fold: all its float arithmetic cast to "
+        "FP32 (the blob is FP16 either way)"
+    )
+
+
+def cast_fp16_to_fp32(model):
+    """Every float16 and float64 tensor, type and Cast of the model (its subgraphs too) -> float32
+    (PyTorch's FP16 export computes LayerNorm's variance in float64)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    result = copy_model(model)
+    narrow, fp32 = (TensorProto.FLOAT16, TensorProto.DOUBLE), TensorProto.FLOAT
+
+    def tensor(t):
+        if t.data_type in narrow:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+
+    def graph(g):
+        for init in g.initializer:
+            tensor(init)
+        for value in (*g.input, *g.output, *g.value_info):
+            if value.type.tensor_type.elem_type in narrow:
+                value.type.tensor_type.elem_type = fp32
+        for node in g.node:
+            for attribute in node.attribute:
+                if attribute.type == helper.AttributeProto.TENSOR:
+                    tensor(attribute.t)
+                elif attribute.type == helper.AttributeProto.INT and attribute.name in ("to", "dtype"):
+                    if attribute.i in narrow:
+                        attribute.i = fp32
+                elif attribute.type == helper.AttributeProto.GRAPH:
+                    graph(attribute.g)
+                elif attribute.type == helper.AttributeProto.GRAPHS:
+                    for sub in attribute.graphs:
+                        graph(sub)
+
+    graph(result.graph)
+    return result
+
+
 # --- Whole-model rules ---
 
 
@@ -793,6 +1148,17 @@ def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT) -> OnnxRul
 
 
 ONNX_RULES: tuple[OnnxRule, ...] = (
+    # First: the rows below read the model's float type, and the If's condition may be FP16 arithmetic.
+    OnnxRule("FP16 model -> FP32", BOTH, _fp16_parts, cast_fp16_to_fp32, FP16_MODEL_TOLERANCE, new_reference=True),
+    _rule(
+        "If on a constant condition -> its branch",
+        BOTH,
+        "If",
+        _constant_if_plan,
+        _build_inlined_branch,
+        "{n} If node(s) whose condition depends on no input value at the fixed shapes (an exporter's shape "
+        "check), which the Myriad X cannot run as a branch",
+    ),
     # Before the opset conversion, which drops AveragePool-19's dilations.
     _rule(
         "MaxPool ceil mode -> end padding",
@@ -888,6 +1254,33 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
     ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
+    *(
+        _rule(
+            f"{op} -> range reduction and a polynomial",
+            BOTH,
+            op,
+            _trig_reduced_plan,
+            _build_trig_reduced,
+            _trig_reduced_why,
+            tolerance=REDUCED_TOLERANCE,
+        )
+        for op in ("Sin", "Cos")
+    ),
+    _rule(
+        "bicubic Resize -> edge Pad + depthwise ConvTranspose",
+        BOTH,
+        "Resize",
+        _bicubic_plan,
+        _build_bicubic,
+        "{n} bicubic Resize node(s) by an integer factor (F.interpolate(mode='bicubic')), which the Myriad "
+        "compiler refuses: a fixed filter",
+    ),
+    OnnxRule(
+        "constant convolutions -> computed once",
+        BOTH,
+        _constant_convolutions,
+        fold_constant_convolutions,
+    ),
     *(
         _rule(
             f"{op} of a computed scalar: the scalar as [1]",
