@@ -166,7 +166,7 @@ EXPECTED_SWEEP = {
     "nn.LayerNorm": ("native", ""),
     "F.gelu": ("native", ""),
     "F.interpolate(bilinear)": ("native", ""),
-    "sin of any value": ("refused", "a trigonometric function on values whose range the graph does not bound"),
+    "sin of any value": ("rewritten", "Sin -> range reduction and a polynomial"),
     "sign": ("rewritten", "Sign -> Where"),
     "F.grid_sample": ("refused", "the Myriad X has no sampler"),
 }

@@ -1,0 +1,280 @@
+"""Issue #28, round two: each builder case16-case23 in ../shared/cases behaves as its docstring says
+it should (converts with its right value, or is refused with the op and what to change), and the
+rule rows they needed, on small graphs (ONNX Runtime only)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import run_cli
+from myriad_blob.errors import EXIT_CODES, Stage
+from myriad_blob.rules.advice import explain_refused
+from myriad_blob.rules.onnx_rules import ONNX_RULES
+
+
+def _convert(cases, tmp_path, name, *flags):
+    blob = tmp_path / (Path(name).stem + ".blob")
+    result = run_cli("convert", "--input", cases / name, "--output", blob, *flags)
+    return result, blob
+
+
+def _report(blob: Path) -> dict:
+    return json.loads(blob.with_name(blob.name + ".report.json").read_text())
+
+
+def _kept(report) -> list[str]:
+    return [s["name"] for s in report["ir"]["preparation"] if s["kept"] and s["name"] != "graph edits"]
+
+
+def _line(result) -> str:
+    """Our one line (torch's exporter may print its graph to stderr before it)."""
+    return next(line for line in result.stderr.splitlines() if line.startswith("myriad-blob:"))
+
+
+def _passed(result, blob, *rules):
+    assert result.returncode == 0, result.stderr
+    report = _report(blob)
+    assert set(rules) <= set(_kept(report)), _kept(report)
+    assert report["verdict"] == {"result": "passed", "reasons": []}, report["verdict"]
+    return report
+
+
+def test_case16_bicubic_upsampling_by_an_integer_factor_converts(cases, tmp_path):
+    # Was exit 13: "Current Interpolate supports 'nearest' and 'linear' modes only, actual cubic", "no known rewrite".
+    result, blob = _convert(cases, tmp_path, "case01_bicubic.onnx", "--strict")
+    _passed(result, blob, "bicubic Resize -> edge Pad + depthwise ConvTranspose")
+
+
+def test_case17_sin_and_cos_of_unbounded_values_convert(cases, tmp_path):
+    # Was exit 13 naming /Sin and /Cos ("bound its argument"). The point coordinates are floats: FP16 input.
+    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", "--input-type", "FP16", "--strict")
+    _passed(result, blob, "Sin -> range reduction and a polynomial", "Cos -> range reduction and a polynomial")
+
+
+def test_case18_video_input_converts_and_its_missing_shape_is_asked_at_its_rank(cases, tmp_path):
+    # Was exit 11 at "export" with a 4-D example ('frames=[1, 3, 240, 320]') for the 5-D input.
+    result, _ = _convert(cases, tmp_path, "case03_video_5d_dynbatch.onnx")
+    assert result.returncode == EXIT_CODES[Stage.OPTIONS], result.stderr
+    assert "pass --input-shape 'frames=[1, 20, 64, 64, 3]'" in _line(result)
+    result, blob = _convert(cases, tmp_path, "case03_video_5d_dynbatch.onnx", "--input-shape", "[1, 20, 64, 64, 3]")
+    report = _passed(result, blob)
+    assert [o["shape"] for o in report["numeric"]["outputs"]] == [[1, 5]]
+    # [T, H, W, C] with T = 20 is a batch of 20 to the plugin: was its internal VariadicSplit check.
+    result, _ = _convert(cases, tmp_path, "case03_fix_2d.onnx")
+    assert result.returncode == EXIT_CODES[Stage.COMPILE]
+    assert "convert at batch 1 and send the items one by one" in _line(result)
+
+
+def test_case19_nms_inside_the_model_is_named_with_its_cut_points(cases, tmp_path):
+    # Was exit 14 at verify, blamed on "torch.nonzero or boolean-mask indexing (x[mask])".
+    result, _ = _convert(cases, tmp_path, "case04_nms_in_model.onnx")
+    assert result.returncode == EXIT_CODES[Stage.IR], result.stderr
+    line = _line(result)
+    assert "`selected` (NonMaxSuppression)" in line and "(--output-names boxes,scores)" in line
+    assert "nonzero" not in line
+    result, blob = _convert(cases, tmp_path, "case04_nms_in_model.onnx", "--output-names", "boxes,scores")
+    _passed(result, blob)
+
+
+def test_case20_an_fp16_onnx_converts(cases, tmp_path):
+    # Was exit 12 (its squeeze's If, "trace the model instead"); without the If, exit 13 with the plugin's
+    # "Failed to find reference implementation for `Constant_...` Layer with `Convert` Type".
+    result, blob = _convert(cases, tmp_path, "case05_fp16.onnx", "--strict")
+    report = _passed(result, blob, "FP16 model -> FP32", "If on a constant condition -> its branch")
+    assert report["ir"]["frontend"] == "ov2022"
+
+
+def test_case21_the_attention_fast_path_is_named_with_what_works(cases, tmp_path):
+    # Was "torch.onnx.export failed (opset 14, 16, 13, 12, 11, 17): ...; try another --opset".
+    result, _ = _convert(cases, tmp_path, "case06_mha.pt", "--input-shape", "[1, 3, 32, 32]")
+    assert result.returncode == EXIT_CODES[Stage.EXPORT]
+    line = _line(result)
+    assert "fused attention fast path" in line and "--model-class" in line and "set_fastpath_enabled(False)" in line
+    assert "another --opset" not in line
+    flags = ("--input", "case06e_state_dict.pt", "--model-class", "case06_model:Enc", "--input-shape", "[1, 3, 32, 32]")
+    result = run_cli("convert", *flags, "--output", tmp_path / "enc.blob", cwd=cases)
+    _passed(result, tmp_path / "enc.blob")
+
+
+def test_case22_a_branch_on_the_data_is_not_told_to_trace(cases, tmp_path):
+    # Was "trace the model (torch.jit.trace) instead": the traced model passes and is wrong for dark frames.
+    result, _ = _convert(cases, tmp_path, "case09_scripted_if.pt", "--input-shape", "[1, 3, 32, 32]")
+    assert result.returncode == EXIT_CODES[Stage.IR]
+    line = _line(result)
+    assert "tracing would freeze the branch taken" in line and "torch.where" in line
+    assert "trace the model (torch.jit.trace) instead" not in line
+    result, blob = _convert(cases, tmp_path, "case09_fix_blend.pt", "--input-shape", "[1, 3, 32, 32]")
+    _passed(result, blob)
+
+
+def test_case23_a_convolution_of_a_constant_is_computed_once(cases, tmp_path):
+    # Was exit 13 with the plugin's "duplicateData error ... different desc and content byte sizes".
+    result, blob = _convert(cases, tmp_path, "case10_conv_on_constant.onnx", "--strict")
+    _passed(result, blob, "constant convolutions -> computed once")
+    twin, twin_blob = _convert(cases, tmp_path, "case10_fix_folded.onnx", "--strict")
+    assert twin.returncode == 0, twin.stderr
+    digest = [hashlib.sha256(path.read_bytes()).hexdigest() for path in (blob, twin_blob)]
+    assert digest[0] == digest[1]  # the same blob as the hand-folded twin
+
+
+# --- The rows on small graphs (ONNX Runtime only) ---
+
+
+def _rule(name):
+    return next(rule for rule in ONNX_RULES if rule.name.startswith(name))
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=13):
+    return helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, list(initializers)),
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", opset)],
+    )
+
+
+def _run(model, feeds):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["Sin", "Cos"])
+def test_range_reduction_computes_sin_and_cos_of_any_value(op):
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2001])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2001])],
+    )
+    rule = _rule(f"{op} -> range reduction")
+    assert rule.needed(model)
+    x = np.linspace(-200, 200, 2001).astype(np.float32)
+    (y,) = _run(rule.rewrite(model), {"x": x})
+    np.testing.assert_allclose(y, getattr(np, op.lower())(x.astype(np.float64)), atol=1e-4)
+
+
+def _resize(scales, mode="cubic", transform="half_pixel"):
+    out = [1, 2, int(6 * scales[2]), int(5 * scales[3])]
+    return _model(
+        [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode, coordinate_transformation_mode=transform)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], scales)],
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("factors", [(2, 2), (3, 2), (4, 1)])
+def test_bicubic_by_integer_factors_is_a_transposed_convolution(factors):
+    model = _resize([1, 1, *factors])
+    rule = _rule("bicubic Resize")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "Resize" not in {n.op_type for n in rewritten.graph.node}
+    x = np.random.default_rng(3).standard_normal((1, 2, 6, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], atol=1e-5)
+
+
+@pytest.mark.unit
+def test_bicubic_without_an_exact_filter_is_left_and_told_to_use_bilinear():
+    assert not _rule("bicubic Resize").needed(_resize([1, 1, 1.5, 1.5]))
+    assert not _rule("bicubic Resize").needed(_resize([1, 1, 2, 2], transform="align_corners"))
+    message = "Failed to compile layer \"up\": [ GENERAL_ERROR ] Current Interpolate supports 'nearest' and 'linear' modes only, actual cubic"
+    line = explain_refused([("up", "Interpolate")], lambda name: {"node": "/up/Resize", "op": "Resize"}, message)
+    assert "`up` (Interpolate; ONNX node `/up/Resize`, Resize" in line and "use mode='bilinear'" in line
+
+
+@pytest.mark.unit
+def test_if_on_a_shape_condition_is_replaced_by_its_branch():
+    def branch(name, op):
+        return helper.make_graph(
+            [helper.make_node(op, ["x"], [f"{name}_out"])],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)],
+        )
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["dim"], axis=0),
+        helper.make_node("Equal", ["dim", "three"], ["condition"]),
+        helper.make_node(
+            "If", ["condition"], ["y"], then_branch=branch("then", "Relu"), else_branch=branch("else", "Neg")
+        ),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor("one", TensorProto.INT64, [], [1]),
+            helper.make_tensor("three", TensorProto.INT64, [], [3]),
+        ],
+    )
+    rule = _rule("If on a constant condition")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "If" not in {n.op_type for n in rewritten.graph.node} and "Relu" in {n.op_type for n in rewritten.graph.node}
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(1, 3, 4)
+    np.testing.assert_array_equal(_run(rewritten, {"x": x})[0], np.maximum(x, 0))
+
+
+@pytest.mark.unit
+def test_an_fp16_model_with_float64_steps_becomes_fp32():
+    nodes = [
+        helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.DOUBLE),
+        helper.make_node("Mul", ["wide", "two"], ["doubled"]),
+        helper.make_node("Cast", ["doubled"], ["narrow"], to=TensorProto.FLOAT16),
+        helper.make_node("Add", ["narrow", "bias"], ["y"]),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [4])],
+        [
+            helper.make_tensor("two", TensorProto.DOUBLE, [], [2.0]),
+            numpy_helper.from_array(np.array([0.5, 1, 2, 4], np.float16), "bias"),
+        ],
+    )
+    rule = _rule("FP16 model -> FP32")
+    assert rule.needed(model) and rule.new_reference
+    rewritten = rule.rewrite(model)
+    onnx.checker.check_model(rewritten)
+    types = {init.data_type for init in rewritten.graph.initializer} | {
+        v.type.tensor_type.elem_type for v in (*rewritten.graph.input, *rewritten.graph.output)
+    }
+    assert types == {TensorProto.FLOAT}
+    x = np.array([1, -2, 3.5, 1000], np.float32)
+    np.testing.assert_array_equal(_run(rewritten, {"x": x})[0], x * 2 + np.array([0.5, 1, 2, 4]))
+
+
+@pytest.mark.unit
+def test_only_a_convolution_of_constants_is_folded():
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [2, 1, 3, 3], np.ones(18, np.float32))
+    frame = helper.make_tensor("frame", TensorProto.FLOAT, [1, 1, 5, 5], np.arange(25, dtype=np.float32))
+    nodes = [
+        helper.make_node("Conv", ["frame", "w"], ["fixed"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w"], ["moving"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["fixed", "moving"], ["y"]),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 5])],
+        [weights, frame],
+    )
+    rule = _rule("constant convolutions")
+    assert "1 node(s)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Add"]
+    assert "frame" not in {init.name for init in rewritten.graph.initializer}
+    x = np.random.default_rng(1).standard_normal((1, 1, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-6)
+    del model.graph.node[0]  # no constant convolution: nothing to do
+    model.graph.node[-1].input[0] = "moving"
+    assert not rule.needed(model)
