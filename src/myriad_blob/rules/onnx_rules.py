@@ -6,9 +6,10 @@ the rows in order, runs each result on ONNX Runtime, and keeps it only when ever
 with the reference within the row's tolerance (relative to each output's largest magnitude);
 the report lists every row that applied. A new case is one row here and one test.
 
-Exact rewrites (same numbers up to float32 reassociation) keep AGREEMENT. The one approximation,
-a polynomial for Sin/Cos, is applied only where the graph proves the argument's range, and its
-error bound on that range is in the step's detail.
+Exact rewrites (same numbers up to float32 reassociation) keep AGREEMENT. The approximations, a
+polynomial for Sin/Cos on the range the graph proves, else on [-pi/2, pi/2] after a range
+reduction, state their error bound in the step's detail; an FP16 model cast to FP32 differs by
+FP16's rounding, and the rows after it compare with the cast model.
 """
 
 from __future__ import annotations
