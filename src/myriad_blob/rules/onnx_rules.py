@@ -46,6 +46,9 @@ SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "Expand", "NonZero"}
 BOTH = frozenset({"ov2022", "mo2021"})
 # The node rules emit Slice and Pad with their parameters as inputs (ONNX opset 10 and 11 on).
 MIN_RULE_OPSET = 11
+# Rules that emit only elementwise ops (Relu, Mul, Add, Div, Elu) apply from the oldest opset ONNX
+# Runtime runs (older files are upgraded to it first): a 2017 export's Selu or Abs too.
+ELEMENTWISE_OPSET = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,7 @@ class OnnxRule:
     new_reference: bool = False
 
 
-def node_rule(op: str, plan: Callable, build: Callable, why):
+def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MIN_RULE_OPSET):
     """needed/rewrite for a rule that replaces single nodes of type op: plan(graph, node) gives
     what build needs (None: this node cannot be rewritten), build(builder, node, plan, graph)
     emits nodes that produce the node's outputs. why: "{n} ... node(s) ..." for the report, or a
@@ -69,7 +72,7 @@ def node_rule(op: str, plan: Callable, build: Callable, why):
     def matches(model):
         graph = Graph(model)
         found = []
-        if graph.opset < MIN_RULE_OPSET:
+        if graph.opset < min_opset:
             return graph, found
         for index, node in enumerate(model.graph.node):
             if node.op_type == op:
@@ -297,6 +300,21 @@ def _build_abs(builder: Builder, node, dtype, graph: Graph) -> None:
     x = node.input[0]
     negated = builder.node("Mul", [x, builder.constant(np.array(-1, dtype), "minus_one")])
     builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])], node.output[0])
+
+
+def _build_softsign(builder: Builder, node, dtype, graph: Graph) -> None:
+    x = node.input[0]
+    negated = builder.node("Mul", [x, builder.constant(np.array(-1, dtype), "minus_one")])
+    absolute = builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])])
+    denominator = builder.node("Add", [absolute, builder.constant(np.array(1, dtype), "one")])
+    builder.node("Div", [x, denominator], node.output[0])
+
+
+def _build_selu(builder: Builder, node, dtype, graph: Graph) -> None:
+    alpha = _attribute(node, "alpha", 1.67326319217681884765625)
+    gamma = _attribute(node, "gamma", 1.05070102214813232421875)
+    elu = builder.node("Elu", [node.input[0]], alpha=float(alpha))
+    builder.node("Mul", [elu, builder.constant(np.array(gamma, dtype), "gamma")], node.output[0])
 
 
 # --- Sign -> Where(x > 0, 1, Where(x < 0, -1, 0)) ---
@@ -1029,6 +1047,63 @@ def cast_fp16_to_fp32(model):
     return result
 
 
+# --- REFLECT Pad of a tensor with length-1 spatial axes -> the same Pad without those axes ---
+
+
+def _reflect_length_one_plan(graph: Graph, node):
+    """OpenVINO's Pad refuses REFLECT on any spatial axis of length 1, even one that is not padded
+    (tf2onnx audio nets: [1, 1, 1, T]); without those axes it is the same pad."""
+    if _attribute(node, "mode", b"constant") not in (b"reflect", "reflect") or len(node.input) > 3:
+        return None
+    shape, pads = graph.shape(node.input[0]), graph.const(node.input[1]) if len(node.input) > 1 else None
+    if shape is None or pads is None or len(shape) < 3:
+        return None
+    pads, rank = [int(p) for p in np.asarray(pads).reshape(-1)], len(shape)
+    ones = [axis for axis in range(2, rank) if shape[axis] == 1]
+    if not ones or any(pads[axis] or pads[rank + axis] for axis in ones):
+        return None
+    kept = [axis for axis in range(rank) if axis not in ones]
+    out = [size + pads[axis] + pads[rank + axis] for axis, size in enumerate(shape)]
+    return [shape[a] for a in kept], [pads[a] for a in kept] + [pads[rank + a] for a in kept], out
+
+
+def _build_reflect_without_ones(builder: Builder, node, plan, graph: Graph) -> None:
+    squeezed, pads, out = plan
+    reshaped = builder.node("Reshape", [node.input[0], builder.constant(np.array(squeezed, np.int64), "shape")])
+    padded = builder.node("Pad", [reshaped, builder.constant(np.array(pads, np.int64), "pads")], mode="reflect")
+    builder.node("Reshape", [padded, builder.constant(np.array(out, np.int64), "shape")], node.output[0])
+
+
+# --- The mean of a 2-D MVN (LayerNorm after global pooling) -> MatMul by 1/C ---
+
+
+def _mvn_2d_plan(graph: Graph, node):
+    """A ReduceMean over the last axis of a 2-D tensor x whose result x - mean takes: OpenVINO fuses
+    the LayerNorm it starts into an MVN, which the Myriad compiler has for 3-D and 4-D only (ConvNeXtV2
+    and EfficientViT heads). As a MatMul by a column of 1/C the fusion does not happen."""
+    shape, axes = graph.shape(node.input[0]), _attribute(node, "axes")
+    if shape is None or len(shape) != 2 or len(node.input) > 1 or axes is None or [a % 2 for a in axes] != [1]:
+        return None
+    dtype = _np_type(graph, node.input[0])
+    centred = any(
+        c.op_type == "Sub" and list(c.input) == [node.input[0], node.output[0]]
+        for c in graph.consumers.get(node.input[0], [])
+    )
+    if not centred or dtype is None or np.dtype(dtype).kind != "f":
+        return None
+    return shape, _attribute(node, "keepdims", 1), dtype
+
+
+def _build_mean_matmul(builder: Builder, node, plan, graph: Graph) -> None:
+    (rows, columns), keepdims, dtype = plan
+    column = builder.constant(np.full((columns, 1), 1.0 / columns, dtype), "mean_column")
+    if keepdims:
+        builder.node("MatMul", [node.input[0], column], node.output[0])
+    else:
+        mean = builder.node("MatMul", [node.input[0], column])
+        builder.node("Reshape", [mean, builder.constant(np.array([rows], np.int64), "shape")], node.output[0])
+
+
 # --- Whole-model rules ---
 
 
@@ -1048,7 +1123,10 @@ def _newer_opset(model) -> str:
 def _convert_opset(model):
     import onnx.version_converter
 
-    converted = onnx.version_converter.convert_version(model, FRONTEND_MAX_OPSET)
+    try:
+        converted = onnx.version_converter.convert_version(model, FRONTEND_MAX_OPSET)
+    except Exception:  # "No Adapter From Version $18 for Split": op by op
+        return downgrade_op_by_op(model)
     # The converter moves the Reduce ops' axes back to an attribute but keeps opset 18's
     # noop_with_empty_axes, which only ReduceSum has before 18; at its default (0) it means nothing.
     for node in converted.graph.node:
@@ -1057,6 +1135,100 @@ def _convert_opset(model):
             del node.attribute[:]
             node.attribute.extend(kept)
     return converted
+
+
+# Reduce ops whose axes became an input at opset 18 (ReduceSum's did at 13).
+_REDUCE_18 = {
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceMean",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+}
+# Attributes added after opset 17 that are no-ops at these values: dropped.
+_NEW_ATTRIBUTE_DEFAULTS = {
+    ("Resize", "antialias"): 0,
+    ("Resize", "keep_aspect_ratio_policy"): b"stretch",
+    ("LpPool", "ceil_mode"): 0,
+    ("Cast", "saturate"): 1,
+    ("AveragePool", "dilations"): None,  # all ones
+    ("ScatterND", "reduction"): b"none",
+    ("ScatterElements", "reduction"): b"none",
+}
+
+
+def downgrade_op_by_op(model):
+    """An opset 18+ model written in opset 17's forms, op by op (onnx's version converter gives up on
+    a model when one op has no adapter, Split-18 among them): the Reduce ops' axes back to an
+    attribute, Split's num_outputs as sizes, Pad's axes as full pads, newer attributes at their no-op
+    values dropped. Raises when an op has no opset-17 form (onnx's checker says which)."""
+    import onnx
+    from onnx import helper
+
+    result = copy_model(model)
+    graph = Graph(result)
+    nodes = []
+    for node in result.graph.node:
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        kept = []
+        for attribute in new.attribute:
+            default = _NEW_ATTRIBUTE_DEFAULTS.get((new.op_type, attribute.name), "keep")
+            value = helper.get_attribute_value(attribute)
+            if default == "keep" or not (value == default or (default is None and set(value) == {1})):
+                kept.append(attribute)
+        del new.attribute[:]
+        new.attribute.extend(kept)
+        if new.op_type in _REDUCE_18:
+            noop = _attribute(new, "noop_with_empty_axes", 0)
+            axes = graph.const(new.input[1]) if len(new.input) > 1 and new.input[1] else None
+            if len(new.input) > 1 and new.input[1] and axes is None:
+                raise ValueError(f"{new.op_type} {new.name}: its axes are computed at run time")
+            kept = [a for a in new.attribute if a.name != "noop_with_empty_axes"]
+            del new.attribute[:]
+            new.attribute.extend(kept)
+            del new.input[1:]
+            if axes is not None and np.size(axes):
+                new.attribute.append(helper.make_attribute("axes", [int(a) for a in np.asarray(axes).reshape(-1)]))
+            elif noop:
+                new = helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name)
+        elif new.op_type == "Split" and _attribute(new, "num_outputs") is not None:
+            count = _attribute(new, "num_outputs")
+            kept = [a for a in new.attribute if a.name != "num_outputs"]
+            del new.attribute[:]
+            new.attribute.extend(kept)
+            shape = graph.shape(new.input[0])
+            if shape is not None:
+                size = shape[_attribute(new, "axis", 0)]
+                chunk = -(-size // count)
+                sizes = [min(chunk, size - i * chunk) for i in range(count)]
+                builder = Builder(result, new.name or new.output[0])
+                new.input.append(builder.constant(np.array(sizes, np.int64), "split"))
+        elif new.op_type == "Pad" and len(new.input) > 3 and new.input[3]:
+            shape, axes, pads = graph.shape(new.input[0]), graph.const(new.input[3]), graph.const(new.input[1])
+            if shape is None or axes is None or pads is None:
+                raise ValueError(f"Pad {new.name}: its axes or pads are computed at run time")
+            full = np.zeros(2 * len(shape), np.int64)
+            pads = np.asarray(pads).reshape(-1)
+            for index, axis in enumerate(int(a) % len(shape) for a in np.asarray(axes).reshape(-1)):
+                full[axis], full[len(shape) + axis] = pads[index], pads[len(axes.reshape(-1)) + index]
+            builder = Builder(result, new.name or new.output[0])
+            new.input[1] = builder.constant(full, "pads")
+            del new.input[3:]
+        nodes.append(new)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    for opset in result.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = FRONTEND_MAX_OPSET
+    result.ir_version = min(result.ir_version, 8)
+    _drop_unused(result)
+    onnx.checker.check_model(result, full_check=True)  # an op or attribute opset 17 does not have
+    return result
 
 
 def _layer_norms(model) -> str:
@@ -1143,8 +1315,8 @@ def _fold_constants(model):
     return onnxslim.slim(copy_model(model))
 
 
-def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT) -> OnnxRule:
-    needed, rewrite = node_rule(op, plan, build, why)
+def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT, min_opset=MIN_RULE_OPSET) -> OnnxRule:
+    needed, rewrite = node_rule(op, plan, build, why, min_opset)
     return OnnxRule(name, frontends, needed, rewrite, tolerance)
 
 
@@ -1227,6 +1399,25 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _float_input,
         _build_abs,
         "{n} Abs node(s), which the Myriad compiler refuses",
+        min_opset=ELEMENTWISE_OPSET,
+    ),
+    _rule(
+        "Softsign -> x / (1 + Relu(x) + Relu(-x))",
+        BOTH,
+        "Softsign",
+        _float_input,
+        _build_softsign,
+        "{n} Softsign node(s) (F.softsign), which the front ends write with an Abs the Myriad compiler refuses",
+        min_opset=ELEMENTWISE_OPSET,
+    ),
+    _rule(
+        "Selu -> gamma * Elu(x, alpha)",
+        BOTH,
+        "Selu",
+        _float_input,
+        _build_selu,
+        "{n} Selu node(s) (nn.SELU), which the Myriad compiler refuses",
+        min_opset=ELEMENTWISE_OPSET,
     ),
     _rule(
         "constant tokens concatenated -> Pad + Add",
@@ -1244,6 +1435,7 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _float_input,
         _build_sign,
         "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses",
+        min_opset=9,  # Where
     ),
     _rule(
         "TopK's K folded to a constant",
@@ -1275,6 +1467,24 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_bicubic,
         "{n} bicubic Resize node(s) by an integer factor (F.interpolate(mode='bicubic')), which the Myriad "
         "compiler refuses: a fixed filter",
+    ),
+    _rule(
+        "REFLECT Pad without its length-1 axes",
+        BOTH,
+        "Pad",
+        _reflect_length_one_plan,
+        _build_reflect_without_ones,
+        "{n} REFLECT Pad node(s) of a tensor with a spatial axis of length 1, which OpenVINO refuses "
+        "(though that axis is not padded)",
+    ),
+    _rule(
+        "2-D LayerNorm's mean -> MatMul by 1/C",
+        BOTH,
+        "ReduceMean",
+        _mvn_2d_plan,
+        _build_mean_matmul,
+        "{n} LayerNorm(s) of a 2-D tensor (after global pooling), which OpenVINO makes an MVN the Myriad "
+        "compiler has for 3-D and 4-D only",
     ),
     OnnxRule(
         "constant convolutions -> computed once",
