@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import run_cli
@@ -278,3 +279,119 @@ def test_only_a_convolution_of_constants_is_folded():
     del model.graph.node[0]  # no constant convolution: nothing to do
     model.graph.node[-1].input[0] = "moving"
     assert not rule.needed(model)
+
+
+# --- The issue's other rows: false refusals with an exact rewrite ---
+
+
+def _opset18_model(path: Path) -> Path:
+    """ultralytics' opset-18 form: Split with num_outputs (8 rows in 3, the last smaller), ReduceMax with
+    its axes as an input, a Pad with axes; onnx's version converter has no Split-18 adapter."""
+    nodes = [
+        helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3),
+        helper.make_node("ReduceMax", ["a", "axes"], ["m"], keepdims=1),
+        helper.make_node("Pad", ["b", "pads", "", "pad_axes"], ["padded"], mode="reflect"),
+        helper.make_node("Add", ["m", "padded"], ["y"]),
+        helper.make_node("ReduceMean", ["c", "axes"], ["z"], keepdims=1),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 6]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 1, 6]),
+        ],
+        [
+            helper.make_tensor("axes", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("pads", TensorProto.INT64, [2], [1, 1]),
+            helper.make_tensor("pad_axes", TensorProto.INT64, [1], [-2]),
+        ],
+        opset=18,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_opset18_split_and_reduce_are_downgraded_op_by_op(tmp_path):
+    # Was exit 12: onnx's converter gave up ("No Adapter From Version $18 for Split"), and the 2022.3
+    # reader then split 8 rows in 3 equal parts ("must be evenly divisible by 'num_splits'").
+    path = _opset18_model(tmp_path / "op18.onnx")
+    blob = tmp_path / "op18.blob"
+    result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "FP16", "--strict")
+    _passed(result, blob, "convert to opset 17 (onnx version converter)")
+
+
+@pytest.mark.unit
+def test_the_op_by_op_downgrade_computes_what_opset18_computes(tmp_path):
+    from myriad_blob.rules.onnx_rules import downgrade_op_by_op
+
+    model = onnx.load(str(_opset18_model(tmp_path / "op18.onnx")))
+    downgraded = downgrade_op_by_op(model)
+    assert downgraded.opset_import[0].version == 17
+    x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
+    for expected, actual in zip(_run(model, {"x": x}), _run(downgraded, {"x": x})):
+        np.testing.assert_array_equal(actual, expected)
+
+
+class _PooledLayerNorm(torch.nn.Module):
+    """ConvNeXtV2's head: LayerNorm of the globally pooled features (a 2-D MVN)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm, self.fc = torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.LayerNorm(16), torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.conv(x / 255).mean((2, 3))))
+
+
+class _ReflectAudio(torch.nn.Module):
+    """A tf2onnx-style audio net: [1, 1, 1, T], REFLECT-padded along T only."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, (1, 5))
+
+    def forward(self, x):
+        return self.conv(torch.nn.functional.pad(x, (2, 2, 0, 0), mode="reflect"))
+
+
+@pytest.mark.parametrize(
+    "module,shape,rule",
+    [
+        # Was exit 13: "2 input rank provided to /norm/Div layer, but only 3D and 4D supported" (an MVN).
+        (_PooledLayerNorm, [1, 3, 32, 32], "2-D LayerNorm's mean -> MatMul by 1/C"),
+        # Was exit 12: "REFLECT padding mode requires an input of dimension of at least 2 at each spatial axis".
+        (_ReflectAudio, [1, 1, 1, 64], "REFLECT Pad without its length-1 axes"),
+    ],
+)
+def test_false_refusals_with_an_exact_rewrite_convert(tmp_path, module, shape, rule):
+    torch.manual_seed(0)
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(module().eval(), torch.rand(shape), str(path), dynamo=False, opset_version=14)
+    blob = tmp_path / "model.blob"
+    _passed(run_cli("convert", "--input", path, "--output", blob, "--input-type", "FP16", "--strict"), blob, rule)
+
+
+def test_selu_of_a_2017_export_converts(tmp_path):
+    # ONNX's own pytorch-converted/test_SELU (opset 6): was exit 13, "unsupported layer type Selu", as the
+    # node rules skipped every file below opset 11.
+    model = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted" / "test_SELU" / "model.onnx"
+    blob = tmp_path / "selu.blob"
+    result = run_cli("convert", "--input", model, "--output", blob, "--input-type", "FP16", "--strict")
+    _passed(result, blob, "Selu -> gamma * Elu(x, alpha)")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["Selu", "Softsign", "Abs"])
+def test_elementwise_rules_apply_below_opset_11(op):
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [7])],
+        opset=7,
+    )
+    rule = _rule({"Selu": "Selu ->", "Softsign": "Softsign ->", "Abs": "Abs ->"}[op])
+    assert rule.needed(model)
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    np.testing.assert_allclose(_run(rule.rewrite(model), {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-6)
