@@ -151,13 +151,33 @@ COMPILER_SAID: tuple[tuple[re.Pattern, KnownCause], ...] = (
             "the constant a model input",
         ),
     ),
-    (  # case18's 4-D twin: [T, H, W, C] with T = 20 reads as a batch of 20
-        re.compile(r"Total length of splits: (\d+) must match the length of the chosen axis: 1"),
+    (  # case18's 4-D twin: [T, H, W, C] with T = 20 reads as a batch of 20; ONNX's test_log_softmax_dim3
+        # (batch 2, a Reshape whose target the opset-1 LogSoftmax fixes)
+        re.compile(
+            r"Total length of splits: (\d+) must match the length of the chosen axis: 1"
+            r"|v1::Reshape .* Non-'-1' output dimensions do not evenly divide the input dimensions"
+        ),
         KnownCause(
             "an input whose first dimension (the batch to the Myriad plugin, which runs the model once per "
             "item) is not 1",
             "convert at batch 1 and send the items one by one, or move that dimension to another axis "
             "(frames as [1, T, H*W, C] or as channels)",
+        ),
+    ),
+    (  # ONNX's test_operator_non_float_params: x + y of int64 inputs
+        re.compile(
+            r"Stage node (?P<layer>\S+) \(\w+\) types check error: input #\d+ has type S32, but one of \[FP16\]"
+        ),
+        KnownCause(
+            "integer arithmetic (an add or multiply of int32/int64 tensors), which the Myriad X computes in FP16 only",
+            "compute it in float (.float() before it, or float inputs), or on the host",
+        ),
+    ),
+    (  # ONNX's test_Conv3d_groups
+        re.compile(r"number of groups=\d+, but grouped 3D convolution is not supported"),
+        KnownCause(
+            "a grouped 3-D convolution (nn.Conv3d with groups > 1)",
+            "write it as one nn.Conv3d per group on torch.chunk of the channels, concatenated",
         ),
     ),
 )
@@ -274,7 +294,13 @@ def explain_refused(layers, origin_of, compiler_message: str = "") -> str | None
         if kind is not None:
             culprits.append((named, kind))
     if not culprits:
-        return f"the Myriad X cannot run a part of this model: {said.what}; {said.fix}" if said else None
+        if said is None:
+            return None
+        match = next(p.search(compiler_message) for p, c in COMPILER_SAID if c is said and p.search(compiler_message))
+        layer = match.groupdict().get("layer")
+        kind = next((k for n, k in layers if n == layer), None)
+        part = where(layer, kind, origin_of(layer)) if kind else "a part"
+        return f"the Myriad X cannot run {part} of this model: {said.what}; {said.fix}"
     groups: dict = {}
     for name, kind in culprits:
         groups.setdefault(kind, []).append(name)

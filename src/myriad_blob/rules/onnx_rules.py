@@ -32,6 +32,9 @@ AGREEMENT = 1e-4
 # [-pi, pi] gives 7.6e-3 and is refused, as wider ranges are (their coefficients outgrow FP16).
 POLYNOMIAL_MAX_ERROR = 2e-5
 POLYNOMIAL_FP16_ERROR = 5e-3
+# The padding of a dilated MaxPool's slices: below any value a window takes (an activation below it
+# is already near FP16's overflow, which the numeric check reports), and not itself that near.
+MAX_POOL_PAD = -16000.0
 # An FP16 model cast to FP32: the reference computes in FP16, the cast model in FP32; they differ by
 # FP16's rounding, which the device (FP16) has anyway: half the numeric check's relative tolerance.
 FP16_MODEL_TOLERANCE = 1e-2
@@ -285,6 +288,65 @@ def _build_dilated_average_conv(builder: Builder, node, plan, graph: Graph) -> N
         dilations=dilations,
         pads=begin + end,
     )
+
+
+def _dilated_max_plan(graph: Graph, node):
+    """MaxPool with dilations (OpenVINO's MaxPool-8, which the 2021.4 IR reader does not know) as
+    Max of slices of the input padded with MAX_POOL_PAD: exact above it. A window's max is the max
+    along each axis in turn, and k taps along one axis take about 2 log2(k) Max of two slices (the
+    max over 2p taps is the max of the p-tap max and itself shifted by p dilations)."""
+    geometry = _pool_geometry(graph, node)
+    if geometry is None or all(d == 1 for d in geometry[3]) or (len(node.output) > 1 and node.output[1]):
+        return None
+    out = graph.shape(node.output[0])
+    dtype = _np_type(graph, node.input[0])
+    if out is None or dtype is None or np.dtype(dtype).kind != "f":
+        return None
+    return geometry, list(out[2:]), dtype
+
+
+def _build_dilated_max(builder: Builder, node, plan, graph: Graph) -> None:
+    (sizes, kernel, strides, dilations, begin, end), out, dtype = plan
+    # Enough end padding for every window the output has (ceil mode's last one included).
+    ends = [
+        max(e, (o - 1) * s + (k - 1) * d + 1 - size - b)
+        for o, s, k, d, size, b, e in zip(out, strides, kernel, dilations, sizes, begin, end)
+    ]
+    value = node.input[0]
+    if any(begin) or any(ends):
+        value = builder.node(
+            "Pad",
+            [
+                node.input[0],
+                builder.constant(np.array([0, 0, *begin, 0, 0, *ends], np.int64), "pads"),
+                builder.constant(np.array(MAX_POOL_PAD, dtype), "lowest"),
+            ],
+        )
+    for index, (k, d, s, o) in enumerate(zip(kernel, dilations, strides, out)):
+        axis, length = 2 + index, sizes[index] + begin[index] + ends[index]
+
+        def widen(tensor, shift, length, axis=axis):  # m[x] = max(m[x], m[x + shift])
+            head = builder.slice(tensor, axis, 0, length - shift)
+            return builder.node("Max", [head, builder.slice(tensor, axis, shift, length)]), length - shift
+
+        taps = 1
+        while 2 * taps <= k:
+            value, length = widen(value, taps * d, length)
+            taps *= 2
+        if taps < k:
+            value, length = widen(value, (k - taps) * d, length)
+        last = index == len(kernel) - 1
+        value = builder.node(
+            "Slice",
+            [
+                value,
+                builder.constant(np.array([0], np.int64), "starts"),
+                builder.constant(np.array([(o - 1) * s + 1], np.int64), "ends"),
+                builder.constant(np.array([axis], np.int64), "axes"),
+                builder.constant(np.array([s], np.int64), "steps"),
+            ],
+            node.output[0] if last else None,
+        )
 
 
 # --- Abs -> Relu(x) + Relu(-x) ---
@@ -1349,6 +1411,15 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _dilated_average_plan,
         _build_dilated_average_conv,
         "{n} AveragePool node(s) with dilations, which OpenVINO's AvgPool has not (it would pool undilated)",
+    ),
+    _rule(
+        "MaxPool with dilations -> Max of strided slices",
+        BOTH,
+        "MaxPool",
+        _dilated_max_plan,
+        _build_dilated_max,
+        "{n} MaxPool node(s) with dilations, which the Myriad X's MaxPool has not (OpenVINO's MaxPool-8, "
+        "unknown to the 2021.4 IR reader)",
     ),
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
