@@ -395,3 +395,89 @@ def test_elementwise_rules_apply_below_opset_11(op):
     assert rule.needed(model)
     x = np.linspace(-3, 3, 7, dtype=np.float32)
     np.testing.assert_allclose(_run(rule.rewrite(model), {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-6)
+
+
+def _max_pool(kernel, dilations, strides, pads, ceil_mode, shape):
+    node = helper.make_node(
+        "MaxPool",
+        ["x"],
+        ["y"],
+        kernel_shape=kernel,
+        dilations=dilations,
+        strides=strides,
+        pads=pads,
+        ceil_mode=ceil_mode,
+    )
+    return _model(
+        [node],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "kernel,dilations,strides,pads,ceil_mode,shape",
+    [
+        ([3, 3], [2, 2], [1, 1], [1, 1, 1, 1], 0, [1, 2, 9, 11]),
+        ([5, 4], [2, 3], [2, 3], [2, 1, 0, 2], 1, [1, 2, 17, 19]),
+        ([60], [10], [10], [10, 20], 0, [1, 1, 1000]),
+    ],
+)
+def test_dilated_max_pool_is_a_max_of_slices(kernel, dilations, strides, pads, ceil_mode, shape):
+    model = _max_pool(kernel, dilations, strides, pads, ceil_mode, shape)
+    rule = _rule("MaxPool with dilations")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "MaxPool" not in {n.op_type for n in rewritten.graph.node} and len(rewritten.graph.node) < 30
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def test_dilated_max_pool_converts(tmp_path):
+    # Was exit 12: "`Y/MaxPool_1` (MaxPool, opset8) (no rewrite to an older version is known)".
+    path = tmp_path / "pool.onnx"
+    onnx.save(_max_pool([3, 3], [2, 2], [2, 2], [2, 2, 2, 2], 0, [1, 3, 32, 32]), str(path))
+    blob = tmp_path / "pool.blob"
+    result = run_cli("convert", "--input", path, "--output", blob, "--strict")
+    _passed(result, blob, "MaxPool with dilations -> Max of strided slices")
+
+
+# --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "message,layers,expected",
+    [
+        (  # test_operator_non_float_params: x + y of int64 inputs
+            "2 of type Sum: [ GENERAL_ERROR ] Stage node 2 (Sum) types check error: input #1 has type S32, "
+            "but one of [FP16] is expected",
+            [("2", "Add")],
+            "cannot run `2` (Add) of this model: integer arithmetic",
+        ),
+        (  # test_Conv3d_groups
+            'Failed to compile layer "3": [ GENERAL_ERROR ] number of groups=2, but grouped 3D convolution is '
+            "not supported",
+            [("3", "Add")],
+            "`3` (Add): a grouped 3-D convolution (nn.Conv3d with groups > 1); write it as one nn.Conv3d per group",
+        ),
+        (  # test_log_softmax_dim3 at batch 2
+            "Check 'input_product.get_length() % output_product.get_length() == 0' failed at "
+            "core/src/op/reshape.cpp:334: While validating node 'v1::Reshape Reshape_11 (0[0]:f32{1,3,4,5}, "
+            "Concat_10[0]:i64{2}) -> (f32{?,?})' with friendly_name 'Reshape_11': Non-'-1' output dimensions "
+            "do not evenly divide the input dimensions",
+            [("0", "Parameter")],
+            "convert at batch 1",
+        ),
+        (  # case23, where a constant is not folded
+            "duplicateData error: while duplicating frame0 Const data got different desc and content byte sizes "
+            "(8192 and 6144 respectively)",
+            [],
+            "register it as a buffer",
+        ),
+    ],
+)
+def test_compiler_messages_are_said_in_the_users_terms(message, layers, expected):
+    line = explain_refused(layers, lambda name: None, message)
+    assert line is not None and expected in line, line
