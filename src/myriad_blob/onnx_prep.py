@@ -21,6 +21,7 @@ import numpy as np
 from .artifacts import OnnxModel, PreparedOnnx, PrepStep
 from .errors import ConversionError, Stage, first_line
 from .export_onnx import describe_onnx
+from .metrics import peak_relative_error
 from .options import InputSpec
 from .rules.onnx_rules import ONNX_RULES
 
@@ -301,6 +302,5 @@ def _disagreement(expected: list, actual: list) -> float:
             return float("inf")
         if not a.size:
             continue
-        peak = float(np.max(np.abs(a))) or 1.0
-        worst = max(worst, float(np.max(np.abs(a - b))) / peak)
+        worst = max(worst, peak_relative_error(a, b))
     return worst
