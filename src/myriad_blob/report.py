@@ -92,8 +92,8 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
-    depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
-    # A model family's own section, by its key (families/: "yolo" for an ultralytics checkpoint).
+    depthai_json: dict | None = None  # depthai v2's JSON beside the blob, for a family that gives one
+    # A model family's own section, by its key (families/: Family.key).
     family_sections: dict = dataclasses.field(default_factory=dict)
     findings: list | None = None  # what the verify checks found (findings.Finding.to_dict), in their order
     superblob: dict | None = None

@@ -213,7 +213,7 @@ Report = TypedDict(
         "numeric": NumericSection | None,
         "blob": BlobSection | None,
         "nn_archive": dict[str, Any] | None,
-        "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
+        "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside the blob (a family's): path, config
         "yolo": dict[str, Any] | None,  # a model family's section (families/yolo/): task, classes, head, detections
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
