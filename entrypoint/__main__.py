@@ -17,11 +17,19 @@ from pathlib import Path
 
 import github_action_utils as gha
 
+from myriad_blob import toolchain
+from myriad_blob.artifacts import ModelFormat
+from myriad_blob.batch import convert_all, output_options
+from myriad_blob.cache import BlobCache, default_cache_dir
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
+from myriad_blob.files import confine_writes
+from myriad_blob.load import sniff_format
+from myriad_blob.manifest import ManifestError, load_manifest
 from myriad_blob.markdown_text import MESSAGE_LIMIT, code
 from myriad_blob.markdown_text import message as markdown_message
 from myriad_blob.pipeline import convert, report_options_error
-from myriad_blob.report import confine_writes
+from myriad_blob.report import render_markdown
+from myriad_blob.report_types import Report
 
 from . import isolation, runner
 from .event import Event
@@ -56,6 +64,15 @@ def fatal_summary(title: str, cause: str, exit_code: int, what_next: str) -> Non
     runner.append_summary(f"## ❌ {title}\n\n{cause}\n\nExit code {exit_code}. {what_next}")
 
 
+def fail_step(title: str, error: str, cause: str, exit_code: int, what_next: str, **outputs) -> int:
+    """A fatal path, said the same way everywhere: the annotation (error), the step summary (cause,
+    Markdown, with the exit code and what to do), and failed outputs; returns exit_code."""
+    gha.error(error, title=title)
+    fatal_summary(title, cause, exit_code, what_next)
+    set_outputs(status="failed", verdict="failed", **outputs)
+    return exit_code
+
+
 class ChildFailed(Exception):
     """The conversion's process ended without a result: its own words, or how it ended."""
 
@@ -73,15 +90,13 @@ def main() -> int:
         if not isinstance(error, ChildFailed):
             traceback.print_exc()
         message = str(error) if isinstance(error, ChildFailed) else f"internal error: {error!r}"
-        gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
-        fatal_summary(
+        return fail_step(
             "myriad-blob: internal error",
+            f"{message} (please report it)",
             code(message, MESSAGE_LIMIT),  # an exception's text may quote the model
             EXIT_INTERNAL,
             "This is a bug in myriad-blob, not in your model: please report it with this step's log.",
         )
-        set_outputs(status="failed", verdict="failed")
-        return EXIT_INTERNAL
 
 
 def run() -> int:
@@ -90,18 +105,15 @@ def run() -> int:
     try:
         inputs = read_inputs(workspace)
     except InputError as error:
-        gha.error(str(error), title="myriad-blob: invalid input")
-        fatal_summary(
+        return fail_step(
             "myriad-blob: invalid input",
+            str(error),
             markdown_message(str(error)),
             EXIT_INPUT,
             "Fix the input in the workflow file (its `with:`) and run the job again.",
+            # On a pull request the report comment was not written: say so, not "no pull request".
+            comment_status="failed" if event.pull_request else "skipped-no-pr",
         )
-        # On a pull request the report comment was not written: say so, not "no pull request".
-        set_outputs(
-            status="failed", verdict="failed", comment_status="failed" if event.pull_request else "skipped-no-pr"
-        )
-        return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
     if inputs.comment_from is not None:
@@ -142,8 +154,6 @@ class Outcome:
 
 def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
     """The conversion, run by `python -m entrypoint --child` without the token (isolation.py)."""
-    from myriad_blob import toolchain
-
     isolation.close_own_proc_files()
     with tempfile.TemporaryDirectory(prefix="myriad-blob-child-") as private:
         handover, result = Path(private) / "inputs.pickle", Path(private) / "outcome.json"
@@ -208,15 +218,16 @@ def comment_from_artifact(inputs, event: Event, workspace: Path) -> int:
     read as data (checked against the report's schema), rendered by our own renderer, and kept as
     the pull request's one comment for that model. No model is loaded; the pull request is found
     from GitHub's own account of the run (publish.pull_request_of_run)."""
-    from myriad_blob.report import render_markdown
 
     def refuse(message: str) -> int:
-        gha.error(message, title="myriad-blob: comment-from")
-        fatal_summary(
-            "myriad-blob: comment-from", markdown_message(message), EXIT_INPUT, "Fix the workflow and run it again."
+        return fail_step(
+            "myriad-blob: comment-from",
+            message,
+            markdown_message(message),
+            EXIT_INPUT,
+            "Fix the workflow and run it again.",
+            comment_status="failed",
         )
-        set_outputs(status="failed", verdict="failed", comment_status="failed")
-        return EXIT_INPUT
 
     if event.name != "workflow_run":
         return refuse(f"comment-from is for a workflow_run workflow, not {event.name or 'this event'}: see the README")
@@ -262,8 +273,6 @@ def validated_report(data) -> dict:
     """The report, checked against its types (report_types.Report: what docs/report.schema.json says)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from myriad_blob.report_types import Report
-
     try:
         TypeAdapter(Report).validate_python(data, strict=False)
     except ValidationError as error:
@@ -302,8 +311,6 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
     asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
     why = "that would run the fork's code with this repository's token"
     if not asked:
-        from myriad_blob.load import ModelFormat, sniff_format
-
         try:
             fmt = sniff_format(options.input)
         except ConversionError:
@@ -319,8 +326,6 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
 
 
 def convert_model(inputs, event: Event) -> Outcome:
-    from myriad_blob.cache import BlobCache
-
     options = inputs.options
     refusal = fork_refusal(event, options)
     if refusal:
@@ -356,9 +361,6 @@ EXIT_INVALID_MANIFEST = 16
 def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) -> None:
     """Refuse, before converting anything, what a manifest must not ask for here: files outside
     the workspace, code from a fork under pull_request_target, two variants writing one blob."""
-    from myriad_blob.batch import output_options
-    from myriad_blob.manifest import ManifestError
-
     blobs: dict[str, str] = {}
     for variant in variants:
         options = variant.options
@@ -380,10 +382,6 @@ def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) ->
 
 
 def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
-    from myriad_blob.batch import convert_all
-    from myriad_blob.cache import BlobCache, default_cache_dir
-    from myriad_blob.manifest import ManifestError, load_manifest
-
     output_dir = Path(inputs.output_dir or "blobs")
     try:
         inside_workspace(output_dir, workspace, "input output")
