@@ -481,3 +481,23 @@ def test_dilated_max_pool_converts(tmp_path):
 def test_compiler_messages_are_said_in_the_users_terms(message, layers, expected):
     line = explain_refused(layers, lambda name: None, message)
     assert line is not None and expected in line, line
+
+
+class _GroupedConv3d(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.grouped = torch.nn.Conv3d(4, 6, 3, padding=1, groups=2)
+        self.depthwise = torch.nn.Conv3d(6, 6, 3, groups=3, bias=False)
+
+    def forward(self, x):
+        return self.depthwise(torch.relu(self.grouped(x)))
+
+
+def test_grouped_3d_convolution_converts(tmp_path):
+    # ONNX's test_Conv3d_groups: was exit 13, "number of groups=2, but grouped 3D convolution is not supported".
+    torch.manual_seed(0)
+    path = tmp_path / "conv3d.onnx"
+    torch.onnx.export(_GroupedConv3d().eval(), torch.rand(1, 4, 5, 6, 7), str(path), dynamo=False, opset_version=13)
+    blob = tmp_path / "conv3d.blob"
+    result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "FP16", "--strict")
+    _passed(result, blob, "grouped 3-D Conv -> one Conv per group")

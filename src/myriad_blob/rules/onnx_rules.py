@@ -349,6 +349,38 @@ def _build_dilated_max(builder: Builder, node, plan, graph: Graph) -> None:
         )
 
 
+# --- A grouped 3-D convolution -> one convolution per group, concatenated ---
+
+MAX_SPLIT_GROUPS = 64  # a depthwise Conv3d over many channels would become that many layers
+
+
+def _grouped_3d_plan(graph: Graph, node):
+    group, shape = _attribute(node, "group", 1), graph.shape(node.input[0])
+    weights = graph.const(node.input[1])
+    bias = graph.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if group == 1 or group > MAX_SPLIT_GROUPS or shape is None or len(shape) != 5 or weights is None:
+        return None
+    if len(node.input) > 2 and node.input[2] and bias is None:
+        return None
+    return group, shape[1] // group, weights, bias
+
+
+def _build_split_groups(builder: Builder, node, plan, graph: Graph) -> None:
+    group, per_group, weights, bias = plan
+    outputs = weights.shape[0] // group
+    attributes = {a.name: _attribute(node, a.name) for a in node.attribute if a.name != "group"}
+    parts = []
+    for g in range(group):
+        inputs = [
+            builder.slice(node.input[0], 1, g * per_group, (g + 1) * per_group),
+            builder.constant(weights[g * outputs : (g + 1) * outputs], "weights"),
+        ]
+        if bias is not None:
+            inputs.append(builder.constant(bias[g * outputs : (g + 1) * outputs], "bias"))
+        parts.append(builder.node("Conv", inputs, **attributes))
+    builder.node("Concat", parts, node.output[0], axis=1)
+
+
 # --- Abs -> Relu(x) + Relu(-x) ---
 
 
@@ -1411,6 +1443,14 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _dilated_average_plan,
         _build_dilated_average_conv,
         "{n} AveragePool node(s) with dilations, which OpenVINO's AvgPool has not (it would pool undilated)",
+    ),
+    _rule(
+        "grouped 3-D Conv -> one Conv per group",
+        BOTH,
+        "Conv",
+        _grouped_3d_plan,
+        _build_split_groups,
+        "{n} grouped 3-D Conv node(s) (nn.Conv3d with groups > 1), which the Myriad compiler refuses",
     ),
     _rule(
         "MaxPool with dilations -> Max of strided slices",
