@@ -476,6 +476,12 @@ def test_dilated_max_pool_converts(tmp_path):
             [],
             "register it as a buffer",
         ),
+        (  # test_Conv3d_no_bias
+            'Failed to compile layer "2": [ GENERAL_ERROR ] number of biases must equal to number of output '
+            "channels per group, but: channels per group=4, biases=1",
+            [("2", "Convolution")],
+            "`2` (Convolution): a 3-D convolution without a bias",
+        ),
     ],
 )
 def test_compiler_messages_are_said_in_the_users_terms(message, layers, expected):
@@ -487,7 +493,7 @@ class _GroupedConv3d(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.grouped = torch.nn.Conv3d(4, 6, 3, padding=1, groups=2)
-        self.depthwise = torch.nn.Conv3d(6, 6, 3, groups=3, bias=False)
+        self.depthwise = torch.nn.Conv3d(6, 6, 3, groups=3)
 
     def forward(self, x):
         return self.depthwise(torch.relu(self.grouped(x)))

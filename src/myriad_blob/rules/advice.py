@@ -173,6 +173,14 @@ COMPILER_SAID: tuple[tuple[re.Pattern, KnownCause], ...] = (
             "compute it in float (.float() before it, or float inputs), or on the host",
         ),
     ),
+    (  # ONNX's test_Conv3d_no_bias (a zero bias added to the ONNX file fails the same way)
+        re.compile(r"number of biases must equal to number of output channels per group, but: .*biases=1\b"),
+        KnownCause(
+            "a 3-D convolution without a bias (nn.Conv3d(..., bias=False)), which the 2021.4 Myriad compiler "
+            "cannot compile",
+            "train it with bias=True, or write it as 2-D convolutions over the frames (time folded into channels)",
+        ),
+    ),
     (  # ONNX's test_Conv3d_groups
         re.compile(r"number of groups=\d+, but grouped 3D convolution is not supported"),
         KnownCause(
