@@ -31,6 +31,13 @@ _TRIG = KnownCause(
     "before it with --output-names and compute it on the host",
 )
 
+# Sin/Cos of any value become a polynomial since #28 (range reduction); these have no rewrite.
+_INVERSE_TRIG = KnownCause(
+    "a tangent or inverse trigonometric function (torch.tan, asin, acos, atan), which the Myriad X has no layer for",
+    "cut the graph before it with --output-names and compute it on the host, or approximate it in the model "
+    "(a polynomial on a bounded range)",
+)
+
 REFUSED: dict[str, KnownCause] = {
     "ScatterNDUpdate": KnownCause(
         "an in-place assignment (y[..., i] = v) that does not write one contiguous box",
@@ -44,10 +51,10 @@ REFUSED: dict[str, KnownCause] = {
     ),
     "Sin": _TRIG,
     "Cos": _TRIG,
-    "Tan": _TRIG,
-    "Asin": _TRIG,
-    "Acos": _TRIG,
-    "Atan": _TRIG,
+    "Tan": _INVERSE_TRIG,
+    "Asin": _INVERSE_TRIG,
+    "Acos": _INVERSE_TRIG,
+    "Atan": _INVERSE_TRIG,
     "Sign": KnownCause(
         "torch.sign on integers (a float one becomes a Where here)",
         "use torch.where(x > 0, 1, torch.where(x < 0, -1, 0)) on floats",
