@@ -130,16 +130,16 @@ def test_op_the_myriad_plugin_does_not_support(tmp_path):
     # The compiler's verdict, the layer traced to its ONNX node, with the known fix.
     report = assert_fails(
         tmp_path,
-        ["--input", _torchscript(tmp_path, models.SinNet()), "--input-shape", SHAPE_ARG],
+        ["--input", _torchscript(tmp_path, models.AtanNet()), "--input-shape", SHAPE_ARG],
         "compile",
         13,
         "the Myriad X cannot run 1 layer(s)",
-        "(Sin; ONNX node `/Sin`, Sin)",
+        "(Atan; ONNX node `/Atan`, Atan)",
         "--output-names",
         "(the compiler: Failed to compile layer",
-        'unsupported layer type "Sin"',
+        'unsupported layer type "Atan"',
     )
-    assert report["layers"]["unsupported"][0]["type"] == "Sin"  # the report names it too
+    assert report["layers"]["unsupported"][0]["type"] == "Atan"  # the report names it too
     assert {s["name"]: s["status"] for s in report["stages"]}["compile"] == "failed"
 
 

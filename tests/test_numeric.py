@@ -98,18 +98,18 @@ def test_unsupported_layer_is_named_with_its_onnx_node(tmp_path):
     result = run_cli(
         "convert",
         "--input",
-        _torchscript(tmp_path, models.SinNet()),
+        _torchscript(tmp_path, models.AtanNet()),
         "--input-shape",
         SHAPE_ARG,
         "--output",
         tmp_path / "m.blob",
     )
     assert result.returncode == 13
-    assert "ONNX node `/Sin`, Sin" in result.stderr and "(Sin;" in result.stderr
+    assert "ONNX node `/Atan`, Atan" in result.stderr and "(Atan;" in result.stderr
     report = json.loads((tmp_path / "m.blob.report.json").read_text())
     (layer,) = report["layers"]["unsupported"]
-    assert layer["type"] == "Sin" and layer["onnx_op"] == "Sin" and layer["onnx_node"]
-    assert report["layers"]["by_type"]["Sin"] == {"count": 1, "unsupported": 1}
+    assert layer["type"] == "Atan" and layer["onnx_op"] == "Atan" and layer["onnx_node"]
+    assert report["layers"]["by_type"]["Atan"] == {"count": 1, "unsupported": 1}
     assert report["stages"][3]["status"] == "failed" and report["blob"] is None
 
 
