@@ -18,10 +18,10 @@ from pathlib import Path
 import github_action_utils as gha
 
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
+from myriad_blob.files import confine_writes
 from myriad_blob.markdown_text import MESSAGE_LIMIT, code
 from myriad_blob.markdown_text import message as markdown_message
 from myriad_blob.pipeline import convert, report_options_error
-from myriad_blob.report import confine_writes
 
 from . import isolation, runner
 from .event import Event
@@ -302,7 +302,8 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
     asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
     why = "that would run the fork's code with this repository's token"
     if not asked:
-        from myriad_blob.load import ModelFormat, sniff_format
+        from myriad_blob.artifacts import ModelFormat
+        from myriad_blob.load import sniff_format
 
         try:
             fmt = sniff_format(options.input)

@@ -138,7 +138,7 @@ def _convert_in_child(spec: dict) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from myriad_blob.ir import IRModel
+    from myriad_blob.artifacts import IRModel
     from myriad_blob.numeric import run_ir
     from myriad_blob.options import parse_options
     from myriad_blob.pipeline import Session, convert

@@ -12,8 +12,8 @@ import click
 
 from . import __version__, toolchain
 from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
+from .files import is_stream
 from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
-from .report import is_stream
 
 
 def _version_message() -> str:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export_onnx import OnnxModel
-from .ir import IRModel
+from .artifacts import IRModel, OnnxModel
 from .rules.advice import where
 from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 

@@ -18,38 +18,12 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from . import pickle_scan
+from .artifacts import LoadedModel, ModelFormat, SourceInfo
 from .errors import ConversionError, Stage, first_line
 from .limits import check_zip_sizes, external_data_outside
 from .options import ConversionOptions
-
-
-class ModelFormat:
-    ONNX = "onnx"
-    TORCHSCRIPT = "torchscript"
-    TORCH_EXPORT = "torch.export"
-    STATE_DICT = "state-dict"
-    CHECKPOINT = "checkpoint"
-    PICKLE = "full-model pickle"
-    ULTRALYTICS = "ultralytics checkpoint"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceInfo:
-    path: str
-    size: int
-    sha256: str
-    format: str | None = None
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    source: SourceInfo
-    module: Any = None  # torch.nn.Module for PyTorch formats; None for ONNX
-    onnx_path: Path | None = None
-    yolo: Any = None  # yolo.YoloModel for an ultralytics checkpoint (its head, names, preprocessing)
 
 
 def _fail(message: str) -> ConversionError:

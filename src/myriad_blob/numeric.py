@@ -21,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compile import INTEGER_PRECISIONS
+from .artifacts import INTEGER_PRECISIONS, IRModel, OnnxModel
 from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
 from .errors import ConversionError, Stage, first_line
-from .export_onnx import OnnxModel
-from .ir import IRModel
 from .rules.advice import module_path, where
 from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 

@@ -12,35 +12,17 @@ report lists every step.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .artifacts import OnnxModel, PreparedOnnx, PrepStep
 from .errors import ConversionError, Stage, first_line
-from .export_onnx import OnnxModel, describe_onnx
+from .export_onnx import describe_onnx
 from .options import InputSpec
 from .rules.onnx_rules import ONNX_RULES
-
-
-@dataclasses.dataclass(frozen=True)
-class PrepStep:
-    name: str
-    kept: bool
-    detail: str
-    duration_s: float
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedOnnx:
-    model: OnnxModel  # what the IR front end reads
-    reference: OnnxModel  # shapes fixed and graph cut, nothing else: ONNX Runtime's reference
-    steps: tuple[PrepStep, ...]
 
 
 def _fail(message: str) -> ConversionError:

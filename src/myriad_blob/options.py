@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .compile_config import parse_compile_config
 from .errors import SHARED_STEPS
+from .files import is_stream
 from .limits import input_too_large
-from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
+from .preprocessing import fit_preprocessing
 
 DEFAULT_INPUT_NAME = "input"
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
@@ -762,8 +763,6 @@ class ConversionOptions:
     @property
     def report_markdown(self) -> Path | None:
         """Beside the JSON report; None when the JSON goes to a stream, a device or a FIFO."""
-        from .report import is_stream
-
         return None if is_stream(self.report_json) else self.report_json.with_suffix(".md")
 
     def to_dict(self) -> dict:

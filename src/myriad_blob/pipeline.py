@@ -25,6 +25,7 @@ from .cancel import check as check_cancelled
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
+from .files import is_stream, remove_written, write_all_or_nothing, write_atomically
 from .ir import FRONTENDS, convert_to_ir
 from .limits import input_too_large
 from .load import describe_source, load_model
@@ -32,7 +33,7 @@ from .numeric import Tolerances, numeric_check
 from .onnx_prep import prepare
 from .options import ConversionOptions, stage_key
 from .preprocessing import PreprocessingMisfit, fit_preprocessing
-from .report import ConversionReport, is_stream, remove_written, write_atomically
+from .report import ConversionReport
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
 
@@ -527,18 +528,3 @@ def judge(check, strict: bool) -> list[str]:
     if strict and fp16_warnings:
         raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
     return warnings + fp16_warnings
-
-
-def write_all_or_nothing(outputs: list) -> None:
-    """(path, what, write) in order; a failed write removes what was written before it."""
-    written = []
-    for path, what, write in outputs:
-        try:
-            write()
-        except OSError as error:
-            remove_written(written)
-            raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
-        except BaseException:  # cancelled half-way (SIGTERM): all or nothing still
-            remove_written(written)
-            raise
-        written.append(path)
