@@ -34,6 +34,7 @@ from .onnx_prep import prepare
 from .options import ConversionOptions, stage_key
 from .preprocessing import PreprocessingMisfit, fit_preprocessing
 from .report import ConversionReport
+from .speed import report_section as speed_section
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
 
@@ -407,6 +408,9 @@ class Conversion:
             except BlobFormatError as error:
                 raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
             verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
+            # The speed estimate (speed.py): from the blob's own stage table; the plugin's stage graph,
+            # when the compile kept one, names the layers. --target-fps is judged after the numeric check.
+            report.speed, speed_warning = speed_section(data, getattr(compiled, "stage_graph", None), options.target_fps)
             with self.session.worker() as worker:
                 check = numeric_check(
                     loaded.module if torch_reference else None,
@@ -430,6 +434,9 @@ class Conversion:
                 if options.strict and parted:  # --strict passes what the verdict passes (report.overall_verdict)
                     raise ConversionError(Stage.VERIFY, parted[0] + " (--strict)")
                 report.warnings.extend(parted)
+            if speed_warning and options.strict and options.target_fps:
+                raise ConversionError(Stage.VERIFY, speed_warning + " (--strict)")
+            report.warnings += [speed_warning] if speed_warning else []
         return data, info
 
     def deliver(self, data: bytes, info, ir, support) -> None:

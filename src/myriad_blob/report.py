@@ -94,6 +94,7 @@ class ConversionReport:
     yolo: dict | None = None  # an ultralytics checkpoint: its head, classes, preprocessing, detection check
     superblob: dict | None = None
     cache: dict | None = None
+    speed: dict | None = None  # the speed estimate on the camera (speed.py)
     toolchain: dict = dataclasses.field(default_factory=dict)
     total_duration_s: float | None = None
 
@@ -246,6 +247,7 @@ def verdict(report: dict) -> str:
     return (
         f"{icon} **Converted** {code(name)} → {code(Path(report['blob']['path']).name)}: {numbers} · "
         f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
+        + (f" · {report['speed']['summary']} (est.)" if report.get("speed") else "")
     )
 
 
@@ -260,6 +262,7 @@ def render_markdown(report: dict) -> str:
         _ir_section,
         _layers_section,
         _yolo_section,
+        _speed_section,
         _details_section,
     ):
         out += section(report)
@@ -418,6 +421,12 @@ def _layers_section(report: dict) -> list[str]:
             ],
         )
     return out
+
+
+def _speed_section(report: dict) -> list[str]:
+    from .speed import markdown as speed_markdown
+
+    return speed_markdown(report["speed"]) if report.get("speed") else []
 
 
 def _yolo_section(report: dict) -> list[str]:

@@ -206,6 +206,7 @@ class SpeedEstimate:
     uncalibrated_share: float  # of the time in stage kinds the calibration had (almost) none of
     by_shaves: dict[int, float]  # SHAVEs -> estimated FPS (the same blob recompiled, other things equal)
     top: tuple[StageTime, ...]
+    by_type: tuple[dict, ...]  # {"type", "unit", "stages", "ms", "share"} per stage type, most time first
     units_ms: dict[str, float]  # NCE / SHAVE / DMA / DDR / USB / fixed: where the time goes
     calibration: str  # one line: what the estimate was fitted on
 
@@ -223,6 +224,7 @@ class SpeedEstimate:
             "uncalibrated_share": round(self.uncalibrated_share, 3),
             "by_shaves": {str(n): round(fps, 2) for n, fps in self.by_shaves.items()},
             "top_layers": [t.to_dict() for t in self.top],
+            "by_stage_type": list(self.by_type),
             "time_ms": {k: round(v, 3) for k, v in self.units_ms.items()},
             "calibration": self.calibration,
             "summary": self.summary(),
@@ -301,6 +303,7 @@ def estimate_stages(stages, io_bytes: int, shaves: int, stage_graph=None, cal: d
         uncalibrated_share=uncalibrated,
         by_shaves=by_shaves,
         top=_top(stages, seconds[:-1], total, stage_graph),
+        by_type=_by_type(stages, seconds[:-1], total),
         units_ms={k: v * 1000 for k, v in units.items()},
         calibration=cal["provenance"]["summary"],
     )
@@ -334,6 +337,18 @@ def _top(stages, seconds, total, graph) -> tuple[StageTime, ...]:
         why, change = _why(members, stages)
         top.append(StageTime(name, unit, types, ms, ms / 1000 / total, why, change))
     return tuple(top)
+
+
+def _by_type(stages, seconds, total) -> tuple[dict, ...]:
+    kinds: dict[tuple[str, str], list] = {}
+    for stage, s in zip(stages, seconds):
+        kinds.setdefault((stage.type, stage.unit), []).append(s)
+    rows = [
+        {"type": t, "unit": unit, "stages": len(times), "ms": round(sum(times) * 1000, 3),
+         "share": round(sum(times) / total, 3)}
+        for (t, unit), times in kinds.items()
+    ]  # fmt: skip
+    return tuple(sorted(rows, key=lambda row: -row["ms"])[:6])
 
 
 def _why(members, stages) -> tuple[str | None, str | None]:
@@ -416,31 +431,65 @@ def target_advice(estimate: SpeedEstimate, target_fps: float, input_shape: tuple
     return text
 
 
-def markdown(estimate: SpeedEstimate) -> str:
-    """The report's "Speed on the camera" section."""
+def markdown(section: dict) -> list[str]:
+    """The report's "Speed on the camera" lines, from its JSON section (SpeedEstimate.to_dict)."""
+    low, high = section["fps_range"]
+    latency_low, latency_high = section["latency_range_ms"]
+    outside = (
+        f" ({section['uncalibrated_share']:.0%} of the time in stage kinds the calibration barely saw)"
+        if section["uncalibrated_share"] >= 0.1
+        else ""
+    )
+    by_shaves = section["by_shaves"]
     lines = [
-        "## Speed on the camera (estimate)",
+        "#### Speed on the camera (estimate)",
         "",
-        f"**{estimate.summary()}** (range {estimate.fps_low:.1f}-{estimate.fps_high:.1f} FPS), latency "
-        f"~{estimate.latency_ms:.0f} ms ({estimate.latency_low_ms:.0f}-{estimate.latency_high_ms:.0f}, the USB "
-        f"return included); fit: {estimate.fit}"
-        + (
-            f" ({estimate.uncalibrated_share:.0%} of the time in stage kinds the calibration barely saw)"
-            if estimate.uncalibrated_share >= 0.1
-            else ""
+        f"**{section['summary']}**, likely {low:.1f}–{high:.1f} FPS; latency ~{section['latency_ms']:.0f} ms "
+        f"({latency_low:.0f}–{latency_high:.0f}, the USB return included). Fit: {section['fit']}{outside}. "
+        "A measurement on the device beats any estimate.",
+        "",
+        "| SHAVEs | " + " | ".join(by_shaves) + " |",
+        "|---|" + "---|" * len(by_shaves),
+        "| FPS | " + " | ".join(_round_fps(fps) for fps in by_shaves.values()) + " |",
+        "",
+        "By stage type: "
+        + ", ".join(
+            f"{row['type']} on {row['unit']} ×{row['stages']} {row['share']:.0%}" for row in section["by_stage_type"]
         )
-        + ". A measurement on the device beats any estimate.",
+        + ".",
         "",
-        "| SHAVEs | " + " | ".join(str(n) for n in estimate.by_shaves) + " |",
-        "|---|" + "---|" * len(estimate.by_shaves),
-        "| FPS | " + " | ".join(_round_fps(f) for f in estimate.by_shaves.values()) + " |",
-        "",
-        "| layer | unit | share | why | what to change |",
+        "| where the time goes | unit | share | why | what to change |",
         "|---|---|---|---|---|",
     ]
-    for t in estimate.top:
+    for layer in section["top_layers"]:
         lines.append(
-            f"| `{t.name}` ({t.types}) | {t.unit} | {t.share:.0%} ({t.ms:.1f} ms) | {t.why or ''} | {t.change or ''} |"
+            f"| `{layer['name']}` ({layer['types']}) | {layer['unit']} | {layer['share']:.0%} ({layer['ms']:.1f} ms) "
+            f"| {layer['why'] or ''} | {layer['change'] or ''} |"
         )
-    lines += ["", f"<sub>{estimate.calibration}</sub>", ""]
-    return "\n".join(lines)
+    if section.get("advice"):
+        lines += ["", f"⚠️ {section['advice']}"]
+    return lines + ["", f"<sub>{section['calibration']}</sub>", ""]
+
+
+# --- the conversion report ------------------------------------------------------------------------
+
+
+def report_section(data: bytes, stage_graph=None, target_fps: float | None = None) -> tuple[dict | None, str | None]:
+    """(the report's "speed" section, the --target-fps warning or None) for a blob's bytes. A blob
+    whose stage table does not parse gets (None, None): the estimate never fails a conversion."""
+    from .blob import BlobFormatError, parse_blob
+
+    try:
+        estimate = estimate_blob(data, stage_graph)
+        shape = parse_blob(data).inputs[0].shape if parse_blob(data).inputs else None
+    except (BlobFormatError, ValueError, KeyError, ZeroDivisionError):
+        return None, None
+    section = estimate.to_dict() | {"target_fps": target_fps, "advice": None}
+    warning = target_advice(estimate, target_fps, shape) if target_fps else None
+    section["advice"] = warning
+    return section, warning
+
+
+def summary_of(section: dict | None) -> str:
+    """The verdict line's speed part ("~28 FPS at 8 SHAVEs, est."), or "" without an estimate."""
+    return f"{section['summary']} (est.)" if section else ""
