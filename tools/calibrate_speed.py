@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from speed_models import ARCHITECTURES, NOT_REBUILT  # noqa: E402
+
 from myriad_blob import speed  # noqa: E402
 from myriad_blob.blob import parse_blob  # noqa: E402
 from myriad_blob.blob_stages import BlobBuffer, BlobStage, parse_stage_table  # noqa: E402
-from speed_models import ARCHITECTURES, NOT_REBUILT  # noqa: E402
 
 CACHE = ROOT / "tools" / "speed_calibration"
 PUBLISHED = CACHE / "published.csv"
@@ -242,8 +243,10 @@ def report(kept: list[Point], left: list, coefficients: dict, loao: dict[int, fl
         print(f"{p.model:<18}{p.size:>6}{p.shaves:>7}{p.fps:>10.1f}{fitted:>8.1f}{loao[i]:>8.1f}{error:>+10.0%}")
     ratio = max(max(loao[i] / p.fps, p.fps / loao[i]) for i, p in enumerate(kept))
     rho = spearman([p.fps for p in kept], [loao[i] for i in range(len(kept))])
-    print(f"\nleave-one-architecture-out over {len(kept)} points ({len(set(p.model for p in kept))} architectures):")
-    print(f"  median |error| {statistics.median(errors):.1%}, worst {max(errors):.1%} (x{ratio:.2f}), Spearman {rho:.3f}")
+    print(f"\nleave-one-architecture-out over {len(kept)} points ({len({p.model for p in kept})} architectures):")
+    print(
+        f"  median |error| {statistics.median(errors):.1%}, worst {max(errors):.1%} (x{ratio:.2f}), Spearman {rho:.3f}"
+    )
     drops = []
     by_model: dict[str, dict[int, int]] = {}
     for i, p in enumerate(kept):
@@ -302,7 +305,7 @@ def main() -> None:
             "provenance": {
                 "summary": (
                     f"Fitted on {len(kept)} published Luxonis RVC2 points (8 SHAVEs, 2 inference threads; "
-                    f"{len(set(p.model for p in kept))} architectures), compiled with OpenVINO "
+                    f"{len({p.model for p in kept})} architectures), compiled with OpenVINO "
                     f"{toolchain['openvino']}; leave-one-architecture-out median error "
                     f"{error['median_relative']:.0%}, worst {error['worst_relative']:.0%}."
                 ),

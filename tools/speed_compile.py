@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import speed_models  # noqa: E402
+import speed_models
 
-from myriad_blob import pipeline  # noqa: E402
-from myriad_blob import toolchain as toolchain_module  # noqa: E402
-from myriad_blob.options import ConversionOptions, InputSpec  # noqa: E402
-from myriad_blob.report import ConversionReport  # noqa: E402
+from myriad_blob import pipeline
+from myriad_blob import toolchain as toolchain_module
+from myriad_blob.options import ConversionOptions, InputSpec
+from myriad_blob.report import ConversionReport
 
 
 def compile_graph(key: str, size: int, shaves: int, dot: Path) -> Path:

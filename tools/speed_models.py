@@ -70,7 +70,7 @@ class _DeepLabMNv2(nn.Module):
         super().__init__()
         backbone = _torchvision().mobilenet_v2().features[:-1]  # up to the 320-channel block
         # Output stride 8: the stride-2 blocks of the 16x and 32x stages become dilated.
-        for index, dilation in ((7, 2), (14, 4)):
+        for index in (7, 14):
             depthwise = backbone[index].conv[1][0]
             depthwise.stride = (1, 1)
         for index, block in enumerate(backbone):

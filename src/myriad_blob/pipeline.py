@@ -410,7 +410,9 @@ class Conversion:
             verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
             # The speed estimate (speed.py): from the blob's own stage table; the plugin's stage graph,
             # when the compile kept one, names the layers. --target-fps is judged after the numeric check.
-            report.speed, speed_warning = speed_section(data, getattr(compiled, "stage_graph", None), options.target_fps)
+            report.speed, speed_warning = speed_section(
+                data, getattr(compiled, "stage_graph", None), options.target_fps
+            )
             with self.session.worker() as worker:
                 check = numeric_check(
                     loaded.module if torch_reference else None,

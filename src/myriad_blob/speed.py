@@ -44,18 +44,82 @@ FEATURES = (
 )
 # Activations the NCE cannot fuse (it fuses ReLU, leaky ReLU and clamp): they run on SHAVEs.
 ACTIVATIONS = frozenset(
-    "Swish Sigmoid HSwish Mish Tanh Elu Gelu Exp Log SoftPlus Erf Power Pow PRelu Floor Ceiling".split()
+    {
+        "Swish",
+        "Sigmoid",
+        "HSwish",
+        "Mish",
+        "Tanh",
+        "Elu",
+        "Gelu",
+        "Exp",
+        "Log",
+        "SoftPlus",
+        "Erf",
+        "Power",
+        "Pow",
+        "PRelu",
+        "Floor",
+        "Ceiling",
+    }
 )
 ELEMENTWISE = frozenset(
-    "Sum Prod Max Min Div Scale ScaleShift Bias Relu LeakyRelu BiasRelu BiasLeakyRelu Clamp Convert "
-    "Squared_diff Select Equal Not_equal Greater Greater_equal Less Less_equal Logical_NOT Logical_AND "
-    "Logical_OR Logical_XOR Floor_mod SCRelu".split()
+    {
+        "Sum",
+        "Prod",
+        "Max",
+        "Min",
+        "Div",
+        "Scale",
+        "ScaleShift",
+        "Bias",
+        "Relu",
+        "LeakyRelu",
+        "BiasRelu",
+        "BiasLeakyRelu",
+        "Clamp",
+        "Convert",
+        "Squared_diff",
+        "Select",
+        "Equal",
+        "Not_equal",
+        "Greater",
+        "Greater_equal",
+        "Less",
+        "Less_equal",
+        "Logical_NOT",
+        "Logical_AND",
+        "Logical_OR",
+        "Logical_XOR",
+        "Floor_mod",
+        "SCRelu",
+    }
 )
 MOVES = frozenset(
-    "Permute Concat Resample Interp Upsampling Pad StridedSlice Gather GatherND Tile Broadcast ReorgYolo "
-    "HwFcRelayout Copy ReverseSequence ScatterUpdate ScatterElementsUpdate OneHot".split()
+    {
+        "Permute",
+        "Concat",
+        "Resample",
+        "Interp",
+        "Upsampling",
+        "Pad",
+        "StridedSlice",
+        "Gather",
+        "GatherND",
+        "Tile",
+        "Broadcast",
+        "ReorgYolo",
+        "HwFcRelayout",
+        "Copy",
+        "ReverseSequence",
+        "ScatterUpdate",
+        "ScatterElementsUpdate",
+        "OneHot",
+    }
 )
-SHAVE_MACS = frozenset("Conv DepthConv FC Deconvolution DepthDeconv GEMM Im2ColConvolution RefConvolution ConvND".split())
+SHAVE_MACS = frozenset(
+    {"Conv", "DepthConv", "FC", "Deconvolution", "DepthDeconv", "GEMM", "Im2ColConvolution", "RefConvolution", "ConvND"}
+)
 SHAVE_COUNTS = tuple(range(1, 17))
 
 
@@ -285,9 +349,7 @@ def estimate_stages(stages, io_bytes: int, shaves: int, stage_graph=None, cal: d
     )
     latency = cal["latency"]
     latency_ms = latency["per_frame"] * 1000 * total + latency["fixed_ms"]
-    by_shaves = {
-        n: 1.0 / sum(_seconds(blob_work(stages, io_bytes, n, shaves), coefficients)) for n in SHAVE_COUNTS
-    }
+    by_shaves = {n: 1.0 / sum(_seconds(blob_work(stages, io_bytes, n, shaves), coefficients)) for n in SHAVE_COUNTS}
     units = {"NCE": 0.0, "SHAVE": 0.0, "DMA": 0.0, "fixed + USB": seconds[-1]}
     for stage, s in zip(stages, seconds):
         units[stage.unit] += s
@@ -352,7 +414,7 @@ def _by_type(stages, seconds, total) -> tuple[dict, ...]:
 
 
 def _why(members, stages) -> tuple[str | None, str | None]:
-    for stage, _, node in members:
+    for stage, _, _ in members:
         if stage.unit == "SHAVE" and stage.type in ACTIVATIONS:
             before = stages[stage.index - 1] if 0 < stage.index <= len(stages) else None
             after_nce = before is not None and before.unit in ("NCE", "DMA")
@@ -381,11 +443,27 @@ def _why(members, stages) -> tuple[str | None, str | None]:
                 "fewer channels or a smaller input keeps it in CMX (or raise --nslices)",
             )
     for stage, _, _ in members:
+        if stage.unit == "NCE" and _weights(stage) is not None:
+            return (_nce_work(stage), None)
         if stage.unit == "SHAVE":
             return (f"{stage.type} runs on SHAVEs", None)
         if stage.unit == "DMA":
             return ("a copy between CMX and DDR (the DMA engine)", None)
     return (None, None)
+
+
+def _nce_work(stage) -> str:
+    """What an NCE stage computes, from its weights as the NCE takes them: (8 output channels,
+    kernel positions, input channels, output channel blocks of 8), innermost first."""
+    weights, data = _weights(stage), [b for b in stage.buffers if b.location != "Blob"]
+    dims = weights.dims
+    if len(dims) == 4 and dims[0] == 8 and data:
+        kernel = math.isqrt(dims[1])
+        size = kernel if kernel * kernel == dims[1] else dims[1]
+        out = data[-1].dims
+        where = f" at {out[0]}x{out[1]}" if len(out) >= 2 else ""
+        return f"{size}x{size} convolution on the NCE, {dims[2]} -> {dims[0] * dims[3]} channels (as padded){where}"
+    return "a convolution on the NCE"
 
 
 def _padded_channels(stage, node, params) -> tuple[str, str] | None:
@@ -423,7 +501,9 @@ def target_advice(estimate: SpeedEstimate, target_fps: float, input_shape: tuple
         height, width = input_shape[2], input_shape[3]
         ratio = math.sqrt(estimate.fps / target_fps)
         size = (max(32, int(height * ratio) // 32 * 32), max(32, int(width * ratio) // 32 * 32))
-        options.append(f"an input of {size[0]}x{size[1]} (est. ~{estimate.fps * height * width / (size[0] * size[1]):.0f} FPS)")
+        options.append(
+            f"an input of {size[0]}x{size[1]} (est. ~{estimate.fps * height * width / (size[0] * size[1]):.0f} FPS)"
+        )
     if options:
         text += "; would reach it: " + " or ".join(options)
     else:
@@ -456,7 +536,7 @@ def markdown(section: dict) -> list[str]:
         + ", ".join(
             f"{row['type']} on {row['unit']} ×{row['stages']} {row['share']:.0%}" for row in section["by_stage_type"]
         )
-        + ".",
+        + f"; per inference (dispatch, USB) {section['time_ms']['fixed + USB'] / (1000 / section['fps']):.0%}.",
         "",
         "| where the time goes | unit | share | why | what to change |",
         "|---|---|---|---|---|",
@@ -493,3 +573,21 @@ def report_section(data: bytes, stage_graph=None, target_fps: float | None = Non
 def summary_of(section: dict | None) -> str:
     """The verdict line's speed part ("~28 FPS at 8 SHAVEs, est."), or "" without an estimate."""
     return f"{section['summary']} (est.)" if section else ""
+
+
+def estimate_cli(path, as_json: bool, target_fps: float | None) -> int:
+    """`myriad-blob estimate`: print the estimate; 0, or 14 (verify's exit code) when it falls short
+    of target_fps, or 2 when the file is not a 2021 Myriad blob."""
+    import sys
+
+    from .errors import EXIT_CODES, Stage
+
+    section, warning = report_section(path.read_bytes(), None, target_fps)
+    if section is None:
+        print(f"myriad-blob: {path} is not a Myriad blob the 2021.4 plugin wrote (no stage table)", file=sys.stderr)
+        return 2
+    print(json.dumps(section, indent=2) if as_json else "\n".join(markdown(section)))
+    if warning:
+        print(f"myriad-blob: {warning}", file=sys.stderr)
+        return EXIT_CODES[Stage.VERIFY]
+    return 0
