@@ -3,7 +3,7 @@
 Each published RVC2 row (/work/shared/speed/myriad_fps_published.csv, Luxonis' RVC2 table) names an
 architecture; this module builds a PyTorch module of the same architecture with fresh weights (the
 speed of a blob does not depend on its weights' values). The YOLOs end in the head the camera
-decodes (myriad_blob.yolo.head.camera_model), as Luxonis' converters cut them.
+decodes (myriad_blob.families.yolo.head.camera_model), as Luxonis' converters cut them.
 
 Approximations (stated in the calibration's provenance):
 - YOLOv6n/t/m R2: ultralytics' yolov6.yaml (plain 3x3 conv + ReLU blocks, the deployed RepVGG
@@ -53,7 +53,7 @@ def _torchvision():
 def _yolo(key: str) -> nn.Module:
     from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-    from myriad_blob.yolo.head import camera_model
+    from myriad_blob.families.yolo.head import camera_model
 
     if key == "yolov6t":  # not one of ultralytics' scales: YOLOv6 R2's own tiny (depth 0.33, width 0.375)
         cfg = yaml_model_load("yolov6n.yaml")

@@ -12,6 +12,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+# FP16's largest finite value: the Myriad X computes in FP16, so a value beyond it becomes inf there.
+FP16_MAX = 65504.0
+
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
@@ -46,7 +49,8 @@ class LoadedModel:
     source: SourceInfo
     module: Any = None  # torch.nn.Module for PyTorch formats; None for ONNX
     onnx_path: Path | None = None
-    yolo: Any = None  # yolo.YoloModel for an ultralytics checkpoint (its head, names, preprocessing)
+    # A model family's model (families/base.FamilyModel): its head, names, preprocessing, checks.
+    family_model: Any = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import IRModel, OnnxModel
+from .metrics import peak_relative_error
+from .ort import ort_session
 from .rules.advice import where
 from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
@@ -138,7 +140,6 @@ _FLOAT_TYPES = {"tensor(float16)": np.float16, "tensor(double)": np.float64}
 def onnx_tensor_values(path: Path, inputs: dict) -> dict:
     """Every floating-point tensor of the ONNX model on ONNX Runtime (no graph optimizations)."""
     import onnx
-    import onnxruntime
 
     model = onnx.shape_inference.infer_shapes(onnx.load_model(str(path)))
     known = {o.name for o in model.graph.output}
@@ -148,10 +149,7 @@ def onnx_tensor_values(path: Path, inputs: dict) -> dict:
             and value.name not in known
         ):
             model.graph.output.append(value)
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     feeds = {
         arg.name: inputs[arg.name].astype(_FLOAT_TYPES.get(arg.type, np.float32))
         if np.asarray(inputs[arg.name]).dtype.kind == "f"
@@ -188,12 +186,8 @@ def relative_difference(expected: np.ndarray, actual: np.ndarray) -> float:
         return float("inf")
     if not expected.size:
         return 0.0
-    peak = float(np.max(np.abs(expected)))
-    with np.errstate(invalid="ignore"):
-        difference = float(np.max(np.abs(expected - actual)))
-    if not np.isfinite(difference):
-        return float("inf")
-    return difference / peak if peak > 0 else difference
+    difference = peak_relative_error(expected, actual)
+    return difference if np.isfinite(difference) else float("inf")
 
 
 def _onnx_tensor(onnx_model: OnnxModel, layer: str, port: int) -> str | None:

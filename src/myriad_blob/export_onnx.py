@@ -75,7 +75,8 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
             )
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
-    names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
+    family_model = loaded.family_model
+    names = (family_model.input_names, family_model.output_names) if family_model is not None else None
     return export_torch(loaded.module, options, workdir / "model.onnx", names)
 
 
@@ -99,7 +100,7 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
 
 
 def export_torch(module, options: ConversionOptions, path: Path, names: tuple | None = None) -> OnnxModel:
-    """names: (input names, output names) the model's consumer expects (a YOLO parser's); default generic."""
+    """names: (input names, output names) the model's consumer expects (a family's parser's); default generic."""
     import torch
 
     if options.new_export and isinstance(module, torch.jit.ScriptModule):
@@ -131,7 +132,7 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
     outputs = flatten_outputs(sample)
     output_names = name_outputs(sample, len(outputs), options.name_outputs)
     if names and not options.name_outputs and len(names[1]) == len(outputs):
-        output_names = list(names[1])  # the names the model's consumer looks for (a YOLO parser's)
+        output_names = list(names[1])  # the names the model's consumer looks for (a family's parser's)
     fallbacks = []
     for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import toolchain as toolchain_module
 from .artifacts import IRLayer, IRModel, OnnxModel, TensorInfo
 from .errors import ConversionError, Stage
-from .options import ConversionOptions
+from .options import FRONTEND_ORDER, FRONTEND_TITLES, ConversionOptions
 from .preprocessing import PreprocessingMisfit, fit_preprocessing, input_name
 from .rules.advice import READER_OPSETS, REFUSED
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
@@ -46,7 +46,7 @@ def _registry() -> dict:
         for frontend in (
             FrontEnd(
                 "ov2022",
-                "OpenVINO 2022.3.1 ONNX front end",
+                FRONTEND_TITLES["ov2022"],
                 lambda model, options, toolchain, workdir, workers: _ov2022_ir(
                     model, options, toolchain, workdir, workers[1]
                 ),
@@ -54,7 +54,7 @@ def _registry() -> dict:
             ),
             FrontEnd(
                 "mo2021",
-                "Model Optimizer 2021.4",
+                FRONTEND_TITLES["mo2021"],
                 lambda model, options, toolchain, workdir, workers: _model_optimizer_ir(
                     model, options, toolchain, workdir, workers[0]
                 ),
@@ -67,8 +67,6 @@ def _registry() -> dict:
     }
 
 
-# --frontend's choices: the front ends to try, in order (auto: the fast one, then the fallback).
-FRONTEND_ORDER = {"auto": ("ov2022", "mo2021"), "ov2022": ("ov2022",), "mo2021": ("mo2021",)}
 IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is only a safety net
 
 

@@ -14,12 +14,17 @@ from pathlib import Path
 
 from . import __version__
 from .cancel import check as check_cancelled
+from .checks import VERIFY_CHECKS
 from .errors import PIPELINE, ConversionError, Stage
+from .families import FAMILIES
 from .files import write_atomically
 from .markdown_text import MESSAGE_LIMIT, code, html_code, markdown_table, message, text
+from .options import FRONTEND_TITLES
 from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
 
+# The verify checks with a report section of their own (checks/: Check.key).
+_SECTION_CHECKS = tuple(check for check in VERIFY_CHECKS if check.key)
 SCHEMA = SCHEMA_ID  # docs/report.schema.json, generated from report_types.py
 PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
 _progress_stream = None
@@ -90,11 +95,14 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
-    depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
-    yolo: dict | None = None  # an ultralytics checkpoint: its head, classes, preprocessing, detection check
+    depthai_json: dict | None = None  # depthai v2's JSON beside the blob, for a family that gives one
+    # A model family's own section, by its key (families/: Family.key).
+    family_sections: dict = dataclasses.field(default_factory=dict)
+    # A verify check's own section, by its key (checks/: Check.key).
+    check_sections: dict = dataclasses.field(default_factory=dict)
+    findings: list | None = None  # what the verify checks found (findings.Finding.to_dict), in their order
     superblob: dict | None = None
     cache: dict | None = None
-    speed: dict | None = None  # the speed estimate on the camera (speed.py)
     toolchain: dict = dataclasses.field(default_factory=dict)
     total_duration_s: float | None = None
 
@@ -133,12 +141,18 @@ class ConversionReport:
     def from_dict(cls, data: dict) -> ConversionReport:
         fields = {f.name for f in dataclasses.fields(cls)}
         report = cls(**{k: v for k, v in data.items() if k in fields and k != "stages"})
+        report.family_sections = {f.key: data[f.key] for f in FAMILIES if data.get(f.key) is not None}
+        report.check_sections = {c.key: data[c.key] for c in _SECTION_CHECKS if data.get(c.key) is not None}
         report.stages = {s["name"]: StageRecord(**s) for s in data["stages"]}
         return report
 
     def to_dict(self) -> dict:
         data = {"$schema": SCHEMA, "tool": {"name": "myriad-blob", "version": __version__}}
         data |= dataclasses.asdict(self)
+        sections = data.pop("family_sections")
+        data |= {family.key: sections.get(family.key) for family in FAMILIES}
+        sections = data.pop("check_sections")
+        data |= {check.key: sections.get(check.key) for check in _SECTION_CHECKS}
         data["stages"] = [dataclasses.asdict(record) for record in self.stages.values()]
         data["verdict"] = overall_verdict(data)
         return data
@@ -173,45 +187,16 @@ def _details(summary: str, body: list[str]) -> list[str]:
 
 
 def overall_verdict(report: dict) -> dict:
-    """One verdict a machine can read: "passed" only when the blob was written and every check
-    passed without a warning; "warnings" when it was written but a check missed, warned or could
-    not run; "failed" when there is no blob. The Markdown verdict line, the batch report, the
-    action's output and --strict's exit code follow it. {"result": ..., "reasons": [...]}"""
+    """One verdict a machine can read: "passed" only when the blob was written and no check found
+    anything; "warnings" when it was written but a check missed, warned or could not run (each
+    finding's reason, in the checks' order: findings.py); "failed" when there is no blob. The
+    Markdown verdict line, the batch report, the action's output and --strict's exit code follow
+    it. {"result": ..., "reasons": [...]}"""
     if report["status"] != "succeeded":
         error = report.get("error") or {}
         return {"result": "failed", "reasons": [f"{error.get('stage', 'internal')}: {error.get('message', 'failed')}"]}
-    numeric, reasons = report.get("numeric"), []
-    if not numeric:
-        reasons.append("the numeric check did not run")
-    else:
-        missed = [o for o in numeric["outputs"] if not o["passed"]]
-        if missed:
-            reasons.append(
-                "numeric check: "
-                + "; ".join(
-                    f"output {o['name']} differs from the original's" + (f" ({o['note']})" if o.get("note") else "")
-                    for o in missed
-                )
-            )
-        fp16 = numeric.get("fp16") or {}
-        detections = (report.get("yolo") or {}).get("detections") or {}
-        if detections.get("parted"):
-            reasons.append(
-                f"YOLO detections: {detections['parted']} of the camera's decode and ultralytics' own "
-                "prediction on one side only"
-            )
-        if fp16.get("error"):
-            reasons.append(f"the FP16 range check could not run ({fp16['error']})")
-        for key, what in (
-            ("overflow", "FP16 overflow"),
-            ("near_overflow", "FP16 near overflow"),
-            ("underflow", "FP16 underflow"),
-        ):
-            layers = fp16.get(key) or []
-            if layers:
-                reasons.append(
-                    f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else "")
-                )
+    findings = report.get("findings")
+    reasons = [finding["reason"] for finding in findings] if findings is not None else ["the checks did not run"]
     return {"result": "warnings" if reasons else "passed", "reasons": reasons}
 
 
@@ -247,7 +232,7 @@ def verdict(report: dict) -> str:
     return (
         f"{icon} **Converted** {code(name)} → {code(Path(report['blob']['path']).name)}: {numbers} · "
         f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
-        + (f" · {report['speed']['summary']} (est.)" if report.get("speed") else "")
+        + (f" · {report['speed']['summary']} (est.)" if report.get("speed") else "")  # checks/speed_estimate.py
     )
 
 
@@ -258,11 +243,11 @@ def render_markdown(report: dict) -> str:
     for section in (
         _io_section,
         _numeric_section,
+        _check_sections,
         _stages_section,
         _ir_section,
         _layers_section,
-        _yolo_section,
-        _speed_section,
+        _family_section,
         _details_section,
     ):
         out += section(report)
@@ -362,7 +347,7 @@ def _ir_section(report: dict) -> list[str]:
     out: list[str] = []
     ir = report["ir"]
     if ir and ir.get("frontend"):
-        title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
+        title = FRONTEND_TITLES[ir["frontend"]]
         lines = [
             f"- IR v{ir['version']} made by {title}"
             + (f" ({message(ir['frontend_fallback'])})" if ir.get("frontend_fallback") else "")
@@ -423,20 +408,18 @@ def _layers_section(report: dict) -> list[str]:
     return out
 
 
-def _speed_section(report: dict) -> list[str]:
-    from .speed import markdown as speed_markdown
+def _check_sections(report: dict) -> list[str]:
+    """The verify checks' own sections (checks/), each rendered by its check."""
+    return [
+        line for check in _SECTION_CHECKS if report.get(check.key) for line in check.render_markdown(report[check.key])
+    ]
 
-    return speed_markdown(report["speed"]) if report.get("speed") else []
 
-
-def _yolo_section(report: dict) -> list[str]:
-    """An ultralytics checkpoint: its head and the detection check."""
-    out: list[str] = []
-    if report.get("yolo"):  # an ultralytics checkpoint: its head and the detection check
-        from .yolo.markdown import yolo_section
-
-        out += yolo_section(report["yolo"])
-    return out
+def _family_section(report: dict) -> list[str]:
+    """A model family's own section (families/), rendered by the family."""
+    return [
+        line for family in FAMILIES if report.get(family.key) for line in family.render_markdown(report[family.key])
+    ]
 
 
 def _details_section(report: dict) -> list[str]:

@@ -23,10 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from functools import cache
 from importlib import resources
 
+from .blob import BlobFormatError, parse_blob
 from .blob_stages import DDR_LOCATIONS, BlobStage, parse_stage_table
+from .errors import EXIT_CODES, Stage
 
 FEATURES = (
     "inference",  # 1 per inference
@@ -312,8 +315,6 @@ def estimate_blob(data: bytes, stage_graph=None, cal: dict | None = None) -> Spe
     """The estimate for a blob's bytes. stage_graph: the plugin's StageGraph of this compile
     (stage_graph.py), for layer names and reasons; None names stages by index and type.
     BlobFormatError for bytes that are not a 2021 Myriad blob."""
-    from .blob import parse_blob
-
     cal = cal or calibration()
     info = parse_blob(data)
     stages = parse_stage_table(data)
@@ -557,8 +558,6 @@ def markdown(section: dict) -> list[str]:
 def report_section(data: bytes, stage_graph=None, target_fps: float | None = None) -> tuple[dict | None, str | None]:
     """(the report's "speed" section, the --target-fps warning or None) for a blob's bytes. A blob
     whose stage table does not parse gets (None, None): the estimate never fails a conversion."""
-    from .blob import BlobFormatError, parse_blob
-
     try:
         estimate = estimate_blob(data, stage_graph)
         shape = parse_blob(data).inputs[0].shape if parse_blob(data).inputs else None
@@ -578,10 +577,6 @@ def summary_of(section: dict | None) -> str:
 def estimate_cli(path, as_json: bool, target_fps: float | None) -> int:
     """`myriad-blob estimate`: print the estimate; 0, or 14 (verify's exit code) when it falls short
     of target_fps, or 2 when the file is not a 2021 Myriad blob."""
-    import sys
-
-    from .errors import EXIT_CODES, Stage
-
     section, warning = report_section(path.read_bytes(), None, target_fps)
     if section is None:
         print(f"myriad-blob: {path} is not a Myriad blob the 2021.4 plugin wrote (no stage table)", file=sys.stderr)

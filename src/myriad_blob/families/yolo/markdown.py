@@ -6,7 +6,7 @@ markdown_text like every string a model sets.
 
 from __future__ import annotations
 
-from ..markdown_text import code, markdown_table, message, text
+from ...markdown_text import code, markdown_table, message, text
 
 
 def yolo_section(yolo: dict) -> list[str]:

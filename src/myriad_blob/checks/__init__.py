@@ -1,0 +1,17 @@
+"""The verify checks, in the order they run: a registry, so a new check is its own module and one
+line here. Each returns findings (findings.py), from which the warnings, the verdict and
+--strict all follow; a model family adds its own checks after these (families/)."""
+
+from __future__ import annotations
+
+from . import blob_header, fp16_range, numeric_outputs, speed_estimate
+from .base import Check, CheckContext
+
+VERIFY_CHECKS: tuple[Check, ...] = (
+    blob_header.CHECK,
+    numeric_outputs.CHECK,
+    fp16_range.CHECK,
+    speed_estimate.CHECK,  # last: a conversion's own faults come first for --strict
+)
+
+__all__ = ["VERIFY_CHECKS", "Check", "CheckContext"]
