@@ -55,3 +55,41 @@ class L2Normalize(nn.Module):
 
     def forward(self, x):
         return F.normalize(self.conv(x / 255), dim=1)
+
+
+def stage_check(path: Path, **values):
+    """(StageCheck, CompiledBlob) of a model file: compiled as a conversion compiles it, then the
+    plugin's stages checked in FP16 on the photo and the hard frames."""
+    from myriad_blob.fp16_stages import check_stages
+
+    ir, compiled, prepared = compile_model(path, **values)
+    options = parse_options(input=path, **values)
+    check = check_stages(
+        compiled.stage_graph,
+        ir,
+        prepared,
+        toolchain_module.locate(),
+        options,
+        input_types=compiled.settings["tensor_types"],
+        layouts=compiled.settings["tensor_layouts"],
+    )
+    return check, compiled
+
+
+class FaceEmbedding(nn.Module):
+    """conv -> Linear(128) -> L2 normalisation (issue #25's face-embedding net). gain sets the
+    embedding's size: 600 gives an L2 norm of ~400 on the check photo, whose sum of squares is beyond
+    FP16's 65504 on the chip; prescale divides the embedding by it before F.normalize (64: right on
+    the chip, the same output)."""
+
+    def __init__(self, gain: float = 600.0, prescale: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+        self.fc = nn.Linear(8 * 16 * 16, 128)
+        self.gain, self.prescale = gain, prescale
+
+    def forward(self, x):
+        features = torch.relu(self.conv(x / 255)).flatten(1)
+        embedding = self.fc(features) * self.gain
+        return F.normalize(embedding / self.prescale if self.prescale != 1 else embedding, dim=1)

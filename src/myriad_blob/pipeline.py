@@ -25,6 +25,7 @@ from .cancel import check as check_cancelled
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
+from .fp16_stages import check_stages, judge_stages
 from .ir import FRONTENDS, convert_to_ir
 from .limits import input_too_large
 from .load import describe_source, load_model
@@ -422,6 +423,21 @@ class Conversion:
                 )
             report.numeric = check.to_dict()
             report.warnings.extend(judge(check, options.strict))
+            with self.session.worker() as worker:  # FP16 where the chip computes: the plugin's own stages
+                stages = check_stages(
+                    compiled.stage_graph,
+                    ir,
+                    prepared,
+                    toolchain,
+                    options,
+                    worker=worker,
+                    input_types=compiled.settings["tensor_types"],
+                    layouts=compiled.settings["tensor_layouts"],
+                    why_none=compiled.stage_graph_error,
+                )
+            if stages is not None:
+                report.numeric["stages"] = stages.to_dict()
+                report.warnings.extend(judge_stages(stages, report.numeric, options.strict))
             if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
                 with self.session.worker() as worker:
                     report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, fp16_stages
 from .cancel import check as check_cancelled
 from .errors import PIPELINE, ConversionError, Stage
 from .markdown_text import MESSAGE_LIMIT, code, fold, html_code, message, text
@@ -305,6 +305,7 @@ def overall_verdict(report: dict) -> dict:
                 reasons.append(
                     f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else "")
                 )
+        reasons += fp16_stages.verdict_reasons(numeric.get("stages"))
     return {"result": "warnings" if reasons else "passed", "reasons": reasons}
 
 
@@ -422,6 +423,7 @@ def _numeric_section(report: dict) -> list[str]:
             "",
         ]
         out += _fp16_section(numeric)
+        out += fp16_stages.markdown(numeric.get("stages"))
     return out
 
 
