@@ -42,11 +42,11 @@ bench: setup
 
 # The README's "What converts" table, written from a real run of the corpus (tests/corpus.py).
 corpus-table: setup
-	$(BIN)/python scripts/corpus_table.py
+	$(BIN)/python tools/corpus_table.py
 
-# The README's "Supported ops" table, written from a real run of the op sweep (src/myriad_blob/rules/sweep.py).
+# The README's "Supported ops" table, written from a real run of the op sweep (tools/op_sweep.py).
 op-table: setup
-	$(BIN)/python -m myriad_blob.rules.sweep --readme README.md
+	$(BIN)/python tools/op_sweep.py --readme README.md
 
 # ONNX's own conformance models (the test models inside the onnx wheel), each converted with its own inputs
 # as --sample and the IR's outputs compared with the suite's expected ones (tools/onnx_suite.py): prints the

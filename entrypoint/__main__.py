@@ -17,11 +17,19 @@ from pathlib import Path
 
 import github_action_utils as gha
 
+from myriad_blob import toolchain
+from myriad_blob.artifacts import ModelFormat
+from myriad_blob.batch import convert_all, output_options
+from myriad_blob.cache import BlobCache, default_cache_dir
 from myriad_blob.errors import EXIT_INTERNAL, EXIT_PUBLISH, EXIT_SOME_FAILED, ConversionError, Stage
+from myriad_blob.files import confine_writes
+from myriad_blob.load import sniff_format
+from myriad_blob.manifest import ManifestError, load_manifest
 from myriad_blob.markdown_text import MESSAGE_LIMIT, code
 from myriad_blob.markdown_text import message as markdown_message
 from myriad_blob.pipeline import convert, report_options_error
-from myriad_blob.report import confine_writes
+from myriad_blob.report import render_markdown
+from myriad_blob.report_types import Report
 
 from . import isolation, runner
 from .event import Event
@@ -142,8 +150,6 @@ class Outcome:
 
 def convert_in_child(inputs, event: Event, workspace: Path) -> Outcome:
     """The conversion, run by `python -m entrypoint --child` without the token (isolation.py)."""
-    from myriad_blob import toolchain
-
     isolation.close_own_proc_files()
     with tempfile.TemporaryDirectory(prefix="myriad-blob-child-") as private:
         handover, result = Path(private) / "inputs.pickle", Path(private) / "outcome.json"
@@ -208,7 +214,6 @@ def comment_from_artifact(inputs, event: Event, workspace: Path) -> int:
     read as data (checked against the report's schema), rendered by our own renderer, and kept as
     the pull request's one comment for that model. No model is loaded; the pull request is found
     from GitHub's own account of the run (publish.pull_request_of_run)."""
-    from myriad_blob.report import render_markdown
 
     def refuse(message: str) -> int:
         gha.error(message, title="myriad-blob: comment-from")
@@ -262,8 +267,6 @@ def validated_report(data) -> dict:
     """The report, checked against its types (report_types.Report: what docs/report.schema.json says)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from myriad_blob.report_types import Report
-
     try:
         TypeAdapter(Report).validate_python(data, strict=False)
     except ValidationError as error:
@@ -302,8 +305,6 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
     asked = [name for name, on in (("trust-pickle", options.trust_pickle), ("model-class", options.model_class)) if on]
     why = "that would run the fork's code with this repository's token"
     if not asked:
-        from myriad_blob.load import ModelFormat, sniff_format
-
         try:
             fmt = sniff_format(options.input)
         except ConversionError:
@@ -319,8 +320,6 @@ def fork_refusal(event: Event, options, where: str = "") -> str | None:
 
 
 def convert_model(inputs, event: Event) -> Outcome:
-    from myriad_blob.cache import BlobCache
-
     options = inputs.options
     refusal = fork_refusal(event, options)
     if refusal:
@@ -356,9 +355,6 @@ EXIT_INVALID_MANIFEST = 16
 def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) -> None:
     """Refuse, before converting anything, what a manifest must not ask for here: files outside
     the workspace, code from a fork under pull_request_target, two variants writing one blob."""
-    from myriad_blob.batch import output_options
-    from myriad_blob.manifest import ManifestError
-
     blobs: dict[str, str] = {}
     for variant in variants:
         options = variant.options
@@ -380,10 +376,6 @@ def check_manifest(variants, output_dir: Path, workspace: Path, event: Event) ->
 
 
 def convert_manifest(inputs, event: Event, workspace: Path) -> Outcome:
-    from myriad_blob.batch import convert_all
-    from myriad_blob.cache import BlobCache, default_cache_dir
-    from myriad_blob.manifest import ManifestError, load_manifest
-
     output_dir = Path(inputs.output_dir or "blobs")
     try:
         inside_workspace(output_dir, workspace, "input output")

@@ -9,6 +9,7 @@ import torch
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
+sys.path.insert(1, str(TESTS.parent / "tools"))  # the tools that run whole conversions (op_sweep, onnx_suite)
 import models  # noqa: E402
 
 SHAPE = [1, 3, 64, 80]

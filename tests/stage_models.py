@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from myriad_blob import toolchain as toolchain_module
+from myriad_blob.checks.fp16_stages import check_stages
 from myriad_blob.options import parse_options
 from myriad_blob.pipeline import Conversion, Session
 from myriad_blob.report import ConversionReport
@@ -60,8 +61,6 @@ class L2Normalize(nn.Module):
 def stage_check(path: Path, **values):
     """(StageCheck, CompiledBlob) of a model file: compiled as a conversion compiles it, then the
     plugin's stages checked in FP16 on the photo and the hard frames."""
-    from myriad_blob.fp16_stages import check_stages
-
     ir, compiled, prepared = compile_model(path, **values)
     options = parse_options(input=path, **values)
     check = check_stages(

@@ -8,7 +8,11 @@ import torch
 
 import models
 from conftest import SHAPE, SHAPE_ARG, run_cli
+from myriad_blob.checks.fp16_range import fp16_findings
+from myriad_blob.errors import ConversionError, Stage
+from myriad_blob.findings import judge
 from myriad_blob.numeric import FP16_MAX, Fp16Range, LayerRange, photo_input
+from myriad_blob.report import overall_verdict
 
 
 def _torchscript(tmp_path, model, name):
@@ -187,3 +191,26 @@ def test_fp16_verdict_thresholds():
     assert Fp16Range(error="boom").warnings() == [
         "the FP16 range check could not run (boom); activations were not checked against FP16's range"
     ]
+
+
+@pytest.mark.unit
+def test_fp16_findings_give_the_verdict_and_strict():
+    """The FP16 range's findings (checks/fp16_range.py): one per kind of trouble, the verdict's
+    reasons and --strict's failure from them (findings.judge), in that order."""
+    check = Fp16Range((_layer(1.0), _layer(7e4), _layer(2e4), _layer(0.01, subnormal=40)))
+    findings = fp16_findings(check)
+    assert [f.reason for f in findings] == [
+        "FP16 overflow in layer l",
+        "FP16 near overflow in layer l",
+        "FP16 underflow in layer l",
+    ]
+    assert [f.message for f in findings] == check.warnings()
+    report = {"status": "succeeded", "findings": [f.to_dict() for f in findings]}
+    assert overall_verdict(report) == {"result": "warnings", "reasons": [f.reason for f in findings]}
+    assert judge(findings, strict=False) == check.warnings()
+    with pytest.raises(ConversionError) as raised:
+        judge(findings, strict=True)
+    assert raised.value.stage == Stage.VERIFY and raised.value.message == check.overflow_summary() + " (--strict)"
+    assert fp16_findings(Fp16Range((_layer(1.0),))) == []
+    (failed,) = fp16_findings(Fp16Range(error="boom"))
+    assert failed.reason == "the FP16 range check could not run (boom)"

@@ -10,7 +10,7 @@ from torch import nn
 
 import stage_models
 from conftest import run_cli
-from myriad_blob.fp16_stages import BY_TYPE, DECOMPOSITIONS, HARD_FRAMES, camera_frames, layer_stages
+from myriad_blob.checks.fp16_stages import BY_TYPE, DECOMPOSITIONS, HARD_FRAMES, camera_frames, layer_stages
 from myriad_blob.ir import IRLayer
 from myriad_blob.numeric import FP16_MAX
 from myriad_blob.stage_graph import parse_stage_graph

@@ -12,10 +12,10 @@ import pytest
 from hostile_markdown import PAYLOAD, assert_safe, hostile_onnx, render, text_outside_code
 from myriad_blob.batch import BatchResult, render_batch_markdown
 from myriad_blob.errors import ConversionError, Stage
+from myriad_blob.families.yolo.markdown import yolo_section
 from myriad_blob.manifest import Variant
-from myriad_blob.markdown_text import JOINER, NAME_LIMIT, code, fit, fold, html_code, message, text
-from myriad_blob.report import ConversionReport, markdown_table, render_markdown
-from myriad_blob.yolo.markdown import yolo_section
+from myriad_blob.markdown_text import JOINER, NAME_LIMIT, code, fit, fold, html_code, markdown_table, message, text
+from myriad_blob.report import ConversionReport, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

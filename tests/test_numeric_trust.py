@@ -14,7 +14,16 @@ import torch
 
 from conftest import run_cli
 from myriad_blob import onnx_prep
-from myriad_blob.numeric import PHOTO_INPUT, SATURATED_LOGIT, check_photo, photo_input
+from myriad_blob.checks.numeric_outputs import outputs_findings
+from myriad_blob.numeric import (
+    PHOTO_INPUT,
+    SATURATED_LOGIT,
+    NumericCheck,
+    OutputComparison,
+    Tolerances,
+    check_photo,
+    photo_input,
+)
 from myriad_blob.options import parse_options
 from myriad_blob.pipeline import convert
 from myriad_blob.report import overall_verdict
@@ -206,14 +215,20 @@ def test_check_photo_is_a_real_image_with_text():
 
 @pytest.mark.unit
 def test_verdict_is_passed_only_without_any_warning():
-    base = {"status": "succeeded", "numeric": {"outputs": [{"name": "y", "passed": True}], "fp16": {}}}
+    base = {"status": "succeeded", "findings": []}
     assert overall_verdict(base) == {"result": "passed", "reasons": []}
-    overflow = json.loads(json.dumps(base))
-    overflow["numeric"]["fp16"]["overflow"] = ["/Mul"]
-    assert overall_verdict(overflow)["result"] == "warnings"
-    missed = json.loads(json.dumps(base))
-    missed["numeric"]["outputs"][0] |= {"passed": False, "note": "too small to compare"}
-    assert "output y differs" in overall_verdict(missed)["reasons"][0]
-    assert overall_verdict({"status": "succeeded", "numeric": None})["reasons"] == ["the numeric check did not run"]
+    missed = NumericCheck(
+        "photo",
+        Tolerances(),
+        (OutputComparison("y", (1, 4), 0.5, 0.9, 0.9, None, None, 0, False, "too small to compare"),),
+    )
+    (finding,) = outputs_findings(missed)
+    assert finding.reason == "numeric check: output y differs from the original's (too small to compare)"
+    assert finding.message.startswith("the converted model's outputs differ from the original's (y: cosine")
+    assert overall_verdict(base | {"findings": [finding.to_dict()]}) == {
+        "result": "warnings",
+        "reasons": [finding.reason],
+    }
+    assert overall_verdict({"status": "succeeded"})["reasons"] == ["the checks did not run"]
     assert overall_verdict({"status": "failed", "error": {"stage": "compile", "message": "x"}})["result"] == "failed"
     assert SATURATED_LOGIT == 8.0

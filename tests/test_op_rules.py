@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import op_sweep
 import pytest
+import readme_section
 import torch
 
 from conftest import run_cli
-from myriad_blob.rules import sweep
 from myriad_blob.rules.onnx_graph import Graph
 from myriad_blob.rules.onnx_rules import ONNX_RULES, fit_polynomial, interval
 from test_convert import assert_depthai_agrees
@@ -173,9 +174,9 @@ EXPECTED_SWEEP = {
 
 
 def test_op_sweep_classifies_each_form(tmp_path):
-    cases = [case for case in sweep._cases() if case.name in EXPECTED_SWEEP]
+    cases = [case for case in op_sweep._cases() if case.name in EXPECTED_SWEEP]
     assert len(cases) == len(EXPECTED_SWEEP)
-    rows = sweep.run_sweep(cases, tmp_path, log=lambda *_: None)
+    rows = op_sweep.run_sweep(cases, tmp_path, log=lambda *_: None)
     for row in rows:
         result, detail = EXPECTED_SWEEP[row["name"]]
         assert row["result"] == result and detail in row["detail"], row
@@ -184,8 +185,8 @@ def test_op_sweep_classifies_each_form(tmp_path):
 @pytest.mark.unit
 def test_op_table_in_readme_is_from_the_sweep():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split(sweep.START, 1)[1].split(sweep.END, 1)[0]
-    names = [case.name for case in sweep._cases()]
+    table = readme_section.section(readme, op_sweep.SECTION)
+    names = [case.name for case in op_sweep._cases()]
     assert all(f"| `{name}` |" in table for name in names), "run `make op-table`"
 
 

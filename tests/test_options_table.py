@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from myriad_blob import cli, manifest
-from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, Stage
+from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, SHARED_STEPS, Stage
 from myriad_blob.options import (
     ACTION,
     BY_NAME,
@@ -20,7 +20,6 @@ from myriad_blob.options import (
     MANIFEST,
     OPTIONS,
     RENAMED,
-    SHARED_STAGES,
     ConversionOptions,
     parse_options,
     stage_key,
@@ -172,10 +171,10 @@ def test_shared_stages_read_the_options_of_the_table():
     }
     for option in OPTIONS:
         if option.stage:
-            assert option.stage in SHARED_STAGES and option.field in fields, option.name
+            assert option.stage in SHARED_STEPS and option.field in fields, option.name
             other = dataclasses.replace(base, **{option.field: changed[option.field]})
             assert stage_key(other, option.stage) != stage_key(base, option.stage), option.name
-    assert set(changed) == {field for stage in SHARED_STAGES for field in stage_options(stage)}
+    assert set(changed) == {field for stage in SHARED_STEPS for field in stage_options(stage)}
     # Compile settings are read after the IR: variants differing only in them share it.
     other = dataclasses.replace(base, nshaves=4, nslices=4, nstreams=2, input_type="FP16", compile_timeout=9.0)
-    assert all(stage_key(other, stage) == stage_key(base, stage) for stage in SHARED_STAGES)
+    assert all(stage_key(other, stage) == stage_key(base, stage) for stage in SHARED_STEPS)

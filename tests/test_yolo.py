@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from myriad_blob.yolo.detections import decode_camera, nms
+from myriad_blob.families.yolo.detections import decode_camera, nms
 from test_convert import assert_depthai_agrees
 from yolo_checkpoints import CLASS_NAMES, best_pt
 
@@ -100,7 +100,7 @@ def test_the_written_out_decode_gives_what_depthais_parser_gives():
     on random per-scale outputs with a few hundred candidates, NMS included."""
     import numpy as np
 
-    from myriad_blob.yolo.detections import decode_with_depthai, same_detections
+    from myriad_blob.families.yolo.detections import decode_with_depthai, same_detections
 
     rng = np.random.default_rng(7)
     outputs = {}

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from readme_section import replace_section
 
 SUITES = ("pytorch-converted", "pytorch-operator", "simple", "light")
 TIMEOUT_S = 240.0  # per model; the slowest suite model converts in well under a minute
@@ -138,7 +139,7 @@ def _convert_in_child(spec: dict) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from myriad_blob.ir import IRModel
+    from myriad_blob.artifacts import IRModel
     from myriad_blob.numeric import run_ir
     from myriad_blob.options import parse_options
     from myriad_blob.pipeline import Session, convert
@@ -249,7 +250,7 @@ def _row(model: SuiteModel, outcome: str, detail: str, started: float) -> dict:
     }
 
 
-START, END = "<!-- onnx-suite:start -->", "<!-- onnx-suite:end -->"
+SECTION = "onnx-suite"  # the README's section (readme_section.py)
 
 
 def counts(rows: list[dict]) -> dict:
@@ -267,10 +268,7 @@ def summary(rows: list[dict], suites) -> str:
 
 
 def write_readme(readme: Path, rows: list[dict], suites) -> None:
-    text = readme.read_text()
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{summary(rows, suites)}.\n{END}{after}")
+    replace_section(readme, SECTION, f"{summary(rows, suites)}.")
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from .blob import BlobInfo
-from .report import write_atomically
+from .files import write_atomically
 
 _DTYPES = {"U8": "uint8", "FP16": "float16", "FP32": "float32", "I32": "int32", "I8": "int8"}
 _LAYOUTS = {"NCHW": "NCHW", "NC": "NC", "NHWC": "NHWC", "CHW": "CHW", "C": "C"}

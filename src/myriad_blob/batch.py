@@ -18,10 +18,11 @@ from . import toolchain as toolchain_module
 from .cache import BlobCache
 from .cancel import Cancelled, stop_children
 from .errors import ConversionError
+from .files import write_atomically
 from .manifest import Variant
-from .markdown_text import code
+from .markdown_text import code, markdown_table
 from .pipeline import Session, convert
-from .report import ConversionReport, markdown_table, verdict, write_atomically
+from .report import ConversionReport, verdict
 
 
 @dataclasses.dataclass

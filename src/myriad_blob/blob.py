@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+from .artifacts import TensorInfo
 from .errors import ConversionError, Stage
 from .rules.advice import REFUSED
-from .tensors import TensorInfo
 
 ELF_HEADER_SIZE = 52
 BLOB_MAGIC = 0x25ED

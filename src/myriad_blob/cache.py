@@ -27,10 +27,11 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConversionError, Stage
+from .files import remove_written, write_atomically
 from .limits import check_zip_sizes, external_data_locations, external_data_outside
 from .load import user_code_importable
 from .options import ConversionOptions
-from .report import ConversionReport, remove_written, write_atomically
+from .report import ConversionReport
 
 # Options that do not change what is produced, only where it goes.
 _PATH_FIELDS = ("input", "output", "report")

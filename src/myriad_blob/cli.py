@@ -11,9 +11,16 @@ from pathlib import Path
 import click
 
 from . import __version__, toolchain
+from .batch import convert_all, matrix, select
+from .cache import BlobCache, default_cache_dir
+from .cancel import exit_when_cancelled
 from .errors import EXIT_INTERNAL, EXIT_MANIFEST, EXIT_SOME_FAILED, ConversionError, Stage
+from .files import is_stream
+from .manifest import ManifestError, load_manifest
 from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, parse_options
-from .report import is_stream
+from .pipeline import convert as run_conversion
+from .pipeline import report_options_error
+from .report import show_progress
 
 
 def _version_message() -> str:
@@ -109,17 +116,11 @@ def _cli_options(command, options: tuple[Option, ...] = OPTIONS):
 @_cli_options
 def convert(cache_dir: Path | None, no_cache: bool, debug: bool, **values) -> None:
     """Convert a PyTorch or ONNX model to a Myriad X blob, and write a report beside it."""
-    from .cancel import exit_when_cancelled
-
     with exit_when_cancelled():
         _convert(cache_dir, no_cache, debug, values)
 
 
 def _convert(cache_dir: Path | None, no_cache: bool, debug: bool, values: dict) -> None:
-    from .pipeline import convert as run_conversion  # torch is imported only when converting
-    from .pipeline import report_options_error
-    from .report import show_progress
-
     if sys.stderr.isatty():
         show_progress(sys.stderr)
 
@@ -169,8 +170,6 @@ def _exit_with(options: ConversionOptions, report) -> None:
 
 
 def _cache(cache_dir: Path | None, no_cache: bool):
-    from .cache import BlobCache, default_cache_dir
-
     return None if no_cache else BlobCache(cache_dir or default_cache_dir())
 
 
@@ -184,9 +183,6 @@ _manifest_option = click.option(
 
 
 def _load_variants(manifest: Path, only=()):
-    from .batch import select
-    from .manifest import ManifestError, load_manifest
-
     try:
         return select(load_manifest(manifest), only)
     except (ManifestError, ValueError) as error:
@@ -221,9 +217,6 @@ def _load_variants(manifest: Path, only=()):
 @click.option("--no-cache", is_flag=True, help="Convert every variant even when the cache has it.")
 def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, no_cache) -> None:
     """Convert every variant of every model in a manifest (myriad-blob.toml)."""
-    from .batch import convert_all
-    from .cancel import exit_when_cancelled
-
     variants = _load_variants(manifest, only)
 
     def progress(result) -> None:
@@ -249,8 +242,6 @@ def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, 
 @_manifest_option
 def matrix_command(manifest) -> None:
     """Print the manifest's variants as a GitHub Actions matrix (JSON for fromJSON)."""
-    from .batch import matrix
-
     click.echo(matrix(_load_variants(manifest)))
 
 

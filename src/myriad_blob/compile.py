@@ -8,48 +8,21 @@ when the compiler fails are the query's suspect layers named beside its message.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
+from .artifacts import INTEGER_PRECISIONS, CompiledBlob, IRModel, LayerSupport, OnnxModel
 from .errors import ConversionError, Stage
-from .export_onnx import OnnxModel
-from .ir import IRModel
 from .options import ConversionOptions
 from .rules.advice import explain_refused
-from .stage_graph import DUMP_CONFIG, DUMP_KEY, StageGraph, read_stage_graph
+from .stage_graph import DUMP_CONFIG, DUMP_KEY, read_stage_graph
 from .toolchain import Toolchain, helper_error
 
 QUERY_TIMEOUT_S = 60  # the query is for the report (~1 s for the corpus): it never holds a conversion up for long
 # Layers the query does not list because they are not executed (weights, graph I/O plumbing).
 _NOT_EXECUTED = {"Const", "Parameter", "Result"}
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerSupport:
-    total: int
-    by_type: dict  # type -> {"count": n, "unsupported": m}
-    unsupported: tuple  # ({"name", "type"}, ...)
-    queried: bool = True  # False: the query itself failed, so nothing is known per layer
-
-    def to_dict(self) -> dict:
-        return {
-            "total": self.total,
-            "supported": self.total - len(self.unsupported) if self.queried else None,
-            "queried": self.queried,
-            "by_type": self.by_type,
-            "unsupported": list(self.unsupported),
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class CompiledBlob:
-    path: Path
-    settings: dict
-    stage_graph: StageGraph | None = None  # the plugin's own stages (stage_graph.py); None: no dump
-    stage_graph_error: str | None = None  # why there is no stage graph (the blob stands without it)
 
 
 def _fail(message: str) -> ConversionError:
@@ -61,11 +34,6 @@ def _describe(layer: dict) -> str:
     if layer.get("onnx_node"):
         text += f" from ONNX node {layer['onnx_node']} ({layer['onnx_op']})"
     return text
-
-
-# IR precisions of integer tensors (an ArgMax class map, TopK indices). The Myriad compiler
-# gives such an output only S32 ("output #0 has type FP16, but one of [S32] is expected").
-INTEGER_PRECISIONS = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
 
 
 def integer_outputs(ir: IRModel | None) -> dict:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .export_onnx import OnnxModel
-from .ir import IRModel
+from .artifacts import IRModel, OnnxModel
+from .metrics import peak_relative_error
 from .rules.advice import where
 from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
@@ -189,12 +189,8 @@ def relative_difference(expected: np.ndarray, actual: np.ndarray) -> float:
         return float("inf")
     if not expected.size:
         return 0.0
-    peak = float(np.max(np.abs(expected)))
-    with np.errstate(invalid="ignore"):
-        difference = float(np.max(np.abs(expected - actual)))
-    if not np.isfinite(difference):
-        return float("inf")
-    return difference / peak if peak > 0 else difference
+    difference = peak_relative_error(expected, actual)
+    return difference if np.isfinite(difference) else float("inf")
 
 
 def _onnx_tensor(onnx_model: OnnxModel, layer: str, port: int) -> str | None:

@@ -12,43 +12,16 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .artifacts import LoadedModel, OnnxModel, TensorInfo
 from .errors import ConversionError, Stage, cause_line
-from .load import LoadedModel
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
 from .rules.advice import compile_time_input_misuse, explain_export_failure
-from .tensors import TensorInfo
 
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
 # attention (scaled_dot_product_attention) and native HardSwish; the OpenVINO 2022.3 front end
 # reads 13-17 alike (measured on the corpus), but opset 17 turns LayerNorm into
 # LayerNormalization, which it crashes on. Later entries are fallbacks for the exporter.
 OPSET_PREFERENCE = (14, 16, 13, 12, 11, 17)
-
-
-@dataclasses.dataclass(frozen=True)
-class OnnxModel:
-    path: Path
-    opset: int
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    exported: bool  # False when the user gave ONNX
-    nodes: dict = dataclasses.field(default_factory=dict, repr=False)  # node name -> op type
-    producers: dict = dataclasses.field(default_factory=dict, repr=False)  # tensor name -> node name
-    opset_fallbacks: tuple = ()  # (opset, why the exporter failed at it) before the one used
-    requested_opset: int | None = None  # the opset the exporter was asked for (it may write another)
-    # An input that gives a Reduce op's axes or a Reshape's shape at run time (advice.COMPILE_TIME_INPUTS).
-    compile_time_input: str | None = dataclasses.field(default=None, repr=False)
-
-    def origin(self, layer_name: str) -> dict | None:
-        """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
-        the node's own name, a tensor it produced, or either with a suffix MO appended."""
-        candidate = layer_name
-        while candidate:
-            node = candidate if candidate in self.nodes else self.producers.get(candidate)
-            if node is not None:
-                return {"node": node, "op": self.nodes[node]}
-            candidate = candidate.rpartition("/")[0]
-        return None
 
 
 def _fail(message: str) -> ConversionError:
@@ -102,7 +75,8 @@ def prepare_onnx(loaded: LoadedModel, options: ConversionOptions, workdir: Path)
             )
         _check_shapes_fit(onnx_model, options.input_shapes)
         return onnx_model
-    names = (loaded.yolo.input_names, loaded.yolo.output_names) if loaded.yolo is not None else None
+    family_model = loaded.family_model
+    names = (family_model.input_names, family_model.output_names) if family_model is not None else None
     return export_torch(loaded.module, options, workdir / "model.onnx", names)
 
 
@@ -126,7 +100,7 @@ def _check_shapes_fit(onnx_model: OnnxModel, specs: tuple[InputSpec, ...]) -> No
 
 
 def export_torch(module, options: ConversionOptions, path: Path, names: tuple | None = None) -> OnnxModel:
-    """names: (input names, output names) the model's consumer expects (a YOLO parser's); default generic."""
+    """names: (input names, output names) the model's consumer expects (a family's parser's); default generic."""
     import torch
 
     if options.new_export and isinstance(module, torch.jit.ScriptModule):
@@ -158,7 +132,7 @@ def export_torch(module, options: ConversionOptions, path: Path, names: tuple | 
     outputs = flatten_outputs(sample)
     output_names = name_outputs(sample, len(outputs), options.name_outputs)
     if names and not options.name_outputs and len(names[1]) == len(outputs):
-        output_names = list(names[1])  # the names the model's consumer looks for (a YOLO parser's)
+        output_names = list(names[1])  # the names the model's consumer looks for (a family's parser's)
     fallbacks = []
     for opset in (options.opset,) if options.opset else OPSET_PREFERENCE:
         try:

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import toolchain as toolchain_module
+from .artifacts import IRLayer, IRModel, OnnxModel, TensorInfo
 from .errors import ConversionError, Stage
-from .export_onnx import OnnxModel
-from .options import ConversionOptions
+from .options import FRONTEND_ORDER, FRONTEND_TITLES, ConversionOptions
 from .preprocessing import PreprocessingMisfit, fit_preprocessing, input_name
 from .rules.advice import READER_OPSETS, REFUSED
-from .tensors import TensorInfo
 from .toolchain import FrontendWorker, LegacyWorker, Toolchain, WorkerDied, describe_exit, helper_error
 
 
@@ -47,7 +46,7 @@ def _registry() -> dict:
         for frontend in (
             FrontEnd(
                 "ov2022",
-                "OpenVINO 2022.3.1 ONNX front end",
+                FRONTEND_TITLES["ov2022"],
                 lambda model, options, toolchain, workdir, workers: _ov2022_ir(
                     model, options, toolchain, workdir, workers[1]
                 ),
@@ -55,7 +54,7 @@ def _registry() -> dict:
             ),
             FrontEnd(
                 "mo2021",
-                "Model Optimizer 2021.4",
+                FRONTEND_TITLES["mo2021"],
                 lambda model, options, toolchain, workdir, workers: _model_optimizer_ir(
                     model, options, toolchain, workdir, workers[0]
                 ),
@@ -68,30 +67,7 @@ def _registry() -> dict:
     }
 
 
-# --frontend's choices: the front ends to try, in order (auto: the fast one, then the fallback).
-FRONTEND_ORDER = {"auto": ("ov2022", "mo2021"), "ov2022": ("ov2022",), "mo2021": ("mo2021",)}
 IR_TIMEOUT_S = 900  # Model Optimizer 2021.4 took 30 s on a 4.7 MB net; this is only a safety net
-
-
-@dataclasses.dataclass(frozen=True)
-class IRLayer:
-    name: str
-    type: str
-    version: str = ""  # the op set ("opset8"), which the 2021.4 reader must know
-
-
-@dataclasses.dataclass(frozen=True)
-class IRModel:
-    xml: Path
-    bin: Path
-    version: int
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    layers: tuple[IRLayer, ...]
-    preprocessing: dict
-    frontend: str = ""
-    frontend_fallback: str | None = None  # why the preferred front end was not used
-    rewrites: dict = dataclasses.field(default_factory=dict)  # legalization rule -> layers rewritten
 
 
 def _fail(message: str) -> ConversionError:

@@ -18,38 +18,12 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from . import pickle_scan
+from .artifacts import LoadedModel, ModelFormat, SourceInfo
 from .errors import ConversionError, Stage, first_line
 from .limits import check_zip_sizes, external_data_outside
 from .options import ConversionOptions
-
-
-class ModelFormat:
-    ONNX = "onnx"
-    TORCHSCRIPT = "torchscript"
-    TORCH_EXPORT = "torch.export"
-    STATE_DICT = "state-dict"
-    CHECKPOINT = "checkpoint"
-    PICKLE = "full-model pickle"
-    ULTRALYTICS = "ultralytics checkpoint"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceInfo:
-    path: str
-    size: int
-    sha256: str
-    format: str | None = None
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    source: SourceInfo
-    module: Any = None  # torch.nn.Module for PyTorch formats; None for ONNX
-    onnx_path: Path | None = None
-    yolo: Any = None  # yolo.YoloModel for an ultralytics checkpoint (its head, names, preprocessing)
 
 
 def _fail(message: str) -> ConversionError:
@@ -123,11 +97,12 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
-def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> LoadedModel:
-    """source: the file's SourceInfo when the caller has read it already (saves hashing it twice)."""
+def load_model(options: ConversionOptions, source: SourceInfo | None = None, fmt: str | None = None) -> LoadedModel:
+    """source: the file's SourceInfo, fmt: its sniff_format, when the caller has them already
+    (saves hashing the file or reading an ONNX model twice)."""
     path = options.input
     source = source or describe_source(path)
-    fmt = sniff_format(path)
+    fmt = fmt or sniff_format(path)
     if fmt == ModelFormat.ONNX:
         return LoadedModel(dataclasses.replace(source, format=fmt), onnx_path=path)
 
@@ -139,13 +114,6 @@ def load_model(options: ConversionOptions, source: SourceInfo | None = None) -> 
         _refuse_pickled_pt2(path, options)
         module = _eval_only_class()(_torch_call(lambda: torch.export.load(str(path)).module(), path, fmt))
     else:
-        from . import yolo
-
-        checkpoint = yolo.load(path, options)  # an ultralytics best.pt: its own safe loader and the camera's head
-        if checkpoint is not None:
-            return LoadedModel(
-                dataclasses.replace(source, format=ModelFormat.ULTRALYTICS), module=checkpoint.module, yolo=checkpoint
-            )
         fmt, module = _load_pickle(path, options)
     if not isinstance(module, torch.nn.Module):
         raise _fail(f"{path} holds a {type(module).__name__}, not a PyTorch model (nn.Module)")

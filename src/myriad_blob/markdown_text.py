@@ -17,7 +17,7 @@ goes through one of these before it reaches Markdown:
 
 Each folds line breaks to ⏎ (a newline would start a heading or end a table row), replaces
 other control and bidirectional-override characters, and cuts the value to a length cap with "…".
-`|` is escaped by markdown_table (report.py), where it matters and where `\\|` works inside code
+`|` is escaped by markdown_table (below), where it matters and where `\\|` works inside code
 spans too. fit() cuts a whole report to a size limit.
 """
 
@@ -161,3 +161,12 @@ def fit(markdown: str, limit: int, note: str, measure=len) -> str:
     if not kept:  # one line longer than the whole budget (our lines cap what a model sets)
         kept, open_details = [lines[0][: max(0, budget // 4 - 1)] + "…"], 0
     return "\n".join(kept + ["", "</details>"] * open_details) + note
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A table of cells already made Markdown (markdown_text: a model's strings escaped). `|` is
+    escaped here, where a cell ends at it (GFM: `\\|` works inside a code span too), and a line
+    break, which would end the row, is folded."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fold(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .compile import INTEGER_PRECISIONS
+from .artifacts import FP16_MAX, INTEGER_PRECISIONS, IRModel, OnnxModel
 from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
 from .errors import ConversionError, Stage, first_line
-from .export_onnx import OnnxModel
-from .ir import IRModel
+from .export_onnx import flatten_outputs
+from .metrics import cosine, max_abs_error, peak_relative_error
 from .rules.advice import module_path, where
 from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
@@ -38,7 +38,6 @@ SEED = 20190101
 TOO_SMALL = 1e-3
 # The FP16 range check (README, "The numeric check"). FP16's largest finite value; a layer whose
 # largest magnitude exceeds it overflows (inf on the Myriad).
-FP16_MAX = 65504.0
 # A layer within this factor of FP16_MAX is flagged "near overflow": the check sees one input,
 # and a brighter frame or another scene can easily scale activations by 2-4x.
 NEAR_OVERFLOW_HEADROOM = 4.0
@@ -390,7 +389,7 @@ def make_inputs(
     for tensor in ir.inputs:
         named = (input_types or {}).get(tensor.name)
         integer_input = every if named is None else named == "U8" or any(tensor.name in table for table in baked)
-        if _is_image(tensor.shape):
+        if _photo_fits(tensor.shape):
             inputs[tensor.name] = photo_input(tensor.shape, integer_input, reverse_channels)
             photos += 1
         else:
@@ -414,7 +413,8 @@ def describe_samples(samples: dict) -> str:
     return ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
 
 
-def _is_image(shape: tuple) -> bool:
+def _photo_fits(shape: tuple) -> bool:
+    """An input the check photo can fill: N, 1 or 3 channels, H, W of 8 pixels or more."""
     return len(shape) == 4 and shape[1] in (1, 3) and min(shape[2], shape[3]) >= 8
 
 
@@ -549,8 +549,6 @@ def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
         feeds = {arg.name: inputs[arg.name].astype(_ort_dtype(arg.type)) for arg in session.get_inputs()}
         return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
     import torch
-
-    from .export_onnx import flatten_outputs
 
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     with torch.no_grad():
@@ -696,12 +694,9 @@ def compare(
         return _compare_integers(name, reference, actual, indices)
     reference, actual = reference.astype(np.float64).ravel(), actual.astype(np.float64).ravel()
     nonfinite = int(np.count_nonzero(~np.isfinite(actual)))
-    with np.errstate(invalid="ignore", over="ignore"):
-        abs_error = float(np.max(np.abs(actual - reference))) if reference.size else 0.0
-        peak = float(np.max(np.abs(reference))) if reference.size else 0.0
-        rel_error = abs_error / peak if peak > 0 else abs_error
-        norms = np.linalg.norm(reference) * np.linalg.norm(actual)
-        cosine = float(np.dot(reference, actual) / norms) if norms > 0 else (1.0 if abs_error == 0 else 0.0)
+    abs_error, rel_error = max_abs_error(reference, actual), peak_relative_error(reference, actual)
+    similarity = cosine(reference, actual)
+    peak = float(np.max(np.abs(reference))) if reference.size else 0.0
     note = ""
     top1_ref = top1_ir = None
     if _looks_like_scores(shape):
@@ -715,8 +710,8 @@ def compare(
             note = f"top-1 not compared: a near tie in the original ({margin:.2g} between the top two)"
     passed = (
         nonfinite == 0
-        and np.isfinite(cosine)
-        and cosine >= tolerances.min_cosine
+        and np.isfinite(similarity)
+        and similarity >= tolerances.min_cosine
         and rel_error <= tolerances.max_relative_error
         and top1_ref == top1_ir
     )
@@ -730,7 +725,9 @@ def compare(
                 f"(largest {peak:.2g}), which FP16 cannot resolve"
             ),
         )
-    return OutputComparison(name, shape, abs_error, rel_error, cosine, top1_ref, top1_ir, nonfinite, bool(passed), note)
+    return OutputComparison(
+        name, shape, abs_error, rel_error, similarity, top1_ref, top1_ir, nonfinite, bool(passed), note
+    )
 
 
 def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray, indices: bool) -> OutputComparison:
@@ -743,11 +740,6 @@ def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray, indi
     if not indices or not len(shape):
         equal = int(np.count_nonzero(reference == actual))
     agreement = equal / reference.size if reference.size else 1.0
-    with np.errstate(invalid="ignore"):
-        abs_error = float(np.max(np.abs(actual - reference))) if reference.size else 0.0
-        peak = float(np.max(np.abs(reference))) if reference.size else 0.0
-        norms = np.linalg.norm(reference) * np.linalg.norm(actual)
-        cosine = float(np.dot(reference, actual) / norms) if norms > 0 else (1.0 if abs_error == 0 else 0.0)
     passed = nonfinite == 0 and agreement >= MIN_AGREEMENT
     counted = (
         f"TopK indices, judged as sets: {equal} of the original's {reference.size} indices picked too"
@@ -758,9 +750,9 @@ def _compare_integers(name: str, reference: np.ndarray, actual: np.ndarray, indi
     return OutputComparison(
         name,
         shape,
-        abs_error,
-        abs_error / peak if peak > 0 else abs_error,
-        cosine,
+        max_abs_error(reference, actual),
+        peak_relative_error(reference, actual),
+        cosine(reference, actual),
         None,
         None,
         nonfinite,

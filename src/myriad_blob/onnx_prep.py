@@ -12,35 +12,18 @@ report lists every step.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .artifacts import OnnxModel, PreparedOnnx, PrepStep
 from .errors import ConversionError, Stage, first_line
-from .export_onnx import OnnxModel, describe_onnx
+from .export_onnx import describe_onnx
+from .metrics import peak_relative_error
 from .options import InputSpec
 from .rules.onnx_rules import ONNX_RULES
-
-
-@dataclasses.dataclass(frozen=True)
-class PrepStep:
-    name: str
-    kept: bool
-    detail: str
-    duration_s: float
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedOnnx:
-    model: OnnxModel  # what the IR front end reads
-    reference: OnnxModel  # shapes fixed and graph cut, nothing else: ONNX Runtime's reference
-    steps: tuple[PrepStep, ...]
 
 
 def _fail(message: str) -> ConversionError:
@@ -319,6 +302,5 @@ def _disagreement(expected: list, actual: list) -> float:
             return float("inf")
         if not a.size:
             continue
-        peak = float(np.max(np.abs(a))) or 1.0
-        worst = max(worst, float(np.max(np.abs(a - b))) / peak)
+        worst = max(worst, peak_relative_error(a, b))
     return worst

@@ -7,10 +7,12 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .artifacts import FP16_MAX
 from .compile_config import parse_compile_config
 from .errors import SHARED_STEPS
+from .files import is_stream
 from .limits import input_too_large
-from .preprocessing import fit_preprocessing, per_channel_mismatch  # noqa: F401 (per_channel_mismatch: its old home)
+from .preprocessing import fit_preprocessing
 
 DEFAULT_INPUT_NAME = "input"
 # The Myriad compiler has run for more than 15 minutes on some IRs without finishing; the slowest
@@ -42,7 +44,7 @@ class Option:
     required: bool = False
     manifest_expected: str | None = None  # what a wrong manifest value should be (None: from kind)
     action_lines: bool | None = None  # read the action input one value per line (None: when multiple)
-    stage: str | None = None  # the shared pipeline stage (SHARED_STAGES) that reads it: see stage_options
+    stage: str | None = None  # the shared pipeline stage (errors.SHARED_STEPS) that reads it: see stage_options
     attribute: str | None = None  # its ConversionOptions field, when not `key`
     # The README's "### Options" row (doc_flag: what follows --name; doc: None, the help).
     doc_flag: str = ""
@@ -78,6 +80,13 @@ class Option:
             f"{prefix}{old} is deprecated: it was renamed {prefix}{self.name} (same meaning); use {prefix}{self.name}"
         )
 
+
+# The IR front ends, in the order --frontend auto tries them: OpenVINO 2022.3.1's ONNX reader (IR
+# v10, legalized), then Model Optimizer 2021.4 when it fails on a model. --frontend's value -> the
+# name the report and the errors give it (ir.FRONTENDS adds how each makes an IR).
+FRONTEND_TITLES = {"ov2022": "OpenVINO 2022.3.1 ONNX front end", "mo2021": "Model Optimizer 2021.4"}
+# --frontend's choices: the front ends to try, in order.
+FRONTEND_ORDER = {"auto": tuple(FRONTEND_TITLES), **{name: (name,) for name in FRONTEND_TITLES}}
 
 _CLI_ACTION = frozenset({CLI, ACTION})
 _CLI_MANIFEST = frozenset({CLI, MANIFEST})
@@ -416,7 +425,7 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         stage="ir",
         default="auto",
-        choices=("auto", "ov2022", "mo2021"),
+        choices=("auto", *FRONTEND_TITLES),
         help="IR front end: ov2022 (OpenVINO 2022.3.1's ONNX reader), mo2021 (Model Optimizer 2021.4), "
         "or auto: ov2022, falling back to mo2021 when it fails.",
         manifest_expected='"auto", "ov2022" or "mo2021"',
@@ -652,14 +661,13 @@ OPTIONS: tuple[Option, ...] = (
 BY_NAME = {option.name: option for option in OPTIONS}
 # Old name -> the option it now is (Option.renamed_from).
 RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
-# The steps whose results a batch shares between variants (errors.SHARED_STEPS), in order: a step's
-# result depends on the options it reads and on everything before it (pipeline.Conversion keys them so).
-SHARED_STAGES = SHARED_STEPS
 
 
 def stage_options(stage: str) -> tuple[str, ...]:
-    """The ConversionOptions fields the stage reads (its own, not its predecessors')."""
-    assert stage in SHARED_STAGES, stage
+    """The ConversionOptions fields the stage reads (its own, not its predecessors'). stage: one of
+    errors.SHARED_STEPS, the steps whose results a batch shares between variants: a step's result
+    depends on the options it reads and on everything before it (pipeline.Conversion keys them so)."""
+    assert stage in SHARED_STEPS, stage
     return tuple(option.field for option in OPTIONS if option.stage == stage)
 
 
@@ -673,20 +681,9 @@ def option_default(name: str):
     return BY_NAME[name].default
 
 
-# Blob precisions the Myriad X takes (compile-tool names, as toolchain/compile_blob.cpp maps them);
-# "ONNX" keeps the model's own. The compile helper knows more (I8, I16, U16, I32, ...), which the
-# compiler then refuses for inputs or outputs: an I32 or U8 output fails deep in the compiler.
-INPUT_PRECISIONS = BY_NAME["input-type"].choices
-OUTPUT_PRECISIONS = BY_NAME["output-type"].choices
-PRECISIONS = {"input_type": INPUT_PRECISIONS, "output_type": OUTPUT_PRECISIONS}
 # The options set per tensor ("VALUE" for every tensor, "name=VALUE" for one): their value for
 # every tensor when none is given. Layouts are of 4-D tensors (compile_tool's -il/-ol alike).
 PER_TENSOR_DEFAULTS = {"input_type": "U8", "output_type": "FP16", "input_layout": "NCHW", "output_layout": "NCHW"}
-# Ranges checked wherever options come from (flags, manifest, action inputs): (low, high), inclusive.
-RANGES = {option.key: option.range for option in OPTIONS if option.range}
-# IR front ends: OpenVINO 2022.3.1's ONNX reader (IR v10, legalized), Model Optimizer 2021.4, or the
-# first, falling back to the second when it fails on a model.
-FRONTENDS = BY_NAME["frontend"].choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -762,8 +759,6 @@ class ConversionOptions:
     @property
     def report_markdown(self) -> Path | None:
         """Beside the JSON report; None when the JSON goes to a stream, a device or a FIFO."""
-        from .report import is_stream
-
         return None if is_stream(self.report_json) else self.report_json.with_suffix(".md")
 
     def to_dict(self) -> dict:
@@ -809,9 +804,6 @@ def parse_input_shape(text: str) -> InputSpec:
     if too_large:
         raise ValueError(f"--input-shape {too_large}: give a smaller shape")
     return InputSpec(name, tuple(dims))
-
-
-FP16_MAX = 65504.0  # the blob computes in FP16: a mean or scale beyond this cannot be represented
 
 
 def parse_per_channel(text: str, flag: str) -> tuple[str | None, tuple[float, ...]]:

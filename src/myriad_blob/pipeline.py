@@ -18,22 +18,24 @@ from pathlib import Path
 from . import __version__
 from . import toolchain as toolchain_module
 from .archive import camera_frame_type, camera_frame_types, nn_archive_config, write_nn_archive
-from .blob import BlobFormatError, parse_blob, verify_blob
+from .artifacts import LoadedModel, ModelFormat
 from .cache import BlobCache
 from .cancel import Cancelled
 from .cancel import check as check_cancelled
+from .checks import VERIFY_CHECKS, CheckContext
 from .compile import compile_blob, compile_settings, finish_query, start_query
 from .errors import ConversionError, Stage
 from .export_onnx import prepare_onnx
-from .fp16_stages import check_stages, judge_stages
+from .families import recognize
+from .files import is_stream, remove_written, write_all_or_nothing, write_atomically
+from .findings import judge
 from .ir import FRONTENDS, convert_to_ir
 from .limits import input_too_large
-from .load import describe_source, load_model
-from .numeric import Tolerances, numeric_check
+from .load import describe_source, load_model, sniff_format
 from .onnx_prep import prepare
 from .options import ConversionOptions, stage_key
 from .preprocessing import PreprocessingMisfit, fit_preprocessing
-from .report import ConversionReport, is_stream, remove_written, write_atomically
+from .report import ConversionReport
 from .superblob import build_superblob, compile_every_shave_count
 from .toolchain import FrontendWorker, WorkerPool
 
@@ -254,7 +256,7 @@ class Conversion:
     session: Session
     workdir: Path
     key: tuple = ()  # the memo key so far: grows stage by stage
-    loaded_yolo: object = None  # yolo.YoloModel for an ultralytics best.pt: the archive head and v2 JSON it gives
+    family_model: object = None  # a model family's model (families/base.FamilyModel): the files it adds
 
     def _next_key(self, step: str, *extra) -> tuple:
         self.key = self.key + stage_key(self.options, step) + extra
@@ -265,7 +267,7 @@ class Conversion:
         with report.stage("load", **_versions("onnx")) as stage:
             source = describe_source(options.input)
             key = self._next_key("load", source.sha256)
-            loaded, stage.reused = self.session.once(key, lambda: load_model(options, source))
+            loaded, stage.reused = self.session.once(key, lambda: load_any(options, source))
             if loaded.module is not None:
                 stage.tools.update(_versions("torch"))
         report.source = {
@@ -274,11 +276,12 @@ class Conversion:
             "size": loaded.source.size,
             "sha256": loaded.source.sha256,
         }
-        if loaded.yolo is not None:  # an ultralytics best.pt: the options it implies (yolo/__init__.py)
-            self.loaded_yolo = loaded.yolo
-            self.options, defaulted = loaded.yolo.adjust_options(options)
-            check_declared_input_sizes((), self.options.input_shapes, "as the checkpoint's train_args.imgsz makes it")
-            report.yolo = loaded.yolo.report_section(self.options, defaulted)
+        model = loaded.family_model
+        if model is not None:  # a model family's (families/): the options it implies, its report section
+            self.family_model = model
+            self.options, defaulted = model.adjust_options(options)
+            check_declared_input_sizes((), self.options.input_shapes, model.input_shape_source)
+            report.family_sections[model.key] = model.report_section(self.options, defaulted)
         return loaded
 
     def export(self, loaded):
@@ -391,61 +394,24 @@ class Conversion:
         return compiled, support
 
     def verify(self, loaded, ir, prepared, compiled):
-        """The blob's header against the IR, then the numeric check; returns (blob bytes, BlobInfo)."""
+        """The verify checks (checks.VERIFY_CHECKS, then the model family's own), each returning
+        findings; one policy (findings.judge) turns them into warnings or, with --strict, the
+        failure. Returns (blob bytes, BlobInfo)."""
         options, report, toolchain = self.options, self.report, self.toolchain
-        # The original computes the reference: the PyTorch module, or ONNX Runtime on the ONNX model
-        # with the asked shapes (and, with --output-names, cut where the blob is cut).
         torch_reference = loaded.module is not None and not options.output_names
+        family_checks = loaded.family_model.checks() if loaded.family_model is not None else ()
         with report.stage(
             "verify",
             **_versions("torch" if torch_reference else "onnxruntime"),
             **{"myriad-blob": __version__, "openvino-cpu": toolchain.versions.get("openvino")},
         ):
-            data = compiled.path.read_bytes()
-            try:
-                info = parse_blob(data)
-            except BlobFormatError as error:
-                raise ConversionError(Stage.VERIFY, f"the compiler wrote a malformed blob: {error}") from error
-            verify_blob(info, ir.inputs, ir.outputs, compiled.settings)
-            with self.session.worker() as worker:
-                check = numeric_check(
-                    loaded.module if torch_reference else None,
-                    prepared.reference,
-                    ir,
-                    toolchain,
-                    input_type=options.input_type,
-                    sample=options.samples,
-                    worker=worker,
-                    tolerances=Tolerances(options.max_relative_error, options.min_cosine),
-                    origins=(prepared.model, prepared.reference),
-                    input_types=compiled.settings["tensor_types"],
-                    layouts=compiled.settings["tensor_layouts"],
-                )
-            report.numeric = check.to_dict()
-            report.warnings.extend(judge(check, options.strict))
-            with self.session.worker() as worker:  # FP16 where the chip computes: the plugin's own stages
-                stages = check_stages(
-                    compiled.stage_graph,
-                    ir,
-                    prepared,
-                    toolchain,
-                    options,
-                    worker=worker,
-                    input_types=compiled.settings["tensor_types"],
-                    layouts=compiled.settings["tensor_layouts"],
-                    why_none=compiled.stage_graph_error,
-                )
-            if stages is not None:
-                report.numeric["stages"] = stages.to_dict()
-                report.warnings.extend(judge_stages(stages, report.numeric, options.strict))
-            if loaded.yolo is not None:  # the camera's decode on a photograph against ultralytics' own prediction
-                with self.session.worker() as worker:
-                    report.yolo["detections"] = loaded.yolo.check_detections(ir, toolchain, worker, options)
-                parted = report.yolo["detections"].get("warnings", [])
-                if options.strict and parted:  # --strict passes what the verdict passes (report.overall_verdict)
-                    raise ConversionError(Stage.VERIFY, parted[0] + " (--strict)")
-                report.warnings.extend(parted)
-        return data, info
+            context = CheckContext(options, toolchain, self.session, report, loaded, ir, prepared, compiled)
+            findings = []
+            for check in VERIFY_CHECKS + tuple(family_checks):
+                findings += check.run(context)
+            report.findings = [finding.to_dict() for finding in findings]
+            report.warnings.extend(judge(findings, options.strict))
+        return context.data, context.info
 
     def deliver(self, data: bytes, info, ir, support) -> None:
         """Write the blob and the files beside it, all or nothing, and their report sections."""
@@ -456,14 +422,14 @@ class Conversion:
             with report.stage("compile"):  # the SuperBlob's 16 compiles count as compiling
                 blobs = compile_every_shave_count(ir, support, options, self.toolchain, self.workdir / "superblob")
                 superblob = build_superblob(options.nshaves, blobs)
-        yolo = self.loaded_yolo
-        heads = [head for head in [yolo.archive_head()] if head] if yolo is not None else []
+        model = self.family_model
+        heads = [head for head in [model.archive_head()] if head] if model is not None else []
         config = (
             nn_archive_config(options.output.stem, options.output.name, info, options.reverse_input_channels, heads)
             if options.nn_archive
             else None
         )
-        depthai_json = yolo.depthai_v2_config(info.inputs[0].shape) if yolo is not None else None
+        depthai_json = model.depthai_v2_config(info.inputs[0].shape) if model is not None else None
         outputs = [(options.output, "the blob", lambda: write_atomically(options.output, data))]
         if config is not None:
             outputs.append(
@@ -512,49 +478,18 @@ class Conversion:
             }
 
 
+def load_any(options: ConversionOptions, source) -> LoadedModel:
+    """The model: a model family's own loader for a file of a family (families.recognize, from the
+    pickle's opcodes), else load.load_model's. The format is sniffed first, so a family sees only
+    a torch.save file whose zip sizes were checked."""
+    fmt = sniff_format(options.input)
+    family = recognize(options.input) if fmt == ModelFormat.PICKLE else None
+    if family is None:
+        return load_model(options, source, fmt)
+    model = family.load(options.input, options)
+    return LoadedModel(dataclasses.replace(source, format=family.format), module=model.module, family_model=model)
+
+
 def frontend_tools(frontend: str, toolchain) -> dict:
     """The IR stage's tool versions: the front end that made the IR."""
     return {"frontend": FRONTENDS[frontend].title, **FRONTENDS[frontend].tools(toolchain)}
-
-
-def judge(check, strict: bool) -> list[str]:
-    """The numeric check's warnings; with --strict, the first of them fails the conversion at verify
-    (an output miss first, with any FP16 overflow appended: together they say most), so --strict
-    passes exactly what the report's verdict passes."""
-    overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
-    warnings = []
-    if not check.outputs_passed:
-        failed = ", ".join(o.name for o in check.outputs if not o.passed)
-        cause = (
-            check.diagnosis.message
-            if check.diagnosis is not None and check.diagnosis.cause != "error"
-            else (
-                "the layer-by-layer comparison could not say where"
-                + (f" ({check.diagnosis.message})" if check.diagnosis else "")
-            )
-        )
-        message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
-        if strict:
-            raise ConversionError(Stage.VERIFY, message + (f"; {overflow}" if overflow else "") + " (--strict)")
-        warnings.append(message)
-    if strict and overflow:
-        raise ConversionError(Stage.VERIFY, overflow + " (--strict)")
-    fp16_warnings = check.fp16.warnings() if check.fp16 is not None else []
-    if strict and fp16_warnings:
-        raise ConversionError(Stage.VERIFY, fp16_warnings[0] + " (--strict)")
-    return warnings + fp16_warnings
-
-
-def write_all_or_nothing(outputs: list) -> None:
-    """(path, what, write) in order; a failed write removes what was written before it."""
-    written = []
-    for path, what, write in outputs:
-        try:
-            write()
-        except OSError as error:
-            remove_written(written)
-            raise ConversionError(Stage.OUTPUT, f"cannot write {what} to {path}: {error.strerror}") from error
-        except BaseException:  # cancelled half-way (SIGTERM): all or nothing still
-            remove_written(written)
-            raise
-        written.append(path)

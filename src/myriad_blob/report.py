@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
-import os
-import stat
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from . import __version__, fp16_stages
+from . import __version__
 from .cancel import check as check_cancelled
+from .checks import fp16_stages
 from .errors import PIPELINE, ConversionError, Stage
-from .markdown_text import MESSAGE_LIMIT, code, fold, html_code, message, text
+from .families import FAMILIES
+from .files import write_atomically
+from .markdown_text import MESSAGE_LIMIT, code, html_code, markdown_table, message, text
+from .options import FRONTEND_TITLES
 from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
 
@@ -95,7 +94,9 @@ class ConversionReport:
     blob: dict | None = None
     nn_archive: dict | None = None
     depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
-    yolo: dict | None = None  # an ultralytics checkpoint: its head, classes, preprocessing, detection check
+    # A model family's own section, by its key (families/: "yolo" for an ultralytics checkpoint).
+    family_sections: dict = dataclasses.field(default_factory=dict)
+    findings: list | None = None  # what the verify checks found (findings.Finding.to_dict), in their order
     superblob: dict | None = None
     cache: dict | None = None
     toolchain: dict = dataclasses.field(default_factory=dict)
@@ -136,12 +137,15 @@ class ConversionReport:
     def from_dict(cls, data: dict) -> ConversionReport:
         fields = {f.name for f in dataclasses.fields(cls)}
         report = cls(**{k: v for k, v in data.items() if k in fields and k != "stages"})
+        report.family_sections = {f.key: data[f.key] for f in FAMILIES if data.get(f.key) is not None}
         report.stages = {s["name"]: StageRecord(**s) for s in data["stages"]}
         return report
 
     def to_dict(self) -> dict:
         data = {"$schema": SCHEMA, "tool": {"name": "myriad-blob", "version": __version__}}
         data |= dataclasses.asdict(self)
+        sections = data.pop("family_sections")
+        data |= {family.key: sections.get(family.key) for family in FAMILIES}
         data["stages"] = [dataclasses.asdict(record) for record in self.stages.values()]
         data["verdict"] = overall_verdict(data)
         return data
@@ -161,96 +165,6 @@ class ConversionReport:
             raise ConversionError(Stage.OUTPUT, f"cannot write the report to {path}: {error.strerror}") from error
 
 
-# Links to a process's open files: whatever they point at (a terminal, a pipe, or the file a shell
-# redirected to), writing through them is what the user means.
-_FD_LINKS = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/", "/dev/tty")
-
-
-def is_stream(path: Path) -> bool:
-    """'-' (standard output), a link to an open file descriptor (/dev/stdout), or an existing path
-    that is not a regular file: a character device such as /dev/null, a FIFO, a socket."""
-    text = str(path)
-    if text == "-" or text.startswith(_FD_LINKS) or (text.startswith("/proc/") and "/fd/" in text):
-        return True
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:  # missing (a new file), or a dangling link
-        return False
-
-
-def remove_written(paths) -> None:
-    """Undo a delivery that failed half-way: remove the regular files written; a device or FIFO
-    that was written through is never removed."""
-    for path in paths:
-        if not is_stream(path):
-            Path(path).unlink(missing_ok=True)
-
-
-# Where writes are confined (the action's workspace), or None (the CLI: a user's symlinked output
-# folder is theirs to use). Set once by the action's conversion process: confine_writes().
-_confined_to: Path | None = None
-
-
-def confine_writes(root: Path) -> None:
-    """From now on every write_atomically must land inside `root` and never through a symbolic
-    link (a pull request can commit `model.blob -> ../../elsewhere`); else OSError, so the stage
-    that writes fails with exit 15 naming the path."""
-    global _confined_to
-    _confined_to = Path(os.path.abspath(root))
-
-
-def _check_confined(path: Path) -> None:
-    if _confined_to is None:
-        return
-    target = Path(os.path.abspath(path))
-    if target != _confined_to and _confined_to not in target.parents:
-        raise OSError(errno.EACCES, f"outside the workspace {_confined_to}: write inside it", str(path))
-    for step in [target, *target.parents]:
-        if step == _confined_to:
-            break
-        if step.is_symlink():
-            raise OSError(errno.ELOOP, f"{step} is a symbolic link, which the action never writes through", str(path))
-
-
-def write_atomically(path: Path, content: str | bytes) -> None:
-    """Write beside the target, then rename: readers never see half a file. A target that is not
-    a regular file (a device, a FIFO, '-' for standard output) is written through instead, and
-    is never replaced."""
-    data = content.encode() if isinstance(content, str) else content
-    _check_confined(path)
-    if str(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    if is_stream(path):
-        if os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory", str(path))
-        with open(path, "wb") as stream:  # no O_TRUNC surprises: devices and FIFOs take a write as is
-            stream.write(data)
-        return
-    # A symlink is never renamed over: the file it points at is the one replaced.
-    path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def markdown_table(headers: list[str], rows: list[list]) -> str:
-    """A table of cells already made Markdown (markdown_text: a model's strings escaped). `|` is
-    escaped here, where a cell ends at it (GFM: `\\|` works inside a code span too), and a line
-    break, which would end the row, is folded."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fold(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _shape(shape) -> str:
     return "×".join(text(dimension) for dimension in shape)  # a dynamic dimension is a name from the model
 
@@ -266,46 +180,16 @@ def _details(summary: str, body: list[str]) -> list[str]:
 
 
 def overall_verdict(report: dict) -> dict:
-    """One verdict a machine can read: "passed" only when the blob was written and every check
-    passed without a warning; "warnings" when it was written but a check missed, warned or could
-    not run; "failed" when there is no blob. The Markdown verdict line, the batch report, the
-    action's output and --strict's exit code follow it. {"result": ..., "reasons": [...]}"""
+    """One verdict a machine can read: "passed" only when the blob was written and no check found
+    anything; "warnings" when it was written but a check missed, warned or could not run (each
+    finding's reason, in the checks' order: findings.py); "failed" when there is no blob. The
+    Markdown verdict line, the batch report, the action's output and --strict's exit code follow
+    it. {"result": ..., "reasons": [...]}"""
     if report["status"] != "succeeded":
         error = report.get("error") or {}
         return {"result": "failed", "reasons": [f"{error.get('stage', 'internal')}: {error.get('message', 'failed')}"]}
-    numeric, reasons = report.get("numeric"), []
-    if not numeric:
-        reasons.append("the numeric check did not run")
-    else:
-        missed = [o for o in numeric["outputs"] if not o["passed"]]
-        if missed:
-            reasons.append(
-                "numeric check: "
-                + "; ".join(
-                    f"output {o['name']} differs from the original's" + (f" ({o['note']})" if o.get("note") else "")
-                    for o in missed
-                )
-            )
-        fp16 = numeric.get("fp16") or {}
-        detections = (report.get("yolo") or {}).get("detections") or {}
-        if detections.get("parted"):
-            reasons.append(
-                f"YOLO detections: {detections['parted']} of the camera's decode and ultralytics' own "
-                "prediction on one side only"
-            )
-        if fp16.get("error"):
-            reasons.append(f"the FP16 range check could not run ({fp16['error']})")
-        for key, what in (
-            ("overflow", "FP16 overflow"),
-            ("near_overflow", "FP16 near overflow"),
-            ("underflow", "FP16 underflow"),
-        ):
-            layers = fp16.get(key) or []
-            if layers:
-                reasons.append(
-                    f"{what} in layer {layers[0]}" + (f" and {len(layers) - 1} more" if len(layers) > 1 else "")
-                )
-        reasons += fp16_stages.verdict_reasons(numeric.get("stages"))
+    findings = report.get("findings")
+    reasons = [finding["reason"] for finding in findings] if findings is not None else ["the checks did not run"]
     return {"result": "warnings" if reasons else "passed", "reasons": reasons}
 
 
@@ -354,7 +238,7 @@ def render_markdown(report: dict) -> str:
         _stages_section,
         _ir_section,
         _layers_section,
-        _yolo_section,
+        _family_section,
         _details_section,
     ):
         out += section(report)
@@ -455,7 +339,7 @@ def _ir_section(report: dict) -> list[str]:
     out: list[str] = []
     ir = report["ir"]
     if ir and ir.get("frontend"):
-        title = {"ov2022": "OpenVINO 2022.3.1's ONNX front end", "mo2021": "Model Optimizer 2021.4"}[ir["frontend"]]
+        title = FRONTEND_TITLES[ir["frontend"]]
         lines = [
             f"- IR v{ir['version']} made by {title}"
             + (f" ({message(ir['frontend_fallback'])})" if ir.get("frontend_fallback") else "")
@@ -516,14 +400,11 @@ def _layers_section(report: dict) -> list[str]:
     return out
 
 
-def _yolo_section(report: dict) -> list[str]:
-    """An ultralytics checkpoint: its head and the detection check."""
-    out: list[str] = []
-    if report.get("yolo"):  # an ultralytics checkpoint: its head and the detection check
-        from .yolo.markdown import yolo_section
-
-        out += yolo_section(report["yolo"])
-    return out
+def _family_section(report: dict) -> list[str]:
+    """A model family's own section (families/), rendered by the family."""
+    return [
+        line for family in FAMILIES if report.get(family.key) for line in family.render_markdown(report[family.key])
+    ]
 
 
 def _details_section(report: dict) -> list[str]:

@@ -13,6 +13,8 @@ from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
+from .options import FRONTEND_TITLES
+
 SCHEMA_ID = "urn:myriad-blob:report:2"  # the report's "$schema", and the schema file's "$id"
 
 
@@ -78,7 +80,7 @@ class Rewrite(TypedDict):
 
 class IRSection(TypedDict):
     version: int
-    frontend: Literal["ov2022", "mo2021"]
+    frontend: Literal[tuple(FRONTEND_TITLES)]  # --frontend's value (options.FRONTEND_TITLES)
     frontend_fallback: str | None
     preparation: list[PrepStep]
     rewrites: list[Rewrite]
@@ -191,6 +193,15 @@ class BlobSection(TypedDict):
     camera_frame_types: dict[str, str]  # per 3-channel image input, by its layout (--input-layout name=NHWC)
 
 
+class FindingRecord(TypedDict):
+    """What a verify check found (findings.Finding): the verdict's reasons are these, in order."""
+
+    check: str  # the check's name: "numeric", "fp16 range", or a model family's check
+    severity: Literal["warning"]
+    reason: str  # the verdict's reason
+    message: str  # the warning: what to change
+
+
 class Verdict(TypedDict):
     result: Literal["passed", "warnings", "failed"]
     reasons: list[str]
@@ -216,11 +227,12 @@ Report = TypedDict(
         "blob": BlobSection | None,
         "nn_archive": dict[str, Any] | None,
         "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
-        "yolo": dict[str, Any] | None,  # an ultralytics checkpoint: task, family, classes, head, detections (yolo/)
+        "yolo": dict[str, Any] | None,  # a model family's section (families/yolo/): task, classes, head, detections
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
         "toolchain": dict[str, Any],
         "total_duration_s": float | None,
+        "findings": list[FindingRecord] | None,  # what the verify checks found; None until verify ran
         "verdict": Verdict,
     },
 )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import bsdiff4
 
-from .compile import LayerSupport, compile_blob
-from .ir import IRModel
+from .artifacts import IRModel, LayerSupport
+from .compile import compile_blob
 from .options import ConversionOptions
 from .toolchain import Toolchain
 

@@ -6,12 +6,10 @@ markdown_text like every string a model sets.
 
 from __future__ import annotations
 
-from ..markdown_text import code, message, text
+from ...markdown_text import code, markdown_table, message, text
 
 
 def yolo_section(yolo: dict) -> list[str]:
-    from ..report import markdown_table
-
     classes = ", ".join(code(name) for name in yolo["classes"][:20]) + (" …" if len(yolo["classes"]) > 20 else "")
     out = [
         f"**YOLO** ({text(yolo['family'])} {text(yolo['task'])}, trained with ultralytics "

@@ -10,9 +10,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from readme_section import replace_section  # noqa: E402 (tools/, this script's folder)
+
 from corpus import CORPUS, shape_flag  # noqa: E402
 
-START, END = "<!-- what-converts:start -->", "<!-- what-converts:end -->"
+SECTION = "what-converts"  # the README's section (readme_section.py)
 
 
 def row(model, report: dict) -> list:
@@ -80,10 +82,7 @@ def main() -> None:
         ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + ["| " + " | ".join(r) + " |" for r in rows]
     )
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{table}\n{END}{after}")
+    replace_section(readme, SECTION, table)
     print(f"wrote the table into {readme}")
 
 

@@ -25,23 +25,25 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import errors
-from .markdown_text import code, message, text
-from .numeric import (
+from ..findings import Finding
+from ..markdown_text import code, message, text
+from ..numeric import (
     FP16_MAX,
     IMAGENET_MEAN,
     IMAGENET_STD,
     NEAR_OVERFLOW_HEADROOM,
     Fp16Range,
-    _is_image,
+    _photo_fits,
     layer_ranges,
     make_inputs,
     reference_inputs,
     run_ir_with_ranges,
 )
-from .rules.advice import module_path, where
-from .stage_graph import Stage, StageGraph
+from ..rules.advice import module_path, where
+from ..stage_graph import Stage, StageGraph
+from .base import Check, CheckContext
 
+CHECK_NAME = "plugin stages"
 # Stage types that are the plugin's own plumbing, not arithmetic on values (a Copy moves data).
 _NOT_COMPUTING = frozenset({"Copy", "Reshape", "Expand", "Convert", "Permute", "Crop", "Concat", "Split"})
 # IR layer types the NCE can run: on SHAVEs they cost many times more (the report's moved layers).
@@ -221,29 +223,39 @@ class StageCheck:
     def overflows(self, photo: bool) -> list[StageRange]:
         return [s for s in self.stages if s.verdict == "overflow" and (s.frame == "photo") == photo]
 
-    def warnings(self) -> list[str]:
-        """An overflow inside a decomposition on the photo, then one only on a hard frame."""
-        messages = []
+    def findings(self) -> list[Finding]:
+        """The check could not run; an overflow inside a decomposition on the photo; then one on a
+        hard frame only (a layer already named on the photo is not named again)."""
         if self.error:
-            messages.append(f"the FP16 check of the plugin's stages could not run ({self.error})")
+            why = f"the FP16 check of the plugin's stages could not run ({self.error})"
+            return [Finding(CHECK_NAME, why, why + "; the IR layers' FP16 range check stands")]
+        found = []
         on_photo = self.overflows(photo=True)
         if on_photo:
             first = on_photo[0]
-            messages.append(
-                f"FP16 overflow inside a decomposed layer: {first.where()} reaches inf on the numeric check's input "
-                f"(the layer's own output is within FP16's range, so the IR check cannot see it): the Myriad plugin "
-                f"runs {first.layer_type} as several FP16 stages. Fix: {BY_TYPE[first.layer_type].fix}"
+            found.append(
+                Finding(
+                    CHECK_NAME,
+                    f"FP16 overflow in stage {first.stage} ({first.step}) of layer {first.layer} on the photo",
+                    f"FP16 overflow inside a decomposed layer: {first.where()} reaches inf on the numeric check's "
+                    "input, though the layer's own output is within FP16's range (the IR check cannot see it): the "
+                    f"Myriad plugin runs {first.layer_type} as several FP16 stages. Fix: {BY_TYPE[first.layer_type].fix}",
+                )
             )
-        photo_layers = {s.layer for s in on_photo}
-        hard = [s for s in self.overflows(photo=False) if s.layer not in photo_layers]
+        named = {s.layer for s in on_photo}
+        hard = [s for s in self.overflows(photo=False) if s.layer not in named]
         if hard:
             first = hard[0]
-            frames = sorted({s.frame for s in hard if s.layer == first.layer})
-            messages.append(
-                f"FP16 overflow on a hard frame: {first.where()} reaches inf on the {'/'.join(frames)} frame(s) "
-                f"a camera sends, though not on the check's photo. Fix: {BY_TYPE[first.layer_type].fix}"
+            frames = "/".join(sorted({s.frame for s in hard if s.layer == first.layer}))
+            found.append(
+                Finding(
+                    CHECK_NAME,
+                    f"FP16 overflow in stage {first.stage} ({first.step}) of layer {first.layer} on the {frames} frame",
+                    f"FP16 overflow on a hard frame: {first.where()} reaches inf on the {frames} frame a camera "
+                    f"sends, though not on the check's photo. Fix: {BY_TYPE[first.layer_type].fix}",
+                )
             )
-        return messages
+        return found
 
     def to_dict(self) -> dict:
         return {
@@ -469,7 +481,7 @@ def _hard_frames(ir, photo_inputs: dict, input_type: str, input_types: dict | No
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])  # as numeric.make_inputs decides
     for tensor in ir.inputs:
         shape = tuple(photo_inputs[tensor.name].shape) if tensor.name in photo_inputs else ()
-        if not _is_image(shape):
+        if not _photo_fits(shape):
             continue
         named = (input_types or {}).get(tensor.name)
         integer = every if named is None else named == "U8" or any(tensor.name in table for table in baked)
@@ -491,40 +503,33 @@ def _ir_ranges(ir, inputs: dict, toolchain, worker, layouts, origins) -> dict:
     }
 
 
-def judge_stages(check: StageCheck, numeric: dict, strict: bool) -> list[str]:
-    """The stage check's warnings. An overflow inside a decomposition on the photo fails the numeric
-    check (numeric["passed"]); one only on a hard frame leaves it (the numeric pass/fail stays on the
-    photo). With --strict the first overflow fails the conversion at verify (exit 14)."""
-    if check.overflows(photo=True):
-        numeric["passed"] = False
-    warnings = check.warnings()
-    overflow = [w for w in warnings if w.startswith("FP16 overflow")]
-    if strict and overflow:
-        raise errors.ConversionError(errors.Stage.VERIFY, overflow[0] + " (--strict)")
-    return warnings
-
-
-def verdict_reasons(stages: dict | None) -> list[str]:
-    """report.overall_verdict's reasons from the report's numeric["stages"]."""
-    if not stages:
+def check_plugin_stages(context: CheckContext) -> list[Finding]:
+    """The verify check: the stage check's section in the report's numeric section, and its findings.
+    An overflow inside a decomposition on the photo also fails the numeric check (numeric["passed"]);
+    one only on a hard frame leaves it: the numeric pass/fail stays on the photo."""
+    compiled = context.compiled
+    with context.session.worker() as worker:
+        stages = check_stages(
+            compiled.stage_graph,
+            context.ir,
+            context.prepared,
+            context.toolchain,
+            context.options,
+            worker=worker,
+            input_types=compiled.settings["tensor_types"],
+            layouts=compiled.settings["tensor_layouts"],
+            why_none=compiled.stage_graph_error,
+        )
+    if stages is None:
         return []
-    if stages.get("error"):
-        return [f"the FP16 check of the plugin's stages could not run ({stages['error']})"]
-    reasons, on_photo = [], set()
-    for photo in (True, False):
-        found = [
-            s
-            for s in stages["stages"]
-            if s["verdict"] == "overflow" and (s["frame"] == "photo") == photo and s["layer"] not in on_photo
-        ]
-        if found:
-            first = found[0]
-            reasons.append(
-                f"FP16 overflow in stage {first['stage']} ({first['step']}) of layer {first['layer']} on the "
-                + ("photo" if photo else f"{first['frame']} frame")
-            )
-        on_photo |= {s["layer"] for s in found}
-    return reasons
+    if context.report.numeric is not None:
+        context.report.numeric["stages"] = stages.to_dict()
+        if stages.overflows(photo=True):
+            context.report.numeric["passed"] = False
+    return stages.findings()
+
+
+CHECK = Check(CHECK_NAME, check_plugin_stages)
 
 
 def markdown(stages: dict | None) -> list[str]:

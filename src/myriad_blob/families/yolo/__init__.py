@@ -1,24 +1,40 @@
 """YOLO from ultralytics: a `best.pt` of `yolo train` in, a blob the camera decodes out.
 
-The pipeline calls this package at four points (see pipeline.py): load (is the file an
-ultralytics checkpoint? then load it safely and cut its head), the options the checkpoint
-implies (input shape from its imgsz, ultralytics' preprocessing), verify (decode the IR's
-outputs on a photograph as the camera would and compare with ultralytics' own prediction) and
-the outputs (the NN Archive's YOLO head, depthai v2's JSON). Nothing else in the converter
-knows about YOLO.
+The first model family (families/base.py): recognize (is the file an ultralytics checkpoint, from
+its pickle's opcodes), load (ultralytics' classes only, then cut the head for the camera), the
+options the checkpoint implies (input shape from its imgsz, ultralytics' preprocessing), its check
+(decode the IR's outputs on a photograph as the camera would and compare with ultralytics' own
+prediction) and the outputs (the NN Archive's YOLO head, depthai v2's JSON). Nothing outside this
+package knows about YOLO.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ConversionError, Stage
+from ...artifacts import ModelFormat
+from ...checks import Check, CheckContext
+from ...errors import ConversionError, Stage
+from ...findings import Finding
+from ...numeric import load_sample, run_ir
+from ...options import InputSpec
 from .checkpoint import INSTALL_HINT, is_ultralytics_checkpoint, load_checkpoint, model_of, scan_checkpoint
+from .detections import (
+    decode_camera,
+    decode_with_depthai,
+    match,
+    photograph,
+    same_detections,
+    ultralytics_prediction,
+)
+from .head import camera_model, full_model, output_names
+from .markdown import yolo_section
 
-__all__ = ["INSTALL_HINT", "YoloModel", "load"]
+__all__ = ["FAMILY", "INSTALL_HINT", "YoloModel", "load"]
 
 # What `--yolo-head` chooses: the camera's decode (cut before the box decode), or the full model.
 CAMERA, FULL = "camera", "full"
@@ -50,7 +66,11 @@ def _fail(message: str, stage: Stage = Stage.LOAD) -> ConversionError:
 
 @dataclasses.dataclass
 class YoloModel:
-    """An ultralytics checkpoint, loaded: the module to export and what the camera needs to know."""
+    """An ultralytics checkpoint, loaded: the module to export and what the camera needs to know
+    (a families/base.FamilyModel)."""
+
+    key: ClassVar[str] = "yolo"  # the report's section
+    input_shape_source: ClassVar[str] = "as the checkpoint's train_args.imgsz makes it"
 
     module: object  # what is exported: the camera head or the full model
     original: object  # ultralytics' own model (fused, eval), for its prediction
@@ -70,8 +90,6 @@ class YoloModel:
 
     @property
     def output_names(self) -> list[str]:
-        from .head import output_names
-
         if self.head == CAMERA and self.task in CAMERA_TASKS:
             return output_names(len(self.strides), self.task)
         return ["output0", "output1"] if self.task == "segment" else ["output"]
@@ -101,14 +119,10 @@ class YoloModel:
         ultralytics' bus.jpg as the numeric check's sample unless --sample names one."""
         changes = {"nn_archive": True} if self.head == CAMERA else {}
         if not options.input_shapes:
-            from ..options import InputSpec
-
             changes["input_shapes"] = (InputSpec(None, (1, 3, *self.imgsz)),)
         if not (options.mean or options.scale or options.reverse_input_channels):
             changes.update(reverse_input_channels=True, scale={None: ULTRALYTICS_SCALE})
         if options.sample is None:  # the numeric and FP16 range checks on a real photograph, not seeded data
-            from .detections import photograph
-
             changes["sample"] = photograph()
         return dataclasses.replace(options, **changes), "reverse_input_channels" in changes
 
@@ -201,20 +215,26 @@ class YoloModel:
         )
         return section
 
+    def checks(self) -> tuple[Check, ...]:
+        return (Check("yolo detections", self._detections_check),)
+
+    def _detections_check(self, context: CheckContext) -> list[Finding]:
+        """The report's yolo.detections; a warning when the two decodes part."""
+        with context.session.worker() as worker:
+            section = self.check_detections(context.ir, context.toolchain, worker, context.options)
+        context.report.family_sections[KEY]["detections"] = section
+        if not section.get("parted"):
+            return []
+        reason = (
+            f"YOLO detections: {section['parted']} of the camera's decode and ultralytics' own "
+            "prediction on one side only"
+        )
+        return [Finding("yolo detections", reason, section["warnings"][0])]
+
     def check_detections(self, ir, toolchain, worker, options) -> dict:
         """The camera's decode of the IR's outputs on a photograph against ultralytics' own prediction."""
         if self.task not in CAMERA_TASKS or self.head != CAMERA:
             return {"compared": False, "why": f"{self.task} with --yolo-head {self.head}: no camera decode to compare"}
-        from ..numeric import load_sample, run_ir
-        from .detections import (
-            decode_camera,
-            decode_with_depthai,
-            match,
-            photograph,
-            same_detections,
-            ultralytics_prediction,
-        )
-
         image = photograph()
         first = ir.inputs[0]
         blob_input = load_sample(image, first.shape, options.reverse_input_channels)
@@ -315,8 +335,6 @@ def load(path: Path, options) -> YoloModel | None:
             "--yolo-head full to convert the whole model and decode on the host",
             Stage.OPTIONS,
         )
-    from .head import camera_model, full_model
-
     module = camera_model(model, task) if (yolo_head == CAMERA and task in CAMERA_TASKS) else full_model(model)
     return YoloModel(
         module=module,
@@ -331,3 +349,28 @@ def load(path: Path, options) -> YoloModel | None:
         kpt_shape=getattr(head, "kpt_shape", None),
         n_masks=getattr(head, "nm", None),
     )
+
+
+KEY = YoloModel.key
+
+
+class YoloFamily:
+    """ultralytics' YOLO as a model family (families/base.py)."""
+
+    key = KEY
+    format = ModelFormat.ULTRALYTICS
+
+    def recognize(self, path: Path) -> bool:
+        return is_ultralytics_checkpoint(scan_checkpoint(path))
+
+    def load(self, path: Path, options) -> YoloModel:
+        model = load(path, options)
+        if model is None:  # recognize() said it is one: the file changed in between
+            raise _fail(f"{path} is no longer an ultralytics checkpoint: it changed while being converted")
+        return model
+
+    def render_markdown(self, section: dict) -> list[str]:
+        return yolo_section(section)
+
+
+FAMILY = YoloFamily()

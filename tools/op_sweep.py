@@ -22,6 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from readme_section import replace_section
+
+from myriad_blob.options import parse_options
+from myriad_blob.pipeline import Session, convert
+from myriad_blob.toolchain import locate
+
 SHAPE = (1, 3, 32, 32)
 
 
@@ -241,10 +247,6 @@ def run_sweep(cases, workdir: Path, toolchain_dir: Path | None = None, log=print
     """Convert every case; a row per case: name, onnx_op, result, detail, seconds."""
     import warnings
 
-    from ..options import parse_options
-    from ..pipeline import Session, convert
-    from ..toolchain import locate
-
     warnings.filterwarnings("ignore")
     rows = []
     session = Session.for_batch(workdir / "session", locate(toolchain_dir), 1)
@@ -275,7 +277,7 @@ def run_sweep(cases, workdir: Path, toolchain_dir: Path | None = None, log=print
     return rows
 
 
-START, END = "<!-- supported-ops:start -->", "<!-- supported-ops:end -->"
+SECTION = "supported-ops"  # the README's section (readme_section.py)
 _ICONS = {
     "native": "✅ native",
     "rewritten": "✅ rewritten",
@@ -293,10 +295,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_readme(readme: Path, rows: list[dict]) -> None:
-    text = readme.read_text()
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{markdown(rows)}\n{END}{after}")
+    replace_section(readme, SECTION, markdown(rows))
 
 
 def main(argv=None) -> int:

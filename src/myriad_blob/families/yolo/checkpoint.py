@@ -17,8 +17,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from ..errors import ConversionError, Stage, first_line
-from ..pickle_scan import Refusal, allowed_globals, listed, scan_file
+from ...errors import ConversionError, Stage, first_line
+from ...pickle_scan import Refusal, allowed_globals, listed, scan_file
 
 INSTALL_HINT = "pip install 'myriad-blob[ultralytics]'"
 # Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and model classes,
