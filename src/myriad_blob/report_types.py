@@ -9,7 +9,7 @@ cost nothing at run time; pydantic turns them into JSON Schema. A field that may
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -137,6 +137,18 @@ class Fp16Section(TypedDict):
     layers: list[dict[str, Any]]
 
 
+class StageCheckSection(TypedDict):
+    """FP16 where the chip computes: the Myriad plugin's own stages (fp16_stages.py)."""
+
+    checked: bool
+    error: str | None
+    counts: dict[str, int]  # {"NCE": n, "SHAVE": m, "DMA": k}: the stages that run, by unit
+    frames: list[str]  # "photo" and the hard frames the stages were checked on
+    layers: list[dict[str, Any]]  # IR layers decomposed or moved to SHAVEs, with their stages
+    stages: list[dict[str, Any]]  # every decomposed layer's stage on every frame: largest value, verdict
+    hard_frames: dict[str, Any]  # frame -> the IR-layer range check's worst layer and overflows on it
+
+
 class Tolerances(TypedDict):
     max_relative_error: float
     min_cosine: float
@@ -151,6 +163,7 @@ class NumericSection(TypedDict):
     outputs: list[OutputComparison]
     fp16: Fp16Section | None
     diagnosis: Diagnosis | None
+    stages: NotRequired[StageCheckSection]  # absent: no stage graph (a report from before it)
 
 
 class BlobTensor(TypedDict):
