@@ -146,11 +146,11 @@ def test_every_report_carries_the_estimate_and_target_fps_warns(tmp_path, model_
     markdown = (tmp_path / "m.blob.report.md").read_text()
     assert f"· {section['summary']} (est.)" in markdown.splitlines()[2]  # the PR comment's summary line
     assert "Speed on the camera" in markdown
-    # The same blob, estimated on its own, gives the same estimate.
+    # The same blob, estimated on its own, gives the same figures (the stage graph only names layers).
     alone = json.loads(run_cli("estimate", blob, "--json").stdout)
-    assert {k: v for k, v in alone.items() if k not in ("target_fps", "advice")} == {
-        k: v for k, v in section.items() if k not in ("target_fps", "advice")
-    }
+    figures = ("fps", "fps_range", "latency_ms", "by_shaves", "by_stage_type", "time_ms", "summary", "fit")
+    assert {k: alone[k] for k in figures} == {k: section[k] for k in figures}
+    assert not section["top_layers"][0]["name"].startswith("stage ")  # the plugin's layer name
     strict = run_cli(
         "convert", "--input", model_files["torchscript"], "--input-shape", SHAPE_ARG, "--output",
         tmp_path / "s.blob", "--target-fps", "9000", "--strict",

@@ -291,6 +291,15 @@ def main() -> None:
     coefficients = fit(kept)
     loao = leave_one_architecture_out(kept)
     error = report(kept, left, coefficients, loao)
+    latency = latency_fit(kept, coefficients)
+    print(
+        f"\nlatency (ms) = {latency['per_frame']} x time per frame + {latency['fixed_ms']}, fitted on the "
+        f"{latency['rows']} older rows (the newer rows give 1000/FPS as latency):"
+    )
+    for p in kept:
+        if p.latency_ms and not p.newer:
+            estimated = latency["per_frame"] * 1000 / predict(p, coefficients) + latency["fixed_ms"]
+            print(f"  {p.model:<18}{p.size:>5} published {p.latency_ms:6.1f}, estimated {estimated:6.1f}")
     print("\ncoefficients (seconds per unit):")
     for name, value in coefficients.items():
         print(f"  {name:<18}{value:.3e}")

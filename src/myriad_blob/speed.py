@@ -415,6 +415,7 @@ def _by_type(stages, seconds, total) -> tuple[dict, ...]:
 
 
 def _why(members, stages) -> tuple[str | None, str | None]:
+    members = sorted(members, key=lambda member: -member[1])  # the costliest stage speaks for its layer
     for stage, _, _ in members:
         if stage.unit == "SHAVE" and stage.type in ACTIVATIONS:
             before = stages[stage.index - 1] if 0 < stage.index <= len(stages) else None
@@ -443,14 +444,22 @@ def _why(members, stages) -> tuple[str | None, str | None]:
                 "its input and output do not fit CMX: a DDR round trip",
                 "fewer channels or a smaller input keeps it in CMX (or raise --nslices)",
             )
-    for stage, _, _ in members:
-        if stage.unit == "NCE" and _weights(stage) is not None:
-            return (_nce_work(stage), None)
+    for stage, _, node in members:
+        if stage.unit == "NCE":
+            work = _nce_work(stage) if _weights(stage) is not None else "pooling on the NCE"
+            return (work + _nce_params(getattr(node, "params", {}) or {}), None)
         if stage.unit == "SHAVE":
             return (f"{stage.type} runs on SHAVEs", None)
         if stage.unit == "DMA":
             return ("a copy between CMX and DDR (the DMA engine)", None)
     return (None, None)
+
+
+def _nce_params(params: dict) -> str:
+    """The stage graph's word on an NCE stage: its tiling mode, and the activation fused into it."""
+    fused = [name for key, name in (("withReLU", "ReLU"), ("withClamp", "clamp")) if params.get(key) == "1"]
+    mode = params.get("tiling.mode")
+    return (f", {mode}" if mode else "") + (f", {' and '.join(fused)} fused" if fused else "")
 
 
 def _nce_work(stage) -> str:
