@@ -156,3 +156,11 @@ def test_every_report_carries_the_estimate_and_target_fps_warns(tmp_path, model_
         tmp_path / "s.blob", "--target-fps", "9000", "--strict",
     )  # fmt: skip
     assert strict.returncode == 14 and "--target-fps 9000" in strict.stderr and not (tmp_path / "s.blob").exists()
+
+
+@pytest.mark.unit
+def test_buffers_of_fewer_dimensions_keep_their_dimension_numbers():
+    from myriad_blob.blob_stages import _is_order
+
+    assert _is_order(0x4321, 4) and _is_order(0x43, 2) and _is_order(0x3, 1)  # NCHW, NC (an FC's), C
+    assert not _is_order(0x4421, 4) and not _is_order(0x4321, 3) and not _is_order(0x90, 2)

@@ -103,7 +103,8 @@ def _is_order(code: int, count: int) -> bool:
     while code:
         digits.append(code & 0xF)
         code >>= 4
-    return len(digits) == count and sorted(digits) == list(range(1, count + 1))
+    # Distinct dimension numbers (W=1, H=2, C=3, N=4, D=5, ...): a 2-D NC tensor is 0x43.
+    return len(digits) == count and len(set(digits)) == count and all(1 <= d <= 8 for d in digits)
 
 
 def _buffers(words: tuple[int, ...], start: int, end: int, data: bytes, const_offset: int) -> list[BlobBuffer]:
