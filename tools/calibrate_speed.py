@@ -137,7 +137,7 @@ def store(blob: bytes, path: Path) -> None:
     info = parse_blob(blob)
     record = {
         "shaves": info.shaves,
-        "io_bytes": sum(speed.t_bytes(t) for t in info.inputs + info.outputs),
+        "io_bytes": sum(speed.tensor_bytes(t) for t in info.inputs + info.outputs),
         "stages": [_stage_record(s) for s in parse_stage_table(blob)],
     }
     path.write_text(json.dumps(record, separators=(",", ":")) + "\n")

@@ -7,11 +7,15 @@ coefficients and their provenance):
 
 - NCE (MyriadXHwOp): multiply-accumulates, counted as output pixels x the weights the NCE is given
   (its weights are stored with the channels it pads to, so a channel count the NCE tiles badly costs
-  what it costs on the chip); pooling on the NCE: input elements;
+  what it costs on the chip), and the bytes it streams in and out (pooling: those alone);
 - SHAVE stages: elements over the SHAVEs the stage runs on, by op kind (activation, element-wise,
   data movement, multiply-accumulate work on SHAVEs, other);
 - DMA (Copy) stages: bytes moved; every stage: bytes read from or written to DDR;
 - a fixed cost per stage (dispatch), per inference, and the USB transfer of inputs and outputs.
+
+Each coefficient is at least its unit's peak rate; the fit sets some to that floor or to zero (the
+DDR and USB terms with 2 inference threads overlapping them): speed_calibration.json says which.
+Units: work in MACs, elements or bytes; coefficients in seconds per unit; FPS frames per second.
 
 Stages injected into an NCE stage run while the NCE works: they are not counted. The estimate of
 the same blob is the same whoever compiled it: it reads nothing but the blob (the plugin's stage
@@ -306,11 +310,6 @@ def _seconds(rows: list[dict], coefficients: dict) -> list[float]:
     return [sum(row.get(name, 0.0) * coefficients.get(name, 0.0) for name in FEATURES) for row in rows]
 
 
-def frame_seconds(stages: tuple[BlobStage, ...], io_bytes: int, shaves: int, blob_shaves: int, cal=None) -> float:
-    cal = cal or calibration()
-    return sum(_seconds(blob_work(stages, io_bytes, shaves, blob_shaves), cal["coefficients"]))
-
-
 def estimate_blob(data: bytes, stage_graph=None, cal: dict | None = None) -> SpeedEstimate:
     """The estimate for a blob's bytes. stage_graph: the plugin's StageGraph of this compile
     (stage_graph.py), for layer names and reasons; None names stages by index and type.
@@ -318,11 +317,12 @@ def estimate_blob(data: bytes, stage_graph=None, cal: dict | None = None) -> Spe
     cal = cal or calibration()
     info = parse_blob(data)
     stages = parse_stage_table(data)
-    io_bytes = sum(t_bytes(t) for t in info.inputs + info.outputs)
+    io_bytes = sum(tensor_bytes(t) for t in info.inputs + info.outputs)
     return estimate_stages(stages, io_bytes, info.shaves, stage_graph, cal)
 
 
-def t_bytes(tensor) -> int:
+def tensor_bytes(tensor) -> int:
+    """Bytes of a blob I/O tensor (blob.BlobTensor): what crosses USB for it each frame."""
     sizes = {"FP16": 2, "U8": 1, "I32": 4, "FP32": 4, "I8": 1}
     return math.prod(tensor.shape) * sizes.get(tensor.data_type, 2)
 
