@@ -122,14 +122,14 @@ def compile_missing(kept: list[Point]) -> None:
             continue
         work = Path("/tmp/speed-calibration")
         work.mkdir(exist_ok=True)
-        dot = work / f"{point.key}_{point.size}_{point.shaves}.dot"
+        blob = work / f"{point.key}_{point.size}_{point.shaves}.blob"
         print(f"compiling {point.model} {point.size} at {point.shaves} SHAVEs", flush=True)
         subprocess.run(
             ["flock", "/tmp/myriad-heavy.lock", sys.executable, str(ROOT / "tools" / "speed_compile.py"),
-             point.key, str(point.size), str(point.shaves), str(dot)],
+             point.key, str(point.size), str(point.shaves), str(blob)],
             check=True,
         )  # fmt: skip
-        store(dot.with_suffix(".blob").read_bytes(), cache_path(point))
+        store(blob.read_bytes(), cache_path(point))
 
 
 def store(blob: bytes, path: Path) -> None:

@@ -1,14 +1,13 @@
-"""Compile one calibration architecture and keep the plugin's internal graph (a .dot file).
+"""Compile one calibration architecture into a blob.
 
-python tools/speed_compile.py KEY SIZE SHAVES OUT.dot  (run under flock /tmp/myriad-heavy.lock)
+python tools/speed_compile.py KEY SIZE SHAVES OUT.blob  (run under flock /tmp/myriad-heavy.lock)
 
-The pipeline's own stages (load, export, IR, compile) with the private dump key added to the
-compile; no numeric check (the calibration needs the compiled graph, not the blob's accuracy).
+The pipeline's own stages (load, export, IR, compile); no numeric check (the calibration needs
+the blob's stage table, not its accuracy).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -24,9 +23,9 @@ from myriad_blob.options import ConversionOptions, InputSpec
 from myriad_blob.report import ConversionReport
 
 
-def compile_graph(key: str, size: int, shaves: int, dot: Path) -> Path:
-    """Build, export (ONNX opset 12), convert and compile KEY at SIZE x SIZE for SHAVES; the blob
-    beside dot (.blob). Raises ConversionError as the pipeline does."""
+def compile_graph(key: str, size: int, shaves: int, blob: Path) -> Path:
+    """Build, export (ONNX opset 12), convert and compile KEY at SIZE x SIZE for SHAVES into blob.
+    Raises ConversionError as the pipeline does."""
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
         onnx_path = Path(tmp) / f"{key}.onnx"
         module = speed_models.build(key)
@@ -35,13 +34,11 @@ def compile_graph(key: str, size: int, shaves: int, dot: Path) -> Path:
             torch.onnx.export(module, sample, onnx_path, opset_version=12, dynamo=False)
         options = ConversionOptions(
             input=onnx_path,
-            output=dot.with_suffix(".blob"),
+            output=blob,
             input_shapes=(InputSpec(None, (1, 3, size, size)),),
             nshaves=shaves,
             nslices=shaves,
-            compile_config={"MYRIAD_DUMP_INTERNAL_GRAPH_FILE_NAME": str(dot.resolve())},
         )
-        options = dataclasses.replace(options)
         toolchain = toolchain_module.locate(None)
         report = ConversionReport(options.to_dict())
         session = pipeline.Session(Path(tmp) / "work")
@@ -50,9 +47,9 @@ def compile_graph(key: str, size: int, shaves: int, dot: Path) -> Path:
         onnx_model = conversion.export(loaded)
         ir, prepared = conversion.make_ir(onnx_model)
         compiled, _ = conversion.compile(ir, prepared)
-        dot.with_suffix(".blob").write_bytes(compiled.path.read_bytes())
+        blob.write_bytes(compiled.path.read_bytes())
         session.close()
-    return dot
+    return blob
 
 
 if __name__ == "__main__":
