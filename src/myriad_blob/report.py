@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .cancel import check as check_cancelled
-from .checks import VERIFY_CHECKS
+from .checks import VERIFY_CHECKS, fp16_stages
 from .errors import PIPELINE, ConversionError, Stage
 from .families import FAMILIES
 from .files import write_atomically
@@ -232,6 +232,7 @@ def verdict(report: dict) -> str:
     return (
         f"{icon} **Converted** {code(name)} → {code(Path(report['blob']['path']).name)}: {numbers} · "
         f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
+        + (f" · {report['speed']['summary']} (est.)" if report.get("speed") else "")  # checks/speed_estimate.py
     )
 
 
@@ -315,6 +316,7 @@ def _numeric_section(report: dict) -> list[str]:
             "",
         ]
         out += _fp16_section(numeric)
+        out += fp16_stages.markdown(numeric.get("stages"))
     return out
 
 
