@@ -5,7 +5,7 @@ reach it). An estimate that cannot be made (a stage table that does not read) is
 from __future__ import annotations
 
 from ..findings import Finding
-from ..speed import markdown, report_section
+from ..speed import markdown, report_section, summary_of
 from .base import Check, CheckContext
 
 
@@ -22,4 +22,4 @@ def check_speed(context: CheckContext) -> list[Finding]:
     return [Finding("speed", f"below --target-fps {context.options.target_fps:g}", short)] if short else []
 
 
-CHECK = Check("speed", check_speed, key="speed", render_markdown=markdown)
+CHECK = Check("speed", check_speed, key="speed", render_markdown=markdown, headline=summary_of)
