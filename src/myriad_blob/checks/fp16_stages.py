@@ -110,7 +110,7 @@ DECOMPOSITIONS: tuple[Decomposition, ...] = (
         _reduce_l2,
         "the sum of squares leaves FP16 where the L2 norm passes 256: divide the input by a power of two "
         "first (the norm scales with it; F.normalize's result does not change), or let myriad-blob's rule "
-        "'ReduceL2 -> prescaled mean of squares' do it",
+        "'ReduceL2 -> scaled mean of squares' do it",
     ),
     Decomposition(
         "ReduceSum",
