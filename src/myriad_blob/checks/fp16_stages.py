@@ -374,17 +374,22 @@ def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     model = onnx.ModelProto()
     model.CopyFrom(loaded["model"])
     present = {o.name for o in model.graph.output}
-    wanted = [n for n in names if n not in loaded["constants"]]
+    fed = {i.name for i in model.graph.input}  # a layer reading a model input reads what is fed
+    wanted = [n for n in names if n not in loaded["constants"] and n not in fed]
     for name in wanted:
         if name not in present:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feeds = {arg.name: inputs[arg.name].astype(np.float32) for arg in session.get_inputs()}
+    feeds = {  # float inputs as float32 (a U8 frame is fed as the float the model takes); others as given
+        arg.name: inputs[arg.name].astype(np.float32) if arg.type == "tensor(float)" else inputs[arg.name]
+        for arg in session.get_inputs()
+    }
     outputs = [o.name for o in session.get_outputs()]
     values = dict(zip(outputs, session.run(None, feeds)))
     result = {name: np.asarray(values[name], np.float32) for name in wanted}
+    result.update({name: feeds[name] for name in names if name in fed and name in feeds})
     result.update({name: np.asarray(loaded["constants"][name], np.float32) for name in names if name not in result})
     return result
 
