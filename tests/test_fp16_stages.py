@@ -126,6 +126,7 @@ ROW_MODELS = {
     ),
     "ReduceSum": (_Conv(lambda y: y.sum(dim=1, keepdim=True)), [1, 3, 8, 8], "ReduceSum", ["AvgPool", "Power"]),
     "Divide": (_Conv(_divide), [1, 3, 8, 8], "Divide", ["Power", "Prod"]),
+    "Subtract": (_Conv(lambda y: y - torch.sigmoid(y)), [1, 3, 8, 8], "Subtract", ["Power", "Sum"]),
 }
 
 
@@ -144,6 +145,9 @@ def test_the_dump_shows_each_rows_stage_sequence(tmp_path, case, rule_off):
     assert len(found) == 1, [(layer.layer, layer.type, [s.type for s in layer.stages]) for layer in found]
     assert [s.type for s in found[0].stages] == expected and found[0].kind == "decomposed"
     assert all(s.unit == "SHAVE" for s in found[0].stages)
+    # The row's emulation runs on the layer's ONNX inputs: one value per stage, none left out.
+    check, _ = stage_models.stage_check(path, input_shapes=[str(shape)])
+    assert check.not_emulated == () and {s.layer for s in check.stages} >= {found[0].layer}
 
 
 def _convert(tmp_path, model, out, *extra):

@@ -147,6 +147,7 @@ class StageCheckSection(TypedDict):
     layers: list[dict[str, Any]]  # IR layers decomposed or moved to SHAVEs, with their stages
     stages: list[dict[str, Any]]  # every decomposed layer's stage on every frame: largest value, verdict
     hard_frames: dict[str, Any]  # frame -> the IR-layer range check's worst layer and overflows on it
+    not_emulated: list[str]  # decomposed layers whose ONNX node was not found (not checked)
 
 
 class Tolerances(TypedDict):
