@@ -64,6 +64,15 @@ def fatal_summary(title: str, cause: str, exit_code: int, what_next: str) -> Non
     runner.append_summary(f"## ❌ {title}\n\n{cause}\n\nExit code {exit_code}. {what_next}")
 
 
+def fail_step(title: str, error: str, cause: str, exit_code: int, what_next: str, **outputs) -> int:
+    """A fatal path, said the same way everywhere: the annotation (error), the step summary (cause,
+    Markdown, with the exit code and what to do), and failed outputs; returns exit_code."""
+    gha.error(error, title=title)
+    fatal_summary(title, cause, exit_code, what_next)
+    set_outputs(status="failed", verdict="failed", **outputs)
+    return exit_code
+
+
 class ChildFailed(Exception):
     """The conversion's process ended without a result: its own words, or how it ended."""
 
@@ -81,15 +90,13 @@ def main() -> int:
         if not isinstance(error, ChildFailed):
             traceback.print_exc()
         message = str(error) if isinstance(error, ChildFailed) else f"internal error: {error!r}"
-        gha.error(f"{message} (please report it)", title="myriad-blob: internal error")
-        fatal_summary(
+        return fail_step(
             "myriad-blob: internal error",
+            f"{message} (please report it)",
             code(message, MESSAGE_LIMIT),  # an exception's text may quote the model
             EXIT_INTERNAL,
             "This is a bug in myriad-blob, not in your model: please report it with this step's log.",
         )
-        set_outputs(status="failed", verdict="failed")
-        return EXIT_INTERNAL
 
 
 def run() -> int:
@@ -98,18 +105,15 @@ def run() -> int:
     try:
         inputs = read_inputs(workspace)
     except InputError as error:
-        gha.error(str(error), title="myriad-blob: invalid input")
-        fatal_summary(
+        return fail_step(
             "myriad-blob: invalid input",
+            str(error),
             markdown_message(str(error)),
             EXIT_INPUT,
             "Fix the input in the workflow file (its `with:`) and run the job again.",
+            # On a pull request the report comment was not written: say so, not "no pull request".
+            comment_status="failed" if event.pull_request else "skipped-no-pr",
         )
-        # On a pull request the report comment was not written: say so, not "no pull request".
-        set_outputs(
-            status="failed", verdict="failed", comment_status="failed" if event.pull_request else "skipped-no-pr"
-        )
-        return EXIT_INPUT
     if inputs.github_token:
         gha.add_mask(inputs.github_token)
     if inputs.comment_from is not None:
@@ -216,12 +220,14 @@ def comment_from_artifact(inputs, event: Event, workspace: Path) -> int:
     from GitHub's own account of the run (publish.pull_request_of_run)."""
 
     def refuse(message: str) -> int:
-        gha.error(message, title="myriad-blob: comment-from")
-        fatal_summary(
-            "myriad-blob: comment-from", markdown_message(message), EXIT_INPUT, "Fix the workflow and run it again."
+        return fail_step(
+            "myriad-blob: comment-from",
+            message,
+            markdown_message(message),
+            EXIT_INPUT,
+            "Fix the workflow and run it again.",
+            comment_status="failed",
         )
-        set_outputs(status="failed", verdict="failed", comment_status="failed")
-        return EXIT_INPUT
 
     if event.name != "workflow_run":
         return refuse(f"comment-from is for a workflow_run workflow, not {event.name or 'this event'}: see the README")

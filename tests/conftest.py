@@ -11,6 +11,9 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(1, str(TESTS.parent / "tools"))  # the tools that run whole conversions (op_sweep, onnx_suite)
 import models  # noqa: E402
+from myriad_blob import toolchain as toolchain_module  # noqa: E402
+from myriad_blob.pipeline import Conversion, Session  # noqa: E402
+from myriad_blob.report import ConversionReport  # noqa: E402
 
 SHAPE = [1, 3, 64, 80]
 SHAPE_ARG = "[1, 3, 64, 80]"
@@ -151,3 +154,13 @@ def workspace(tmp_path, model_files):
     (root / "models").mkdir(parents=True)
     shutil.copy(model_files["onnx"], root / "models" / "detector.onnx")
     return root
+
+
+def make_ir(options, workdir: Path):
+    """(toolchain, loaded model, PreparedOnnx, IRModel) for options, made by the pipeline's own
+    stages (pipeline.Conversion: load, export, IR), for tests that check what comes after."""
+    toolchain = toolchain_module.locate()
+    conversion = Conversion(options, toolchain, ConversionReport(options.to_dict()), Session(workdir), workdir)
+    loaded = conversion.load()
+    ir, prepared = conversion.make_ir(conversion.export(loaded))
+    return toolchain, loaded, prepared, ir

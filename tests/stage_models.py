@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import make_ir
 from myriad_blob import toolchain as toolchain_module
 from myriad_blob.checks.fp16_stages import check_stages
 from myriad_blob.options import parse_options
@@ -31,15 +32,13 @@ def onnx_file(model: nn.Module, shape, path: Path, opset: int = 12) -> Path:
 
 
 def compile_model(path: Path, **values):
-    """(IRModel, CompiledBlob, prepared ONNX) for a model file, as a conversion makes them (the blob in a
-    temporary directory that lives as long as the process)."""
+    """(IRModel, CompiledBlob, PreparedOnnx) for a model file, made by the pipeline's own stages
+    (conftest.make_ir, then pipeline.Conversion's compile; the blob in a temporary directory that
+    lives as long as the process)."""
     workdir = Path(tempfile.mkdtemp(prefix="myriad-stages-"))
     options = parse_options(input=path, output=workdir / "m.blob", **values)
-    report = ConversionReport(options.to_dict())
-    toolchain = toolchain_module.locate()
-    conversion = Conversion(options, toolchain, report, Session(workdir), workdir)
-    onnx_model = conversion.export(conversion.load())
-    ir, prepared = conversion.make_ir(onnx_model)
+    toolchain, _, prepared, ir = make_ir(options, workdir)
+    conversion = Conversion(options, toolchain, ConversionReport(options.to_dict()), Session(workdir), workdir)
     compiled, _ = conversion.compile(ir, prepared)
     return ir, compiled, prepared
 

@@ -194,7 +194,7 @@ def test_the_face_embedding_converts_right_with_the_rewrite_and_a_black_frame_is
     assert fixed.returncode == 0, fixed.stderr
     steps = {step["name"]: step for step in report["ir"]["preparation"]}
     assert steps[RULE]["kept"] and "sum of squares up to" in steps[RULE]["detail"]
-    stages = report["numeric"]["stages"]
+    stages = report["plugin_stages"]
     assert stages["checked"] and stages["counts"]["NCE"] >= 2 and stages["counts"]["SHAVE"] >= 4
     assert not [layer for layer in stages["layers"] if layer["type"] == "ReduceL2"]  # no ReduceL2 left
     assert all(s["verdict"] == "ok" for s in stages["stages"]) and report["verdict"]["result"] == "passed"

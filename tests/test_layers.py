@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "myriad_blob.files",
             "myriad_blob.findings",
             "myriad_blob.metrics",
+            "myriad_blob.ort",
         ),
     ),
     ("options", ("myriad_blob.options", "myriad_blob.preprocessing", "myriad_blob.report_types")),

@@ -11,15 +11,10 @@ import pytest
 import torch
 
 import models
-from conftest import SHAPE, SHAPE_ARG, run_cli
-from myriad_blob import toolchain as toolchain_module
+from conftest import SHAPE, SHAPE_ARG, make_ir, run_cli
 from myriad_blob.compile_config import BY_KEY, MYRIAD_KEYS, parse_compile_config
 from myriad_blob.errors import EXIT_CODES, Stage
-from myriad_blob.export_onnx import prepare_onnx
-from myriad_blob.ir import convert_to_ir
-from myriad_blob.load import load_model
 from myriad_blob.numeric import make_inputs, run_ir_with_ranges
-from myriad_blob.onnx_prep import prepare
 from myriad_blob.options import BY_NAME, ConversionOptions, InputSpec, parse_options, parse_per_tensor
 from test_convert import assert_depthai_agrees
 
@@ -35,14 +30,8 @@ def _small_cnn_ir(tmp_path, model_files):
     options = ConversionOptions(
         input=model_files["torchscript"], output=tmp_path / "m.blob", input_shapes=(InputSpec(None, tuple(SHAPE)),)
     )
-    toolchain = toolchain_module.locate()
-    onnx_model = prepare_onnx(load_model(options), options, tmp_path)
-    return toolchain, convert_to_ir(
-        lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
-        options,
-        toolchain,
-        tmp_path,
-    )
+    toolchain, _, _, ir = make_ir(options, tmp_path)
+    return toolchain, ir
 
 
 # --- layouts -------------------------------------------------------------------------------------

@@ -7,13 +7,8 @@ import numpy as np
 import torch
 
 import models
-from conftest import SHAPE, SHAPE_ARG, run_cli
-from myriad_blob import toolchain as toolchain_module
-from myriad_blob.export_onnx import prepare_onnx
-from myriad_blob.ir import convert_to_ir
-from myriad_blob.load import load_model
+from conftest import SHAPE, SHAPE_ARG, make_ir, run_cli
 from myriad_blob.numeric import numeric_check
-from myriad_blob.onnx_prep import prepare
 from myriad_blob.options import ConversionOptions, InputSpec
 
 IMAGENET = ["--mean", "[123.675, 116.28, 103.53]", "--scale", "[58.4, 57.12, 57.38]"]
@@ -64,15 +59,8 @@ def test_a_channel_order_mistake_is_caught(tmp_path, model_files):
         input_shapes=(InputSpec(None, tuple(SHAPE)),),
         reverse_input_channels=True,
     )
-    toolchain = toolchain_module.locate()
-    loaded = load_model(options)
-    onnx_model = prepare_onnx(loaded, options, tmp_path)
-    ir = convert_to_ir(
-        lambda frontend: prepare(onnx_model, options.input_shapes, (), tmp_path / frontend, frontend),
-        options,
-        toolchain,
-        tmp_path,
-    )
+    toolchain, loaded, prepared, ir = make_ir(options, tmp_path)
+    onnx_model = prepared.reference
     honest = numeric_check(loaded.module, onnx_model, ir, toolchain, input_type="U8")
     wrong = numeric_check(
         loaded.module,

@@ -50,7 +50,7 @@ def shape_in_layout(tensor) -> list[int]:
 def nn_archive_config(
     name: str, blob_name: str, info: BlobInfo, reverse_input_channels: bool, heads: list[dict] | None = None
 ) -> dict:
-    """config.json, validated by luxonis-ml's schema. heads: parser heads (e.g. a YOLO head: parser,
+    """config.json, validated by luxonis-ml's schema. heads: parser heads (e.g. a detection head: parser,
     outputs, metadata), written as given once the schema accepts them."""
     from luxonis_ml.nn_archive import Config
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from .artifacts import IRModel, OnnxModel
 from .metrics import peak_relative_error
+from .ort import ort_session
 from .rules.advice import where
 from .toolchain import RUN_IR_2022_SCRIPT, RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
@@ -139,7 +140,6 @@ _FLOAT_TYPES = {"tensor(float16)": np.float16, "tensor(double)": np.float64}
 def onnx_tensor_values(path: Path, inputs: dict) -> dict:
     """Every floating-point tensor of the ONNX model on ONNX Runtime (no graph optimizations)."""
     import onnx
-    import onnxruntime
 
     model = onnx.shape_inference.infer_shapes(onnx.load_model(str(path)))
     known = {o.name for o in model.graph.output}
@@ -149,10 +149,7 @@ def onnx_tensor_values(path: Path, inputs: dict) -> dict:
             and value.name not in known
         ):
             model.graph.output.append(value)
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     feeds = {
         arg.name: inputs[arg.name].astype(_FLOAT_TYPES.get(arg.type, np.float32))
         if np.asarray(inputs[arg.name]).dtype.kind == "f"

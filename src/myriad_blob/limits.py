@@ -20,7 +20,7 @@ MB, GB = 2**20, 2**30
 # One input tensor cannot take more than all of it (the blob, the firmware and every other
 # tensor share it too, so this bounds; it does not promise that a size below it fits).
 # It also keeps every dimension, and every byte stride, inside the compiler's and the blob
-# header's 32-bit int fields. VGA (1x3x480x640) is 0.34% of it, YOLO at 640 0.46%.
+# header's 32-bit int fields. VGA (1x3x480x640) is 0.34% of it, a detector at 640x640 0.46%.
 MYRIAD_X_DDR_BYTES = 512 * MB
 FP16_BYTES = 2
 MAX_INPUT_VALUES = MYRIAD_X_DDR_BYTES // FP16_BYTES

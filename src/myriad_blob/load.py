@@ -215,7 +215,7 @@ def _torch_call(load, path: Path, fmt: str):
         raise _fail(f"{path} could not be loaded as {fmt}: {first_line(error)}") from error
 
 
-# Where checkpoints keep the model when --model-key is not given: torch/timm/Lightning/YOLO conventions.
+# Where checkpoints keep the model when --model-key is not given: torch/timm/Lightning/ultralytics conventions.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "ema", "net")
 
 

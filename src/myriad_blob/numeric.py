@@ -26,6 +26,7 @@ from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_t
 from .errors import ConversionError, Stage, first_line
 from .export_onnx import flatten_outputs
 from .metrics import cosine, max_abs_error, peak_relative_error
+from .ort import ort_session
 from .rules.advice import module_path, where
 from .toolchain import RUN_IR_ON_CPU_SCRIPT, LegacyWorker, Toolchain, last_line, run_job
 
@@ -248,7 +249,6 @@ def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: di
     the outputs. Informational: {"outputs": [...], "passed": bool} or {"error": why it could not run}."""
     try:
         import onnx
-        import onnxruntime
 
         model = onnx.shape_inference.infer_shapes(onnx.load_model(str(onnx_model.path)))
         graph = model.graph
@@ -272,12 +272,7 @@ def emulate_fp16_activations(onnx_model: OnnxModel, inputs: dict, references: di
             nodes += [node, *casts]
         del graph.node[:]
         graph.node.extend(nodes)
-        session_options = onnxruntime.SessionOptions()
-        # No graph optimizations: they could fold the Cast pairs away.
-        session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), session_options, providers=["CPUExecutionProvider"]
-        )
+        session = ort_session(model.SerializeToString())  # unoptimized: ORT could fold the Cast pairs away
         feeds = {arg.name: inputs[arg.name].astype(_ort_dtype(arg.type)) for arg in session.get_inputs()}
         names = [arg.name for arg in session.get_outputs()]
         with np.errstate(all="ignore"):
@@ -542,7 +537,7 @@ def _reference_outputs(module, onnx_model: OnnxModel, inputs: dict) -> list:
         import onnxruntime
 
         try:
-            session = onnxruntime.InferenceSession(str(onnx_model.path), providers=["CPUExecutionProvider"])
+            session = ort_session(onnx_model.path, optimize=True)
         except onnxruntime.capi.onnxruntime_pybind11_state.NotImplemented as error:
             # No kernel for an op at these types (Pow with a uint32 exponent): ONNX's own evaluator.
             return _onnx_reference_outputs(onnx_model, inputs, error)

@@ -23,6 +23,7 @@ from .errors import ConversionError, Stage, first_line
 from .export_onnx import describe_onnx
 from .metrics import peak_relative_error
 from .options import InputSpec
+from .ort import ort_session
 from .rules.onnx_rules import ONNX_RULES
 
 
@@ -274,12 +275,8 @@ def seeded_feeds(onnx_model: OnnxModel) -> dict:
 def run_onnxruntime(path: Path, feeds: dict) -> list:
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4  # failures reach the user as our one line, not ORT's log
-    # No graph optimizations: the reference must be the model as written, not ORT's rewrite of it.
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path)  # the model as written, not ORT's rewrite of it
         quiet = onnxruntime.RunOptions()
         quiet.log_severity_level = 4
         return session.run(None, feeds, quiet)

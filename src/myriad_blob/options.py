@@ -749,7 +749,7 @@ class ConversionOptions:
 
     @property
     def depthai_json_path(self) -> Path:
-        """depthai v2's JSON for a YOLO blob (nn_config and labels), beside the blob."""
+        """depthai v2's JSON (nn_config and labels) beside the blob, for a model family that gives one."""
         return self.output.with_suffix(".json")
 
     @property

@@ -250,12 +250,9 @@ def _module_class_refusal(name: str) -> str | None:
     return None
 
 
-# Old checkpoints name modules that ultralytics has since moved (what its own loader maps).
-RENAMED_MODULES = {
-    "ultralytics.yolo.utils": "ultralytics.utils",
-    "ultralytics.yolo.v8": "ultralytics.models.yolo",
-    "ultralytics.yolo.data": "ultralytics.data",
-}
+# Old module -> its new home, for checkpoints that name modules their library has since moved
+# (what that library's own loader maps). A model family registers its library's (families/).
+RENAMED_MODULES: dict[str, str] = {}
 
 
 def resolve(name: str):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .cancel import check as check_cancelled
-from .checks import fp16_stages
+from .checks import VERIFY_CHECKS
 from .errors import PIPELINE, ConversionError, Stage
 from .families import FAMILIES
 from .files import write_atomically
@@ -23,6 +23,8 @@ from .options import FRONTEND_TITLES
 from .report_types import SCHEMA_ID
 from .toolchain.commands import recording
 
+# The verify checks with a report section of their own (checks/: Check.key).
+_SECTION_CHECKS = tuple(check for check in VERIFY_CHECKS if check.key)
 SCHEMA = SCHEMA_ID  # docs/report.schema.json, generated from report_types.py
 PROGRESS_AFTER_S = 2.0  # a stage running longer than this shows its elapsed time (see show_progress)
 _progress_stream = None
@@ -93,9 +95,11 @@ class ConversionReport:
     numeric: dict | None = None
     blob: dict | None = None
     nn_archive: dict | None = None
-    depthai_json: dict | None = None  # depthai v2's JSON beside a YOLO blob
-    # A model family's own section, by its key (families/: "yolo" for an ultralytics checkpoint).
+    depthai_json: dict | None = None  # depthai v2's JSON beside the blob, for a family that gives one
+    # A model family's own section, by its key (families/: Family.key).
     family_sections: dict = dataclasses.field(default_factory=dict)
+    # A verify check's own section, by its key (checks/: Check.key).
+    check_sections: dict = dataclasses.field(default_factory=dict)
     findings: list | None = None  # what the verify checks found (findings.Finding.to_dict), in their order
     superblob: dict | None = None
     cache: dict | None = None
@@ -138,6 +142,7 @@ class ConversionReport:
         fields = {f.name for f in dataclasses.fields(cls)}
         report = cls(**{k: v for k, v in data.items() if k in fields and k != "stages"})
         report.family_sections = {f.key: data[f.key] for f in FAMILIES if data.get(f.key) is not None}
+        report.check_sections = {c.key: data[c.key] for c in _SECTION_CHECKS if data.get(c.key) is not None}
         report.stages = {s["name"]: StageRecord(**s) for s in data["stages"]}
         return report
 
@@ -146,6 +151,8 @@ class ConversionReport:
         data |= dataclasses.asdict(self)
         sections = data.pop("family_sections")
         data |= {family.key: sections.get(family.key) for family in FAMILIES}
+        sections = data.pop("check_sections")
+        data |= {check.key: sections.get(check.key) for check in _SECTION_CHECKS}
         data["stages"] = [dataclasses.asdict(record) for record in self.stages.values()]
         data["verdict"] = overall_verdict(data)
         return data
@@ -235,6 +242,7 @@ def render_markdown(report: dict) -> str:
     for section in (
         _io_section,
         _numeric_section,
+        _check_sections,
         _stages_section,
         _ir_section,
         _layers_section,
@@ -307,7 +315,6 @@ def _numeric_section(report: dict) -> list[str]:
             "",
         ]
         out += _fp16_section(numeric)
-        out += fp16_stages.markdown(numeric.get("stages"))
     return out
 
 
@@ -398,6 +405,13 @@ def _layers_section(report: dict) -> list[str]:
             ],
         )
     return out
+
+
+def _check_sections(report: dict) -> list[str]:
+    """The verify checks' own sections (checks/), each rendered by its check."""
+    return [
+        line for check in _SECTION_CHECKS if report.get(check.key) for line in check.render_markdown(report[check.key])
+    ]
 
 
 def _family_section(report: dict) -> list[str]:

@@ -9,7 +9,7 @@ cost nothing at run time; pydantic turns them into JSON Schema. A field that may
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
@@ -164,7 +164,6 @@ class NumericSection(TypedDict):
     outputs: list[OutputComparison]
     fp16: Fp16Section | None
     diagnosis: Diagnosis | None
-    stages: NotRequired[StageCheckSection]  # absent: no stage graph (a report from before it)
 
 
 class BlobTensor(TypedDict):
@@ -227,12 +226,14 @@ Report = TypedDict(
         "numeric": NumericSection | None,
         "blob": BlobSection | None,
         "nn_archive": dict[str, Any] | None,
-        "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside a YOLO blob: path, config
+        "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside the blob (a family's): path, config
         "yolo": dict[str, Any] | None,  # a model family's section (families/yolo/): task, classes, head, detections
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
         "toolchain": dict[str, Any],
         "total_duration_s": float | None,
+        # FP16 on the Myriad plugin's own stages (checks/fp16_stages.py); None: no stage graph
+        "plugin_stages": StageCheckSection | None,
         "findings": list[FindingRecord] | None,  # what the verify checks found; None until verify ran
         "verdict": Verdict,
     },

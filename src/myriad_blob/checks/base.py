@@ -38,3 +38,7 @@ class Check:
 
     name: str
     run: Callable[[CheckContext], list[Finding]]
+    # A check with a report section of its own: its top-level key in the report (the check fills
+    # context.report.check_sections[key]; report_types.py gives its schema) and its Markdown.
+    key: str | None = None
+    render_markdown: Callable[[dict], list[str]] | None = None

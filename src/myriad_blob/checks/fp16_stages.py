@@ -39,11 +39,13 @@ from ..numeric import (
     reference_inputs,
     run_ir_with_ranges,
 )
+from ..ort import ort_session
 from ..rules.advice import module_path, where
 from ..stage_graph import Stage, StageGraph
 from .base import Check, CheckContext
 
 CHECK_NAME = "plugin stages"
+SECTION = "plugin_stages"  # the report's top-level key for this check's section
 # Stage types that are the plugin's own plumbing, not arithmetic on values (a Copy moves data).
 _NOT_COMPUTING = frozenset({"Copy", "Reshape", "Expand", "Convert", "Permute", "Crop", "Concat", "Split"})
 # IR layer types the NCE can run: on SHAVEs they cost many times more (the report's moved layers).
@@ -402,7 +404,6 @@ def _node_inputs(onnx_path, layers: list[LayerStages]) -> tuple[dict, dict]:
 def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     """The named tensors' values on ONNX Runtime (extra graph outputs), float32."""
     import onnx
-    import onnxruntime
 
     model = onnx.ModelProto()
     model.CopyFrom(loaded["model"])
@@ -412,9 +413,7 @@ def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     for name in wanted:
         if name not in present:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     feeds = {  # float inputs as float32 (a U8 frame is fed as the float the model takes); others as given
         arg.name: inputs[arg.name].astype(np.float32) if arg.type == "tensor(float)" else inputs[arg.name]
         for arg in session.get_inputs()
@@ -562,18 +561,14 @@ def check_plugin_stages(context: CheckContext) -> list[Finding]:
         )
     if stages is None:
         return []
-    if context.report.numeric is not None:
-        context.report.numeric["stages"] = stages.to_dict()
-        if stages.overflows(photo=True):
-            context.report.numeric["passed"] = False
+    context.report.check_sections[SECTION] = stages.to_dict()
+    if context.report.numeric is not None and stages.overflows(photo=True):
+        context.report.numeric["passed"] = False
     return stages.findings()
 
 
-CHECK = Check(CHECK_NAME, check_plugin_stages)
-
-
 def markdown(stages: dict | None) -> list[str]:
-    """The report's Markdown lines for numeric["stages"]: stage counts, IR layer -> stages for layers
+    """The report's Markdown lines for its plugin_stages section: stage counts, IR layer -> stages for layers
     decomposed or moved to SHAVEs, the FP16 verdict per stage where not ok, the hard frames' worst."""
     if not stages:
         return []
@@ -620,3 +615,6 @@ def markdown(stages: dict | None) -> list[str]:
             "",
         ]
     return lines
+
+
+CHECK = Check(CHECK_NAME, check_plugin_stages, key=SECTION, render_markdown=markdown)

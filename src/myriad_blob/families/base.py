@@ -1,4 +1,4 @@
-"""The model family protocol: what a family of models (ultralytics' YOLO is the first) plugs into.
+"""The model family protocol: what a family of models (ultralytics' detectors are the first) plugs into.
 
 The pipeline knows families only through these hooks, in this order:
 - Family.recognize(path): is the file one of the family's, told from its content without running
@@ -47,7 +47,7 @@ class FamilyModel(Protocol):
 
 
 class Family(Protocol):
-    key: str  # the report's section for the family's models ("yolo")
+    key: str  # the report's section for the family's models
     format: str  # the source format the report names ("ultralytics checkpoint")
 
     def recognize(self, path: Path) -> bool: ...

@@ -11,6 +11,8 @@ import collections
 
 import numpy as np
 
+from ..ort import ort_session
+
 # Ops whose output depends only on their input's shape, never its values.
 SHAPE_ONLY_OPS = {"Shape", "Size"}
 
@@ -84,7 +86,6 @@ class Graph:
         """Every tensor computed from shapes and constants alone (or every tensor of a known type, with
         zeros for the inputs: for its shape), evaluated at the fixed input shapes."""
         import onnx
-        import onnxruntime
 
         graph = self.model.graph
         inputs = [v for v in graph.input if v.name not in self.initializers]
@@ -114,13 +115,8 @@ class Graph:
             )
             for v in inputs
         }
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 4
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            session = onnxruntime.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort_session(model.SerializeToString())
             return dict(zip(wanted, session.run(wanted, feeds)))
         except Exception:  # some op ORT cannot run here: no shape-only constants, rules that need them skip
             return {}

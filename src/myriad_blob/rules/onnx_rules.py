@@ -28,7 +28,7 @@ AGREEMENT = 1e-4
 # The Sin/Cos polynomial: the smallest degree whose float64 error on the proven range is below
 # POLYNOMIAL_MAX_ERROR, applied only where its error computed as the device does (FP16 coefficients
 # and Horner steps) stays below POLYNOMIAL_FP16_ERROR, about ten FP16 steps near 1 (4.9e-4 each) and
-# a tenth of the numeric check's tolerance: the YOLO OBB angle's [-pi/4, 3pi/4] gives 2.2e-3 (degree 7);
+# a tenth of the numeric check's tolerance: an oriented-box head's angle [-pi/4, 3pi/4] gives 2.2e-3 (degree 7);
 # [-pi, pi] gives 7.6e-3 and is refused, as wider ranges are (their coefficients outgrow FP16).
 POLYNOMIAL_MAX_ERROR = 2e-5
 POLYNOMIAL_FP16_ERROR = 5e-3

@@ -18,12 +18,22 @@ import os
 from pathlib import Path
 
 from ...errors import ConversionError, Stage, first_line
-from ...pickle_scan import Refusal, allowed_globals, listed, scan_file
+from ...pickle_scan import RENAMED_MODULES, Refusal, allowed_globals, listed, scan_file
 
 INSTALL_HINT = "pip install 'myriad-blob[ultralytics]'"
 # Modules whose nn.Module classes a checkpoint may hold: ultralytics' layers and model classes,
 # torch's layers. Not ultralytics.nn.autobackend (it loads files) nor text_model (it downloads).
 MODULE_PREFIXES = ("ultralytics.nn.modules.", "ultralytics.nn.tasks.", "torch.nn.modules.")
+
+
+# Old checkpoints name modules that ultralytics has since moved (what its own loader maps).
+RENAMED_MODULES.update(
+    {
+        "ultralytics.yolo.utils": "ultralytics.utils",
+        "ultralytics.yolo.v8": "ultralytics.models.yolo",
+        "ultralytics.yolo.data": "ultralytics.data",
+    }
+)
 
 
 def _fail(message: str) -> ConversionError:
