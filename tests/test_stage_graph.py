@@ -7,6 +7,7 @@ import pytest
 
 import stage_models
 from myriad_blob import toolchain as toolchain_module
+from myriad_blob.compile_config import parse_compile_config
 from myriad_blob.stage_graph import DUMP_CONFIG, DUMP_KEY, Stage, StageGraph, parse_stage_graph, read_stage_graph
 
 DATA = Path(__file__).parent / "data"
@@ -99,6 +100,13 @@ def test_a_missing_or_cut_dump_gives_no_graph_and_says_why(tmp_path):
     cut.write_text(NORMALIZE_LINEAR.read_text()[:200])
     graph, why = read_stage_graph(cut)
     assert graph is None and "does not parse" in why
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("key", [DUMP_KEY, *(item.partition("=")[0] for item in DUMP_CONFIG)])
+def test_the_dump_keys_stay_ours_compile_config_refuses_them(key):
+    with pytest.raises(ValueError, match="debugging aids"):
+        parse_compile_config([f"{key}=/tmp/g.dot"])
 
 
 @pytest.mark.unit

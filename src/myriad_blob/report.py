@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .cancel import check as check_cancelled
-from .checks import VERIFY_CHECKS, fp16_stages
+from .checks import VERIFY_CHECKS
 from .errors import PIPELINE, ConversionError, Stage
 from .families import FAMILIES
 from .files import write_atomically
@@ -316,7 +316,6 @@ def _numeric_section(report: dict) -> list[str]:
             "",
         ]
         out += _fp16_section(numeric)
-        out += fp16_stages.markdown(numeric.get("stages"))
     return out
 
 

@@ -9,7 +9,7 @@ cost nothing at run time; pydantic turns them into JSON Schema. A field that may
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
@@ -147,6 +147,7 @@ class StageCheckSection(TypedDict):
     layers: list[dict[str, Any]]  # IR layers decomposed or moved to SHAVEs, with their stages
     stages: list[dict[str, Any]]  # every decomposed layer's stage on every frame: largest value, verdict
     hard_frames: dict[str, Any]  # frame -> the IR-layer range check's worst layer and overflows on it
+    not_emulated: list[str]  # decomposed layers whose ONNX node was not found (not checked)
 
 
 class Tolerances(TypedDict):
@@ -163,7 +164,6 @@ class NumericSection(TypedDict):
     outputs: list[OutputComparison]
     fp16: Fp16Section | None
     diagnosis: Diagnosis | None
-    stages: NotRequired[StageCheckSection]  # absent: no stage graph (a report from before it)
 
 
 class BlobTensor(TypedDict):
@@ -271,6 +271,8 @@ Report = TypedDict(
         "speed": SpeedSection | None,  # the speed estimate (speed.py); None when the stage table does not parse
         "toolchain": dict[str, Any],
         "total_duration_s": float | None,
+        # FP16 on the Myriad plugin's own stages (checks/fp16_stages.py); None: no stage graph
+        "plugin_stages": StageCheckSection | None,
         "findings": list[FindingRecord] | None,  # what the verify checks found; None until verify ran
         "verdict": Verdict,
     },

@@ -39,15 +39,19 @@ from ..numeric import (
     reference_inputs,
     run_ir_with_ranges,
 )
+from ..ort import ort_session
 from ..rules.advice import module_path, where
 from ..stage_graph import Stage, StageGraph
 from .base import Check, CheckContext
 
 CHECK_NAME = "plugin stages"
+SECTION = "plugin_stages"  # the report's top-level key for this check's section
 # Stage types that are the plugin's own plumbing, not arithmetic on values (a Copy moves data).
 _NOT_COMPUTING = frozenset({"Copy", "Reshape", "Expand", "Convert", "Permute", "Crop", "Concat", "Split"})
 # IR layer types the NCE can run: on SHAVEs they cost many times more (the report's moved layers).
 NCE_LAYER_TYPES = frozenset({"Convolution", "GroupConvolution", "MatMul", "MaxPool", "AvgPool", "FullyConnected"})
+# The same work as SHAVE stage types (the plugin's software kernels for it).
+NCE_STAGE_TYPES = frozenset({"Conv", "DepthConv", "GEMM", "MaxPool", "AvgPool", "FC", "Deconvolution"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Decomposition:
     steps: tuple[str, ...]  # what each stage computes, for messages ("x^2", "sum of squares")
     emulate: Callable  # (inputs: list of float32 arrays, node attributes: dict) -> one float16 array per stage
     fix: str  # what the user can do when an intermediate overflows
+    onnx_op: str = ""  # the ONNX op such a layer comes from (its inputs are the layer's)
 
     def matches(self, stage_types: list[str]) -> bool:
         return len(stage_types) == len(self.stages) and all(t in s for t, s in zip(stage_types, self.stages))
@@ -101,6 +106,14 @@ def _divide(inputs: list, attributes: dict) -> list:
         return [reciprocal, _fp16(_f32(x) * _f32(reciprocal))]
 
 
+def _subtract(inputs: list, attributes: dict) -> list:
+    """x - y as the plugin computes it: -y (a Power with scale -1), then x + (-y)."""
+    x, y = _fp16(inputs[0]), _fp16(inputs[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        negated = _fp16(-_f32(y))
+        return [negated, _fp16(_f32(x) + _f32(negated))]
+
+
 _MEAN = frozenset({"AvgPool", "ReduceMean"})
 DECOMPOSITIONS: tuple[Decomposition, ...] = (
     Decomposition(
@@ -110,7 +123,8 @@ DECOMPOSITIONS: tuple[Decomposition, ...] = (
         _reduce_l2,
         "the sum of squares leaves FP16 where the L2 norm passes 256: divide the input by a power of two "
         "first (the norm scales with it; F.normalize's result does not change), or let myriad-blob's rule "
-        "'ReduceL2 -> prescaled mean of squares' do it",
+        "'ReduceL2 -> scaled mean of squares' do it",
+        "ReduceL2",
     ),
     Decomposition(
         "ReduceSum",
@@ -118,6 +132,7 @@ DECOMPOSITIONS: tuple[Decomposition, ...] = (
         ("mean", "sum (mean x N)"),
         _reduce_sum,
         "scale the input down before the sum",
+        "ReduceSum",
     ),
     Decomposition(
         "Divide",
@@ -126,6 +141,15 @@ DECOMPOSITIONS: tuple[Decomposition, ...] = (
         _divide,
         "the divisor's reciprocal leaves FP16 where |y| < 1.5e-5 (FP16 cannot hold a smaller eps either): "
         "clamp the divisor to at least 1e-4 (F.normalize(eps=1e-4)), or scale both operands up",
+        "Div",
+    ),
+    Decomposition(
+        "Subtract",
+        (frozenset({"Power"}), frozenset({"Sum", "Eltwise"})),
+        ("-y", "x + (-y)"),
+        _subtract,
+        "scale both operands down",
+        "Sub",
     ),
 )
 BY_TYPE = {row.layer_type: row for row in DECOMPOSITIONS}
@@ -216,6 +240,7 @@ class StageCheck:
     stages: tuple[StageRange, ...] = ()  # every decomposed layer's stages, on every frame
     frames: dict = dataclasses.field(default_factory=dict)  # frame -> {"worst": IR layer range, "overflow": [...]}
     error: str | None = None  # the check could not run (the blob and the IR-layer check stand)
+    not_emulated: tuple[str, ...] = ()  # decomposed layers whose ONNX node was not found: not checked
 
     def flagged(self) -> list[StageRange]:
         return [s for s in self.stages if s.verdict != "ok"]
@@ -266,6 +291,7 @@ class StageCheck:
             "layers": [layer.to_dict() for layer in self.layers],
             "stages": [s.to_dict() for s in self.stages],
             "hard_frames": self.frames,
+            "not_emulated": list(self.not_emulated),
         }
 
 
@@ -325,12 +351,15 @@ def layer_stages(graph: StageGraph, ir, origins: tuple = ()) -> tuple[LayerStage
     for layer, stages in grouped.items():
         row = BY_TYPE.get(types[layer])
         stage_types = [s.type for s in stages]
+        on_nce = any(s.unit == "NCE" for s in stages)
         if row is not None and row.matches(stage_types):
             kind = "decomposed"
-        elif len(stages) > 1 and not any(s.unit == "NCE" for s in stages):
+        elif not on_nce and (types[layer] in NCE_LAYER_TYPES or any(t in NCE_STAGE_TYPES for t in stage_types)):
+            kind = (
+                "moved to SHAVEs"  # a convolution, GEMM or pooling the NCE could run (a bias-add layer holds its conv)
+            )
+        elif len(stages) > 1 and not on_nce:
             kind = "unknown decomposition"
-        elif types[layer] in NCE_LAYER_TYPES and not any(s.unit == "NCE" for s in stages):
-            kind = "moved to SHAVEs"
         else:
             continue
         origin = _trace(layer, origins)
@@ -342,8 +371,11 @@ def _trace(layer: str, origins: tuple) -> dict | None:
     return next((o for o in (model.origin(layer) for model in origins) if o), None)
 
 
-def _node_inputs(onnx_path, nodes: list[str]) -> tuple[dict, dict]:
-    """{node: ([input tensor names], {"axes": [...]})} for the ONNX nodes, and the loaded model."""
+def _node_inputs(onnx_path, layers: list[LayerStages]) -> tuple[dict, dict]:
+    """{IR layer: ([input tensor names], {"axes": [...], "keepdims": k})} for the decomposed layers,
+    and the loaded model. A layer's ONNX node is the one named as the layer, or producing the tensor
+    the layer is named after (the 2022.3 front end names layers so), or its traced node, of the
+    row's ONNX op in each case: a layer whose node is not found is not emulated (check_stages says so)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -352,56 +384,61 @@ def _node_inputs(onnx_path, nodes: list[str]) -> tuple[dict, dict]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute:
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    by_name = {node.name: node for node in model.graph.node}
+    by_name = {node.name: node for node in model.graph.node if node.name}
+    by_output = {output: node for node in model.graph.node for output in node.output}
     found = {}
-    for name in nodes:
-        node = by_name.get(name)
+    for layer in layers:
+        op = BY_TYPE[layer.type].onnx_op
+        candidates = (by_name.get(layer.layer), by_output.get(layer.layer), by_name.get(layer.onnx_node or ""))
+        node = next((n for n in candidates if n is not None and n.op_type == op), None)
         if node is None:
             continue
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         axes = attributes.get("axes")
         if axes is None and node.op_type.startswith("Reduce") and len(node.input) > 1 and node.input[1] in constants:
             axes = constants[node.input[1]].tolist()
-        found[name] = ([i for i in node.input if i], {"axes": axes, "keepdims": attributes.get("keepdims", 1)})
+        found[layer.layer] = ([i for i in node.input if i], {"axes": axes, "keepdims": attributes.get("keepdims", 1)})
     return found, {"model": model, "constants": constants}
 
 
 def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     """The named tensors' values on ONNX Runtime (extra graph outputs), float32."""
     import onnx
-    import onnxruntime
 
     model = onnx.ModelProto()
     model.CopyFrom(loaded["model"])
     present = {o.name for o in model.graph.output}
-    wanted = [n for n in names if n not in loaded["constants"]]
+    fed = {i.name for i in model.graph.input}  # a layer reading a model input reads what is fed
+    wanted = [n for n in names if n not in loaded["constants"] and n not in fed]
     for name in wanted:
         if name not in present:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feeds = {arg.name: inputs[arg.name].astype(np.float32) for arg in session.get_inputs()}
+    session = ort_session(model.SerializeToString())
+    feeds = {  # float inputs as float32 (a U8 frame is fed as the float the model takes); others as given
+        arg.name: inputs[arg.name].astype(np.float32) if arg.type == "tensor(float)" else inputs[arg.name]
+        for arg in session.get_inputs()
+    }
     outputs = [o.name for o in session.get_outputs()]
     values = dict(zip(outputs, session.run(None, feeds)))
     result = {name: np.asarray(values[name], np.float32) for name in wanted}
+    result.update({name: feeds[name] for name in names if name in fed and name in feeds})
     result.update({name: np.asarray(loaded["constants"][name], np.float32) for name in names if name not in result})
     return result
 
 
 def emulate_layers(layers: tuple[LayerStages, ...], onnx_model, model_inputs: dict, frame: str, origins: tuple):
     """StageRange for every decomposed layer's stages on one frame's model inputs."""
-    decomposed = [layer for layer in layers if layer.kind == "decomposed" and layer.onnx_node]
+    decomposed = [layer for layer in layers if layer.kind == "decomposed"]
     if not decomposed:
         return []
-    nodes, loaded = _node_inputs(onnx_model.path, [layer.onnx_node for layer in decomposed])
+    nodes, loaded = _node_inputs(onnx_model.path, decomposed)
     names = sorted({name for inputs, _ in nodes.values() for name in inputs})
     values = _tensor_values(loaded, names, model_inputs)
     ranges = []
     for layer in decomposed:
-        if layer.onnx_node not in nodes:
+        if layer.layer not in nodes:
             continue
-        inputs, attributes = nodes[layer.onnx_node]
+        inputs, attributes = nodes[layer.layer]
         row = BY_TYPE[layer.type]
         arrays = [values[name] for name in inputs]
         if attributes["axes"] is not None:
@@ -471,7 +508,9 @@ def check_stages(
                 hard[name] = _ir_ranges(ir, inputs, toolchain, worker, layouts, origins)
     except Exception as error:  # the stage check is an addition: it never fails the conversion itself
         return StageCheck(graph.counts(), layers, error=f"{type(error).__name__}: {str(error).strip()[:300]}")
-    return StageCheck(graph.counts(), layers, tuple(stages), hard)
+    emulated = {s.layer for s in stages}
+    missing = tuple(layer.layer for layer in layers if layer.kind == "decomposed" and layer.layer not in emulated)
+    return StageCheck(graph.counts(), layers, tuple(stages), hard, not_emulated=missing)
 
 
 def _hard_frames(ir, photo_inputs: dict, input_type: str, input_types: dict | None) -> dict:
@@ -522,18 +561,14 @@ def check_plugin_stages(context: CheckContext) -> list[Finding]:
         )
     if stages is None:
         return []
-    if context.report.numeric is not None:
-        context.report.numeric["stages"] = stages.to_dict()
-        if stages.overflows(photo=True):
-            context.report.numeric["passed"] = False
+    context.report.check_sections[SECTION] = stages.to_dict()
+    if context.report.numeric is not None and stages.overflows(photo=True):
+        context.report.numeric["passed"] = False
     return stages.findings()
 
 
-CHECK = Check(CHECK_NAME, check_plugin_stages)
-
-
 def markdown(stages: dict | None) -> list[str]:
-    """The report's Markdown lines for numeric["stages"]: stage counts, IR layer -> stages for layers
+    """The report's Markdown lines for its plugin_stages section: stage counts, IR layer -> stages for layers
     decomposed or moved to SHAVEs, the FP16 verdict per stage where not ok, the hard frames' worst."""
     if not stages:
         return []
@@ -551,6 +586,11 @@ def markdown(stages: dict | None) -> list[str]:
             steps = " → ".join(f"{s['type']} ({s['unit']})" for s in layer["stages"])
             lines.append(f"| {code(layer['layer'])} | {text(layer['type'])} | {layer['kind']} | {text(steps, 400)} |")
         lines.append("")
+    if stages.get("not_emulated"):
+        lines += [
+            f"Not emulated (their ONNX node was not found): {', '.join(code(name) for name in stages['not_emulated'])}",
+            "",
+        ]
     flagged = [s for s in stages["stages"] if s["verdict"] != "ok"]
     if flagged:
         lines += ["| stage | computes | IR layer | frame | largest | FP16 |", "| --- | --- | --- | --- | --- | --- |"]
@@ -575,3 +615,6 @@ def markdown(stages: dict | None) -> list[str]:
             "",
         ]
     return lines
+
+
+CHECK = Check(CHECK_NAME, check_plugin_stages, key=SECTION, render_markdown=markdown)
