@@ -33,9 +33,9 @@ from ..numeric import (
     IMAGENET_STD,
     NEAR_OVERFLOW_HEADROOM,
     Fp16Range,
-    _photo_fits,
     layer_ranges,
     make_inputs,
+    photo_fits,
     reference_inputs,
     run_ir_with_ranges,
 )
@@ -520,7 +520,7 @@ def _hard_frames(ir, photo_inputs: dict, input_type: str, input_types: dict | No
     every = input_type in ("U8", "ONNX") or bool(baked[0] or baked[1])  # as numeric.make_inputs decides
     for tensor in ir.inputs:
         shape = tuple(photo_inputs[tensor.name].shape) if tensor.name in photo_inputs else ()
-        if not _photo_fits(shape):
+        if not photo_fits(shape):
             continue
         named = (input_types or {}).get(tensor.name)
         integer = every if named is None else named == "U8" or any(tensor.name in table for table in baked)
