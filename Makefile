@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MYRIAD_BLOB_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-unit test-yolo-families image image-test bench corpus-table op-table onnx-suite report-screenshot clean
+.PHONY: setup demo test test-unit test-yolo-families image image-test bench bench-speed corpus-table op-table onnx-suite report-screenshot clean
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,12 @@ tests/node_modules: tests/package.json tests/package-lock.json
 
 bench: setup
 	$(BIN)/python bench/bench.py
+
+# The speed estimate against the published RVC2 figures: published vs estimated FPS per calibration point,
+# leave-one-architecture-out errors (median, worst), the rank correlation, the 416 -> 640 drops and the
+# latency fit (seconds: the calibration blobs' stage tables are cached in tools/speed_calibration/).
+bench-speed: setup
+	$(BIN)/python tools/calibrate_speed.py
 
 # The README's "What converts" table, written from a real run of the corpus (tests/corpus.py).
 corpus-table: setup

@@ -62,3 +62,4 @@ def test_a_built_wheel_carries_the_photo(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("myriad_blob-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "myriad_blob/data/grace_hopper.jpg" in names and "myriad_blob/data/README.md" in names
+    assert "myriad_blob/data/speed_calibration.json" in names  # the speed estimate's coefficients (speed.py)

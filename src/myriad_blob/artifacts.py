@@ -139,6 +139,10 @@ class LayerSupport:
 class CompiledBlob:
     path: Path
     settings: dict
+    # stage_graph.StageGraph: the plugin's own stages, from its dump (typed Any: artifacts sits below
+    # the stages, and stage_graph is one). None: no dump, stage_graph_error says why.
+    stage_graph: Any = None
+    stage_graph_error: str | None = None
 
 
 # IR precisions of integer tensors (an ArgMax class map, TopK indices). The Myriad compiler

@@ -21,6 +21,7 @@ from .options import CLI, OPTIONS, ConversionOptions, Option, default_output, pa
 from .pipeline import convert as run_conversion
 from .pipeline import report_options_error
 from .report import show_progress
+from .speed import estimate_cli
 
 
 def _version_message() -> str:
@@ -243,6 +244,21 @@ def convert_all_command(manifest, output_dir, only, jobs, superblob, cache_dir, 
 def matrix_command(manifest) -> None:
     """Print the manifest's variants as a GitHub Actions matrix (JSON for fromJSON)."""
     click.echo(matrix(_load_variants(manifest)))
+
+
+@main.command()
+@click.argument("blob", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as the report's JSON speed section.")
+@click.option(
+    "--target-fps",
+    type=click.FloatRange(0.01, 10000),
+    metavar="FPS",
+    help="Exit 14 when the estimate falls short of FPS, naming the SHAVE count or input size that would reach it.",
+)
+def estimate(blob: Path, as_json: bool, target_fps: float | None) -> None:
+    """Estimate a blob's speed on an RVC2 camera (FPS, latency, 1-16 SHAVEs, where the time goes)
+    from the blob alone: any blob the 2021.4 Myriad plugin wrote, by myriad-blob or not."""
+    sys.exit(estimate_cli(blob, as_json, target_fps))
 
 
 @main.command()

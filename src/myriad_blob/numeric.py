@@ -384,7 +384,7 @@ def make_inputs(
     for tensor in ir.inputs:
         named = (input_types or {}).get(tensor.name)
         integer_input = every if named is None else named == "U8" or any(tensor.name in table for table in baked)
-        if _photo_fits(tensor.shape):
+        if photo_fits(tensor.shape):
             inputs[tensor.name] = photo_input(tensor.shape, integer_input, reverse_channels)
             photos += 1
         else:
@@ -408,7 +408,7 @@ def describe_samples(samples: dict) -> str:
     return ", ".join(str(path) if name is None else f"{name}={path}" for name, path in samples.items())
 
 
-def _photo_fits(shape: tuple) -> bool:
+def photo_fits(shape: tuple) -> bool:
     """An input the check photo can fill: N, 1 or 3 channels, H, W of 8 pixels or more."""
     return len(shape) == 4 and shape[1] in (1, 3) and min(shape[2], shape[3]) >= 8
 

@@ -550,6 +550,22 @@ OPTIONS: tuple[Option, ...] = (
         action_doc="as `--min-cosine`: numeric check tolerance",
     ),
     Option(
+        "target-fps",
+        "float",
+        range=(0.01, 10000.0),
+        metavar="FPS",
+        help="Frame rate the blob should reach on the camera: warn (exit 14 with --strict) when the speed "
+        "estimate falls short, naming the SHAVE count or input size that would reach it.",
+        doc_flag="FPS",
+        doc_default="none",
+        doc="frame rate the blob should reach on an RVC2 camera (8 SHAVEs' published figures calibrate the "
+        "estimate): a warning, exit 14 with `--strict`, when the estimate falls short, naming the `--nshaves` "
+        "or input size that would reach it",
+        action_help="Frame rate the blob should reach on the camera (as --target-fps); empty: no target.",
+        action_doc_default="none",
+        action_doc="as `--target-fps`: warn when the speed estimate falls short",
+    ),
+    Option(
         "nn-archive",
         "flag",
         default=False,
@@ -731,6 +747,7 @@ class ConversionOptions:
     strict: bool = option_default("strict")
     max_relative_error: float = option_default("max-relative-error")
     min_cosine: float = option_default("min-cosine")
+    target_fps: float | None = None  # --target-fps: the speed estimate's goal (speed.py)
     nn_archive: bool = option_default("nn-archive")
     superblob: bool = option_default("superblob")
 

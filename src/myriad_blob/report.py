@@ -232,6 +232,7 @@ def verdict(report: dict) -> str:
     return (
         f"{icon} **Converted** {code(name)} → {code(Path(report['blob']['path']).name)}: {numbers} · "
         f"{_size(report['blob']['size'])} · {report['total_duration_s']:.1f} s{cached}"
+        + "".join(f" · {c.headline(report[c.key])}" for c in _SECTION_CHECKS if c.headline and report.get(c.key))
     )
 
 

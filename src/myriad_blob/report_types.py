@@ -137,6 +137,19 @@ class Fp16Section(TypedDict):
     layers: list[dict[str, Any]]
 
 
+class StageCheckSection(TypedDict):
+    """FP16 where the chip computes: the Myriad plugin's own stages (fp16_stages.py)."""
+
+    checked: bool
+    error: str | None
+    counts: dict[str, int]  # {"NCE": n, "SHAVE": m, "DMA": k}: the stages that run, by unit
+    frames: list[str]  # "photo" and the hard frames the stages were checked on
+    layers: list[dict[str, Any]]  # IR layers decomposed or moved to SHAVEs, with their stages
+    stages: list[dict[str, Any]]  # every decomposed layer's stage on every frame: largest value, verdict
+    hard_frames: dict[str, Any]  # frame -> the IR-layer range check's worst layer and overflows on it
+    not_emulated: list[str]  # decomposed layers whose ONNX node was not found (not checked)
+
+
 class Tolerances(TypedDict):
     max_relative_error: float
     min_cosine: float
@@ -180,6 +193,44 @@ class BlobSection(TypedDict):
     camera_frame_types: dict[str, str]  # per 3-channel image input, by its layout (--input-layout name=NHWC)
 
 
+class SpeedLayer(TypedDict):
+    name: str  # the plugin's layer (with a stage graph), else "stage N (type)"
+    unit: Literal["NCE", "SHAVE", "DMA"]
+    types: str  # its stage types, "MyriadXHwOp + Swish"
+    ms: float  # estimated milliseconds per frame
+    share: float  # of the time per frame, 0-1
+    why: str | None  # what makes it cost this (an activation on SHAVEs, padded channels, a DDR round trip)
+    change: str | None  # what would make it cheaper
+
+
+class SpeedStageType(TypedDict):
+    type: str  # the plugin's stage type (MyriadXHwOp, Swish, Copy, ...)
+    unit: Literal["NCE", "SHAVE", "DMA"]
+    stages: int
+    ms: float
+    share: float
+
+
+class SpeedSection(TypedDict):
+    """The estimate on an RVC2 camera (speed.py), fitted on Luxonis' published figures."""
+
+    shaves: int  # the blob's SHAVEs
+    fps: float  # frames per second, 2 inference threads as Luxonis measured
+    fps_range: list[float]  # [low, high]: the calibration's leave-one-architecture-out spread
+    latency_ms: float  # the USB return included
+    latency_range_ms: list[float]
+    fit: Literal["calibrated", "partly outside the calibration", "outside the calibration"]
+    uncalibrated_share: float  # of the time, in stage kinds the calibration barely saw
+    by_shaves: dict[str, float]  # "1".."16" -> estimated FPS
+    top_layers: list[SpeedLayer]  # the five taking the most time
+    by_stage_type: list[SpeedStageType]
+    time_ms: dict[str, float]  # NCE, SHAVE, DMA, "fixed + USB"
+    calibration: str  # what the estimate was fitted on
+    summary: str  # "~28 FPS at 8 SHAVEs"
+    target_fps: float | None  # --target-fps
+    advice: str | None  # when the estimate falls short of --target-fps: what would reach it
+
+
 class FindingRecord(TypedDict):
     """What a verify check found (findings.Finding): the verdict's reasons are these, in order."""
 
@@ -217,8 +268,11 @@ Report = TypedDict(
         "yolo": dict[str, Any] | None,  # a model family's section (families/yolo/): task, classes, head, detections
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
+        "speed": SpeedSection | None,  # the speed estimate (speed.py); None when the stage table does not parse
         "toolchain": dict[str, Any],
         "total_duration_s": float | None,
+        # FP16 on the Myriad plugin's own stages (checks/fp16_stages.py); None: no stage graph
+        "plugin_stages": StageCheckSection | None,
         "findings": list[FindingRecord] | None,  # what the verify checks found; None until verify ran
         "verdict": Verdict,
     },

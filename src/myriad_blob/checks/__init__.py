@@ -4,13 +4,15 @@ line here. Each returns findings (findings.py), from which the warnings, the ver
 
 from __future__ import annotations
 
-from . import blob_header, fp16_range, numeric_outputs
+from . import blob_header, fp16_range, fp16_stages, numeric_outputs, speed_estimate
 from .base import Check, CheckContext
 
 VERIFY_CHECKS: tuple[Check, ...] = (
     blob_header.CHECK,
     numeric_outputs.CHECK,
     fp16_range.CHECK,
+    fp16_stages.CHECK,  # FP16 where the chip computes: the plugin's own stages, and hard frames
+    speed_estimate.CHECK,  # last: a conversion's own faults come first for --strict
 )
 
 __all__ = ["VERIFY_CHECKS", "Check", "CheckContext"]

@@ -42,3 +42,5 @@ class Check:
     # context.report.check_sections[key]; report_types.py gives its schema) and its Markdown.
     key: str | None = None
     render_markdown: Callable[[dict], list[str]] | None = None
+    # A few words for the report's first line (and the PR comment's) from its section, or None.
+    headline: Callable[[dict], str] | None = None

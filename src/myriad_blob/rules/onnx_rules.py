@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..artifacts import FP16_MAX
 from .onnx_graph import SHAPE_ONLY_OPS, Builder, Graph, copy_model, opset_of, replace_nodes
 
 # Outputs of a kept rewrite may differ from the reference's by this much, relative to each
@@ -623,6 +624,90 @@ def _trig_why(found) -> str:
         for _, node, plan in found[:4]
     )
     return f"{len(found)} {op} node(s) with a range the graph proves: {ranges}; largest error in FP16 arithmetic {worst:.1e}"
+
+
+# --- ReduceL2 (F.normalize, x / x.norm()) -> a mean of squares, prescaled by a power of two ---
+
+# The largest magnitude whose square stays 4x below FP16's largest value (127.9^2 = 16,358): the FP16
+# range check's near-overflow headroom (numeric.NEAR_OVERFLOW_HEADROOM), so a proven-bound rewrite is not flagged.
+_SQUARE_SAFE = 127.9
+
+
+def _reduce_l2_plan(graph: Graph, node):
+    """(axes, keepdims, N, bound, dtype) for a ReduceL2 whose sum of squares can leave FP16 on the
+    Myriad. Its plugin runs ReduceL2 as x^2 -> mean -> times N -> root, all FP16 (checks/fp16_stages.py),
+    so the sum N * bound^2 must stay below 65,504. bound: the largest |x| the graph proves (a Tanh's 1,
+    a Clip's limits), else FP16's own largest value, which no FP16 tensor passes."""
+    shape, dtype = graph.shape(node.input[0]), _float_input(graph, node)
+    if shape is None or dtype is None or not all(isinstance(size, int) and size > 0 for size in shape):
+        return None
+    axes = _attribute(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = graph.const(node.input[1])
+        if axes is None:
+            return None
+    axes = sorted({int(a) + len(shape) if int(a) < 0 else int(a) for a in np.asarray(axes).reshape(-1)})
+    if not axes:  # no axes: ONNX reduces over all of them (noop_with_empty_axes aside)
+        if _attribute(node, "noop_with_empty_axes", 0):
+            return None
+        axes = list(range(len(shape)))
+    count = int(np.prod([shape[a] for a in axes]))
+    proven = interval(graph, node.input[0])
+    bound = min(max(abs(proven[0]), abs(proven[1])), FP16_MAX) if proven else FP16_MAX
+    if count * bound * bound <= FP16_MAX:
+        return None
+    return axes, _attribute(node, "keepdims", 1), count, bound, dtype
+
+
+def _reduce(builder: Builder, graph: Graph, op: str, x: str, axes: list, keepdims: int) -> str:
+    if graph.opset >= 18:  # the axes became an input
+        return builder.node(op, [x, builder.constant(np.array(axes, np.int64), "axes")], keepdims=keepdims)
+    return builder.node(op, [x], axes=axes, keepdims=keepdims)
+
+
+def _mean_of_squares(builder: Builder, graph: Graph, x: str, axes: list, keepdims: int) -> str:
+    """sqrt(ReduceMean(x^2)): no intermediate larger than max |x|^2 (the plugin's times-N is gone)."""
+    return builder.node("Sqrt", [_reduce(builder, graph, "ReduceMean", builder.node("Mul", [x, x]), axes, keepdims)])
+
+
+def _build_reduce_l2(builder: Builder, node, plan, graph: Graph) -> None:
+    """||x|| = sqrt(N) * sqrt(mean(x^2)): the plugin's times-N step, which overflows, is gone.
+    Where the graph proves |x| <= bound, x is first divided by s, the smallest power of two that brings
+    the bound to 127.9 or below (exact in FP16: only the exponent changes), and the root multiplied by
+    s * sqrt(N). Where it proves nothing, the scale is taken at run time instead, per reduced vector:
+    m = max |x| (at least 2^-10, so 1/m fits), ||x|| = m * sqrt(N) * sqrt(mean((x / m)^2)); then
+    (x / m)^2 <= 1 for any FP16 input, and its largest value is 1, so the squares FP16 flushes (below
+    2^-14, |x| < m / 128) are ones that add less than 2^-14 each to a mean of at least 1/N."""
+    axes, keepdims, count, bound, dtype = plan
+    x, root = node.input[0], math.sqrt(count)
+
+    def constant(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    if bound < FP16_MAX:  # proven by the graph
+        scale = 2.0 ** max(math.ceil(math.log2(bound / _SQUARE_SAFE)), 0)
+        prescaled = builder.node("Mul", [x, constant(1 / scale, "prescale")]) if scale > 1 else x
+        norm = _mean_of_squares(builder, graph, prescaled, axes, keepdims)
+        builder.node("Mul", [norm, constant(root * scale, "scale")], node.output[0])
+        return
+    magnitude = builder.node("Max", [x, builder.node("Mul", [x, constant(-1, "minus_one")])])
+    peak = builder.node("Max", [_reduce(builder, graph, "ReduceMax", magnitude, axes, 1), constant(2.0**-10, "floor")])
+    norm = _mean_of_squares(builder, graph, builder.node("Div", [x, peak]), axes, keepdims)
+    if not keepdims:
+        peak = _reduce(builder, graph, "ReduceMax", peak, axes, 0)
+    scaled = builder.node("Mul", [norm, constant(root, "root_n")])
+    builder.node("Mul", [scaled, peak], node.output[0])
+
+
+def _reduce_l2_why(found) -> str:
+    parts = ", ".join(
+        f"{node.name or node.output[0]} over {plan[2]} values (sum of squares up to {plan[2] * plan[3] ** 2:.3g})"
+        for _, node, plan in found[:4]
+    )
+    return (
+        f"{len(found)} ReduceL2 node(s) whose sum of squares can pass FP16's 65504 on the Myriad (its plugin "
+        f"runs x^2 -> mean -> times N -> root in FP16): {parts}"
+    )
 
 
 # --- LSTM and GRU (fixed length, torch's defaults) -> unrolled MatMul/Sigmoid/Tanh steps ---
@@ -1557,6 +1642,14 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read",
     ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
+    _rule(
+        "ReduceL2 -> scaled mean of squares",
+        BOTH,
+        "ReduceL2",
+        _reduce_l2_plan,
+        _build_reduce_l2,
+        _reduce_l2_why,
+    ),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
     *(
         _rule(
