@@ -507,3 +507,26 @@ def test_grouped_3d_convolution_converts(tmp_path):
     blob = tmp_path / "conv3d.blob"
     result = run_cli("convert", "--input", path, "--output", blob, "--input-type", "FP16", "--strict")
     _passed(result, blob, "grouped 3-D Conv -> one Conv per group")
+
+
+class _Fold(torch.nn.Module):
+    """MobileViTV2's patches back to an image: F.unfold, a change per patch, F.fold (aten::col2im, opset 18)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        patches = torch.nn.functional.unfold(self.conv(x / 255), kernel_size=2, stride=2)
+        return torch.nn.functional.fold(patches * 2.0, output_size=(16, 16), kernel_size=2, stride=2)
+
+
+def test_fold_exports_at_opset_18_and_converts(tmp_path):
+    # Was exit 11: the automatic opsets stopped at 17 ("Support for this operator was added in version 18").
+    torch.manual_seed(0)
+    path = tmp_path / "fold.pt"
+    torch.jit.save(torch.jit.trace(_Fold().eval(), torch.rand(1, 3, 16, 16)), str(path))
+    blob = tmp_path / "fold.blob"
+    result = run_cli("convert", "--input", path, "--input-shape", "[1, 3, 16, 16]", "--output", blob)
+    report = _passed(result, blob, "Col2Im without overlap -> Reshape/Transpose")
+    assert report["onnx"]["opset"] == 18

@@ -20,8 +20,9 @@ from .rules.advice import compile_time_input_misuse, explain_export_failure
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
 # attention (scaled_dot_product_attention) and native HardSwish; the OpenVINO 2022.3 front end
 # reads 13-17 alike (measured on the corpus), but opset 17 turns LayerNorm into
-# LayerNormalization, which it crashes on. Later entries are fallbacks for the exporter.
-OPSET_PREFERENCE = (14, 16, 13, 12, 11, 17)
+# LayerNormalization, which it crashes on. Later entries are fallbacks for the exporter; 18 is the
+# first with Col2Im (F.fold, MobileViTV2), which the ONNX preparation rewrites and downgrades to 17.
+OPSET_PREFERENCE = (14, 16, 13, 12, 11, 17, 18)
 
 
 def _fail(message: str) -> ConversionError:

@@ -401,9 +401,9 @@ OPTIONS: tuple[Option, ...] = (
         "int",
         stage="export",
         range=(7, 18),
-        help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17 "
+        help="ONNX opset for the PyTorch export (7-18).  [default: 14, falling back to 16, 13, 12, 11, 17, 18 "
         "when the exporter fails]",
-        doc_default="`14`, then 16, 13, 12, 11, 17",
+        doc_default="`14`, then 16, 13, 12, 11, 17, 18",
         doc="ONNX opset for the PyTorch export (7–18); without it the exporter tries these in turn and the report "
         "says why one failed",
         action_help="ONNX opset to export PyTorch models at (a whole number); empty chooses automatically.",

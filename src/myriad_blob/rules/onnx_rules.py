@@ -382,6 +382,40 @@ def _build_split_groups(builder: Builder, node, plan, graph: Graph) -> None:
     builder.node("Concat", parts, node.output[0], axis=1)
 
 
+# --- Col2Im (F.fold) whose patches do not overlap -> Reshape, Transpose, Reshape ---
+
+
+def _col2im_plan(graph: Graph, node):
+    """F.fold with stride == kernel, no padding or dilation (MobileViTV2's patches back to an image):
+    a rearrangement, which OpenVINO 2022.3 (no Col2Im) and the Myriad can run."""
+    shape, image, block = graph.shape(node.input[0]), graph.const(node.input[1]), graph.const(node.input[2])
+    if shape is None or image is None or block is None or len(shape) != 3 or np.size(block) != 2:
+        return None
+    (height, width), (kh, kw) = [int(v) for v in np.asarray(image).reshape(-1)], [int(v) for v in block.reshape(-1)]
+    strides = list(_attribute(node, "strides", [1, 1]))
+    if (
+        strides != [kh, kw]
+        or any(_attribute(node, "pads", [0] * 4))
+        or any(d != 1 for d in _attribute(node, "dilations", [1, 1]))
+    ):
+        return None
+    if height % kh or width % kw or shape[1] % (kh * kw) or shape[2] != (height // kh) * (width // kw):
+        return None
+    return shape[0], shape[1] // (kh * kw), kh, kw, height, width
+
+
+def _build_col2im_rearrange(builder: Builder, node, plan, graph: Graph) -> None:
+    n, c, kh, kw, height, width = plan
+    blocks = builder.node(
+        "Reshape",
+        [node.input[0], builder.constant(np.array([n, c, kh, kw, height // kh, width // kw], np.int64), "shape")],
+    )
+    moved = builder.node("Transpose", [blocks], perm=[0, 1, 4, 2, 5, 3])
+    builder.node(
+        "Reshape", [moved, builder.constant(np.array([n, c, height, width], np.int64), "shape")], node.output[0]
+    )
+
+
 # --- Abs -> Relu(x) + Relu(-x) ---
 
 
@@ -1545,6 +1579,14 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_dilated_max,
         "{n} MaxPool node(s) with dilations, which the Myriad X's MaxPool has not (OpenVINO's MaxPool-8, "
         "unknown to the 2021.4 IR reader)",
+    ),
+    _rule(
+        "Col2Im without overlap -> Reshape/Transpose",
+        BOTH,
+        "Col2Im",
+        _col2im_plan,
+        _build_col2im_rearrange,
+        "{n} Col2Im node(s) (F.fold) whose patches do not overlap, which OpenVINO 2022.3 cannot read",
     ),
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
