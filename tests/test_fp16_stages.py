@@ -267,3 +267,49 @@ def test_superpoint_with_its_descriptor_norm_inside_is_right_on_the_chip(tmp_pat
     (first, *_) = _overflows(check)
     assert first.layer == layer.layer and first.step == "sum of squares (mean x N)" and first.onnx_node == "/ReduceL2"
     assert check.findings()[0].reason.startswith(f"FP16 overflow in stage {first.stage} (sum of squares")
+
+
+class _WhiteOverflows(nn.Module):
+    """An IR layer within FP16 on the photo (about 12,000) and beyond it on a white frame (about
+    83,000): a cube of the mean brightness, scaled."""
+
+    def forward(self, x):
+        m = x.mean(dim=(2, 3))
+        return (m * 0.005) * m * m
+
+
+class _SumOverAll(nn.Module):
+    """A Reduce over every axis (ONNX ReduceSum with no axes), which the plugin decomposes."""
+
+    def forward(self, x):
+        return x * (x * 1e-6).sum()
+
+
+def test_an_ir_layer_that_overflows_only_on_a_hard_frame_warns_and_strict_fails(tmp_path):
+    """Found in review: the hard frames' IR-layer overflows were shown but gave no warning, so the
+    verdict said passed and --strict exit 0. Now a finding names the layer and the frame, and the
+    report's first line says it next to "numbers match"."""
+    result, report, markdown = _convert(
+        tmp_path, _WhiteOverflows(), "a", "--input-type", "FP16", "--scale", "[1, 1, 1]"
+    )
+    assert result.returncode == 0, result.stderr
+    assert report["numeric"]["outputs_passed"] and report["verdict"]["result"] == "warnings"
+    (reason,) = [r for r in report["verdict"]["reasons"] if "frame" in r]
+    assert reason.startswith("FP16 overflow in layer ") and reason.endswith(" on the white frame")
+    assert "numbers match" in markdown.splitlines()[2] and "on the white frame**" in markdown.splitlines()[2]
+    strict, _, _ = _convert(
+        tmp_path, _WhiteOverflows(), "b", "--input-type", "FP16", "--scale", "[1, 1, 1]", "--strict"
+    )
+    assert strict.returncode == 14 and "FP16 overflow on a hard frame: layer" in strict.stderr
+
+
+def test_a_reduce_over_every_axis_is_emulated(tmp_path):
+    """Found in review: a ReduceSum without axes crashed the stage check (axes None), which then
+    said it could not run and failed --strict on a model whose numbers match."""
+    result, report, _ = _convert(tmp_path, _SumOverAll(), "a", "--strict")
+    assert result.returncode == 0, result.stderr
+    stages = report["plugin_stages"]
+    assert stages["checked"] and not stages.get("error")
+    summed = [s for s in stages["stages"] if s["layer_type"] == "ReduceSum"]
+    assert summed and {s["frame"] for s in summed} == {"photo", *HARD_FRAMES}
+    assert all(s["verdict"] == "ok" for s in summed)

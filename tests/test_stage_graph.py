@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import stage_models
+from hostile_markdown import PAYLOAD
 from myriad_blob import toolchain as toolchain_module
 from myriad_blob.compile_config import parse_compile_config
 from myriad_blob.stage_graph import DUMP_CONFIG, DUMP_KEY, Stage, StageGraph, parse_stage_graph, read_stage_graph
@@ -90,6 +91,17 @@ def test_by_layer_and_to_dict(dumped):
 def test_a_file_that_is_not_a_dump_is_refused(text):
     with pytest.raises(ValueError):
         parse_stage_graph(text)
+
+
+@pytest.mark.unit
+def test_a_models_names_with_line_breaks_are_read_as_names():
+    """The plugin writes layer names into its labels raw: a name holding a line break (and Markdown)
+    is the stage's layer name, whole; before, the stage head did not parse and the check could not run."""
+    graph = parse_stage_graph((DATA / "hostile_names.dot").read_text())
+    assert graph.counts() == {"NCE": 1, "SHAVE": 2, "DMA": 1}
+    hardware = next(stage for stage in graph.stages if stage.unit == "NCE")
+    assert hardware.layer == "conv" + PAYLOAD and hardware.name == "conv" + PAYLOAD
+    assert hardware.params["tiling.mode"] == "MODE_4_64" and hardware.params["withReLU"] == "1"
 
 
 @pytest.mark.unit

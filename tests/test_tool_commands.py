@@ -131,9 +131,15 @@ def test_the_ov2022_front_end_and_the_compile_helper_receive_these_lines(shimmed
         "MYRIAD_NUMBER_OF_SHAVES=4",
         "MYRIAD_NUMBER_OF_CMX_SLICES=4",
         "MYRIAD_THROUGHPUT_STREAMS=2",
+        # The plugin's stage graph (stage_graph.py), to a temporary file: our key, never the user's.
+        "MYRIAD_DUMP_ALL_PASSES=NO",
+        compile_[-1],
     ]
     assert compile_[3].endswith("model.blob")
-    (cpu_run,) = commands["verify"]
+    assert compile_[-1].startswith("MYRIAD_DUMP_INTERNAL_GRAPH_FILE_NAME=") and compile_[-1].endswith("/stages.dot")
+    # The numeric check's run on the photo, then the FP16 stage check's on the three hard frames.
+    cpu_run, *hard_frames = commands["verify"]
+    assert len(hard_frames) == 3 and all(run[:3] == cpu_run[:3] for run in hard_frames)
     assert cpu_run[:3] == [str(root / "venv" / "bin" / "python"), str(RUN_IR_ON_CPU_SCRIPT), xml]
     assert [os.path.basename(path) for path in cpu_run[3:]] == ["inputs.npz", "outputs.npz", "ranges.json"]
 

@@ -13,7 +13,6 @@ import dataclasses
 from .errors import ConversionError, Stage
 
 WARNING = "warning"  # the blob is written; the verdict is "warnings"; --strict fails the conversion at verify
-SEVERITIES = (WARNING,)
 
 
 @dataclasses.dataclass(frozen=True)

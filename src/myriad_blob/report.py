@@ -223,10 +223,15 @@ def verdict(report: dict) -> str:
     else:
         numbers = "numbers not checked"
     overflow = ((numeric or {}).get("fp16") or {}).get("overflow") or []
+    # What else a check found (findings.py), first of all: numbers that match on the CPU say nothing
+    # of an overflow on the camera, in a plugin stage or on a hard frame.
+    caveat = next((f["reason"] for f in report.get("findings") or [] if f["check"] != "numeric"), None)
     if overflow:  # the camera's FP16 arithmetic would overflow where the CPU check could not see it
         numbers += f" · ⚠️ **FP16 overflow** in {code(overflow[0])}" + (
             f" and {len(overflow) - 1} more" if len(overflow) > 1 else ""
         )
+    elif caveat:
+        numbers += f" · ⚠️ **{text(caveat)}**"
     icon = "✅" if overall_verdict(report)["result"] == "passed" else "⚠️"
     cached = " · from the cache" if (report.get("cache") or {}).get("hit") else ""
     return (

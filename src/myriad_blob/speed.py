@@ -34,6 +34,7 @@ from importlib import resources
 from .blob import BlobFormatError, parse_blob
 from .blob_stages import DDR_LOCATIONS, BlobStage, parse_stage_table
 from .errors import EXIT_CODES, Stage
+from .markdown_text import code, markdown_table, message, text
 
 FEATURES = (
     "inference",  # 1 per inference
@@ -508,17 +509,33 @@ def target_advice(estimate: SpeedEstimate, target_fps: float, input_shape: tuple
     if reach:
         options.append(f"--nshaves {reach[0]} (est. {estimate.by_shaves[reach[0]]:.1f} FPS)")
     if input_shape and len(input_shape) == 4:
-        height, width = input_shape[2], input_shape[3]
-        ratio = math.sqrt(estimate.fps / target_fps)
-        size = (max(32, int(height * ratio) // 32 * 32), max(32, int(width * ratio) // 32 * 32))
-        options.append(
-            f"an input of {size[0]}x{size[1]} (est. ~{estimate.fps * height * width / (size[0] * size[1]):.0f} FPS)"
-        )
+        size = _input_size_for(estimate, target_fps, input_shape[2], input_shape[3])
+        if size is not None:
+            (height, width), fps = size
+            options.append(f"an input of {height}x{width} (est. ~{fps:.0f} FPS)")
     if options:
         text += "; would reach it: " + " or ".join(options)
     else:
-        text += "; no SHAVE count reaches it"
+        text += "; neither another SHAVE count nor a smaller input reaches it (the time per inference that does not scale with the input alone is too long)"
     return text
+
+
+def _input_size_for(estimate: SpeedEstimate, target_fps: float, height: int, width: int):
+    """((height, width), its estimated FPS) for the largest input (multiples of 32, the aspect kept)
+    whose estimate reaches target_fps, or None. The stages' time scales with the pixels; the fixed
+    per-inference time (dispatch, the USB return) does not, so a smaller input only divides the rest."""
+    total = sum(estimate.units_ms.values())
+    fixed = estimate.units_ms.get("fixed + USB", 0.0) / total if total > 0 else 0.0
+
+    def fps_at(size: tuple) -> float:
+        ratio = size[0] * size[1] / (height * width)
+        return estimate.fps / (fixed + (1 - fixed) * ratio)
+
+    scale = math.sqrt(max(0.0, (estimate.fps / target_fps - fixed) / (1 - fixed))) if fixed < 1 else 0.0
+    size = (int(height * scale) // 32 * 32, int(width * scale) // 32 * 32)
+    while min(size) >= 32 and fps_at(size) < target_fps:  # rounding: step down until it reaches
+        size = (size[0] - 32, size[1] - 32)
+    return (size, fps_at(size)) if min(size) >= 32 and size != (height, width) else None
 
 
 def markdown(section: dict) -> list[str]:
@@ -532,9 +549,8 @@ def markdown(section: dict) -> list[str]:
     )
     by_shaves = section["by_shaves"]
     lines = [
-        "#### Speed on the camera (estimate)",
-        "",
-        f"**{section['summary']}**, likely {low:.1f}–{high:.1f} FPS; latency ~{section['latency_ms']:.0f} ms "
+        # Bold, not a heading: the report's one heading is its title (a PR comment shows several reports).
+        f"**Speed on the camera (estimate): {section['summary']}**, likely {low:.1f}–{high:.1f} FPS; latency ~{section['latency_ms']:.0f} ms "
         f"({latency_low:.0f}–{latency_high:.0f}, the USB return included). Fit: {section['fit']}{outside}. "
         "A measurement on the device beats any estimate.",
         "",
@@ -548,16 +564,23 @@ def markdown(section: dict) -> list[str]:
         )
         + f"; per inference (dispatch, USB) {section['time_ms']['fixed + USB'] / (1000 / section['fps']):.0%}.",
         "",
-        "| where the time goes | unit | share | why | what to change |",
-        "|---|---|---|---|---|",
+        # A layer's name is the model's: a code span (markdown_text), never raw Markdown.
+        markdown_table(
+            ["where the time goes", "unit", "share", "why", "what to change"],
+            [
+                [
+                    f"{code(layer['name'])} ({text(layer['types'])})",
+                    text(layer["unit"]),
+                    f"{layer['share']:.0%} ({layer['ms']:.1f} ms)",
+                    message(layer["why"] or ""),
+                    message(layer["change"] or ""),
+                ]
+                for layer in section["top_layers"]
+            ],
+        ),
     ]
-    for layer in section["top_layers"]:
-        lines.append(
-            f"| `{layer['name']}` ({layer['types']}) | {layer['unit']} | {layer['share']:.0%} ({layer['ms']:.1f} ms) "
-            f"| {layer['why'] or ''} | {layer['change'] or ''} |"
-        )
     if section.get("advice"):
-        lines += ["", f"⚠️ {section['advice']}"]
+        lines += ["", f"⚠️ {message(section['advice'])}"]
     return lines + ["", f"<sub>{section['calibration']}</sub>", ""]
 
 

@@ -36,8 +36,8 @@ _LOCATIONS = {"BSS": "DDR"}
 _NODE = re.compile(r"^\s*((?:data|stage)_\w+)\s*\[\s*$(.*?)^\s*\];", re.S | re.M)
 _LABEL = re.compile(r'label="((?:[^"\\]|\\.)*)"')
 _EDGE = re.compile(r"^\s*((?:data|stage)_\w+)\s*->\s*((?:data|stage)_\w+)\s*\[(.*?)\];", re.S | re.M)
-_PAIR = re.compile(r"^(.*?) =(?: (.*))?$")
-_STAGE_HEAD = re.compile(r"^\[(-?\d+) / (\d+)\] Stage (.*)$")
+_PAIR = re.compile(r"^(.*?) =(?: (.*))?$", re.S)  # re.S: a model's layer name may hold a line break
+_STAGE_HEAD = re.compile(r"^\[(-?\d+) / (\d+)\] Stage (.*)$", re.S)
 
 
 @dataclasses.dataclass(frozen=True)

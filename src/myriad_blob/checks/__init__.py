@@ -12,7 +12,7 @@ VERIFY_CHECKS: tuple[Check, ...] = (
     numeric_outputs.CHECK,
     fp16_range.CHECK,
     fp16_stages.CHECK,  # FP16 where the chip computes: the plugin's own stages, and hard frames
-    speed_estimate.CHECK,  # last: a conversion's own faults come first for --strict
+    speed_estimate.CHECK,  # after the checks of the numbers: their faults come first for --strict
 )
 
 __all__ = ["VERIFY_CHECKS", "Check", "CheckContext"]

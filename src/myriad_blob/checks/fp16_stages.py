@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..findings import Finding
-from ..markdown_text import code, message, text
+from ..markdown_text import code, markdown_table, message, text
 from ..numeric import (
     FP16_MAX,
     IMAGENET_MEAN,
@@ -242,15 +242,14 @@ class StageCheck:
     error: str | None = None  # the check could not run (the blob and the IR-layer check stand)
     not_emulated: tuple[str, ...] = ()  # decomposed layers whose ONNX node was not found: not checked
 
-    def flagged(self) -> list[StageRange]:
-        return [s for s in self.stages if s.verdict != "ok"]
-
     def overflows(self, photo: bool) -> list[StageRange]:
         return [s for s in self.stages if s.verdict == "overflow" and (s.frame == "photo") == photo]
 
-    def findings(self) -> list[Finding]:
+    def findings(self, photo_overflows: frozenset = frozenset()) -> list[Finding]:
         """The check could not run; an overflow inside a decomposition on the photo; then one on a
-        hard frame only (a layer already named on the photo is not named again)."""
+        hard frame only (a layer already named on the photo is not named again); then an IR layer
+        that overflows on a hard frame only (photo_overflows: the IR layers the FP16 range check
+        already names on the photo)."""
         if self.error:
             why = f"the FP16 check of the plugin's stages could not run ({self.error})"
             return [Finding(CHECK_NAME, why, why + "; the IR layers' FP16 range check stands")]
@@ -280,6 +279,22 @@ class StageCheck:
                     f"sends, though not on the check's photo. Fix: {BY_TYPE[first.layer_type].fix}",
                 )
             )
+        for frame in HARD_FRAMES:  # the first frame on which an IR layer overflows that the photo does not
+            info = self.frames.get(frame) if isinstance(self.frames.get(frame), dict) else {}
+            new = [layer for layer in info.get("overflow") or () if layer not in photo_overflows]
+            if new:
+                where = info.get("first_overflow") if info["overflow"][0] == new[0] else f"`{new[0]}`"
+                found.append(
+                    Finding(
+                        CHECK_NAME,
+                        f"FP16 overflow in layer {new[0]} on the {frame} frame",
+                        f"FP16 overflow on a hard frame: layer {where} goes beyond FP16's largest value {FP16_MAX:g} "
+                        f"on the {frame} frame a camera sends, though not on the check's photo: on the Myriad it "
+                        "becomes inf there and what follows is lost. Rescale that layer (smaller weights or input "
+                        "scale, with the factor moved to a later layer), or run that part on the host",
+                    )
+                )
+                break
         return found
 
     def to_dict(self) -> dict:
@@ -401,8 +416,9 @@ def _node_inputs(onnx_path, layers: list[LayerStages]) -> tuple[dict, dict]:
     return found, {"model": model, "constants": constants}
 
 
-def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
-    """The named tensors' values on ONNX Runtime (extra graph outputs), float32."""
+def _tensor_session(loaded: dict, names: list[str]):
+    """(ONNX Runtime session giving the named tensors as extra outputs, the names it computes, the
+    names that are model inputs): built once, run on every frame."""
     import onnx
 
     model = onnx.ModelProto()
@@ -413,7 +429,12 @@ def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     for name in wanted:
         if name not in present:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort_session(model.SerializeToString())
+    return ort_session(model.SerializeToString()), wanted, fed
+
+
+def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
+    """The named tensors' values on ONNX Runtime (extra graph outputs), float32."""
+    session, wanted, fed = loaded["session"]
     feeds = {  # float inputs as float32 (a U8 frame is fed as the float the model takes); others as given
         arg.name: inputs[arg.name].astype(np.float32) if arg.type == "tensor(float)" else inputs[arg.name]
         for arg in session.get_inputs()
@@ -426,14 +447,26 @@ def _tensor_values(loaded: dict, names: list[str], inputs: dict) -> dict:
     return result
 
 
-def emulate_layers(layers: tuple[LayerStages, ...], onnx_model, model_inputs: dict, frame: str, origins: tuple):
-    """StageRange for every decomposed layer's stages on one frame's model inputs."""
+def prepare_emulation(layers: tuple[LayerStages, ...], onnx_model) -> dict | None:
+    """What emulate_layers needs for every frame, read once: the decomposed layers, their ONNX
+    nodes' inputs and attributes, and the ONNX Runtime session giving those inputs. None when the
+    plugin decomposes no layer."""
     decomposed = [layer for layer in layers if layer.kind == "decomposed"]
     if not decomposed:
-        return []
+        return None
     nodes, loaded = _node_inputs(onnx_model.path, decomposed)
     names = sorted({name for inputs, _ in nodes.values() for name in inputs})
-    values = _tensor_values(loaded, names, model_inputs)
+    loaded["session"] = _tensor_session(loaded, names)
+    return {"decomposed": decomposed, "nodes": nodes, "loaded": loaded, "names": names}
+
+
+def emulate_layers(emulation: dict | None, model_inputs: dict, frame: str, origins: tuple):
+    """StageRange for every decomposed layer's stages on one frame's model inputs (emulation:
+    prepare_emulation's)."""
+    if emulation is None:
+        return []
+    decomposed, nodes = emulation["decomposed"], emulation["nodes"]
+    values = _tensor_values(emulation["loaded"], emulation["names"], model_inputs)
     ranges = []
     for layer in decomposed:
         if layer.layer not in nodes:
@@ -441,8 +474,10 @@ def emulate_layers(layers: tuple[LayerStages, ...], onnx_model, model_inputs: di
         inputs, attributes = nodes[layer.layer]
         row = BY_TYPE[layer.type]
         arrays = [values[name] for name in inputs]
-        if attributes["axes"] is not None:
-            rank = arrays[0].ndim
+        rank = arrays[0].ndim
+        if attributes["axes"] is None:  # a Reduce without axes reduces over every axis (ONNX)
+            attributes = attributes | {"axes": tuple(range(rank))}
+        else:
             attributes = attributes | {"axes": tuple(a + rank if a < 0 else a for a in attributes["axes"])}
         outputs = row.emulate(arrays, attributes)
         finite_before = all(np.isfinite(a).all() for a in arrays)
@@ -501,9 +536,10 @@ def check_stages(
         for name, frame in _hard_frames(ir, blob_inputs, options.input_type, input_types).items():
             frames[name] = frame
         stages, hard = [], {}
+        emulation = prepare_emulation(layers, prepared.model)
         for name, inputs in frames.items():
             model_inputs = reference_inputs(inputs, ir.preprocessing)
-            stages += emulate_layers(layers, prepared.model, model_inputs, name, origins)
+            stages += emulate_layers(emulation, model_inputs, name, origins)
             if name != "photo":
                 hard[name] = _ir_ranges(ir, inputs, toolchain, worker, layouts, origins)
     except Exception as error:  # the stage check is an addition: it never fails the conversion itself
@@ -539,11 +575,13 @@ def _ir_ranges(ir, inputs: dict, toolchain, worker, layouts, origins) -> dict:
     return {
         "worst": worst[0].to_dict() if worst else None,
         "overflow": [layer.layer for layer in check.overflows],
+        # The first overflowing layer in the user's terms (its ONNX node, its PyTorch module).
+        "first_overflow": check.overflows[0].where() if check.overflows else None,
     }
 
 
 def check_plugin_stages(context: CheckContext) -> list[Finding]:
-    """The verify check: the stage check's section in the report's numeric section, and its findings.
+    """The verify check: the stage check's section (the report's plugin_stages), and its findings.
     An overflow inside a decomposition on the photo also fails the numeric check (numeric["passed"]);
     one only on a hard frame leaves it: the numeric pass/fail stays on the photo."""
     compiled = context.compiled
@@ -564,7 +602,9 @@ def check_plugin_stages(context: CheckContext) -> list[Finding]:
     context.report.check_sections[SECTION] = stages.to_dict()
     if context.report.numeric is not None and stages.overflows(photo=True):
         context.report.numeric["passed"] = False
-    return stages.findings()
+    numeric = context.results.get("numeric")
+    fp16 = numeric.fp16 if numeric is not None else None
+    return stages.findings(frozenset(layer.layer for layer in fp16.overflows) if fp16 is not None else frozenset())
 
 
 def markdown(stages: dict | None) -> list[str]:
@@ -581,11 +621,17 @@ def markdown(stages: dict | None) -> list[str]:
     if stages.get("error"):
         lines += [f"> ⚠️ the FP16 check of the plugin's stages could not run: {message(stages['error'])}", ""]
     if stages["layers"]:
-        lines += ["| IR layer | type | how it runs | stages |", "| --- | --- | --- | --- |"]
-        for layer in stages["layers"]:
-            steps = " → ".join(f"{s['type']} ({s['unit']})" for s in layer["stages"])
-            lines.append(f"| {code(layer['layer'])} | {text(layer['type'])} | {layer['kind']} | {text(steps, 400)} |")
-        lines.append("")
+        # markdown_table escapes a `|` in a model's layer name, which would end the cell.
+        rows = [
+            [
+                code(layer["layer"]),
+                text(layer["type"]),
+                text(layer["kind"]),
+                text(" → ".join(f"{s['type']} ({s['unit']})" for s in layer["stages"]), 400),
+            ]
+            for layer in stages["layers"]
+        ]
+        lines += [markdown_table(["IR layer", "type", "how it runs", "stages"], rows), ""]
     if stages.get("not_emulated"):
         lines += [
             f"Not emulated (their ONNX node was not found): {', '.join(code(name) for name in stages['not_emulated'])}",
@@ -593,15 +639,18 @@ def markdown(stages: dict | None) -> list[str]:
         ]
     flagged = [s for s in stages["stages"] if s["verdict"] != "ok"]
     if flagged:
-        lines += ["| stage | computes | IR layer | frame | largest | FP16 |", "| --- | --- | --- | --- | --- | --- |"]
-        for s in flagged:
-            verdict = "❌ overflow" if s["verdict"] == "overflow" else "⚠️ near overflow"
-            largest = "inf" if s["nonfinite"] else f"{s['max_abs']:.4g}"
-            lines.append(
-                f"| {code(s['stage'])} ({text(s['type'])}) | {s['step']} | {code(s['layer'])} | {s['frame']} | "
-                f"{largest} | {verdict} |"
-            )
-        lines.append("")
+        rows = [
+            [
+                f"{code(s['stage'])} ({text(s['type'])})",
+                text(s["step"]),
+                code(s["layer"]),
+                text(s["frame"]),
+                "inf" if s["nonfinite"] else f"{s['max_abs']:.4g}",
+                "❌ overflow" if s["verdict"] == "overflow" else "⚠️ near overflow",
+            ]
+            for s in flagged
+        ]
+        lines += [markdown_table(["stage", "computes", "IR layer", "frame", "largest", "FP16"], rows), ""]
     worst = {
         frame: info["worst"]
         for frame, info in (stages.get("hard_frames") or {}).items()

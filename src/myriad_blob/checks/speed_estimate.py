@@ -14,7 +14,7 @@ def check_speed(context: CheckContext) -> list[Finding]:
     # kept one, only names the layers (so `myriad-blob estimate` on the blob gives the same figures).
     section, short = report_section(
         context.data or context.compiled.path.read_bytes(),
-        getattr(context.compiled, "stage_graph", None),
+        context.compiled.stage_graph,
         context.options.target_fps,
     )
     if section is not None:

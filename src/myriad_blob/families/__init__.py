@@ -18,8 +18,4 @@ def recognize(path: Path) -> Family | None:
     return next((family for family in FAMILIES if family.recognize(path)), None)
 
 
-def by_key(key: str) -> Family | None:
-    return next((family for family in FAMILIES if family.key == key), None)
-
-
-__all__ = ["FAMILIES", "Family", "FamilyModel", "by_key", "recognize"]
+__all__ = ["FAMILIES", "Family", "FamilyModel", "recognize"]
