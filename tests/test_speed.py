@@ -191,3 +191,14 @@ def test_the_input_size_target_fps_names_reaches_it_when_converted(tmp_path):
     assert second.returncode == 0, second.stderr
     reached = json.loads((tmp_path / "b.blob.report.json").read_text())["speed"]["fps"]
     assert reached >= target * 0.95, (shape, reached, target)
+
+
+@pytest.mark.unit
+def test_a_model_faster_than_every_calibration_point_is_said_to_be_outside_it():
+    """Found in review: a tiny net at ~370 FPS was labelled "calibrated" though the fastest model
+    the coefficients were fitted on runs at 94.8 FPS: an extrapolation, now said, its range wider."""
+    estimate = speed.estimate_blob(EXTERNAL.read_bytes())
+    slowest, fastest = speed.calibrated_fps_range(speed.calibration())
+    assert (slowest, fastest) == (4.71, 94.8) and estimate.fps > fastest * speed.EXTRAPOLATION
+    assert estimate.fit == "partly outside the calibration"
+    assert "the models it was fitted on run at 4.71–94.8 FPS" in "\n".join(speed.markdown(estimate.to_dict()))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from functools import cache
 from importlib import resources
@@ -328,6 +329,16 @@ def tensor_bytes(tensor) -> int:
     return math.prod(tensor.shape) * sizes.get(tensor.data_type, 2)
 
 
+EXTRAPOLATION = 1.5  # beyond this factor of the calibration's fastest or slowest model: an extrapolation
+_ROW_FPS = re.compile(r"([\d.]+) FPS$")
+
+
+def calibrated_fps_range(cal: dict) -> tuple[float, float]:
+    """(slowest, fastest) published FPS the coefficients were fitted on (the provenance's rows)."""
+    figures = [float(m[1]) for row in cal["provenance"]["rows"] if (m := _ROW_FPS.search(row))]
+    return (min(figures), max(figures)) if figures else (0.0, math.inf)
+
+
 def estimate_stages(stages, io_bytes: int, shaves: int, stage_graph=None, cal: dict | None = None) -> SpeedEstimate:
     """The estimate from a parsed stage table (see estimate_blob)."""
     cal = cal or calibration()
@@ -349,6 +360,12 @@ def estimate_stages(stages, io_bytes: int, shaves: int, stage_graph=None, cal: d
         if uncalibrated < 0.4
         else "outside the calibration"
     )
+    # A model much faster or slower than every calibration point is an extrapolation, whatever its
+    # stage kinds: said, and the range widened by half.
+    slowest, fastest = calibrated_fps_range(cal)
+    if not slowest / EXTRAPOLATION <= fps <= fastest * EXTRAPOLATION:
+        fit = "partly outside the calibration" if fit == "calibrated" else "outside the calibration"
+        spread *= 1.5
     latency = cal["latency"]
     latency_ms = latency["per_frame"] * 1000 * total + latency["fixed_ms"]
     by_shaves = {n: 1.0 / sum(_seconds(blob_work(stages, io_bytes, n, shaves), coefficients)) for n in SHAVE_COUNTS}
@@ -542,9 +559,12 @@ def markdown(section: dict) -> list[str]:
     """The report's "Speed on the camera" lines, from its JSON section (SpeedEstimate.to_dict)."""
     low, high = section["fps_range"]
     latency_low, latency_high = section["latency_range_ms"]
+    slowest, fastest = calibrated_fps_range(calibration())
     outside = (
         f" ({section['uncalibrated_share']:.0%} of the time in stage kinds the calibration barely saw)"
         if section["uncalibrated_share"] >= 0.1
+        else f" (the models it was fitted on run at {slowest:g}–{fastest:g} FPS)"
+        if section["fit"] != "calibrated"
         else ""
     )
     by_shaves = section["by_shaves"]
