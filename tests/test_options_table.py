@@ -13,10 +13,13 @@ import yaml
 
 from myriad_blob import cli, manifest
 from myriad_blob.errors import ALL_EXIT_CODES, EXIT_CODES, SHARED_STEPS, Stage
+from myriad_blob.families import FAMILIES
 from myriad_blob.options import (
     ACTION,
     BY_NAME,
     CLI,
+    FAMILY_KEYS,
+    FAMILY_OPTIONS,
     MANIFEST,
     OPTIONS,
     RENAMED,
@@ -178,3 +181,14 @@ def test_shared_stages_read_the_options_of_the_table():
     # Compile settings are read after the IR: variants differing only in them share it.
     other = dataclasses.replace(base, nshaves=4, nslices=4, nstreams=2, input_type="FP16", compile_timeout=9.0)
     assert all(stage_key(other, stage) == stage_key(base, stage) for stage in SHARED_STEPS)
+
+
+def test_every_family_declares_its_key_and_options_as_data():
+    """A family's options and report key are read from its family.toml (options sit below the
+    families): the declaration and the family agree, and its options are fields like any other."""
+    assert {family.key for family in FAMILIES} == set(FAMILY_KEYS)
+    fields = {f.name for f in dataclasses.fields(ConversionOptions)}
+    assert FAMILY_OPTIONS and all(option in OPTIONS and option.field in fields for option in FAMILY_OPTIONS)
+    options = parse_options(input=Path("m.pt"), **{option.key: None for option in FAMILY_OPTIONS})
+    assert all(getattr(options, option.field) == option.default for option in FAMILY_OPTIONS)
+    assert all(options.to_dict()[option.field] == option.default for option in FAMILY_OPTIONS)

@@ -63,3 +63,4 @@ def test_a_built_wheel_carries_the_photo(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "myriad_blob/data/grace_hopper.jpg" in names and "myriad_blob/data/README.md" in names
     assert "myriad_blob/data/speed_calibration.json" in names  # the speed estimate's coefficients (speed.py)
+    assert "myriad_blob/families/yolo/family.toml" in names  # a family's options and report key (options.py)

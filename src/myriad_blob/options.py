@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from .artifacts import FP16_MAX
 from .compile_config import parse_compile_config
@@ -329,23 +331,6 @@ OPTIONS: tuple[Option, ...] = (
         "pull requests of forks.",
         action_default="false",
         action_doc="as `--trust-pickle`; refused for forks' pull requests under `pull_request_target`",
-    ),
-    Option(
-        "yolo-head",
-        "choice",
-        stage="load",
-        default="camera",
-        choices=("camera", "full"),
-        help="For an ultralytics checkpoint (yolo train's best.pt): camera cuts before the box decode so the "
-        "camera's YOLO parser decodes and runs NMS; full keeps ultralytics' decoded output (decode on the host).",
-        manifest_expected='"camera" or "full"',
-        doc_default="`camera`",
-        doc="for an ultralytics `best.pt`: `camera` cuts before the box decode, for depthai's YOLO parser (see "
-        "[YOLO from ultralytics](#yolo-from-ultralytics)); `full` keeps ultralytics' decoded output for a host decode",
-        action_help="For an ultralytics checkpoint - camera (cut for the camera's YOLO decoding) or full (the whole "
-        "model, decoded on the host).",
-        action_default="camera",
-        action_doc="as `--yolo-head`: `camera` or `full`",
     ),
     Option(
         "nshaves",
@@ -674,6 +659,28 @@ OPTIONS: tuple[Option, ...] = (
         "`main` into a `nightly` release)",
     ),
 )
+
+
+def _family_options(declarations: list[dict]) -> tuple[Option, ...]:
+    """The option rows the model families declare (families/*/family.toml: data, so this module
+    reads them without importing the families above it)."""
+    listed = {"surfaces": frozenset, "choices": tuple, "range": tuple, "renamed_from": tuple}
+    return tuple(
+        Option(**{key: listed[key](value) if key in listed else value for key, value in row.items()})
+        for declaration in declarations
+        for row in declaration.get("option", ())
+    )
+
+
+# Each model family's declaration (families/<family>/family.toml): its report key and its options.
+FAMILY_DECLARATIONS = [
+    tomllib.loads(path.read_text()) for path in sorted((Path(__file__).parent / "families").glob("*/family.toml"))
+]
+FAMILY_KEYS = tuple(declaration["key"] for declaration in FAMILY_DECLARATIONS)
+FAMILY_OPTIONS = _family_options(FAMILY_DECLARATIONS)
+# The families' rows follow the load stage's own (the stage that reads them: the family's loader).
+_AFTER = max(i for i, option in enumerate(OPTIONS) if option.stage == "load") + 1
+OPTIONS = OPTIONS[:_AFTER] + FAMILY_OPTIONS + OPTIONS[_AFTER:]
 BY_NAME = {option.name: option for option in OPTIONS}
 # Old name -> the option it now is (Option.renamed_from).
 RENAMED = {old: option for option in OPTIONS for old in option.renamed_from}
@@ -730,7 +737,6 @@ class ConversionOptions:
     model_dtype: str = option_default("model-dtype")
     model_class: str | None = None
     trust_pickle: bool = option_default("trust-pickle")
-    yolo_head: str = option_default("yolo-head")
     nshaves: int = option_default("nshaves")
     nslices: int = option_default("nshaves")  # parse_options: same as nshaves
     nstreams: int = option_default("nstreams")
@@ -790,6 +796,19 @@ class ConversionOptions:
         data["mean"] = {k or "": list(v) for k, v in self.mean.items()}
         data["scale"] = {k or "": list(v) for k, v in self.scale.items()}
         return data
+
+
+# The model families' options are fields of the same class (families/*/family.toml): a dataclass
+# extended with them, under the same name, so replace(), asdict(), pickling and the table's checks
+# see one ConversionOptions.
+ConversionOptions = dataclasses.make_dataclass(
+    "ConversionOptions",
+    [(option.field, Any, dataclasses.field(default=option.default)) for option in FAMILY_OPTIONS],
+    bases=(ConversionOptions,),
+    frozen=True,
+)
+ConversionOptions.__module__ = __name__
+ConversionOptions.__doc__ = "The options of one conversion: the table's fields, the model families' included."
 
 
 def _split_named(text: str) -> tuple[str | None, str]:
@@ -869,7 +888,7 @@ def parse_options(
     for key in (
         "frontend",
         "compile_timeout",
-        "yolo_head",
+        *(option.key for option in FAMILY_OPTIONS),
     ):  # None: the default (an empty action input, a missing field)
         if key in rest and rest[key] is None:
             del rest[key]

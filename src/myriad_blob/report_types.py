@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
-from .options import FRONTEND_TITLES
+from .options import FAMILY_KEYS, FRONTEND_TITLES
 
 SCHEMA_ID = "urn:myriad-blob:report:2"  # the report's "$schema", and the schema file's "$id"
 
@@ -265,7 +265,8 @@ Report = TypedDict(
         "blob": BlobSection | None,
         "nn_archive": dict[str, Any] | None,
         "depthai_json": dict[str, Any] | None,  # depthai v2's JSON beside the blob (a family's): path, config
-        "yolo": dict[str, Any] | None,  # a model family's section (families/yolo/): task, classes, head, detections
+        # A model family's section, by its key (families/*/family.toml): what the family reports.
+        **dict.fromkeys(FAMILY_KEYS, dict[str, Any] | None),
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
         "speed": SpeedSection | None,  # the speed estimate (speed.py); None when the stage table does not parse
