@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import FP16_MAX, INTEGER_PRECISIONS, IRModel, OnnxModel
+from .compile import trace
 from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
 from .errors import ConversionError, Stage, first_line
 from .export_onnx import flatten_outputs
@@ -287,7 +288,7 @@ def layer_ranges(records: list, origins: tuple[OnnxModel, ...] = ()) -> tuple[La
     """LayerRange for run_ir_on_cpu's records, traced to the ONNX node each layer came from."""
     result = []
     for record in records:
-        origin = next((o for o in (model.origin(record["layer"]) for model in origins) if o), None) or {}
+        origin = trace(record["layer"], origins) or {}
         result.append(
             LayerRange(
                 record["layer"],

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..compile import trace
 from ..findings import Finding
 from ..markdown_text import code, markdown_table, message, text
 from ..numeric import (
@@ -377,13 +378,9 @@ def layer_stages(graph: StageGraph, ir, origins: tuple = ()) -> tuple[LayerStage
             kind = "unknown decomposition"
         else:
             continue
-        origin = _trace(layer, origins)
+        origin = trace(layer, origins)
         result.append(LayerStages(layer, types[layer], tuple(stages), kind, origin and origin["node"]))
     return tuple(result)
-
-
-def _trace(layer: str, origins: tuple) -> dict | None:
-    return next((o for o in (model.origin(layer) for model in origins) if o), None)
 
 
 def _node_inputs(onnx_path, layers: list[LayerStages]) -> tuple[dict, dict]:
@@ -481,7 +478,7 @@ def emulate_layers(emulation: dict | None, model_inputs: dict, frame: str, origi
             attributes = attributes | {"axes": tuple(a + rank if a < 0 else a for a in attributes["axes"])}
         outputs = row.emulate(arrays, attributes)
         finite_before = all(np.isfinite(a).all() for a in arrays)
-        origin = _trace(layer.layer, origins) or {}
+        origin = trace(layer.layer, origins) or {}
         for stage, step, output in zip(layer.stages, row.steps, outputs):
             finite = np.isfinite(output)
             made = int(np.count_nonzero(~finite)) if finite_before else 0
