@@ -1317,6 +1317,111 @@ def _build_mean_matmul(builder: Builder, node, plan, graph: Graph) -> None:
         builder.node("Reshape", [mean, builder.constant(np.array([rows], np.int64), "shape")], node.output[0])
 
 
+# --- A token-wise Linear (MatMul of [.., M, C] by a constant [C, K]) -> a 1x1 Conv over the rows ---
+
+# The 2021.4 Myriad plugin makes such a MatMul a 1x1 hardware convolution (replaceFCbyConv) that folds
+# the M rows (all dims but the last, multiplied) into its plane only when M is a multiple of this;
+# otherwise adjustDataBatch copies the stage once per row (`NAME@fc-to-conv@batch=k/M`): M = 1,024 gives
+# 1,026 stages, SegFormer-b0 at 256 about 132,000, and the compile time grows about as their cube.
+# Measured: M = 10, 20, 30, 40, 50, 70, 90, 110, 1,000 fold (4 stages); 2, 3, 5, 7, 12, 15, 25, 49, 64,
+# 196, 256, 1,024 copy; [4, 49, C] copies as 196 rows do, [4, 50, C] folds.
+PLUGIN_FOLDED_ROWS = 10
+
+
+def _token_matmul_plan(graph: Graph, node):
+    """(rows, shape, weights, bias, the Add the bias came from) for a MatMul of a computed [.., M, C]
+    by a constant [C, K] whose rows the plugin would copy stage by stage, else None. bias: a constant
+    [K] added right after (nn.Linear's), folded into the convolution."""
+    if len(node.input) != 2 or node.input[0] in graph.initializers:
+        return None
+    shape, weights, dtype = graph.shape(node.input[0]), graph.const(node.input[1]), _float_input(graph, node)
+    if shape is None or weights is None or dtype is None or len(shape) < 2 or np.ndim(weights) != 2:
+        return None
+    if weights.shape[0] != shape[-1] or weights.dtype != dtype:
+        return None
+    rows = int(np.prod(shape[:-1]))
+    if rows <= 1 or rows % PLUGIN_FOLDED_ROWS == 0:
+        return None
+    outputs = weights.shape[1]
+    consumers = graph.consumers.get(node.output[0], [])
+    graph_outputs = {value.name for value in graph.model.graph.output}
+    if len(consumers) == 1 and consumers[0].op_type == "Add" and node.output[0] not in graph_outputs:
+        add = consumers[0]
+        other = [name for name in add.input if name != node.output[0]]
+        bias = graph.const(other[0]) if len(other) == 1 else None
+        # Broadcast along the last axis only (the Add's shape stays the MatMul's).
+        if (
+            bias is not None
+            and bias.dtype == dtype
+            and bias.shape[-1:] == (outputs,) == (bias.size,)
+            and bias.ndim <= len(shape)
+        ):
+            return rows, shape, weights, bias.reshape(outputs), add
+    return rows, shape, weights, None, None
+
+
+def _token_matmuls(model) -> tuple[Graph, list]:
+    graph, found = Graph(model), []
+    if graph.opset < ELEMENTWISE_OPSET:
+        return graph, found
+    for index, node in enumerate(model.graph.node):
+        if node.op_type == "MatMul":
+            plan = _token_matmul_plan(graph, node)
+            if plan is not None:
+                found.append((index, node, plan))
+    return graph, found
+
+
+def row_split_matmuls(model) -> list[tuple[str, int]]:
+    """(node name, rows) of each MatMul the plugin would copy into one stage per row (for the
+    messages when the rule above could not rewrite it)."""
+    if not any(node.op_type == "MatMul" for node in model.graph.node):
+        return []
+    return [(node.name or node.output[0], plan[0]) for _, node, plan in _token_matmuls(model)[1]]
+
+
+def _token_matmuls_why(model) -> str:
+    if not any(node.op_type == "MatMul" for node in model.graph.node):
+        return ""
+    found = _token_matmuls(model)[1]
+    if not found:
+        return ""
+    named = ", ".join(f"{node.name or node.output[0]} ({plan[0]:,} rows)" for _, node, plan in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (
+        f"{len(found)} MatMul node(s) of [.., M, C] by a constant [C, K] (a token-wise nn.Linear) whose M rows, "
+        f"not a multiple of {PLUGIN_FOLDED_ROWS}, the Myriad compiler would copy into one stage each: {named}{more}"
+    )
+
+
+def token_matmuls_as_convolutions(model):
+    """Each such MatMul (and its bias Add) as Reshape [1, 1, M, C] -> Transpose [1, C, 1, M] -> 1x1 Conv
+    -> Transpose [1, 1, M, K] -> Reshape [.., M, K]: the rows are the convolution's plane, whatever M.
+    ([1, C, M, 1] gives 4x the stages at M = 4,096; a square plane saves one stage and adds a Reshape.)"""
+    result = copy_model(model)
+    _, found = _token_matmuls(result)
+    replacements = {}
+    for index, node, (rows, shape, weights, bias, add) in found:
+        builder = Builder(result, node.name or node.output[0])
+        channels, outputs = weights.shape
+        flat = builder.node(
+            "Reshape", [node.input[0], builder.constant(np.array([1, 1, rows, channels], np.int64), "shape")]
+        )
+        planes = builder.node("Transpose", [flat], perm=[0, 3, 1, 2])
+        inputs = [planes, builder.constant(np.ascontiguousarray(weights.T).reshape(outputs, channels, 1, 1), "weights")]
+        if bias is not None:
+            inputs.append(builder.constant(bias, "bias"))
+        convolved = builder.node("Conv", inputs, kernel_shape=[1, 1])
+        back = builder.node("Transpose", [convolved], perm=[0, 2, 3, 1])
+        target = np.array([*shape[:-1], outputs], np.int64)
+        builder.node("Reshape", [back, builder.constant(target, "shape")], (add or node).output[0])
+        replacements[index] = builder.nodes
+        if add is not None:
+            replacements[next(i for i, n in enumerate(result.graph.node) if n.output[0] == add.output[0])] = []
+    replace_nodes(result, replacements)
+    return result
+
+
 # --- Whole-model rules ---
 
 
@@ -1731,6 +1836,12 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_mean_matmul,
         "{n} LayerNorm(s) of a 2-D tensor (after global pooling), which OpenVINO makes an MVN the Myriad "
         "compiler has for 3-D and 4-D only",
+    ),
+    OnnxRule(
+        "token-wise MatMul by a constant -> 1x1 Conv",
+        BOTH,
+        _token_matmuls_why,
+        token_matmuls_as_convolutions,
     ),
     OnnxRule(
         "constant convolutions -> computed once",
