@@ -16,7 +16,8 @@ from pathlib import Path
 from .artifacts import INTEGER_PRECISIONS, CompiledBlob, IRModel, LayerSupport, OnnxModel
 from .errors import ConversionError, Stage
 from .options import ConversionOptions
-from .rules.advice import explain_refused
+from .rules.advice import explain_refused, module_path
+from .rules.onnx_rules import row_split_matmuls
 from .stage_graph import DUMP_CONFIG, DUMP_KEY, read_stage_graph
 from .toolchain import Toolchain, helper_error
 
@@ -195,22 +196,50 @@ def compile_blob(
         # compares the bytes; ~7% more compile time on SuperPoint at VGA); the directory takes a half-written dump.
         dump = Path(tmp) / "stages.dot"
         dumping = [*DUMP_CONFIG, f"{DUMP_KEY}={dump}"] if stage_graph else []
-        result = _run_compile(args + dumping, options, toolchain, blob_path)
+        result = _run_compile(args + dumping, options, toolchain, blob_path, origins)
         graph, why = read_stage_graph(dump) if result.returncode == 0 and stage_graph else (None, None)
     _check_compiled(result, ir, options, settings, blob_path, support, origins)
     settings["fast_clock"] = toolchain.faketime is not None
     return CompiledBlob(blob_path, settings, graph, why)
 
 
-def _run_compile(args: list, options: ConversionOptions, toolchain: Toolchain, blob_path: Path):
+def _run_compile(args: list, options: ConversionOptions, toolchain: Toolchain, blob_path: Path, origins: tuple = ()):
     try:
         return toolchain.run(args, fast_clock=True, timeout=options.compile_timeout)
     except subprocess.TimeoutExpired:
         blob_path.unlink(missing_ok=True)
+        stopped = f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) and was stopped"
         raise _fail(
-            f"the Myriad compiler did not finish within {options.compile_timeout:g} s (--compile-timeout) "
-            f"and was stopped; the model may be too large for the Myriad X, or raise --compile-timeout"
+            stopped
+            + (_row_split_cause(origins) or "; the model may be too large for the Myriad X, or raise --compile-timeout")
         ) from None
+
+
+def _row_split_cause(origins: tuple) -> str:
+    """The MatMuls of the compiled ONNX model that the plugin copies into one stage per row (those
+    the rule "token-wise MatMul by a constant -> 1x1 Conv" left: ONNX Runtime disagreed, or it could
+    not run), the likely cause of a compile that does not end; "" when there are none."""
+    if not origins:
+        return ""
+    try:
+        import onnx
+
+        found = row_split_matmuls(onnx.load_model(str(origins[0].path)))
+    except Exception:  # the message stands without the cause
+        return ""
+    if not found:
+        return ""
+    named = ", ".join(
+        f"`{node}`" + (f" (PyTorch module `{module_path(node)}`)" if module_path(node) else "") + f", {rows:,} rows"
+        for node, rows in found[:3]
+    )
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (
+        f": ONNX MatMul node(s) {named}{more} multiply by a constant over a number of rows that is not a multiple of "
+        "10, which the compiler copies into one stage per row (its time grows about as the cube of the stages); "
+        "the rule rewriting them as 1x1 convolutions did not apply (the report's ir.preparation says why): write "
+        "that layer as a 1x1 nn.Conv2d, or pick an input size whose token count is a multiple of 10"
+    )
 
 
 def _check_compiled(result, ir, options, settings, blob_path, support, origins) -> None:

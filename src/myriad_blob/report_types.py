@@ -231,6 +231,25 @@ class SpeedSection(TypedDict):
     advice: str | None  # when the estimate falls short of --target-fps: what would reach it
 
 
+class RowCopy(TypedDict):
+    """A layer the Myriad plugin copied into one stage per row (checks/stage_count.py)."""
+
+    layer: str  # the plugin's layer (an IR layer's name)
+    rows: int
+    stages: int  # its stages that run
+    onnx_node: str | None
+    onnx_op: str | None
+    module: str | None  # the PyTorch module path the exporter kept in the node's name
+
+
+class CompileSection(TypedDict):
+    """What the Myriad compiler made of the IR (checks/stage_count.py)."""
+
+    stages: int  # the blob's stage count
+    ir_layers: int  # the IR's executed layers
+    row_copies: list[RowCopy]  # the most copied first; empty when none (or no stage graph)
+
+
 class FindingRecord(TypedDict):
     """What a verify check found (findings.Finding): the verdict's reasons are these, in order."""
 
@@ -269,7 +288,9 @@ Report = TypedDict(
         **dict.fromkeys(FAMILY_KEYS, dict[str, Any] | None),
         "superblob": dict[str, Any] | None,
         "cache": dict[str, Any] | None,
-        "speed": SpeedSection | None,  # the speed estimate (speed.py); None when the stage table does not parse
+        "speed": SpeedSection | None,
+        "compile": CompileSection
+        | None,  # the compiler's stage count (checks/stage_count.py); None: no blob  # the speed estimate (speed.py); None when the stage table does not parse
         "toolchain": dict[str, Any],
         "total_duration_s": float | None,
         # FP16 on the Myriad plugin's own stages (checks/fp16_stages.py); None: no stage graph
