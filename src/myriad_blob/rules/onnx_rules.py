@@ -1402,7 +1402,7 @@ def token_matmuls_as_convolutions(model):
     _, found = _token_matmuls(result)
     replacements = {}
     for index, node, (rows, shape, weights, bias, add) in found:
-        builder = Builder(result, node.name or node.output[0])
+        builder = Builder(result, node)
         channels, outputs = weights.shape
         flat = builder.node(
             "Reshape", [node.input[0], builder.constant(np.array([1, 1, rows, channels], np.int64), "shape")]
