@@ -1419,6 +1419,20 @@ def token_matmuls_as_convolutions(model):
         if add is not None:
             replacements[next(i for i, n in enumerate(result.graph.node) if n.output[0] == add.output[0])] = []
     replace_nodes(result, replacements)
+    # The MatMuls' weights and biases, now in the convolutions' layout: the old ones go.
+    replaced = {name for _, node, (*_, add) in found for name in [*node.input, *(add.input if add else [])]}
+    read = {name for node in result.graph.node for name in node.input}
+    read |= {  # a subgraph may read an outer initializer
+        name
+        for node in result.graph.node
+        for attribute in node.attribute
+        for sub in [attribute.g, *attribute.graphs]
+        for inner in sub.node
+        for name in inner.input
+    }
+    kept = [init for init in result.graph.initializer if init.name in read or init.name not in replaced]
+    del result.graph.initializer[:]
+    result.graph.initializer.extend(kept)
     return result
 
 
