@@ -76,3 +76,70 @@ def test_rtdetr_is_refused_naming_its_grid_sample(exported, tmp_path):
         assert expected in line, line
     assert "YOLOv10 or YOLO26" in line
     assert not (tmp_path / "r.blob").exists()
+
+
+@pytest.mark.unit
+def test_the_index_rules_compute_what_onnx_runtime_computes_and_leave_other_integers_alone():
+    """A top-k over a flattened 40 x 70 score map (indices to 2,799) split into row and column, and a
+    gather of the expanded row index; an integer Div of a model input (its values unbounded) is not a
+    top-k's index and stays."""
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from myriad_blob.rules.onnx_rules import ONNX_RULES
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(value), name))
+
+    nodes = [
+        const("k", np.array([50], np.int64)),
+        const("c", np.array(70, np.int64)),
+        const("flat", np.array([1, -1], np.int64)),
+        const("one", np.array([-1], np.int64)),
+        const("wide", np.array([1, 50, 70], np.int64)),
+        helper.make_node("Reshape", ["scores", "flat"], ["f"]),
+        helper.make_node("TopK", ["f", "k"], ["v", "i"], axis=1),
+        helper.make_node("Div", ["i", "c"], ["row"]),
+        helper.make_node("Mod", ["i", "c"], ["col"]),
+        helper.make_node("Unsqueeze", ["row", "one"], ["row3"]),
+        helper.make_node("Expand", ["row3", "wide"], ["rows"]),
+        helper.make_node("GatherElements", ["scores", "rows"], ["picked"], axis=1),
+        helper.make_node("Div", ["n", "c"], ["other"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 40, 70]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, [1, 5]),
+        ],
+        [
+            helper.make_tensor_value_info(name, elem, None)
+            for name, elem in (
+                ("row", TensorProto.INT64),
+                ("col", TensorProto.INT64),
+                ("picked", TensorProto.FLOAT),
+                ("other", TensorProto.INT64),
+            )
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    feeds = {
+        "scores": np.random.default_rng(0).standard_normal((1, 40, 70)).astype(np.float32),
+        "n": np.array([[-141, -1, 0, 69, 70000]], np.int64),
+    }
+
+    def run(m):
+        return onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+    expected, rewritten = run(model), model
+    for name in ("GatherElements of a repeated index", "integer Div of top-k", "integer Mod of top-k"):
+        rule = next(r for r in ONNX_RULES if r.name.startswith(name))
+        assert rule.needed(rewritten).startswith(("1 ", "1 integer")), name
+        rewritten = rule.rewrite(rewritten)
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "GatherElements" not in ops and "Expand" not in ops and "Mod" not in ops and ops.count("Div") == 1
+    for want, got in zip(expected, run(rewritten)):
+        np.testing.assert_array_equal(got, want)

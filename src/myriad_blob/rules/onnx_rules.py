@@ -1588,8 +1588,20 @@ def _fold_constants(model):
     return onnxslim.slim(copy_model(model))
 
 
-def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT, min_opset=MIN_RULE_OPSET) -> OnnxRule:
+def _rule(
+    name, frontends, op, plan, build, why, tolerance=AGREEMENT, min_opset=MIN_RULE_OPSET, drop_unused=False
+) -> OnnxRule:
+    """drop_unused: the rewrite also removes what its replaced nodes alone read (an Expand of integers
+    that the compiler would still refuse)."""
     needed, rewrite = node_rule(op, plan, build, why, min_opset)
+    if drop_unused:
+        rewrite_nodes = rewrite
+
+        def rewrite(model):
+            result = rewrite_nodes(model)
+            _drop_unused(result)
+            return result
+
     return OnnxRule(name, frontends, needed, rewrite, tolerance)
 
 
@@ -1751,6 +1763,7 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_gather_vector,
         "{n} GatherElements node(s) whose index is a vector expanded over the other axes (torch.gather of "
         "idx.expand(...), an NMS-free head's top-k pick): an integer Tile the Myriad compiler refuses",
+        drop_unused=True,
     ),
     *(
         _rule(
