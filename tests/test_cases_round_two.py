@@ -52,9 +52,22 @@ def test_case16_bicubic_upsampling_by_an_integer_factor_converts(cases, tmp_path
 
 
 def test_case17_sin_and_cos_of_unbounded_values_convert(cases, tmp_path):
-    # Was exit 13 naming /Sin and /Cos ("bound its argument"). The point coordinates are floats: FP16 input.
-    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", "--input-type", "FP16", "--strict")
-    _passed(result, blob, "Sin -> range reduction and a polynomial", "Cos -> range reduction and a polynomial")
+    # Was exit 13 naming /Sin and /Cos ("bound its argument"); and the [1, 4, 2] point coordinates, not
+    # an image, got U8 without a word. Now FP16 by default, and the report says so and why.
+    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", "--strict")
+    report = _passed(result, blob, "Sin -> range reduction and a polynomial", "Cos -> range reduction and a polynomial")
+    assert [(t["name"], t["data_type"]) for t in report["blob"]["header"]["inputs"]] == [("point_coords", "FP16")]
+    assert report["compile_settings"]["input_precisions"]["point_coords"]["reason"] == "other"
+    md = blob.with_name(blob.name + ".report.md").read_text()
+    assert "FP16 CHW — default for a non-image input: U8 would truncate its values" in md
+    # U8 by the user's choice, fed coordinates in 0..1: the blob truncates them, and the line says what to change.
+    coords = tmp_path / "coords.npy"
+    np.save(coords, np.random.default_rng(0).random((1, 4, 2), dtype=np.float32))
+    flags = ("--input-type", "U8", "--sample", f"point_coords={coords}", "--strict")
+    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", *flags)
+    assert result.returncode == EXIT_CODES[Stage.VERIFY], result.stderr
+    assert "--input-type point_coords=FP16" in _line(result)
+    assert _report(blob)["numeric"]["truncated_inputs"] == ["point_coords"]
 
 
 def test_case18_video_input_converts_and_its_missing_shape_is_asked_at_its_rank(cases, tmp_path):
