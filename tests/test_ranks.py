@@ -129,6 +129,8 @@ def test_a_non_image_input_is_fp16_in_the_nn_archive_and_an_image_u8(tmp_path):
             config = json.load(archive.extractfile("config.json"))
         (entry,) = config["model"]["inputs"]
         assert (entry["dtype"], entry["input_type"]) == (dtype, kind)
+        frames = "Camera frames: `RGB888p`" if kind == "image" else "Camera frames: none (no 3-channel image input"
+        assert frames in blob.with_name(blob.name + ".report.md").read_text()
 
 
 def _conv(path, shape):

@@ -560,6 +560,8 @@ def _headroom(headroom: float | None) -> str:
 def _camera_frames(blob: dict) -> str:
     """One frame type for the blob, or one per image input when their layouts differ."""
     types = blob.get("camera_frame_types") or {}
+    if not types:  # no 3-channel image input: nothing a camera frame fills
+        return "Camera frames: none (no 3-channel image input: send each input as a tensor of its type). "
     if len(set(types.values())) > 1:
         return "Camera frames: " + ", ".join(f"{code(name)} {code(frame)}" for name, frame in types.items()) + ". "
     return f"Camera frames: {code(blob['camera_frame_type'])}. "
