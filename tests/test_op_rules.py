@@ -448,3 +448,51 @@ def test_a_computed_scalar_in_arithmetic_converts_and_passes_the_check(tmp_path)
     )
     assert report["verdict"]["result"] == "passed"
     assert_depthai_agrees(blob)
+
+
+class _TopLevelNorm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):  # F.normalize at the top level: its ONNX node is "/ReduceL2", no module
+        return torch.nn.functional.normalize(self.conv(x), dim=1)
+
+
+class _NestedNorm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = _TopLevelNorm()
+
+    def forward(self, x):
+        return self.head(x)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "model,node,module", [(_TopLevelNorm(), "/ReduceL2", None), (_NestedNorm(), "/head/ReduceL2", "head")]
+)
+def test_a_rewritten_node_is_named_as_the_users_node_and_module(tmp_path, model, node, module):
+    """Issue #28: a rule's new nodes are named after the node they replace ("/ReduceL2/Mul_22"), and
+    messages read that name as a module path ("PyTorch module `ReduceL2`", `Sin`). Every node a rule
+    makes traces back to the user's node, its op and its real module (none at the top level), also
+    through a second rewrite of a rewritten node."""
+    from myriad_blob.export_onnx import describe_onnx
+    from myriad_blob.rules.advice import module_path, where
+    from myriad_blob.rules.onnx_graph import Builder
+
+    path = tmp_path / "norm.onnx"
+    torch.onnx.export(model.eval(), (torch.randn(1, 3, 8, 8),), str(path), opset_version=13, dynamo=False)
+    rewritten = _rule("ReduceL2").rewrite(onnx.load(str(path)))
+    made = [n for n in rewritten.graph.node if n.name.startswith(node + "/")]
+    assert made and node not in {n.name for n in rewritten.graph.node}
+    onnx.save(rewritten, str(tmp_path / "rewritten.onnx"))
+    described = describe_onnx(tmp_path / "rewritten.onnx", exported=False)
+    for new in made:
+        assert described.origin(new.name) == {"node": node, "op": "ReduceL2"}
+        assert described.origin(new.output[0] + "/WithoutBiases") == {"node": node, "op": "ReduceL2"}
+        assert module_path(described.origin(new.name)["node"]) == module
+        assert "PyTorch module `ReduceL2`" not in where(new.name, "Power", described.origin(new.name))
+    again = Builder(rewritten, made[0])
+    again.node("Relu", [made[0].output[0]])
+    assert again.nodes[0].doc_string == made[0].doc_string  # still the user's node, not ours

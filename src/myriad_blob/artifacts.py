@@ -66,13 +66,19 @@ class OnnxModel:
     requested_opset: int | None = None  # the opset the exporter was asked for (it may write another)
     # An input that gives a Reduce op's axes or a Reshape's shape at run time (advice.COMPILE_TIME_INPUTS).
     compile_time_input: str | None = dataclasses.field(default=None, repr=False)
+    # node name -> (the user's node, its op), for the nodes a rewrite rule made (onnx_graph.rewrite_origin)
+    rewritten: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def origin(self, layer_name: str) -> dict | None:
-        """The ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
-        the node's own name, a tensor it produced, or either with a suffix MO appended."""
+        """The user's ONNX node an IR layer came from, where Model Optimizer's naming lets us tell:
+        the node's own name, a tensor it produced, or either with a suffix MO appended; for a node
+        a rewrite made, the node it replaced."""
         candidate = layer_name
         while candidate:
             node = candidate if candidate in self.nodes else self.producers.get(candidate)
+            if node in self.rewritten:
+                node, op = self.rewritten[node]
+                return {"node": node, "op": op}
             if node is not None:
                 return {"node": node, "op": self.nodes[node]}
             candidate = candidate.rpartition("/")[0]

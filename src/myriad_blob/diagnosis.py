@@ -231,14 +231,14 @@ def diagnose(values: LayerValues) -> Diagnosis:
             )
             if not (runtime or conversion):
                 continue
-            origin = onnx_model.producers.get(tensor) if mapped else None
+            origin = (onnx_model.origin(tensor) if mapped else None) or {}
             after_input = any(types.get(source) == "Parameter" for source, _ in inputs.get(layer_id, []))
             first = LayerAgreement(
                 name,
                 kind,
                 tensor if mapped else None,
-                origin,
-                onnx_model.nodes.get(origin),
+                origin.get("node"),
+                origin.get("op"),
                 _round(error_2021 if mapped else between),
                 _round(error_2022),
                 after_input,

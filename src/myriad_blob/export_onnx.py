@@ -16,6 +16,7 @@ from .artifacts import LoadedModel, OnnxModel, TensorInfo
 from .errors import ConversionError, Stage, cause_line
 from .options import DEFAULT_INPUT_NAME, ConversionOptions, InputSpec
 from .rules.advice import compile_time_input_misuse, explain_export_failure
+from .rules.onnx_graph import rewrite_origin
 
 # The opsets tried, in order, when --opset is not given. 14 is the lowest opset that exports
 # attention (scaled_dot_product_attention) and native HardSwish; the OpenVINO 2022.3 front end
@@ -60,6 +61,7 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
         nodes,
         producers,
         compile_time_input=compile_time_input_misuse(model.graph),
+        rewritten={node.name: origin for node in model.graph.node if (origin := rewrite_origin(node))},
     )
 
 

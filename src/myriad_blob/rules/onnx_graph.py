@@ -122,12 +122,28 @@ class Graph:
             return {}
 
 
+# A node a rewrite made says which of the user's nodes it replaces (its doc_string, which neither
+# front end carries into the IR): messages then name the user's node and module, not ours.
+REWRITE_OF = "myriad-blob rewrite of "
+
+
+def rewrite_origin(node) -> tuple[str, str] | None:
+    """(the user's ONNX node name, its op) a rewritten node stands for, or None for the user's own."""
+    if not node.doc_string.startswith(REWRITE_OF):
+        return None
+    op, _, name = node.doc_string.removeprefix(REWRITE_OF).partition(" ")
+    return name, op
+
+
 class Builder:
     """New nodes and initializers with names derived from the node they replace (so IR layers
-    still trace back to the user's ONNX node and PyTorch module)."""
+    still trace back to the user's ONNX node and PyTorch module), each node marked with the
+    user's node it stands for (rewrite_origin), through any number of rewrites."""
 
-    def __init__(self, model, prefix: str):
-        self.model, self.prefix, self.nodes, self._count = model, prefix, [], 0
+    def __init__(self, model, replaced):
+        self.model, self.prefix, self.nodes, self._count = model, replaced.name or replaced.output[0], [], 0
+        origin = rewrite_origin(replaced) or (self.prefix, replaced.op_type)
+        self._mark = f"{REWRITE_OF}{origin[1]} {origin[0]}"
         self._taken = {i.name for i in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
 
     def name(self, what: str) -> str:
@@ -149,7 +165,8 @@ class Builder:
         from onnx import helper
 
         output = output or self.name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [output], name=self.name(op), **attributes))
+        node = helper.make_node(op, inputs, [output], name=self.name(op), doc_string=self._mark, **attributes)
+        self.nodes.append(node)
         return output
 
     def slice(self, data: str, axis: int, start: int, end: int) -> str:

@@ -98,7 +98,7 @@ def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MI
         graph, found = matches(result)
         replacements = {}
         for index, node, chosen in found:
-            builder = Builder(result, node.name or node.output[0])
+            builder = Builder(result, node)
             build(builder, node, chosen, graph)
             replacements[index] = builder.nodes
         replace_nodes(result, replacements)
@@ -1419,7 +1419,7 @@ def downgrade_op_by_op(model):
                 size = shape[_attribute(new, "axis", 0)]
                 chunk = -(-size // count)
                 sizes = [min(chunk, size - i * chunk) for i in range(count)]
-                builder = Builder(result, new.name or new.output[0])
+                builder = Builder(result, new)
                 new.input.append(builder.constant(np.array(sizes, np.int64), "split"))
         elif new.op_type == "Pad" and len(new.input) > 3 and new.input[3]:
             shape, axes, pads = graph.shape(new.input[0]), graph.const(new.input[3]), graph.const(new.input[1])
@@ -1429,7 +1429,7 @@ def downgrade_op_by_op(model):
             pads = np.asarray(pads).reshape(-1)
             for index, axis in enumerate(int(a) % len(shape) for a in np.asarray(axes).reshape(-1)):
                 full[axis], full[len(shape) + axis] = pads[index], pads[len(axes.reshape(-1)) + index]
-            builder = Builder(result, new.name or new.output[0])
+            builder = Builder(result, new)
             new.input[1] = builder.constant(full, "pads")
             del new.input[3:]
         nodes.append(new)
