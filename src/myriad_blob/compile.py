@@ -110,12 +110,11 @@ def _batch_config(options: ConversionOptions, ir: IRModel, config: dict) -> dict
     if not batched:
         return config
     if config.get(DETECT_BATCH, "NO") == "YES":
-        name, batch = next(iter(batched.items()))
-        shape = next(t.shape for t in ir.inputs if t.name == name)
+        name, batch, one = _first_batched(ir)
         raise _options_error(
-            f"--compile-config {DETECT_BATCH}=YES compiles input {name} {list(shape)} as batch 1, which the plugin's "
-            f"runtime would run {batch} times but depthai runs once: drop it (the blob then takes the batch of "
-            f"{batch}), or convert at batch 1 with --input-shape '{name}={[1, *shape[1:]]}'"
+            f"--compile-config {DETECT_BATCH}=YES compiles input {name} (batch {batch}) as batch 1, which the "
+            f"plugin's runtime would run {batch} times but depthai runs once: drop it (the blob then takes the "
+            f"batch of {batch}), or convert at batch 1 with --input-shape '{name}={one}'"
         )
     return {**config, DETECT_BATCH: "NO"}
 
@@ -289,7 +288,7 @@ def _check_compiled(result, ir, options, settings, blob_path, support, origins) 
             [(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins), message
         )
         if refused:
-            raise _fail(f"{refused} (the compiler: {message})")
+            raise _fail(f"{refused} (the compiler: {message}){_batch_hint(ir)}")
         integer_only = _INTEGER_ONLY.search(message)
         if integer_only and integer_only[1] in integer_outputs(ir):
             name = integer_only[1]
@@ -298,7 +297,25 @@ def _check_compiled(result, ir, options, settings, blob_path, support, origins) 
                 f"{settings['tensor_types'].get(name, options.output_type)} was asked: drop --output-type "
                 f"{name}=..., and convert it on the host (the compiler: {message})"
             )
-        raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
+        raise _fail("the Myriad compiler failed: " + message + _suspects(support()) + _batch_hint(ir))
+
+
+def _batch_hint(ir: IRModel) -> str:
+    """A failed compile of a batched IR: the batch-1 shape to try (the plugin compiles a batch per stage copy)."""
+    if not ir_batch(ir):
+        return ""
+    name, batch, one = _first_batched(ir)
+    return (
+        f"; input {name} has a batch of {batch}: if the model compiles at batch 1, convert with "
+        f"--input-shape '{name}={one}' and send the items one by one"
+    )
+
+
+def _first_batched(ir: IRModel) -> tuple[str, int, list]:
+    """The first batched input: its name, batch and shape at batch 1."""
+    name, batch = next(iter(ir_batch(ir).items()))
+    shape = next(t.shape for t in ir.inputs if t.name == name)
+    return name, batch, [1, *shape[1:]]
 
 
 # The compiler refusing a float precision for an integer output (an argmax ending in a Reshape).
