@@ -339,3 +339,58 @@ def test_checkpoint_with_a_custom_object_needs_trust_pickle(tmp_path):
         "test_errors._TrainingState, not only tensors",
         "--trust-pickle",
     )
+
+
+def _deep_chain(path, blocks: int):
+    """An ONNX chain of `blocks` Add+ReLU pairs on a [1, 8, 16, 16] tensor (2 x blocks IR layers deep)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, constants, x = [], [], "x"
+    for i in range(blocks):
+        constants.append(numpy_helper.from_array(np.full([1, 8, 1, 1], 0.001 * (i % 7), np.float32), f"c{i}"))
+        nodes += [
+            helper.make_node("Add", [x, f"c{i}"], [f"a{i}"], name=f"/blocks.{i}/Add"),
+            helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"/blocks.{i}/Relu"),
+        ]
+        x = f"r{i}"
+    tensor = [1, 8, 16, 16]
+    graph = helper.make_graph(
+        nodes,
+        "deep",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, tensor)],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, tensor)],
+        constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.conversion
+def test_a_20000_layer_model_compiles_where_the_compiler_ran_out_of_stack(tmp_path):
+    """Issue #28 ("no message" on a 20k-layer model): the compiler walks the graph recursively; under the
+    usual 8 MiB stack a chain of 20,000 layers killed it with SIGSEGV, and the user read "the Myriad
+    compiler failed: no message". Every tool now starts with TOOL_STACK_BYTES of stack; the compile
+    helper (read straight from ONNX here, as the pipeline's IR takes minutes more to verify) gives a blob."""
+    from myriad_blob.toolchain import locate
+
+    model = _deep_chain(tmp_path / "deep.onnx", 10_000)
+    toolchain = locate()
+    result = toolchain.run(
+        [str(toolchain.compile_helper), "compile", str(model), str(tmp_path / "deep.blob")], fast_clock=True
+    )
+    assert result.returncode == 0, result.returncode
+    assert (tmp_path / "deep.blob").stat().st_size > 100_000
+
+
+@pytest.mark.unit
+def test_a_tool_killed_by_a_signal_says_so():
+    """A helper or CPU run that crashed printed nothing: "no message"; now the signal is named."""
+    from myriad_blob.toolchain import helper_error
+
+    assert helper_error("", -11) == "crashed (SIGSEGV)"
+    assert helper_error("ERROR: [ GENERAL_ERROR ] bad thing\n", -6) == "crashed (SIGABRT): bad thing"
+    assert helper_error("ERROR: [ GENERAL_ERROR ] bad thing\n", 1) == "bad thing"

@@ -283,7 +283,7 @@ def _run_compile(args: list, options: ConversionOptions, toolchain: Toolchain, b
 def _check_compiled(result, ir, options, settings, blob_path, support, origins) -> None:
     """A failed compile as the user's error: refused layer types, integer outputs, the query's suspects."""
     if result.returncode != 0 or not blob_path.exists():
-        message = helper_error(result.stderr)
+        message = helper_error(result.stderr, result.returncode)
         refused = explain_refused(
             [(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins), message
         )

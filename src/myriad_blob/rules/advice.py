@@ -64,7 +64,10 @@ REFUSED: dict[str, KnownCause] = {
     "RNNSequence": _RECURRENT,
     "TensorIterator": _RECURRENT,
     "GridSample": KnownCause(
-        "F.grid_sample", "the Myriad X has no sampler: warp on the host, or with the camera's ImageManip/Warp node"
+        "F.grid_sample (sampling at computed positions: a spatial transformer, RT-DETR's deformable attention)",
+        "the Myriad X has no sampler: cut the graph before it with --output-names and sample on the host (a fixed "
+        "warp: the camera's ImageManip/Warp node); RT-DETR's decoder samples in every layer: for NMS-free "
+        "detection on the camera use YOLOv10 or YOLO26 (exported with nms=False)",
     ),
     "NonZero": KnownCause(
         "torch.nonzero or boolean-mask indexing (x[mask]), whose output size depends on the data",
@@ -101,11 +104,17 @@ DATA_DEPENDENT: dict[str, KnownCause] = {
 }
 
 
+# ONNX ops the Myriad X has no layer for, refused before the front ends too: the readers may fail on
+# the rest of such a model first (RT-DETR: OpenVINO 2022.3 crashes, Model Optimizer refuses its
+# LayerNormalization), which would hide the op that no front end can help with.
+NO_LAYER: dict[str, KnownCause] = {"GridSample": REFUSED["GridSample"]}
+
+
 def refuse_data_dependent(graph) -> str | None:
-    """One line for the first DATA_DEPENDENT node of an ONNX GraphProto, or None."""
+    """One line for the first DATA_DEPENDENT or NO_LAYER node of an ONNX GraphProto, or None."""
     initializers = {init.name for init in graph.initializer}
     for node in graph.node:
-        cause = DATA_DEPENDENT.get(node.op_type)
+        cause = DATA_DEPENDENT.get(node.op_type) or NO_LAYER.get(node.op_type)
         if cause is None:
             continue
         feeding = [name for name in node.input if name and name not in initializers]

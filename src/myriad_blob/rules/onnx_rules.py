@@ -486,6 +486,66 @@ def _build_topk_constant(builder: Builder, node, k, graph: Graph) -> None:
     )
 
 
+# --- NMS-free detection heads (ultralytics' end-to-end YOLOv10/YOLO26 export) pick their top-k with
+# integer index arithmetic, which the Myriad X computes in FP16 (exact up to 2048) or not at all ---
+
+
+def _expanded_index_plan(graph: Graph, node):
+    """GatherElements whose index is one vector repeated along every other axis (torch.gather of
+    idx.unsqueeze(-1).expand(..., C), ultralytics' _gather): (the vector, the axis), else None. That
+    is a Gather along the axis; the Expand of integers is an S32 Tile the Myriad compiler refuses."""
+    expand = graph.producer.get(node.input[1])
+    if expand is None or expand.op_type != "Expand":
+        return None
+    data, index, vector = (graph.shape(name) for name in (node.input[0], node.input[1], expand.input[0]))
+    if data is None or index is None or vector is None or not len(data) == len(index) == len(vector):
+        return None
+    axis = _attribute(node, "axis", 0) % len(data)
+    repeated = all(vector[a] == 1 and index[a] == data[a] for a in range(len(data)) if a != axis)
+    return (expand.input[0], axis) if repeated and vector[axis] == index[axis] else None
+
+
+def _build_gather_vector(builder: Builder, node, plan, graph: Graph) -> None:
+    vector, axis = plan
+    flat = builder.node("Reshape", [vector, builder.constant(np.array([-1], np.int64), "shape")])
+    builder.node("Gather", [node.input[0], flat], node.output[0], axis=axis)
+
+
+# The largest index range looked up in a table (its int64 values are held in the blob).
+INDEX_TABLE_MAX = 1 << 16
+_INTEGER_TYPES = {6, 7}  # onnx.TensorProto.INT32, INT64
+
+
+def _index_table_plan(graph: Graph, node):
+    """Integer Div or Mod of TopK's (or ArgMax's) indices by a constant: the table of the results over
+    the indices' range [0, N), else None. ultralytics' end-to-end heads split a top-k over anchors x
+    classes into anchor = i // nc and class = i % nc; in FP16 i (up to 24,000) is not exact."""
+    source = graph.producer.get(node.input[0])
+    if source is None or graph.elem_type(node.input[0]) not in _INTEGER_TYPES:
+        return None
+    if source.op_type == "TopK" and node.input[0] == source.output[1]:
+        axis = _attribute(source, "axis", -1)
+    elif source.op_type in ("ArgMax", "ArgMin"):
+        axis = _attribute(source, "axis", 0)
+    else:
+        return None
+    shape, divisor = graph.shape(source.input[0]), graph.const(node.input[1])
+    if shape is None or divisor is None or np.size(divisor) != 1 or int(np.asarray(divisor).reshape(-1)[0]) <= 0:
+        return None
+    size = shape[axis % len(shape)]
+    if size > INDEX_TABLE_MAX:
+        return None
+    indices, divisor = np.arange(size, dtype=np.int64), int(np.asarray(divisor).reshape(-1)[0])
+    table = indices // divisor if node.op_type == "Div" else indices % divisor
+    from onnx import helper
+
+    return table.astype(helper.tensor_dtype_to_np_dtype(graph.elem_type(node.input[0])))
+
+
+def _build_index_table(builder: Builder, node, table, graph: Graph) -> None:
+    builder.node("Gather", [builder.constant(table, "table"), node.input[0]], node.output[0], axis=0)
+
+
 # --- a computed scalar broadcast in arithmetic -> the scalar as a [1] vector ---
 
 
@@ -1528,8 +1588,20 @@ def _fold_constants(model):
     return onnxslim.slim(copy_model(model))
 
 
-def _rule(name, frontends, op, plan, build, why, tolerance=AGREEMENT, min_opset=MIN_RULE_OPSET) -> OnnxRule:
+def _rule(
+    name, frontends, op, plan, build, why, tolerance=AGREEMENT, min_opset=MIN_RULE_OPSET, drop_unused=False
+) -> OnnxRule:
+    """drop_unused: the rewrite also removes what its replaced nodes alone read (an Expand of integers
+    that the compiler would still refuse)."""
     needed, rewrite = node_rule(op, plan, build, why, min_opset)
+    if drop_unused:
+        rewrite_nodes = rewrite
+
+        def rewrite(model):
+            result = rewrite_nodes(model)
+            _drop_unused(result)
+            return result
+
     return OnnxRule(name, frontends, needed, rewrite, tolerance)
 
 
@@ -1682,6 +1754,28 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _topk_plan,
         _build_topk_constant,
         "{n} TopK node(s) whose K is computed from a shape, which OpenVINO 2022.3 cannot read",
+    ),
+    _rule(
+        "GatherElements of a repeated index -> Gather",
+        BOTH,
+        "GatherElements",
+        _expanded_index_plan,
+        _build_gather_vector,
+        "{n} GatherElements node(s) whose index is a vector expanded over the other axes (torch.gather of "
+        "idx.expand(...), an NMS-free head's top-k pick): an integer Tile the Myriad compiler refuses",
+        drop_unused=True,
+    ),
+    *(
+        _rule(
+            f"integer {op} of top-k indices -> table lookup",
+            BOTH,
+            op,
+            _index_table_plan,
+            _build_index_table,
+            f"{{n}} integer {op} node(s) of top-k/argmax indices by a constant (an NMS-free head's anchor and "
+            "class of each pick), which the Myriad X computes in FP16, inexact beyond 2048",
+        )
+        for op in ("Div", "Mod")
     ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule(

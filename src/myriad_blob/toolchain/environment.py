@@ -4,6 +4,7 @@ the legacy Python or the clock, and, for compiling, libfaketime's fast clock."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 from pathlib import Path
 
@@ -21,9 +22,26 @@ def faketime_library() -> Path | None:
     return FAKETIME_LIBRARY if FAKETIME_LIBRARY.exists() else None
 
 
+# The compiler and OpenVINO's CPU plugin walk the graph recursively, some stack frames per layer of
+# depth: under the usual 8 MiB stack a deep model (a chain of 20,000 layers, an unrolled LSTM) crashes
+# them with SIGSEGV and no message. Their main thread gets this much (finite: under an unlimited stack
+# glibc gives every thread 2 MiB); our own threads keep theirs (glibc sizes them at start-up).
+TOOL_STACK_BYTES = 1 << 30
+
+
+def raise_stack_limit() -> None:
+    """RLIMIT_STACK at least TOOL_STACK_BYTES (within the hard limit), inherited by every tool started after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    wanted = TOOL_STACK_BYTES if hard == resource.RLIM_INFINITY else min(TOOL_STACK_BYTES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_STACK, (wanted, hard))
+
+
 def tool_environment(fast_clock: bool = False) -> dict:
     """Our environment without PYTHON*, LD_PRELOAD and FAKETIME*; with fast_clock (and libfaketime
-    installed), the clock sped up FAKETIME_SPEEDUP times."""
+    installed), the clock sped up FAKETIME_SPEEDUP times. Every tool starts from here, so this is
+    also where its stack limit is raised (raise_stack_limit)."""
+    raise_stack_limit()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "FAKETIME"))}
     faketime = faketime_library()
     if fast_clock and faketime:

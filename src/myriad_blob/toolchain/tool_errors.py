@@ -10,9 +10,12 @@ _STATUS_PREFIX = re.compile(r"^\[ [A-Z_]+ \]\s*")  # "[ GENERAL_ERROR ] "
 _SOURCE_LOCATION = re.compile(r"^\S+\.(?:cpp|hpp|h):\d+\s*")  # "/home/jenkins/.../graph_transformer.cpp:88 "
 
 
-def helper_error(stderr: str) -> str:
+def helper_error(stderr: str, returncode: int = 1) -> str:
     """The helper's error as one line: OpenVINO's message without its status tag, source path
-    and the plugin's colour-coded warnings."""
+    and the plugin's colour-coded warnings; a helper killed by a signal says so ("crashed (SIGSEGV)")."""
+    if returncode < 0:
+        said = helper_error(stderr) if stderr.strip() else ""
+        return describe_exit(returncode, "" if said == "no message" else said)
     text = stderr.split("ERROR: ", 1)[1] if "ERROR: " in stderr else stderr
     parts = []
     for line in text.splitlines():

@@ -14,7 +14,7 @@ from ..cancel import check as check_cancelled
 from .commands import record
 from .install import Toolchain
 from .scripts import FRONTEND_SCRIPT, LEGACY_WORKER_SCRIPT, RUN_IR_ON_CPU_SCRIPT
-from .tool_errors import describe_exit
+from .tool_errors import describe_exit, last_line
 
 
 class WorkerDied(Exception):
@@ -164,4 +164,8 @@ def run_job(toolchain, worker, op: str, job: dict, command: list, timeout: float
         result = toolchain.run(command, timeout=timeout)
     except subprocess.TimeoutExpired:
         return 1, f"did not finish within {timeout:g} s"
+    if result.returncode < 0:  # killed by a signal: say which, with its last words if any
+        return result.returncode, describe_exit(
+            result.returncode, last_line(result.stderr) if result.stderr.strip() else ""
+        )
     return result.returncode, result.stderr
