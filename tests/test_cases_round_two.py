@@ -52,9 +52,22 @@ def test_case16_bicubic_upsampling_by_an_integer_factor_converts(cases, tmp_path
 
 
 def test_case17_sin_and_cos_of_unbounded_values_convert(cases, tmp_path):
-    # Was exit 13 naming /Sin and /Cos ("bound its argument"). The point coordinates are floats: FP16 input.
-    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", "--input-type", "FP16", "--strict")
-    _passed(result, blob, "Sin -> range reduction and a polynomial", "Cos -> range reduction and a polynomial")
+    # Was exit 13 naming /Sin and /Cos ("bound its argument"); and the [1, 4, 2] point coordinates, not
+    # an image, got U8 without a word. Now FP16 by default, and the report says so and why.
+    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", "--strict")
+    report = _passed(result, blob, "Sin -> range reduction and a polynomial", "Cos -> range reduction and a polynomial")
+    assert [(t["name"], t["data_type"]) for t in report["blob"]["header"]["inputs"]] == [("point_coords", "FP16")]
+    assert report["compile_settings"]["input_precisions"]["point_coords"]["reason"] == "other"
+    md = blob.with_name(blob.name + ".report.md").read_text()
+    assert "FP16 CHW — default for a non-image input: U8 would truncate its values" in md
+    # U8 by the user's choice, fed coordinates in 0..1: the blob truncates them, and the line says what to change.
+    coords = tmp_path / "coords.npy"
+    np.save(coords, np.random.default_rng(0).random((1, 4, 2), dtype=np.float32))
+    flags = ("--input-type", "U8", "--sample", f"point_coords={coords}", "--strict")
+    result, blob = _convert(cases, tmp_path, "case01b_sin_posenc.onnx", *flags)
+    assert result.returncode == EXIT_CODES[Stage.VERIFY], result.stderr
+    assert "--input-type point_coords=FP16" in _line(result)
+    assert _report(blob)["numeric"]["truncated_inputs"] == ["point_coords"]
 
 
 def test_case18_video_input_converts_and_its_missing_shape_is_asked_at_its_rank(cases, tmp_path):
@@ -65,10 +78,13 @@ def test_case18_video_input_converts_and_its_missing_shape_is_asked_at_its_rank(
     result, blob = _convert(cases, tmp_path, "case03_video_5d_dynbatch.onnx", "--input-shape", "[1, 20, 64, 64, 3]")
     report = _passed(result, blob)
     assert [o["shape"] for o in report["numeric"]["outputs"]] == [[1, 5]]
-    # [T, H, W, C] with T = 20 is a batch of 20 to the plugin: was its internal VariadicSplit check.
-    result, _ = _convert(cases, tmp_path, "case03_fix_2d.onnx")
-    assert result.returncode == EXIT_CODES[Stage.COMPILE]
-    assert "convert at batch 1 and send the items one by one" in _line(result)
+    # [T, H, W, C] with T = 20 is a batch of 20 to the plugin: was its internal VariadicSplit check (the
+    # plugin's batch detection compiled batch 1). Compiled with MYRIAD_DETECT_NETWORK_BATCH=NO: the blob
+    # takes all 20 frames, numbers right; the frames, 4-D with 64 "channels", are no image: FP16.
+    result, blob = _convert(cases, tmp_path, "case03_fix_2d.onnx", "--strict")
+    report = _passed(result, blob)
+    assert report["compile_settings"]["config"] == {"MYRIAD_DETECT_NETWORK_BATCH": "NO"}
+    assert [(t["shape"], t["data_type"]) for t in report["blob"]["header"]["inputs"]] == [([20, 64, 64, 3], "FP16")]
 
 
 def test_case19_nms_inside_the_model_is_named_with_its_cut_points(cases, tmp_path):

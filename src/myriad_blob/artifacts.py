@@ -154,3 +154,14 @@ class CompiledBlob:
 # IR precisions of integer tensors (an ArgMax class map, TopK indices). The Myriad compiler
 # gives such an output only S32 ("output #0 has type FP16, but one of [S32] is expected").
 INTEGER_PRECISIONS = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+
+
+def is_image_shape(shape) -> bool:
+    """An image input, as a camera frame fills it: N, 1 or 3 channels, H and W of 8 pixels or more.
+    Its blob input is U8 by default (the camera's frames), and the numeric check gives it the photo."""
+    shape = tuple(shape)
+    return (
+        len(shape) == 4
+        and shape[1] in (1, 3)
+        and all(isinstance(d, int) and d >= 8 for d in shape[2:])  # a dynamic (str) H or W: not known to be
+    )

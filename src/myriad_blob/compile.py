@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .artifacts import INTEGER_PRECISIONS, CompiledBlob, IRModel, LayerSupport, OnnxModel
+from .artifacts import INTEGER_PRECISIONS, CompiledBlob, IRModel, LayerSupport, OnnxModel, is_image_shape
 from .errors import ConversionError, Stage
 from .options import ConversionOptions
 from .rules.advice import explain_refused, module_path
@@ -60,6 +60,66 @@ _IR_PRECISIONS = {
 }
 
 
+# Where a blob input's precision comes from, and the input type it gives: one row a reason (the report's
+# compile_settings.input_precisions names the row for every input). Without --input-type an image
+# input (artifacts.is_image_shape) takes the camera's U8 frames; any other input (point coordinates,
+# a state, a sequence) FP16: U8 would truncate its values to integers in 0..255 on the camera.
+INPUT_TYPE_REASONS = {
+    "named": (None, "from --input-type NAME=TYPE"),
+    "every": (None, "from --input-type"),
+    "image": ("U8", "default for an image input, NCHW with 1 or 3 channels: the camera's frames"),
+    "other": ("FP16", "default for a non-image input: U8 would truncate its values"),
+}
+IMAGE_INPUT_TYPE = INPUT_TYPE_REASONS["image"][0]  # compile_tool's -ip without --input-type
+
+
+def input_precisions(options: ConversionOptions, ir: IRModel) -> dict:
+    """{input name: {"precision", "reason" (a key of INPUT_TYPE_REASONS), "why"}} for each IR input, in
+    its order. ONNX (the model's own) is named as given; the IR's type resolves it in tensor_types."""
+    result = {}
+    for tensor in ir.inputs:
+        if tensor.name in options.input_type_by_name:
+            reason, precision = "named", options.input_type_by_name[tensor.name]
+        elif options.input_type is not None:
+            reason, precision = "every", options.input_type
+        else:
+            reason = "image" if is_image_shape(tensor.shape) else "other"
+            precision = INPUT_TYPE_REASONS[reason][0]
+        result[tensor.name] = {"precision": precision, "reason": reason, "why": INPUT_TYPE_REASONS[reason][1]}
+    return result
+
+
+# The plugin's own batch rule (detectNetworkBatch in the 2021.4 Myriad plugin): the first dimension
+# of a 4-D or 5-D input is the batch. With MYRIAD_DETECT_NETWORK_BATCH=YES (its default) a batched
+# IR is compiled as batch 1 and the plugin's runtime was to run it once per item: depthai does not,
+# and the blob takes one item. So a batched IR is compiled with NO: the blob holds the whole batch.
+DETECT_BATCH = "MYRIAD_DETECT_NETWORK_BATCH"
+
+
+def ir_batch(ir: IRModel) -> dict:
+    """{input name: its batch} for the IR's 4-D and 5-D inputs whose batch is above 1."""
+    return {
+        t.name: t.shape[0]
+        for t in ir.inputs
+        if len(t.shape) in (4, 5) and isinstance(t.shape[0], int) and t.shape[0] > 1
+    }
+
+
+def _batch_config(options: ConversionOptions, ir: IRModel, config: dict) -> dict:
+    """The compile config for a batched IR: DETECT_BATCH=NO unless given; YES given is refused (options)."""
+    batched = ir_batch(ir)
+    if not batched:
+        return config
+    if config.get(DETECT_BATCH, "NO") == "YES":
+        name, batch, one = _first_batched(ir)
+        raise _options_error(
+            f"--compile-config {DETECT_BATCH}=YES compiles input {name} (batch {batch}) as batch 1, which the "
+            f"plugin's runtime would run {batch} times but depthai runs once: drop it (the blob then takes the "
+            f"batch of {batch}), or convert at batch 1 with --input-shape '{name}={one}'"
+        )
+    return {**config, DETECT_BATCH: "NO"}
+
+
 def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> dict:
     """What the compile is asked for. tensor_types/tensor_layouts: the tensors whose precision or
     layout is not the every-tensor value (--input-type/--output-type, NCHW), as compile_tool's
@@ -68,7 +128,7 @@ def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> d
     4-D."""
     settings = {
         "platform": "VPU_MYRIAD_2480",
-        "input_type": options.input_type,
+        "input_type": options.input_type or IMAGE_INPUT_TYPE,  # -ip; the non-image inputs by name (below)
         "output_type": options.output_type,
         "input_layout": options.input_layout,
         "output_layout": options.output_layout,
@@ -81,6 +141,13 @@ def compile_settings(options: ConversionOptions, ir: IRModel | None = None) -> d
     }
     if ir is not None:
         settings["tensor_types"], settings["tensor_layouts"] = _per_tensor(options, ir, settings["tensor_types"])
+        precisions = input_precisions(options, ir)
+        for name, chosen in precisions.items():  # a default other than -ip's: the input by name (-iop)
+            if chosen["reason"] == "other" and chosen["precision"] != settings["input_type"]:
+                settings["tensor_types"][name] = chosen["precision"]
+            chosen["precision"] = settings["tensor_types"].get(name, settings["input_type"])
+        settings["input_precisions"] = precisions
+        settings["config"] = _batch_config(options, ir, settings["config"])
     return settings
 
 
@@ -177,8 +244,8 @@ def compile_blob(
     names the IR layers trace back to."""
     settings = compile_settings(options, ir)
     args = [str(toolchain.compile_helper), "compile", str(ir.xml), str(blob_path)]
-    if options.input_type != "ONNX":
-        args += ["-ip", options.input_type]
+    if settings["input_type"] != "ONNX":
+        args += ["-ip", settings["input_type"]]
     if options.output_type != "ONNX":
         args += ["-op", options.output_type]
     for flag, table in (("-iop1", settings["tensor_types"]), ("-iol1", settings["tensor_layouts"])):
@@ -250,7 +317,7 @@ def _check_compiled(result, ir, options, settings, blob_path, support, origins) 
             [(layer.name, layer.type) for layer in ir.layers], lambda name: trace(name, origins), message
         )
         if refused:
-            raise _fail(f"{refused} (the compiler: {message})")
+            raise _fail(f"{refused} (the compiler: {message}){_batch_hint(ir)}")
         integer_only = _INTEGER_ONLY.search(message)
         if integer_only and integer_only[1] in integer_outputs(ir):
             name = integer_only[1]
@@ -259,7 +326,25 @@ def _check_compiled(result, ir, options, settings, blob_path, support, origins) 
                 f"{settings['tensor_types'].get(name, options.output_type)} was asked: drop --output-type "
                 f"{name}=..., and convert it on the host (the compiler: {message})"
             )
-        raise _fail("the Myriad compiler failed: " + message + _suspects(support()))
+        raise _fail("the Myriad compiler failed: " + message + _suspects(support()) + _batch_hint(ir))
+
+
+def _batch_hint(ir: IRModel) -> str:
+    """A failed compile of a batched IR: the batch-1 shape to try (the plugin compiles a batch per stage copy)."""
+    if not ir_batch(ir):
+        return ""
+    name, batch, one = _first_batched(ir)
+    return (
+        f"; input {name} has a batch of {batch}: if the model compiles at batch 1, convert with "
+        f"--input-shape '{name}={one}' and send the items one by one"
+    )
+
+
+def _first_batched(ir: IRModel) -> tuple[str, int, list]:
+    """The first batched input: its name, batch and shape at batch 1."""
+    name, batch = next(iter(ir_batch(ir).items()))
+    shape = next(t.shape for t in ir.inputs if t.name == name)
+    return name, batch, [1, *shape[1:]]
 
 
 # The compiler refusing a float precision for an integer output (an argmax ending in a Reshape).

@@ -79,7 +79,13 @@ MYRIAD_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("MYRIAD_FORCE_PURE_TENSOR_ITERATOR", "blob", "keep TensorIterator loops as loops"),
     ConfigKey("MYRIAD_DISABLE_REORDER", "blob", "no layout reorders between stages"),
     ConfigKey("MYRIAD_DISABLE_CONVERT_STAGES", "blob", "no precision conversion stages (the inputs must then be FP16)"),
-    ConfigKey("MYRIAD_DETECT_NETWORK_BATCH", "blob", "compile a batched IR as batch 1, run per item", example="YES"),
+    ConfigKey(
+        "MYRIAD_DETECT_NETWORK_BATCH",
+        "blob",
+        "YES compiles a batched IR as batch 1 for the plugin's runtime to run per item (depthai does not): "
+        "refused with a batch above 1, which is compiled with NO, the whole batch in the blob",
+        example="NO",
+    ),
     ConfigKey("MYRIAD_ENABLE_CUSTOM_RESHAPE_PARAM", "blob", "honour a Reshape's own dims over its shape input"),
     ConfigKey(
         "MYRIAD_CHECK_PREPROCESSING_INSIDE_MODEL",

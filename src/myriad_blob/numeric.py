@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import FP16_MAX, INTEGER_PRECISIONS, IRModel, OnnxModel
+from .artifacts import FP16_MAX, INTEGER_PRECISIONS, IRModel, OnnxModel, is_image_shape
 from .compile import trace
 from .diagnosis import Diagnosis, LayerValues, diagnose, logits, round_weights_to_fp16
 from .errors import ConversionError, Stage, first_line
@@ -315,6 +315,8 @@ class NumericCheck:
     outputs: tuple[OutputComparison, ...]
     fp16: Fp16Range | None = None  # None: not measured (passed stays about the outputs only)
     diagnosis: Diagnosis | None = None  # when an output misses: where the runtimes part, and whose fault it is
+    # U8 inputs fed values that are not integers in 0..255: the IR got them as the blob holds them
+    truncated: tuple[str, ...] = ()
 
     @property
     def outputs_passed(self) -> bool:
@@ -342,6 +344,7 @@ class NumericCheck:
             "outputs": [o.to_dict() for o in self.outputs],
             "fp16": self.fp16.to_dict() if self.fp16 is not None else None,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None,
+            "truncated_inputs": list(self.truncated),
         }
 
 
@@ -410,8 +413,8 @@ def describe_samples(samples: dict) -> str:
 
 
 def photo_fits(shape: tuple) -> bool:
-    """An input the check photo can fill: N, 1 or 3 channels, H, W of 8 pixels or more."""
-    return len(shape) == 4 and shape[1] in (1, 3) and min(shape[2], shape[3]) >= 8
+    """An input the check photo can fill: an image (artifacts.is_image_shape)."""
+    return is_image_shape(shape)
 
 
 def check_photo(height: int, width: int):
@@ -506,6 +509,20 @@ def load_sample(path: Path, shape: tuple, reverse_channels: bool, layout: str = 
     if reverse_channels:
         planar = planar[::-1]
     return np.ascontiguousarray(planar[None].repeat(shape[0], axis=0))
+
+
+def as_u8(blob_inputs: dict, u8_inputs) -> tuple[dict, tuple[str, ...]]:
+    """The inputs as a U8 blob input holds them (clipped to 0..255, the fraction dropped), and the
+    names of the U8 inputs whose values that changed (a --sample of floats for a U8 input)."""
+    held, truncated = dict(blob_inputs), []
+    for name in u8_inputs:
+        value = blob_inputs.get(name)
+        if value is None:
+            continue
+        u8 = np.trunc(np.clip(value, 0, 255)).astype(np.float32)
+        if not np.array_equal(u8, value):
+            held[name], truncated = u8, [*truncated, name]
+    return held, tuple(truncated)
 
 
 def reference_inputs(blob_inputs: dict, preprocessing: dict) -> dict:
@@ -797,6 +814,9 @@ def numeric_check(
     )
     model_inputs = reference_inputs(blob_inputs, preprocessing)
     references = run_reference(module, onnx_model, model_inputs)
+    # The original gets the values as given, the IR as a U8 input of the blob holds them.
+    u8 = [t.name for t in ir.inputs if (input_types or {}).get(t.name, input_type) == "U8"]
+    blob_inputs, truncated = as_u8(blob_inputs, u8)
     actual, ranges = run_ir_with_ranges(ir, blob_inputs, toolchain, worker, layouts)
     emulation = emulate_fp16_activations(onnx_model, model_inputs, references, tolerances)
     fp16 = (
@@ -834,7 +854,7 @@ def numeric_check(
         ]
         if not all(c.passed for c in comparisons):
             diagnosis = diagnose(values)
-    return NumericCheck(source, tolerances, tuple(comparisons), fp16, diagnosis)
+    return NumericCheck(source, tolerances, tuple(comparisons), fp16, diagnosis, truncated)
 
 
 def _on_the_logits(comparison: OutputComparison, values: LayerValues, tolerances: Tolerances) -> OutputComparison:

@@ -177,16 +177,17 @@ OPTIONS: tuple[Option, ...] = (
         choices_note=" (what the Myriad X takes)",
         help="Blob input precision: U8, FP16 or FP32 (what the Myriad X takes); ONNX keeps the model's own. "
         "A bare value is for every input; 'name=FP16' for one (repeated), e.g. U8 images and an FP16 state.  "
-        "[default: U8]",
+        "[default: U8 for an image input (NCHW, 1 or 3 channels), FP16 for any other]",
         manifest_expected='a precision name such as "U8", or a list like ["U8", "state=FP16"]',
         doc_flag="[NAME=]TYPE",
-        doc_default="`U8`",
+        doc_default="`U8` for an image, `FP16` for any other input",
         doc="blob input precision: `U8`, `FP16` or `FP32` (what the Myriad X takes); `ONNX` keeps the model's own. "
         "A bare value is for every input, `name=TYPE` for one (repeated; it wins), e.g. `--input-type U8 "
-        "--input-type state=FP16`",
+        "--input-type state=FP16`. Without it, an image input (NCHW, 1 or 3 channels) is `U8`, the camera's "
+        "frames, and any other input `FP16` (U8 would truncate its values); the report says which and why",
         action_help="Blob input precision (U8, FP16 or FP32; ONNX keeps the model's own). One per line; name=TYPE "
-        "for one input, e.g. U8 and state=FP16.",
-        action_default="U8",
+        "for one input, e.g. U8 and state=FP16. Default: U8 for an image input, FP16 for any other.",
+        action_default="",
         action_doc="as `--input-type`; one per line (`name=TYPE` for one input)",
     ),
     Option(
@@ -705,8 +706,9 @@ def option_default(name: str):
 
 
 # The options set per tensor ("VALUE" for every tensor, "name=VALUE" for one): their value for
-# every tensor when none is given. Layouts are of 4-D tensors (compile_tool's -il/-ol alike).
-PER_TENSOR_DEFAULTS = {"input_type": "U8", "output_type": "FP16", "input_layout": "NCHW", "output_layout": "NCHW"}
+# every tensor when none is given. Layouts are of 4-D tensors (compile_tool's -il/-ol alike). The
+# input type's None: by input, U8 for an image and FP16 for any other (compile.INPUT_TYPE_DEFAULTS).
+PER_TENSOR_DEFAULTS = {"input_type": None, "output_type": "FP16", "input_layout": "NCHW", "output_layout": "NCHW"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -723,7 +725,8 @@ class ConversionOptions:
     output: Path
     input_shapes: tuple[InputSpec, ...] = ()
     reverse_input_channels: bool = option_default("reverse-input-channels")
-    input_type: str = PER_TENSOR_DEFAULTS["input_type"]  # every input's, but those named in input_type_by_name
+    # every input's, but those named in input_type_by_name; None: by input (compile.input_precisions)
+    input_type: str | None = PER_TENSOR_DEFAULTS["input_type"]
     output_type: str = PER_TENSOR_DEFAULTS["output_type"]
     input_layout: str = PER_TENSOR_DEFAULTS["input_layout"]
     output_layout: str = PER_TENSOR_DEFAULTS["output_layout"]
@@ -969,7 +972,7 @@ def _choice(option: Option, given: str) -> str:
     return match
 
 
-def parse_per_tensor(values, option: Option) -> tuple[str, dict[str, str]]:
+def parse_per_tensor(values, option: Option) -> tuple[str | None, dict[str, str]]:
     """An option set per tensor: "U8" (a bare value: every tensor's) and "name=FP16" (one tensor's,
     repeated; it wins over the bare value) -> ("U8", {"name": "FP16"}). No bare value: the
     default. ValueError for a value outside the choices, or one given twice."""

@@ -265,8 +265,16 @@ def _io_section(report: dict) -> list[str]:
     rows = []
     if report["blob"]:
         header = report["blob"]["header"]
+        chosen = (report["compile_settings"] or {}).get("input_precisions") or {}
         rows += [
-            ["input", code(t["name"]), _shape(t["shape"]), text(f"{t['data_type']} {t['order']}")]
+            [
+                "input",
+                code(t["name"]),
+                _shape(t["shape"]),
+                text(
+                    f"{t['data_type']} {t['order']}" + (f" — {chosen[t['name']]['why']}" if t["name"] in chosen else "")
+                ),
+            ]
             for t in header["inputs"]
         ]
         rows += [
@@ -446,7 +454,12 @@ def _details_section(report: dict) -> list[str]:
         )
     if report["compile_settings"]:
         details.append(
-            "- Compile settings: " + ", ".join(_setting(k, v) for k, v in report["compile_settings"].items() if v != {})
+            "- Compile settings: "
+            + ", ".join(
+                _setting(k, v)
+                for k, v in report["compile_settings"].items()
+                if v != {} and k != "input_precisions"  # in the inputs' table
+            )
         )
     if report["nn_archive"]:
         details.append(f"- NN Archive: {code(report['nn_archive']['path'])}")
@@ -547,6 +560,8 @@ def _headroom(headroom: float | None) -> str:
 def _camera_frames(blob: dict) -> str:
     """One frame type for the blob, or one per image input when their layouts differ."""
     types = blob.get("camera_frame_types") or {}
+    if not types:  # no 3-channel image input: nothing a camera frame fills
+        return "Camera frames: none (no 3-channel image input: send each input as a tensor of its type). "
     if len(set(types.values())) > 1:
         return "Camera frames: " + ", ".join(f"{code(name)} {code(frame)}" for name, frame in types.items()) + ". "
     return f"Camera frames: {code(blob['camera_frame_type'])}. "

@@ -164,6 +164,7 @@ class NumericSection(TypedDict):
     outputs: list[OutputComparison]
     fp16: Fp16Section | None
     diagnosis: Diagnosis | None
+    truncated_inputs: list[str]  # U8 inputs fed values that are not integers in 0..255 (the IR got them truncated)
 
 
 class BlobTensor(TypedDict):

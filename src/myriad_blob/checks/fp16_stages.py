@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..compile import trace
+from ..compile import IMAGE_INPUT_TYPE, trace
 from ..findings import Finding
 from ..markdown_text import code, markdown_table, message, text
 from ..numeric import (
@@ -522,7 +522,7 @@ def check_stages(
     try:
         blob_inputs, _ = make_inputs(
             ir,
-            options.input_type,
+            options.input_type or IMAGE_INPUT_TYPE,  # by input: the others are in input_types
             options.samples,
             ir.preprocessing.get("reverse_input_channels", False),
             input_types,
@@ -530,7 +530,7 @@ def check_stages(
             first_input=prepared.reference.inputs[0].name if prepared.reference.inputs else None,
         )
         frames = {"photo": blob_inputs}
-        for name, frame in _hard_frames(ir, blob_inputs, options.input_type, input_types).items():
+        for name, frame in _hard_frames(ir, blob_inputs, options.input_type or IMAGE_INPUT_TYPE, input_types).items():
             frames[name] = frame
         stages, hard = [], {}
         emulation = prepare_emulation(layers, prepared.model)

@@ -24,7 +24,7 @@ def check_outputs(context: CheckContext) -> list[Finding]:
             prepared.reference,
             context.ir,
             context.toolchain,
-            input_type=options.input_type,
+            input_type=compiled.settings["input_type"],
             sample=options.samples,
             worker=worker,
             tolerances=Tolerances(options.max_relative_error, options.min_cosine),
@@ -52,6 +52,13 @@ def outputs_findings(check: NumericCheck) -> list[Finding]:
             + (f" ({check.diagnosis.message})" if check.diagnosis else "")
         )
     )
+    if check.truncated:  # the known cause comes first: the blob's U8 input cannot hold what the model was fed
+        names = ", ".join(check.truncated)
+        cause = (
+            f"input(s) {names} are U8 in the blob but were fed values that are not integers in 0..255, which "
+            f"a U8 input truncates: convert with --input-type {check.truncated[0]}=FP16 (or feed U8 pixel values)"
+            f"; {cause}"
+        )
     message = f"the converted model's outputs differ from the original's ({failed}: {check.summary()}); {cause}"
     overflow = check.fp16.overflow_summary() if check.fp16 is not None and check.fp16.overflows else None
     reason = "numeric check: " + "; ".join(
