@@ -484,11 +484,12 @@ def test_a_rewritten_node_is_named_as_the_users_node_and_module(tmp_path, model,
 
     path = tmp_path / "norm.onnx"
     torch.onnx.export(model.eval(), (torch.randn(1, 3, 8, 8),), str(path), opset_version=13, dynamo=False)
-    rewritten = _rule("ReduceL2").rewrite(onnx.load(str(path)))
+    original = onnx.load(str(path))
+    rewritten = _rule("ReduceL2").rewrite(original)
     made = [n for n in rewritten.graph.node if n.name.startswith(node + "/")]
     assert made and node not in {n.name for n in rewritten.graph.node}
     onnx.save(rewritten, str(tmp_path / "rewritten.onnx"))
-    described = describe_onnx(tmp_path / "rewritten.onnx", exported=False)
+    described = describe_onnx(tmp_path / "rewritten.onnx", False, user_nodes={n.name for n in original.graph.node})
     for new in made:
         assert described.origin(new.name) == {"node": node, "op": "ReduceL2"}
         assert described.origin(new.output[0] + "/WithoutBiases") == {"node": node, "op": "ReduceL2"}
@@ -497,3 +498,21 @@ def test_a_rewritten_node_is_named_as_the_users_node_and_module(tmp_path, model,
     again = Builder(rewritten, made[0])
     again.node("Relu", [made[0].output[0]])
     assert again.nodes[0].doc_string == made[0].doc_string  # still the user's node, not ours
+
+
+@pytest.mark.unit
+def test_a_users_node_carrying_the_rewrite_mark_is_not_believed(tmp_path):
+    """Found in review: a file whose own Relu says it is "myriad-blob rewrite of Sin /evil" was named in
+    the report as that made-up Sin node. Only nodes our rules made (not among the user's) are traced."""
+    from myriad_blob.export_onnx import describe_onnx
+    from myriad_blob.rules.onnx_graph import REWRITE_OF
+
+    path = tmp_path / "spoof.onnx"
+    torch.onnx.export(torch.nn.ReLU(), (torch.randn(1, 3, 8, 8),), str(path), opset_version=13, dynamo=False)
+    model = onnx.load(str(path))
+    (relu,) = model.graph.node
+    relu.doc_string = REWRITE_OF + "Sin /evil"
+    onnx.save(model, str(path))
+    described = describe_onnx(path, False, user_nodes={relu.name})
+    assert described.origin(relu.name) == {"node": relu.name, "op": "Relu"}
+    assert describe_onnx(path, False).origin(relu.name) == {"node": relu.name, "op": "Relu"}

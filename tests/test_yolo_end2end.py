@@ -143,3 +143,38 @@ def test_the_index_rules_compute_what_onnx_runtime_computes_and_leave_other_inte
     assert "GatherElements" not in ops and "Expand" not in ops and "Mod" not in ops and ops.count("Div") == 1
     for want, got in zip(expected, run(rewritten)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("classes,divisor_shape,kept", [(365, [], True), (80, [1, 1, 1], False)])
+def test_the_index_table_takes_objects365_and_never_changes_a_rank(classes, divisor_shape, kept):
+    """Found in review: 300 picks over Objects365's 365 classes are 109,500 indices, past the first table
+    bound (65,536): the Mod was then refused with advice that gives wrong numbers. A divisor of a higher
+    rank than the indices would broadcast the Div's result up a rank: no table then."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from myriad_blob.rules.onnx_graph import Graph
+    from myriad_blob.rules.onnx_rules import _index_table_plan
+
+    picks = 300 * classes
+    nodes = [
+        helper.make_node("TopK", ["scores", "k"], ["values", "index"], name="/TopK", axis=-1),
+        helper.make_node("Div", ["index", "nc"], ["anchor"], name="/Div"),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array([300], np.int64), "k"),
+        numpy_helper.from_array(np.array(classes, np.int64).reshape(divisor_shape), "nc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, picks])],
+        [helper.make_tensor_value_info("anchor", TensorProto.INT64, None)],
+        constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    table = _index_table_plan(Graph(model), model.graph.node[1])
+    assert (table is not None) == kept
+    if kept:
+        assert table.shape == (picks,) and table[-1] == 299 and table[classes] == 1

@@ -30,7 +30,11 @@ def _fail(message: str) -> ConversionError:
     return ConversionError(Stage.EXPORT, message)
 
 
-def describe_onnx(path: Path, exported: bool) -> OnnxModel:
+def describe_onnx(path: Path, exported: bool, user_nodes: set | None = None) -> OnnxModel:
+    """path's inputs, outputs, nodes and producers. user_nodes (the user's own node names; given for
+    a model our rules rewrote): the nodes not among them that carry a rule's mark trace back to the
+    node they replaced (OnnxModel.rewritten). A mark on the user's own node is never believed: a
+    file could name any node that way."""
     import onnx
 
     model = onnx.load_model(str(path), load_external_data=False)
@@ -61,7 +65,13 @@ def describe_onnx(path: Path, exported: bool) -> OnnxModel:
         nodes,
         producers,
         compile_time_input=compile_time_input_misuse(model.graph),
-        rewritten={node.name: origin for node in model.graph.node if (origin := rewrite_origin(node))},
+        rewritten={}
+        if user_nodes is None
+        else {
+            node.name: origin
+            for node in model.graph.node
+            if node.name and node.name not in user_nodes and (origin := rewrite_origin(node))
+        },
     )
 
 

@@ -240,7 +240,7 @@ def validate_ir(ir: IRModel, toolchain: Toolchain) -> None:
     fails here, where --frontend auto can still try the other front end."""
     result = toolchain.run([str(toolchain.compile_helper), "read", str(ir.xml)])
     if result.returncode != 0:
-        message = helper_error(result.stderr)
+        message = helper_error(result.stderr, result.returncode)
         hint = " (is --input-shape right?)" if _SHAPE_TROUBLE.search(message) else ""
         # The reader stops at the first layer of an op version it lacks: name them all.
         newer = [layer for layer in ir.layers if layer.version and layer.version not in READER_OPSETS]

@@ -102,7 +102,9 @@ def prepare(
             current, current_path = candidate, path
             expected = outputs if rule.new_reference else expected
     prepared = (
-        reference if current_path == reference_path else describe_onnx(current_path, exported=onnx_model.exported)
+        reference
+        if current_path == reference_path
+        else describe_onnx(current_path, exported=onnx_model.exported, user_nodes=set(reference.nodes))
     )
     return PreparedOnnx(prepared, reference, tuple(steps))
 
