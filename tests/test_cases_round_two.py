@@ -443,6 +443,57 @@ def test_dilated_max_pool_converts(tmp_path):
     _passed(result, blob, "MaxPool with dilations -> Max of strided slices")
 
 
+@pytest.mark.unit
+def test_mish_becomes_its_onnx_function_body():
+    # node/test_mish: was exit 12, "OpenVINO does not support the following ONNX operations: Mish" (and
+    # Mish-18 has no adapter down to 17); ONNX's own body (Softplus, Tanh, Mul) converts.
+    model = _model(
+        [helper.make_node("Mish", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])],
+        opset=18,
+    )
+    rule = _rule("op without a front end")
+    assert "(Mish)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert [n.op_type for n in rewritten.graph.node] == ["Softplus", "Tanh", "Mul"]
+    assert all(n.name.startswith("y/") and n.doc_string.endswith("Mish y") for n in rewritten.graph.node)
+    x = np.linspace(-8, 8, 75, dtype=np.float32).reshape(1, 3, 5, 5)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.unit
+def test_an_op_a_front_end_reads_keeps_its_node():
+    # HardSwish has a function body too, but OpenVINO reads it: the corpus's blobs stay the same.
+    model = _model(
+        [helper.make_node("HardSwish", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        opset=18,
+    )
+    assert _rule("op without a front end").needed(model) == ""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["GreaterOrEqual", "LessOrEqual"])
+def test_or_equal_comparisons_become_a_negated_comparison(op):
+    model = _model(
+        [helper.make_node(op, ["a", "b"], ["y"])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 4]) for n in "ab"],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [3, 4])],
+        opset=16,
+    )
+    rule = _rule(f"{op} -> Not(")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert op not in {n.op_type for n in rewritten.graph.node}
+    a = np.array([[-1, 0, 1, 2]] * 3, np.float32)
+    b = np.array([[0], [1], [2]], np.float32) * np.ones((3, 4), np.float32)  # equal values included
+    feeds = {"a": a, "b": b}
+    np.testing.assert_array_equal(_run(rewritten, feeds)[0], _run(model, feeds)[0])
+
+
 # --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
 
 

@@ -67,11 +67,13 @@ class OnnxRule:
     new_reference: bool = False
 
 
-def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MIN_RULE_OPSET):
-    """needed/rewrite for a rule that replaces single nodes of type op: plan(graph, node) gives
+def node_rule(op, plan: Callable, build: Callable, why, min_opset: int = MIN_RULE_OPSET):
+    """needed/rewrite for a rule that replaces single nodes of type op (or of a set of types): plan(graph, node) gives
     what build needs (None: this node cannot be rewritten), build(builder, node, plan, graph)
     emits nodes that produce the node's outputs. why: "{n} ... node(s) ..." for the report, or a
     function of the [(index, node, plan)] found that says it."""
+
+    ops = {op} if isinstance(op, str) else set(op)
 
     def matches(model):
         graph = Graph(model)
@@ -79,14 +81,14 @@ def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MI
         if graph.opset < min_opset:
             return graph, found
         for index, node in enumerate(model.graph.node):
-            if node.op_type == op:
+            if node.op_type in ops:
                 chosen = plan(graph, node)
                 if chosen is not None:
                     found.append((index, node, chosen))
         return graph, found
 
     def needed(model) -> str:
-        if not any(node.op_type == op for node in model.graph.node):
+        if not any(node.op_type in ops for node in model.graph.node):
             return ""
         found = matches(model)[1]
         if not found:
@@ -456,6 +458,18 @@ def _build_sign(builder: Builder, node, dtype, graph: Graph) -> None:
     )
     negative = builder.node("Where", [builder.node("Less", [x, zero]), minus_one, zero])
     builder.node("Where", [builder.node("Greater", [x, zero]), one, negative], node.output[0])
+
+
+# --- GreaterOrEqual / LessOrEqual -> Not(Less) / Not(Greater) ---
+
+# OpenVINO reads a >= b as LogicalOr(Greater, Equal), which the Myriad compiler refuses on its
+# boolean inputs; its Logical_NOT of one comparison compiles (equal for every value but NaN).
+_NEGATED = {"GreaterOrEqual": "Less", "LessOrEqual": "Greater"}
+
+
+def _build_negated_comparison(builder: Builder, node, dtype, graph: Graph) -> None:
+    opposite = builder.node(_NEGATED[node.op_type], list(node.input[:2]))
+    builder.node("Not", [opposite], node.output[0])
 
 
 # --- TopK whose K the exporter computes from a shape -> a constant K ---
@@ -1179,6 +1193,71 @@ def _build_inlined_branch(builder: Builder, node, branch, graph: Graph) -> None:
             builder.node("Identity", [renamed.get(value.name, value.name)], output)
 
 
+# --- an op neither front end reads -> ONNX's own function body for it ---
+
+# Ops whose ONNX schema defines them as a function of other ops, and which neither front end reads
+# (measured on ONNX's node tests: Mish-18 is unknown to OpenVINO 2022.3 and to Model Optimizer
+# 2021.4, while its body Softplus/Tanh/Mul converts). Ops a front end reads stay as they are, so
+# models that convert today keep their blob.
+FUNCTION_BODY_OPS = {"Mish"}
+
+
+def _function_body_plan(graph: Graph, node):
+    """The FunctionProto ONNX's schema gives node's op at the model's opset, or None (no body, a
+    body with subgraphs, or one that needs a newer opset than the model's)."""
+    import onnx
+    from onnx import defs
+
+    if node.op_type not in FUNCTION_BODY_OPS or node.domain not in ("", "ai.onnx"):
+        return None
+    try:
+        schema = defs.get_schema(node.op_type, graph.opset)
+    except Exception:  # the op is newer than the model's opset
+        return None
+    versions = [v for v in schema.function_opset_versions if v <= graph.opset]
+    if not schema.has_function or not versions:
+        return None
+    body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(max(versions)))
+    needs = max((o.version for o in body.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if needs > graph.opset or any(a.g.node or a.graphs for n in body.node for a in n.attribute):
+        return None
+    return body
+
+
+def _build_function_body(builder: Builder, node, body, graph: Graph) -> None:
+    """The body's nodes with its formal inputs/outputs bound to node's, its intermediate values
+    renamed after node, and attribute references replaced by node's values (or the defaults)."""
+    import onnx
+
+    names = dict(zip(body.input, list(node.input) + [""] * len(body.input)))
+    names.update(zip(body.output, node.output))
+    given = {a.name: a for a in node.attribute}
+    defaults = {a.name: a for a in body.attribute_proto}
+    for inner in body.node:
+        inputs = [names.get(name, name) if name else "" for name in inner.input]
+        outputs = []
+        for name in inner.output:
+            if name not in names:
+                names[name] = builder.name(name)
+            outputs.append(names[name])
+        attributes = []
+        for attribute in inner.attribute:
+            if attribute.ref_attr_name:
+                source = given.get(attribute.ref_attr_name) or defaults.get(attribute.ref_attr_name)
+                if source is None:
+                    continue  # an optional attribute left unset: the inner op's own default
+                bound = onnx.AttributeProto()
+                bound.CopyFrom(source)
+                bound.name = attribute.name  # the inner op's name for it
+                attribute = bound
+            attributes.append(attribute)
+        builder.node(inner.op_type, inputs, outputs[0])
+        emitted = builder.nodes[-1]
+        del emitted.output[:]
+        emitted.output.extend(outputs)
+        emitted.attribute.extend(attributes)
+
+
 # --- a convolution or matmul of constants -> its result, computed once ---
 
 FOLDED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
@@ -1660,6 +1739,20 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_col2im_rearrange,
         "{n} Col2Im node(s) (F.fold) whose patches do not overlap, which OpenVINO 2022.3 cannot read",
     ),
+    # Before the opset conversion: Mish is opset 18, which has no adapter down to 17.
+    _rule(
+        "op without a front end -> ONNX's function body for it",
+        BOTH,
+        FUNCTION_BODY_OPS,
+        _function_body_plan,
+        _build_function_body,
+        lambda found: (
+            f"{len(found)} node(s) of an op neither front end reads ("
+            + ", ".join(sorted({node.op_type for _, node, _ in found}))
+            + "), which ONNX defines as a function of ops they read"
+        ),
+        min_opset=ELEMENTWISE_OPSET,
+    ),
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
     _rule(
@@ -1746,6 +1839,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_sign,
         "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses",
         min_opset=9,  # Where
+    ),
+    *(
+        _rule(
+            f"{op} -> Not({negated})",
+            BOTH,
+            op,
+            _float_input,
+            _build_negated_comparison,
+            f"{{n}} {op} node(s), which OpenVINO makes a LogicalOr the Myriad compiler refuses",
+            min_opset=12,  # GreaterOrEqual and LessOrEqual are opset 12
+        )
+        for op, negated in _NEGATED.items()
     ),
     _rule(
         "TopK's K folded to a constant",
