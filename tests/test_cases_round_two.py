@@ -464,6 +464,47 @@ def test_mish_becomes_its_onnx_function_body():
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("opset,scales", [(18, 2), (21, 4)])  # opset 18 scales per group, 21 per channel
+def test_group_normalization_becomes_its_onnx_function_body(opset, scales):
+    # node/test_group_normalization_example: was exit 12, "OpenVINO does not support ... GroupNormalization";
+    # its body depends on the input types (a context-dependent function).
+    rng = np.random.default_rng(3)
+    model = _model(
+        [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=2, epsilon=1e-3)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [numpy_helper.from_array(rng.standard_normal(scales).astype(np.float32), n) for n in ("scale", "bias")],
+        opset=opset,
+    )
+    rule = _rule("op without a front end")
+    assert "(GroupNormalization)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "GroupNormalization" not in {n.op_type for n in rewritten.graph.node}
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_rms_normalization_becomes_its_onnx_function_body():
+    # node/test_rms_normalization_*: was exit 12, "OpenVINO does not support ... RMSNormalization" (opset 23).
+    rng = np.random.default_rng(4)
+    model = _model(
+        [helper.make_node("RMSNormalization", ["x", "scale"], ["y"], axis=-1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8])],
+        [numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "scale")],
+        opset=23,
+    )
+    model.ir_version = 10
+    rule = _rule("op without a front end")
+    assert "(RMSNormalization)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "RMSNormalization" not in {n.op_type for n in rewritten.graph.node}
+    x = rng.standard_normal((1, 6, 8)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
 def test_an_op_a_front_end_reads_keeps_its_node():
     # HardSwish has a function body too, but OpenVINO reads it: the corpus's blobs stay the same.
     model = _model(

@@ -1196,10 +1196,11 @@ def _build_inlined_branch(builder: Builder, node, branch, graph: Graph) -> None:
 # --- an op neither front end reads -> ONNX's own function body for it ---
 
 # Ops whose ONNX schema defines them as a function of other ops, and which neither front end reads
-# (measured on ONNX's node tests: Mish-18 is unknown to OpenVINO 2022.3 and to Model Optimizer
-# 2021.4, while its body Softplus/Tanh/Mul converts). Ops a front end reads stay as they are, so
-# models that convert today keep their blob.
-FUNCTION_BODY_OPS = {"Mish"}
+# (measured on ONNX's node tests: Mish-18, GroupNormalization-18/21 and RMSNormalization-23 are
+# unknown to OpenVINO 2022.3 and to Model Optimizer 2021.4, while their bodies convert). Ops a front
+# end reads stay as they are (HardSwish, Gelu, Softplus, ...), so models that convert today keep
+# their blob.
+FUNCTION_BODY_OPS = {"Mish", "GroupNormalization", "RMSNormalization"}
 
 
 def _function_body_plan(graph: Graph, node):
@@ -1215,9 +1216,25 @@ def _function_body_plan(graph: Graph, node):
     except Exception:  # the op is newer than the model's opset
         return None
     versions = [v for v in schema.function_opset_versions if v <= graph.opset]
-    if not schema.has_function or not versions:
+    dependent = [v for v in schema.context_dependent_function_opset_versions if v <= graph.opset]
+    if schema.has_function and versions:
+        body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(max(versions)))
+    elif schema.has_context_dependent_function and dependent:  # the body depends on the input types
+        types = []
+        for name in node.input:
+            elem_type, shape = graph.elem_type(name), graph.shape(name) if name else None
+            if name and elem_type is None:
+                return None
+            types.append(onnx.helper.make_tensor_type_proto(elem_type or 0, shape).SerializeToString())
+        try:
+            built = schema.get_context_dependent_function_with_opset_version(
+                max(dependent), node.SerializeToString(), types
+            )
+        except Exception:  # a type the body has no form for
+            return None
+        body = onnx.FunctionProto.FromString(built)
+    else:
         return None
-    body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(max(versions)))
     needs = max((o.version for o in body.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if needs > graph.opset or any(a.g.node or a.graphs for n in body.node for a in n.attribute):
         return None
