@@ -535,6 +535,28 @@ def test_or_equal_comparisons_become_a_negated_comparison(op):
     np.testing.assert_array_equal(_run(rewritten, feeds)[0], _run(model, feeds)[0])
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keepdims", [(1, 1), (-1, 0), (0, 1)])
+def test_select_last_index_is_the_first_index_of_the_reversed_axis(op, axis, keepdims):
+    # node/test_argmax_*_select_last_index: neither front end reads select_last_index=1.
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"], axis=axis, keepdims=keepdims, select_last_index=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+    )
+    rule = _rule(f"{op} select_last_index")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert all(_attribute_value(n, "select_last_index") in (None, 0) for n in rewritten.graph.node)
+    x = np.random.default_rng(6).integers(0, 3, (2, 5, 4)).astype(np.float32)  # many equal values
+    np.testing.assert_array_equal(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def _attribute_value(node, name):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
 # --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
 
 

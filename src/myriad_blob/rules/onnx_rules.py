@@ -560,6 +560,40 @@ def _build_index_table(builder: Builder, node, table, graph: Graph) -> None:
     builder.node("Gather", [builder.constant(table, "table"), node.input[0]], node.output[0], axis=0)
 
 
+# --- ArgMax/ArgMin with select_last_index -> the first index of the reversed axis, looked up ---
+
+
+def _last_index_plan(graph: Graph, node):
+    """(axis, size) of an ArgMax/ArgMin that picks the last of equal values, else None. Neither front
+    end reads select_last_index=1; the first index j of the axis reversed is the last one, n-1-j,
+    read from a table (a Gather) since the Myriad X computes integer subtraction in FP16."""
+    if not _attribute(node, "select_last_index", 0):
+        return None
+    shape = graph.shape(node.input[0])
+    if shape is None:
+        return None
+    axis = _attribute(node, "axis", 0) % len(shape)
+    return (axis, shape[axis]) if shape[axis] <= INDEX_TABLE_MAX else None
+
+
+def _build_last_index(builder: Builder, node, plan, graph: Graph) -> None:
+    axis, size = plan
+    reversed_ = builder.node(
+        "Slice",
+        [
+            node.input[0],
+            builder.constant(np.array([size - 1], np.int64), "starts"),
+            builder.constant(np.array([-size - 1], np.int64), "ends"),  # one before the first
+            builder.constant(np.array([axis], np.int64), "axes"),
+            builder.constant(np.array([-1], np.int64), "steps"),
+        ],
+    )
+    keepdims = _attribute(node, "keepdims", 1)
+    first = builder.node(node.op_type, [reversed_], axis=axis, keepdims=keepdims)
+    table = builder.constant(np.arange(size - 1, -1, -1, dtype=np.int64), "last_index")
+    builder.node("Gather", [table, first], node.output[0], axis=0)
+
+
 # --- a computed scalar broadcast in arithmetic -> the scalar as a [1] vector ---
 
 
@@ -1898,6 +1932,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
             "class of each pick), which the Myriad X computes in FP16, inexact beyond 2048",
         )
         for op in ("Div", "Mod")
+    ),
+    *(
+        _rule(
+            f"{op} select_last_index -> {op} of the reversed axis",
+            BOTH,
+            op,
+            _last_index_plan,
+            _build_last_index,
+            f"{{n}} {op} node(s) with select_last_index=1 (the last of equal values), which neither front end reads",
+            min_opset=12,  # select_last_index is opset 12
+        )
+        for op in ("ArgMax", "ArgMin")
     ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule(
