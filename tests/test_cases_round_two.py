@@ -557,6 +557,30 @@ def _attribute_value(node, name):
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "p,geometry,shape",
+    [
+        (2, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, [1, 2, 9, 9]),
+        (1, {"kernel_shape": [2, 3]}, [1, 2, 7, 8]),
+        (2, {"kernel_shape": [3], "auto_pad": "SAME_UPPER"}, [1, 3, 10]),
+    ],
+)
+def test_lp_pool_is_an_average_pool_of_powers(p, geometry, shape):
+    # node/test_lppool_*: the Myriad compiler has no LpPool.
+    model = _model(
+        [helper.make_node("LpPool", ["x"], ["y"], p=p, **geometry)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    rule = _rule("LpPool (p = 1, 2)")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "LpPool" not in {n.op_type for n in rewritten.graph.node}
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
 # --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
 
 

@@ -841,6 +841,45 @@ def _build_reduce_l2(builder: Builder, node, plan, graph: Graph) -> None:
     builder.node("Mul", [scaled, peak], node.output[0])
 
 
+def _lp_pool_plan(graph: Graph, node):
+    """(p, the bound the graph proves on |x| or None, dtype) of an LpPool with p 1 or 2, no dilations
+    and no ceil mode (AveragePool's window count differs from LpPool's sum there), else None."""
+    p, dtype = int(_attribute(node, "p", 2)), _float_input(graph, node)
+    kernel = _attribute(node, "kernel_shape")
+    if p not in (1, 2) or dtype is None or not kernel or _attribute(node, "ceil_mode", 0):
+        return None
+    if any(d != 1 for d in _attribute(node, "dilations", [1] * len(kernel))):
+        return None
+    proven = interval(graph, node.input[0])
+    return p, max(abs(proven[0]), abs(proven[1])) if proven else None, dtype
+
+
+def _build_lp_pool(builder: Builder, node, plan, graph: Graph) -> None:
+    """LpPool = (sum over the window of |x|^p)^(1/p) = (K * AveragePool(|x|^p))^(1/p), the padding's
+    zeros counted (count_include_pad=1), as LpPool adds them. p=2 takes the root of the mean before
+    the times-sqrt(K), so no intermediate exceeds max |x|^2; where the graph proves |x| <= bound above
+    127.9, x is first divided by a power of two (exact in FP16) so its squares stay in FP16."""
+    p, bound, dtype = plan
+    x, count = node.input[0], int(np.prod(_attribute(node, "kernel_shape")))
+    geometry = {
+        key: _attribute(node, key) for key in ("kernel_shape", "strides", "pads", "auto_pad") if _attribute(node, key)
+    }
+
+    def constant(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    if p == 1:
+        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
+        magnitude = builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])])
+        mean = builder.node("AveragePool", [magnitude], count_include_pad=1, **geometry)
+        builder.node("Mul", [mean, constant(count, "window")], node.output[0])
+        return
+    scale = 2.0 ** max(math.ceil(math.log2(bound / _SQUARE_SAFE)), 0) if bound else 1.0
+    prescaled = builder.node("Mul", [x, constant(1 / scale, "prescale")]) if scale > 1 else x
+    mean = builder.node("AveragePool", [builder.node("Mul", [prescaled, prescaled])], count_include_pad=1, **geometry)
+    builder.node("Mul", [builder.node("Sqrt", [mean]), constant(math.sqrt(count) * scale, "scale")], node.output[0])
+
+
 def _reduce_l2_why(found) -> str:
     parts = ", ".join(
         f"{node.name or node.output[0]} over {plan[2]} values (sum of squares up to {plan[2] * plan[3] ** 2:.3g})"
@@ -1953,6 +1992,15 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _reduce_l2_plan,
         _build_reduce_l2,
         _reduce_l2_why,
+    ),
+    _rule(
+        "LpPool (p = 1, 2) -> AveragePool of |x|^p",
+        BOTH,
+        "LpPool",
+        _lp_pool_plan,
+        _build_lp_pool,
+        "{n} LpPool node(s) (nn.LPPool2d), which the Myriad compiler refuses",
+        min_opset=ELEMENTWISE_OPSET,
     ),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
     *(
