@@ -581,6 +581,27 @@ def test_lp_pool_is_an_average_pool_of_powers(p, geometry, shape):
     np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "op,low,high",
+    [("Sinh", -11, 11), ("Cosh", -11, 11), ("Asinh", -1000, 1000), ("Acosh", 1, 1000), ("Atanh", -0.99, 0.99)],
+)
+def test_hyperbolic_functions_are_exp_log_and_sqrt(op, low, high):
+    # node/test_sinh etc.: the Myriad compiler has none of them.
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1001])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1001])],
+    )
+    rule = _rule(f"{op} -> Exp/Log/Sqrt")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert op not in {n.op_type for n in rewritten.graph.node}
+    x = np.linspace(low, high, 1001, dtype=np.float32)
+    y, expected = _run(rewritten, {"x": x})[0], _run(model, {"x": x})[0]
+    assert np.abs(y - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 # --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
 
 

@@ -472,6 +472,48 @@ def _build_negated_comparison(builder: Builder, node, dtype, graph: Graph) -> No
     builder.node("Not", [opposite], node.output[0])
 
 
+# --- hyperbolic functions -> Exp, Log, Sqrt (the Myriad X has none of them) ---
+
+
+def _build_hyperbolic(builder: Builder, node, dtype, graph: Graph) -> None:
+    """Each written so that no intermediate leaves FP16 before the result does: e^x / 2 as e^(x - ln 2);
+    sqrt(x^2 +- 1) as m * sqrt((x/m)^2 +- (1/m)^2) with m = max(|x|, 1); asinh of |x| (x + sqrt(x^2 + 1)
+    cancels for negative x), its sign restored."""
+    x, op = node.input[0], node.op_type
+
+    def constant(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    def half_exp(value):  # e^value / 2
+        return builder.node("Exp", [builder.node("Sub", [value, constant(math.log(2), "ln2")])])
+
+    def root_of_square(value, sign):  # sqrt(value^2 + sign), value >= 0
+        m = builder.node("Max", [value, constant(1, "one")])
+        ratio, inverse = builder.node("Div", [value, m]), builder.node("Div", [constant(1, "one"), m])
+        squares = builder.node(
+            "Add" if sign > 0 else "Sub", [builder.node("Mul", [ratio, ratio]), builder.node("Mul", [inverse, inverse])]
+        )
+        return builder.node("Mul", [m, builder.node("Sqrt", [squares])])
+
+    if op in ("Sinh", "Cosh"):
+        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
+        builder.node("Sub" if op == "Sinh" else "Add", [half_exp(x), half_exp(negated)], node.output[0])
+    elif op == "Asinh":
+        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
+        magnitude = builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])])
+        value = builder.node("Log", [builder.node("Add", [magnitude, root_of_square(magnitude, 1)])])
+        sign = builder.node(
+            "Where", [builder.node("Less", [x, constant(0, "zero")]), constant(-1, "minus_one"), constant(1, "one")]
+        )
+        builder.node("Mul", [value, sign], node.output[0])
+    elif op == "Acosh":
+        builder.node("Log", [builder.node("Add", [x, root_of_square(x, -1)])], node.output[0])
+    else:  # Atanh
+        one = constant(1, "one")
+        ratio = builder.node("Div", [builder.node("Add", [one, x]), builder.node("Sub", [one, x])])
+        builder.node("Mul", [builder.node("Log", [ratio]), constant(0.5, "half")], node.output[0])
+
+
 # --- TopK whose K the exporter computes from a shape -> a constant K ---
 
 
@@ -1941,6 +1983,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
             min_opset=12,  # GreaterOrEqual and LessOrEqual are opset 12
         )
         for op, negated in _NEGATED.items()
+    ),
+    *(
+        _rule(
+            f"{op} -> Exp/Log/Sqrt",
+            BOTH,
+            op,
+            _float_input,
+            _build_hyperbolic,
+            f"{{n}} {op} node(s) (torch.{op.lower()}), which the Myriad compiler refuses",
+            min_opset=9,  # the hyperbolic ops and Where are opset 9
+        )
+        for op in ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
     ),
     _rule(
         "TopK's K folded to a constant",
