@@ -564,6 +564,7 @@ def _attribute_value(node, name):
         (2, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, [1, 2, 9, 9]),
         (1, {"kernel_shape": [2, 3]}, [1, 2, 7, 8]),
         (2, {"kernel_shape": [3], "auto_pad": "SAME_UPPER"}, [1, 3, 10]),
+        (3, {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]}, [1, 2, 6, 6]),  # node/test_lppool_2d_pads
     ],
 )
 def test_lp_pool_is_an_average_pool_of_powers(p, geometry, shape):
@@ -573,7 +574,7 @@ def test_lp_pool_is_an_average_pool_of_powers(p, geometry, shape):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
-    rule = _rule("LpPool (p = 1, 2)")
+    rule = _rule("LpPool -> AveragePool")
     assert rule.needed(model)
     rewritten = rule.rewrite(model)
     assert "LpPool" not in {n.op_type for n in rewritten.graph.node}

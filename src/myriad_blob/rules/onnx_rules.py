@@ -884,11 +884,11 @@ def _build_reduce_l2(builder: Builder, node, plan, graph: Graph) -> None:
 
 
 def _lp_pool_plan(graph: Graph, node):
-    """(p, the bound the graph proves on |x| or None, dtype) of an LpPool with p 1 or 2, no dilations
-    and no ceil mode (AveragePool's window count differs from LpPool's sum there), else None."""
+    """(p, the bound the graph proves on |x| or None, dtype) of an LpPool with an integer p >= 1, no
+    dilations and no ceil mode (AveragePool's window count differs from LpPool's sum there), else None."""
     p, dtype = int(_attribute(node, "p", 2)), _float_input(graph, node)
     kernel = _attribute(node, "kernel_shape")
-    if p not in (1, 2) or dtype is None or not kernel or _attribute(node, "ceil_mode", 0):
+    if p < 1 or dtype is None or not kernel or _attribute(node, "ceil_mode", 0):
         return None
     if any(d != 1 for d in _attribute(node, "dilations", [1] * len(kernel))):
         return None
@@ -897,10 +897,10 @@ def _lp_pool_plan(graph: Graph, node):
 
 
 def _build_lp_pool(builder: Builder, node, plan, graph: Graph) -> None:
-    """LpPool = (sum over the window of |x|^p)^(1/p) = (K * AveragePool(|x|^p))^(1/p), the padding's
-    zeros counted (count_include_pad=1), as LpPool adds them. p=2 takes the root of the mean before
-    the times-sqrt(K), so no intermediate exceeds max |x|^2; where the graph proves |x| <= bound above
-    127.9, x is first divided by a power of two (exact in FP16) so its squares stay in FP16."""
+    """LpPool = (sum over the window of |x|^p)^(1/p) = K^(1/p) * AveragePool(|x|^p)^(1/p), the padding's
+    zeros counted (count_include_pad=1), as LpPool adds them. The root of the mean comes before the
+    times-K^(1/p), so no intermediate exceeds max |x|^p; where the graph proves |x| <= bound with
+    bound^p above 127.9^2, x is first divided by a power of two (exact in FP16) so its powers stay in FP16."""
     p, bound, dtype = plan
     x, count = node.input[0], int(np.prod(_attribute(node, "kernel_shape")))
     geometry = {
@@ -910,16 +910,24 @@ def _build_lp_pool(builder: Builder, node, plan, graph: Graph) -> None:
     def constant(value, what):
         return builder.constant(np.array(value, dtype), what)
 
-    if p == 1:
-        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
-        magnitude = builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])])
-        mean = builder.node("AveragePool", [magnitude], count_include_pad=1, **geometry)
-        builder.node("Mul", [mean, constant(count, "window")], node.output[0])
-        return
-    scale = 2.0 ** max(math.ceil(math.log2(bound / _SQUARE_SAFE)), 0) if bound else 1.0
+    safe = _SQUARE_SAFE ** (2 / p)  # the largest |x| whose p-th power stays as far from FP16's limit as 127.9^2
+    scale = 2.0 ** max(math.ceil(math.log2(bound / safe)), 0) if bound else 1.0
     prescaled = builder.node("Mul", [x, constant(1 / scale, "prescale")]) if scale > 1 else x
-    mean = builder.node("AveragePool", [builder.node("Mul", [prescaled, prescaled])], count_include_pad=1, **geometry)
-    builder.node("Mul", [builder.node("Sqrt", [mean]), constant(math.sqrt(count) * scale, "scale")], node.output[0])
+    if p == 2:
+        power = builder.node("Mul", [prescaled, prescaled])
+    else:
+        negated = builder.node("Mul", [prescaled, constant(-1, "minus_one")])
+        power = builder.node("Add", [builder.node("Relu", [prescaled]), builder.node("Relu", [negated])])
+        if p > 2:
+            power = builder.node("Pow", [power, constant(p, "p")])
+    mean = builder.node("AveragePool", [power], count_include_pad=1, **geometry)
+    if p == 1:
+        root = mean
+    elif p == 2:
+        root = builder.node("Sqrt", [mean])
+    else:
+        root = builder.node("Pow", [mean, constant(1 / p, "inverse_p")])
+    builder.node("Mul", [root, constant(count ** (1 / p) * scale, "scale")], node.output[0])
 
 
 def _reduce_l2_why(found) -> str:
@@ -2048,7 +2056,7 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _reduce_l2_why,
     ),
     _rule(
-        "LpPool (p = 1, 2) -> AveragePool of |x|^p",
+        "LpPool -> AveragePool of |x|^p",
         BOTH,
         "LpPool",
         _lp_pool_plan,
