@@ -1992,18 +1992,6 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         )
         for op, negated in _NEGATED.items()
     ),
-    *(
-        _rule(
-            f"{op} -> Exp/Log/Sqrt",
-            BOTH,
-            op,
-            _float_input,
-            _build_hyperbolic,
-            f"{{n}} {op} node(s) (torch.{op.lower()}), which the Myriad compiler refuses",
-            min_opset=9,  # the hyperbolic ops and Where are opset 9
-        )
-        for op in ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
-    ),
     _rule(
         "TopK's K folded to a constant",
         frozenset({"ov2022"}),
@@ -2076,6 +2064,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
             tolerance=REDUCED_TOLERANCE,
         )
         for op in ("Sin", "Cos")
+    ),
+    *(
+        _rule(
+            f"{op} -> Exp/Log/Sqrt",
+            BOTH,
+            op,
+            _float_input,
+            _build_hyperbolic,
+            f"{{n}} {op} node(s) (torch.{op.lower()}), which the Myriad compiler refuses",
+            min_opset=9,  # the hyperbolic ops and Where are opset 9
+        )
+        for op in ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
     ),
     _rule(
         "bicubic Resize -> edge Pad + depthwise ConvTranspose",
