@@ -459,6 +459,166 @@ def test_dilated_max_pool_converts(tmp_path):
     _passed(result, blob, "MaxPool with dilations -> Max of strided slices")
 
 
+@pytest.mark.unit
+def test_mish_becomes_its_onnx_function_body():
+    # node/test_mish: was exit 12, "OpenVINO does not support the following ONNX operations: Mish" (and
+    # Mish-18 has no adapter down to 17); ONNX's own body (Softplus, Tanh, Mul) converts.
+    model = _model(
+        [helper.make_node("Mish", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])],
+        opset=18,
+    )
+    rule = _rule("op without a front end")
+    assert "(Mish)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert [n.op_type for n in rewritten.graph.node] == ["Softplus", "Tanh", "Mul"]
+    assert all(n.name.startswith("y/") and n.doc_string.endswith("Mish y") for n in rewritten.graph.node)
+    x = np.linspace(-8, 8, 75, dtype=np.float32).reshape(1, 3, 5, 5)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("opset,scales", [(18, 2), (21, 4)])  # opset 18 scales per group, 21 per channel
+def test_group_normalization_becomes_its_onnx_function_body(opset, scales):
+    # node/test_group_normalization_example: was exit 12, "OpenVINO does not support ... GroupNormalization";
+    # its body depends on the input types (a context-dependent function).
+    rng = np.random.default_rng(3)
+    model = _model(
+        [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=2, epsilon=1e-3)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [numpy_helper.from_array(rng.standard_normal(scales).astype(np.float32), n) for n in ("scale", "bias")],
+        opset=opset,
+    )
+    rule = _rule("op without a front end")
+    assert "(GroupNormalization)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "GroupNormalization" not in {n.op_type for n in rewritten.graph.node}
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_rms_normalization_becomes_its_onnx_function_body():
+    # node/test_rms_normalization_*: was exit 12, "OpenVINO does not support ... RMSNormalization" (opset 23).
+    rng = np.random.default_rng(4)
+    model = _model(
+        [helper.make_node("RMSNormalization", ["x", "scale"], ["y"], axis=-1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8])],
+        [numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "scale")],
+        opset=23,
+    )
+    model.ir_version = 10
+    rule = _rule("op without a front end")
+    assert "(RMSNormalization)" in rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "RMSNormalization" not in {n.op_type for n in rewritten.graph.node}
+    x = rng.standard_normal((1, 6, 8)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_an_op_a_front_end_reads_keeps_its_node():
+    # HardSwish has a function body too, but OpenVINO reads it: the corpus's blobs stay the same.
+    model = _model(
+        [helper.make_node("HardSwish", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        opset=18,
+    )
+    assert _rule("op without a front end").needed(model) == ""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["GreaterOrEqual", "LessOrEqual"])
+def test_or_equal_comparisons_become_a_negated_comparison(op):
+    model = _model(
+        [helper.make_node(op, ["a", "b"], ["y"])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 4]) for n in "ab"],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [3, 4])],
+        opset=16,
+    )
+    rule = _rule(f"{op} -> Not(")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert op not in {n.op_type for n in rewritten.graph.node}
+    a = np.array([[-1, 0, 1, 2]] * 3, np.float32)
+    b = np.array([[0], [1], [2]], np.float32) * np.ones((3, 4), np.float32)  # equal values included
+    feeds = {"a": a, "b": b}
+    np.testing.assert_array_equal(_run(rewritten, feeds)[0], _run(model, feeds)[0])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keepdims", [(1, 1), (-1, 0), (0, 1)])
+def test_select_last_index_is_the_first_index_of_the_reversed_axis(op, axis, keepdims):
+    # node/test_argmax_*_select_last_index: neither front end reads select_last_index=1.
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"], axis=axis, keepdims=keepdims, select_last_index=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+    )
+    rule = _rule(f"{op} select_last_index")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert all(_attribute_value(n, "select_last_index") in (None, 0) for n in rewritten.graph.node)
+    x = np.random.default_rng(6).integers(0, 3, (2, 5, 4)).astype(np.float32)  # many equal values
+    np.testing.assert_array_equal(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def _attribute_value(node, name):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "p,geometry,shape",
+    [
+        (2, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, [1, 2, 9, 9]),
+        (1, {"kernel_shape": [2, 3]}, [1, 2, 7, 8]),
+        (2, {"kernel_shape": [3], "auto_pad": "SAME_UPPER"}, [1, 3, 10]),
+        (3, {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]}, [1, 2, 6, 6]),  # node/test_lppool_2d_pads
+    ],
+)
+def test_lp_pool_is_an_average_pool_of_powers(p, geometry, shape):
+    # node/test_lppool_*: the Myriad compiler has no LpPool.
+    model = _model(
+        [helper.make_node("LpPool", ["x"], ["y"], p=p, **geometry)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    rule = _rule("LpPool -> AveragePool")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert "LpPool" not in {n.op_type for n in rewritten.graph.node}
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "op,low,high",
+    [("Sinh", -11, 11), ("Cosh", -11, 11), ("Asinh", -1000, 1000), ("Acosh", 1, 1000), ("Atanh", -0.99, 0.99)],
+)
+def test_hyperbolic_functions_are_exp_log_and_sqrt(op, low, high):
+    # node/test_sinh etc.: the Myriad compiler has none of them.
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1001])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1001])],
+    )
+    rule = _rule(f"{op} -> Exp/Log/Sqrt")
+    assert rule.needed(model)
+    rewritten = rule.rewrite(model)
+    assert op not in {n.op_type for n in rewritten.graph.node}
+    x = np.linspace(low, high, 1001, dtype=np.float32)
+    y, expected = _run(rewritten, {"x": x})[0], _run(model, {"x": x})[0]
+    assert np.abs(y - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 # --- Raw compiler messages in the user's terms (the compiler's words, from ONNX's conformance models) ---
 
 

@@ -67,11 +67,13 @@ class OnnxRule:
     new_reference: bool = False
 
 
-def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MIN_RULE_OPSET):
-    """needed/rewrite for a rule that replaces single nodes of type op: plan(graph, node) gives
+def node_rule(op, plan: Callable, build: Callable, why, min_opset: int = MIN_RULE_OPSET):
+    """needed/rewrite for a rule that replaces single nodes of type op (or of a set of types): plan(graph, node) gives
     what build needs (None: this node cannot be rewritten), build(builder, node, plan, graph)
     emits nodes that produce the node's outputs. why: "{n} ... node(s) ..." for the report, or a
     function of the [(index, node, plan)] found that says it."""
+
+    ops = {op} if isinstance(op, str) else set(op)
 
     def matches(model):
         graph = Graph(model)
@@ -79,14 +81,14 @@ def node_rule(op: str, plan: Callable, build: Callable, why, min_opset: int = MI
         if graph.opset < min_opset:
             return graph, found
         for index, node in enumerate(model.graph.node):
-            if node.op_type == op:
+            if node.op_type in ops:
                 chosen = plan(graph, node)
                 if chosen is not None:
                     found.append((index, node, chosen))
         return graph, found
 
     def needed(model) -> str:
-        if not any(node.op_type == op for node in model.graph.node):
+        if not any(node.op_type in ops for node in model.graph.node):
             return ""
         found = matches(model)[1]
         if not found:
@@ -458,6 +460,60 @@ def _build_sign(builder: Builder, node, dtype, graph: Graph) -> None:
     builder.node("Where", [builder.node("Greater", [x, zero]), one, negative], node.output[0])
 
 
+# --- GreaterOrEqual / LessOrEqual -> Not(Less) / Not(Greater) ---
+
+# OpenVINO reads a >= b as LogicalOr(Greater, Equal), which the Myriad compiler refuses on its
+# boolean inputs; its Logical_NOT of one comparison compiles (equal for every value but NaN).
+_NEGATED = {"GreaterOrEqual": "Less", "LessOrEqual": "Greater"}
+
+
+def _build_negated_comparison(builder: Builder, node, dtype, graph: Graph) -> None:
+    opposite = builder.node(_NEGATED[node.op_type], list(node.input[:2]))
+    builder.node("Not", [opposite], node.output[0])
+
+
+# --- hyperbolic functions -> Exp, Log, Sqrt (the Myriad X has none of them) ---
+
+
+def _build_hyperbolic(builder: Builder, node, dtype, graph: Graph) -> None:
+    """Each written so that no intermediate leaves FP16 before the result does: e^x / 2 as e^(x - ln 2);
+    sqrt(x^2 +- 1) as m * sqrt((x/m)^2 +- (1/m)^2) with m = max(|x|, 1); asinh of |x| (x + sqrt(x^2 + 1)
+    cancels for negative x), its sign restored."""
+    x, op = node.input[0], node.op_type
+
+    def constant(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    def half_exp(value):  # e^value / 2
+        return builder.node("Exp", [builder.node("Sub", [value, constant(math.log(2), "ln2")])])
+
+    def root_of_square(value, sign):  # sqrt(value^2 + sign), value >= 0
+        m = builder.node("Max", [value, constant(1, "one")])
+        ratio, inverse = builder.node("Div", [value, m]), builder.node("Div", [constant(1, "one"), m])
+        squares = builder.node(
+            "Add" if sign > 0 else "Sub", [builder.node("Mul", [ratio, ratio]), builder.node("Mul", [inverse, inverse])]
+        )
+        return builder.node("Mul", [m, builder.node("Sqrt", [squares])])
+
+    if op in ("Sinh", "Cosh"):
+        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
+        builder.node("Sub" if op == "Sinh" else "Add", [half_exp(x), half_exp(negated)], node.output[0])
+    elif op == "Asinh":
+        negated = builder.node("Mul", [x, constant(-1, "minus_one")])
+        magnitude = builder.node("Add", [builder.node("Relu", [x]), builder.node("Relu", [negated])])
+        value = builder.node("Log", [builder.node("Add", [magnitude, root_of_square(magnitude, 1)])])
+        sign = builder.node(
+            "Where", [builder.node("Less", [x, constant(0, "zero")]), constant(-1, "minus_one"), constant(1, "one")]
+        )
+        builder.node("Mul", [value, sign], node.output[0])
+    elif op == "Acosh":
+        builder.node("Log", [builder.node("Add", [x, root_of_square(x, -1)])], node.output[0])
+    else:  # Atanh
+        one = constant(1, "one")
+        ratio = builder.node("Div", [builder.node("Add", [one, x]), builder.node("Sub", [one, x])])
+        builder.node("Mul", [builder.node("Log", [ratio]), constant(0.5, "half")], node.output[0])
+
+
 # --- TopK whose K the exporter computes from a shape -> a constant K ---
 
 
@@ -548,6 +604,40 @@ def _index_table_plan(graph: Graph, node):
 
 def _build_index_table(builder: Builder, node, table, graph: Graph) -> None:
     builder.node("Gather", [builder.constant(table, "table"), node.input[0]], node.output[0], axis=0)
+
+
+# --- ArgMax/ArgMin with select_last_index -> the first index of the reversed axis, looked up ---
+
+
+def _last_index_plan(graph: Graph, node):
+    """(axis, size) of an ArgMax/ArgMin that picks the last of equal values, else None. Neither front
+    end reads select_last_index=1; the first index j of the axis reversed is the last one, n-1-j,
+    read from a table (a Gather) since the Myriad X computes integer subtraction in FP16."""
+    if not _attribute(node, "select_last_index", 0):
+        return None
+    shape = graph.shape(node.input[0])
+    if shape is None:
+        return None
+    axis = _attribute(node, "axis", 0) % len(shape)
+    return (axis, shape[axis]) if shape[axis] <= INDEX_TABLE_MAX else None
+
+
+def _build_last_index(builder: Builder, node, plan, graph: Graph) -> None:
+    axis, size = plan
+    reversed_ = builder.node(
+        "Slice",
+        [
+            node.input[0],
+            builder.constant(np.array([size - 1], np.int64), "starts"),
+            builder.constant(np.array([-size - 1], np.int64), "ends"),  # one before the first
+            builder.constant(np.array([axis], np.int64), "axes"),
+            builder.constant(np.array([-1], np.int64), "steps"),
+        ],
+    )
+    keepdims = _attribute(node, "keepdims", 1)
+    first = builder.node(node.op_type, [reversed_], axis=axis, keepdims=keepdims)
+    table = builder.constant(np.arange(size - 1, -1, -1, dtype=np.int64), "last_index")
+    builder.node("Gather", [table, first], node.output[0], axis=0)
 
 
 # --- a computed scalar broadcast in arithmetic -> the scalar as a [1] vector ---
@@ -795,6 +885,53 @@ def _build_reduce_l2(builder: Builder, node, plan, graph: Graph) -> None:
         peak = _reduce(builder, graph, "ReduceMax", peak, axes, 0)
     scaled = builder.node("Mul", [norm, constant(root, "root_n")])
     builder.node("Mul", [scaled, peak], node.output[0])
+
+
+def _lp_pool_plan(graph: Graph, node):
+    """(p, the bound the graph proves on |x| or None, dtype) of an LpPool with an integer p >= 1, no
+    dilations and no ceil mode (AveragePool's window count differs from LpPool's sum there), else None."""
+    p, dtype = int(_attribute(node, "p", 2)), _float_input(graph, node)
+    kernel = _attribute(node, "kernel_shape")
+    if p < 1 or dtype is None or not kernel or _attribute(node, "ceil_mode", 0):
+        return None
+    if any(d != 1 for d in _attribute(node, "dilations", [1] * len(kernel))):
+        return None
+    proven = interval(graph, node.input[0])
+    return p, max(abs(proven[0]), abs(proven[1])) if proven else None, dtype
+
+
+def _build_lp_pool(builder: Builder, node, plan, graph: Graph) -> None:
+    """LpPool = (sum over the window of |x|^p)^(1/p) = K^(1/p) * AveragePool(|x|^p)^(1/p), the padding's
+    zeros counted (count_include_pad=1), as LpPool adds them. The root of the mean comes before the
+    times-K^(1/p), so no intermediate exceeds max |x|^p; where the graph proves |x| <= bound with
+    bound^p above 127.9^2, x is first divided by a power of two (exact in FP16) so its powers stay in FP16."""
+    p, bound, dtype = plan
+    x, count = node.input[0], int(np.prod(_attribute(node, "kernel_shape")))
+    geometry = {
+        key: _attribute(node, key) for key in ("kernel_shape", "strides", "pads", "auto_pad") if _attribute(node, key)
+    }
+
+    def constant(value, what):
+        return builder.constant(np.array(value, dtype), what)
+
+    safe = _SQUARE_SAFE ** (2 / p)  # the largest |x| whose p-th power stays as far from FP16's limit as 127.9^2
+    scale = 2.0 ** max(math.ceil(math.log2(bound / safe)), 0) if bound else 1.0
+    prescaled = builder.node("Mul", [x, constant(1 / scale, "prescale")]) if scale > 1 else x
+    if p == 2:
+        power = builder.node("Mul", [prescaled, prescaled])
+    else:
+        negated = builder.node("Mul", [prescaled, constant(-1, "minus_one")])
+        power = builder.node("Add", [builder.node("Relu", [prescaled]), builder.node("Relu", [negated])])
+        if p > 2:
+            power = builder.node("Pow", [power, constant(p, "p")])
+    mean = builder.node("AveragePool", [power], count_include_pad=1, **geometry)
+    if p == 1:
+        root = mean
+    elif p == 2:
+        root = builder.node("Sqrt", [mean])
+    else:
+        root = builder.node("Pow", [mean, constant(1 / p, "inverse_p")])
+    builder.node("Mul", [root, constant(count ** (1 / p) * scale, "scale")], node.output[0])
 
 
 def _reduce_l2_why(found) -> str:
@@ -1181,6 +1318,88 @@ def _build_inlined_branch(builder: Builder, node, branch, graph: Graph) -> None:
     for value, output in zip(branch.output, node.output):
         if output:
             builder.node("Identity", [renamed.get(value.name, value.name)], output)
+
+
+# --- an op neither front end reads -> ONNX's own function body for it ---
+
+# Ops whose ONNX schema defines them as a function of other ops, and which neither front end reads
+# (measured on ONNX's node tests: Mish-18, GroupNormalization-18/21 and RMSNormalization-23 are
+# unknown to OpenVINO 2022.3 and to Model Optimizer 2021.4, while their bodies convert). Ops a front
+# end reads stay as they are (HardSwish, Gelu, Softplus, ...), so models that convert today keep
+# their blob.
+FUNCTION_BODY_OPS = {"Mish", "GroupNormalization", "RMSNormalization"}
+
+
+def _function_body_plan(graph: Graph, node):
+    """The FunctionProto ONNX's schema gives node's op at the model's opset, or None (no body, a
+    body with subgraphs, or one that needs a newer opset than the model's)."""
+    import onnx
+    from onnx import defs
+
+    if node.op_type not in FUNCTION_BODY_OPS or node.domain not in ("", "ai.onnx"):
+        return None
+    try:
+        schema = defs.get_schema(node.op_type, graph.opset)
+    except Exception:  # the op is newer than the model's opset
+        return None
+    versions = [v for v in schema.function_opset_versions if v <= graph.opset]
+    dependent = [v for v in schema.context_dependent_function_opset_versions if v <= graph.opset]
+    if schema.has_function and versions:
+        body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(max(versions)))
+    elif schema.has_context_dependent_function and dependent:  # the body depends on the input types
+        types = []
+        for name in node.input:
+            elem_type, shape = graph.elem_type(name), graph.shape(name) if name else None
+            if name and elem_type is None:
+                return None
+            types.append(onnx.helper.make_tensor_type_proto(elem_type or 0, shape).SerializeToString())
+        try:
+            built = schema.get_context_dependent_function_with_opset_version(
+                max(dependent), node.SerializeToString(), types
+            )
+        except Exception:  # a type the body has no form for
+            return None
+        body = onnx.FunctionProto.FromString(built)
+    else:
+        return None
+    needs = max((o.version for o in body.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if needs > graph.opset or any(a.g.node or a.graphs for n in body.node for a in n.attribute):
+        return None
+    return body
+
+
+def _build_function_body(builder: Builder, node, body, graph: Graph) -> None:
+    """The body's nodes with its formal inputs/outputs bound to node's, its intermediate values
+    renamed after node, and attribute references replaced by node's values (or the defaults)."""
+    import onnx
+
+    names = dict(zip(body.input, list(node.input) + [""] * len(body.input)))
+    names.update(zip(body.output, node.output))
+    given = {a.name: a for a in node.attribute}
+    defaults = {a.name: a for a in body.attribute_proto}
+    for inner in body.node:
+        inputs = [names.get(name, name) if name else "" for name in inner.input]
+        outputs = []
+        for name in inner.output:
+            if name not in names:
+                names[name] = builder.name(name)
+            outputs.append(names[name])
+        attributes = []
+        for attribute in inner.attribute:
+            if attribute.ref_attr_name:
+                source = given.get(attribute.ref_attr_name) or defaults.get(attribute.ref_attr_name)
+                if source is None:
+                    continue  # an optional attribute left unset: the inner op's own default
+                bound = onnx.AttributeProto()
+                bound.CopyFrom(source)
+                bound.name = attribute.name  # the inner op's name for it
+                attribute = bound
+            attributes.append(attribute)
+        builder.node(inner.op_type, inputs, outputs[0])
+        emitted = builder.nodes[-1]
+        del emitted.output[:]
+        emitted.output.extend(outputs)
+        emitted.attribute.extend(attributes)
 
 
 # --- a convolution or matmul of constants -> its result, computed once ---
@@ -1783,6 +2002,20 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _build_col2im_rearrange,
         "{n} Col2Im node(s) (F.fold) whose patches do not overlap, which OpenVINO 2022.3 cannot read",
     ),
+    # Before the opset conversion: Mish is opset 18, which has no adapter down to 17.
+    _rule(
+        "op without a front end -> ONNX's function body for it",
+        BOTH,
+        FUNCTION_BODY_OPS,
+        _function_body_plan,
+        _build_function_body,
+        lambda found: (
+            f"{len(found)} node(s) of an op neither front end reads ("
+            + ", ".join(sorted({node.op_type for _, node, _ in found}))
+            + "), which ONNX defines as a function of ops they read"
+        ),
+        min_opset=ELEMENTWISE_OPSET,
+    ),
     OnnxRule("convert to opset 17 (onnx version converter)", frozenset({"ov2022"}), _newer_opset, _convert_opset),
     OnnxRule("decompose LayerNormalization", frozenset({"ov2022"}), _layer_norms, decompose_layer_norm),
     _rule(
@@ -1870,6 +2103,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         "{n} Sign node(s) (torch.sign), which the Myriad compiler refuses",
         min_opset=9,  # Where
     ),
+    *(
+        _rule(
+            f"{op} -> Not({negated})",
+            BOTH,
+            op,
+            _float_input,
+            _build_negated_comparison,
+            f"{{n}} {op} node(s), which OpenVINO makes a LogicalOr the Myriad compiler refuses",
+            min_opset=12,  # GreaterOrEqual and LessOrEqual are opset 12
+        )
+        for op, negated in _NEGATED.items()
+    ),
     _rule(
         "TopK's K folded to a constant",
         frozenset({"ov2022"}),
@@ -1901,6 +2146,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         )
         for op in ("Div", "Mod")
     ),
+    *(
+        _rule(
+            f"{op} select_last_index -> {op} of the reversed axis",
+            BOTH,
+            op,
+            _last_index_plan,
+            _build_last_index,
+            f"{{n}} {op} node(s) with select_last_index=1 (the last of equal values), which neither front end reads",
+            min_opset=12,  # select_last_index is opset 12
+        )
+        for op in ("ArgMax", "ArgMin")
+    ),
     _rule("Sin -> polynomial on its proven range", BOTH, "Sin", _trig_plan, _build_trig_polynomial, _trig_why),
     _rule(
         "ReduceL2 -> scaled mean of squares",
@@ -1909,6 +2166,15 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
         _reduce_l2_plan,
         _build_reduce_l2,
         _reduce_l2_why,
+    ),
+    _rule(
+        "LpPool -> AveragePool of |x|^p",
+        BOTH,
+        "LpPool",
+        _lp_pool_plan,
+        _build_lp_pool,
+        "{n} LpPool node(s) (nn.LPPool2d), which the Myriad compiler refuses",
+        min_opset=ELEMENTWISE_OPSET,
     ),
     _rule("Cos -> polynomial on its proven range", BOTH, "Cos", _trig_plan, _build_trig_polynomial, _trig_why),
     *(
@@ -1922,6 +2188,18 @@ ONNX_RULES: tuple[OnnxRule, ...] = (
             tolerance=REDUCED_TOLERANCE,
         )
         for op in ("Sin", "Cos")
+    ),
+    *(
+        _rule(
+            f"{op} -> Exp/Log/Sqrt",
+            BOTH,
+            op,
+            _float_input,
+            _build_hyperbolic,
+            f"{{n}} {op} node(s) (torch.{op.lower()}), which the Myriad compiler refuses",
+            min_opset=9,  # the hyperbolic ops and Where are opset 9
+        )
+        for op in ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
     ),
     _rule(
         "bicubic Resize -> edge Pad + depthwise ConvTranspose",
