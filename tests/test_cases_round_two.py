@@ -632,6 +632,12 @@ def test_hyperbolic_functions_are_exp_log_and_sqrt(op, low, high):
             [("2", "Add")],
             "cannot run `2` (Add) of this model: integer arithmetic",
         ),
+        (  # an integer a >= b (the compiler's stage is the comparison): was "an add or multiply"
+            "5 of type Greater: [ GENERAL_ERROR ] Stage node 5 (Greater) types check error: input #0 has type S32, "
+            "but one of [FP16] is expected",
+            [("5", "GreaterEqual")],
+            "cannot run `5` (GreaterEqual) of this model: integer arithmetic or comparison",
+        ),
         (  # test_Conv3d_groups
             'Failed to compile layer "3": [ GENERAL_ERROR ] number of groups=2, but grouped 3D convolution is '
             "not supported",

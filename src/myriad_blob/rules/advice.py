@@ -180,12 +180,13 @@ COMPILER_SAID: tuple[tuple[re.Pattern, KnownCause], ...] = (
             "(frames as [1, T, H*W, C] or as channels)",
         ),
     ),
-    (  # ONNX's test_operator_non_float_params: x + y of int64 inputs
+    (  # ONNX's test_operator_non_float_params: x + y of int64 inputs; test_greater_equal of int32 inputs
         re.compile(
             r"Stage node (?P<layer>\S+) \(\w+\) types check error: input #\d+ has type S32, but one of \[FP16\]"
         ),
         KnownCause(
-            "integer arithmetic (an add or multiply of int32/int64 tensors), which the Myriad X computes in FP16 only",
+            "integer arithmetic or comparison (int32/int64 tensors: an add, a multiply, a >=), which the Myriad X "
+            "computes in FP16 only",
             "compute it in float (.float() before it, or float inputs), or on the host",
         ),
     ),
