@@ -33,7 +33,7 @@ class TokenLinear(torch.nn.Module):
 
 
 class RowsLinear(torch.nn.Module):
-    """The same Linear over a 2-D [rows, C] matrix: exported as a Gemm, which the rule does not rewrite."""
+    """The same Linear over a 2-D [rows, C] matrix: exported as a Gemm (as nn.MultiheadAttention's out_proj)."""
 
     def __init__(self, channels: int = 32):
         super().__init__()
@@ -76,10 +76,29 @@ def test_token_wise_linear_compiles_to_a_handful_of_stages(tmp_path):
     assert "**Compile**: " in tmp_path.joinpath("token_linear.blob.report.md").read_text()
 
 
-def test_exploded_stage_count_names_the_layer(tmp_path):
-    # A Gemm over 256 rows: the plugin copies it into 256 stages (385 with their DMA copies).
+def test_a_gemm_over_rows_compiles_to_a_handful_of_stages(tmp_path):
+    # Found in the final read (case21's nn.MultiheadAttention): the 2-D Gemm of a Linear over 256 rows was
+    # left to the plugin, which copied it into 256 stages and the verdict said warnings.
     torch.manual_seed(0)
     path = _export(RowsLinear(), (1, 32, 16, 16), tmp_path / "rows_linear.onnx")
+    assert [rows for _, rows in row_split_matmuls(onnx.load(str(path)))] == [256]
+    result, report = _convert(path, "--strict")
+    assert result.returncode == 0, result.stderr
+    assert RULE in _kept(report)
+    assert report["compile"]["stages"] <= 10 and report["compile"]["row_copies"] == []
+    assert report["verdict"]["result"] == "passed", report["verdict"]
+
+
+def test_exploded_stage_count_names_the_layer(tmp_path):
+    # A Gemm over 256 rows with alpha 0.5, which the rule leaves (it takes alpha = beta = 1): the plugin
+    # copies it into 256 stages (385 with their DMA copies).
+    torch.manual_seed(0)
+    path = _export(RowsLinear(), (1, 32, 16, 16), tmp_path / "rows_linear.onnx")
+    model = onnx.load(str(path))
+    (gemm,) = [node for node in model.graph.node if node.op_type == "Gemm"]
+    (alpha,) = [attribute for attribute in gemm.attribute if attribute.name == "alpha"]
+    alpha.f = 0.5
+    onnx.save(model, str(path))
     result, report = _convert(path)
     assert result.returncode == 0, result.stderr
     section = report["compile"]

@@ -81,6 +81,8 @@ RANKS = {
     "3-D": ([1, 3, 5], "CHW", "FP16"),
     "3-D, first dim 2": ([2, 3, 5], "CHW", "FP16"),
     "4-D image": ([1, 3, 8, 8], "NCHW", "U8"),
+    # a channels-last image (tf2onnx's [N, H, W, 3]) stays U8, as before non-image inputs became FP16 (review)
+    "4-D image, channels last": ([1, 16, 16, 3], "NCHW", "U8"),
     "4-D, 5 channels": ([1, 5, 4, 6], "NCHW", "FP16"),
     "5-D": ([1, 2, 3, 4, 5], "NCDHW", "FP16"),
 }

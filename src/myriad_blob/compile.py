@@ -67,7 +67,7 @@ _IR_PRECISIONS = {
 INPUT_TYPE_REASONS = {
     "named": (None, "from --input-type NAME=TYPE"),
     "every": (None, "from --input-type"),
-    "image": ("U8", "default for an image input, NCHW with 1 or 3 channels: the camera's frames"),
+    "image": ("U8", "default for an image input, NCHW or NHWC with 1 or 3 channels: the camera's frames"),
     "other": ("FP16", "default for a non-image input: U8 would truncate its values"),
 }
 IMAGE_INPUT_TYPE = INPUT_TYPE_REASONS["image"][0]  # compile_tool's -ip without --input-type
@@ -83,10 +83,17 @@ def input_precisions(options: ConversionOptions, ir: IRModel) -> dict:
         elif options.input_type is not None:
             reason, precision = "every", options.input_type
         else:
-            reason = "image" if is_image_shape(tensor.shape) else "other"
+            reason = "image" if is_image_shape(tensor.shape) or _channels_last_image(tensor.shape) else "other"
             precision = INPUT_TYPE_REASONS[reason][0]
         result[tensor.name] = {"precision": precision, "reason": reason, "why": INPUT_TYPE_REASONS[reason][1]}
     return result
+
+
+def _channels_last_image(shape) -> bool:
+    """[N, H, W, 1 or 3] with H and W of 8 or more: an image as TensorFlow's exporters write it (tf2onnx),
+    U8 by default as every input was before non-image inputs became FP16."""
+    shape = tuple(shape)
+    return len(shape) == 4 and shape[3] in (1, 3) and all(isinstance(d, int) and d >= 8 for d in shape[1:3])
 
 
 # The plugin's own batch rule (detectNetworkBatch in the 2021.4 Myriad plugin): the first dimension

@@ -177,13 +177,13 @@ OPTIONS: tuple[Option, ...] = (
         choices_note=" (what the Myriad X takes)",
         help="Blob input precision: U8, FP16 or FP32 (what the Myriad X takes); ONNX keeps the model's own. "
         "A bare value is for every input; 'name=FP16' for one (repeated), e.g. U8 images and an FP16 state.  "
-        "[default: U8 for an image input (NCHW, 1 or 3 channels), FP16 for any other]",
+        "[default: U8 for an image input (NCHW or NHWC, 1 or 3 channels), FP16 for any other]",
         manifest_expected='a precision name such as "U8", or a list like ["U8", "state=FP16"]',
         doc_flag="[NAME=]TYPE",
         doc_default="`U8` for an image, `FP16` for any other input",
         doc="blob input precision: `U8`, `FP16` or `FP32` (what the Myriad X takes); `ONNX` keeps the model's own. "
         "A bare value is for every input, `name=TYPE` for one (repeated; it wins), e.g. `--input-type U8 "
-        "--input-type state=FP16`. Without it, an image input (NCHW, 1 or 3 channels) is `U8`, the camera's "
+        "--input-type state=FP16`. Without it, an image input (NCHW or NHWC, 1 or 3 channels) is `U8`, the camera's "
         "frames, and any other input `FP16` (U8 would truncate its values); the report says which and why",
         action_help="Blob input precision (U8, FP16 or FP32; ONNX keeps the model's own). One per line; name=TYPE "
         "for one input, e.g. U8 and state=FP16. Default: U8 for an image input, FP16 for any other.",

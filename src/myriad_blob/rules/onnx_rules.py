@@ -1639,8 +1639,38 @@ def _token_matmul_plan(graph: Graph, node):
             and bias.shape[-1:] == (outputs,) == (bias.size,)
             and bias.ndim <= len(shape)
         ):
-            return rows, shape, weights, bias.reshape(outputs), add
-    return rows, shape, weights, None, None
+            return rows, shape, weights, bias.reshape(outputs), add, False
+    return rows, shape, weights, None, None, False
+
+
+def _token_gemm_plan(graph: Graph, node):
+    """The same plan for a Gemm of a computed [M, C] by a constant B (nn.Linear on a 2-D input, as
+    nn.MultiheadAttention's out_proj exports; transA when the exporter folded a transpose of A into it:
+    A is then [C, M]): alpha = beta = 1, C a constant [K] or [1, K] (the bias), else None."""
+    if len(node.input) < 2 or node.input[0] in graph.initializers:
+        return None
+    if _attribute(node, "alpha", 1.0) != 1.0 or _attribute(node, "beta", 1.0) != 1.0:
+        return None
+    shape, weights, dtype = graph.shape(node.input[0]), graph.const(node.input[1]), _float_input(graph, node)
+    if shape is None or weights is None or dtype is None or len(shape) != 2 or np.ndim(weights) != 2:
+        return None
+    weights = weights.T if _attribute(node, "transB", 0) else weights
+    a_transposed = bool(_attribute(node, "transA", 0))
+    rows, channels = (shape[1], shape[0]) if a_transposed else (shape[0], shape[1])
+    if weights.shape[0] != channels or weights.dtype != dtype:
+        return None
+    rows, outputs = int(rows), weights.shape[1]
+    if rows <= 1 or rows % PLUGIN_FOLDED_ROWS == 0:
+        return None
+    bias = graph.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and (bias is None or bias.dtype != dtype or bias.shape[-1:] != (outputs,)):
+        return None
+    if bias is not None and bias.size != outputs:
+        return None
+    return rows, (rows, channels), weights, None if bias is None else bias.reshape(outputs), None, a_transposed
+
+
+_TOKEN_PLANS = {"MatMul": _token_matmul_plan, "Gemm": _token_gemm_plan}
 
 
 def _token_matmuls(model) -> tuple[Graph, list]:
@@ -1648,8 +1678,8 @@ def _token_matmuls(model) -> tuple[Graph, list]:
     if graph.opset < ELEMENTWISE_OPSET:
         return graph, found
     for index, node in enumerate(model.graph.node):
-        if node.op_type == "MatMul":
-            plan = _token_matmul_plan(graph, node)
+        if node.op_type in _TOKEN_PLANS:
+            plan = _TOKEN_PLANS[node.op_type](graph, node)
             if plan is not None:
                 found.append((index, node, plan))
     return graph, found
@@ -1658,13 +1688,13 @@ def _token_matmuls(model) -> tuple[Graph, list]:
 def row_split_matmuls(model) -> list[tuple[str, int]]:
     """(node name, rows) of each MatMul the plugin would copy into one stage per row (for the
     messages when the rule above could not rewrite it)."""
-    if not any(node.op_type == "MatMul" for node in model.graph.node):
+    if not any(node.op_type in _TOKEN_PLANS for node in model.graph.node):
         return []
     return [(node.name or node.output[0], plan[0]) for _, node, plan in _token_matmuls(model)[1]]
 
 
 def _token_matmuls_why(model) -> str:
-    if not any(node.op_type == "MatMul" for node in model.graph.node):
+    if not any(node.op_type in _TOKEN_PLANS for node in model.graph.node):
         return ""
     found = _token_matmuls(model)[1]
     if not found:
@@ -1672,7 +1702,7 @@ def _token_matmuls_why(model) -> str:
     named = ", ".join(f"{node.name or node.output[0]} ({plan[0]:,} rows)" for _, node, plan in found[:3])
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
     return (
-        f"{len(found)} MatMul node(s) of [.., M, C] by a constant [C, K] (a token-wise nn.Linear) whose M rows, "
+        f"{len(found)} MatMul/Gemm node(s) of [.., M, C] by a constant [C, K] (a token-wise nn.Linear) whose M rows, "
         f"not a multiple of {PLUGIN_FOLDED_ROWS}, the Myriad compiler would copy into one stage each: {named}{more}"
     )
 
@@ -1684,13 +1714,18 @@ def token_matmuls_as_convolutions(model):
     result = copy_model(model)
     _, found = _token_matmuls(result)
     replacements = {}
-    for index, node, (rows, shape, weights, bias, add) in found:
+    for index, node, (rows, shape, weights, bias, add, a_transposed) in found:
         builder = Builder(result, node)
         channels, outputs = weights.shape
-        flat = builder.node(
-            "Reshape", [node.input[0], builder.constant(np.array([1, 1, rows, channels], np.int64), "shape")]
-        )
-        planes = builder.node("Transpose", [flat], perm=[0, 3, 1, 2])
+        if a_transposed:  # a Gemm's A given as [C, M]: already the planes
+            planes = builder.node(
+                "Reshape", [node.input[0], builder.constant(np.array([1, channels, 1, rows], np.int64), "shape")]
+            )
+        else:
+            flat = builder.node(
+                "Reshape", [node.input[0], builder.constant(np.array([1, 1, rows, channels], np.int64), "shape")]
+            )
+            planes = builder.node("Transpose", [flat], perm=[0, 3, 1, 2])
         inputs = [planes, builder.constant(np.ascontiguousarray(weights.T).reshape(outputs, channels, 1, 1), "weights")]
         if bias is not None:
             inputs.append(builder.constant(bias, "bias"))
@@ -1703,7 +1738,7 @@ def token_matmuls_as_convolutions(model):
             replacements[next(i for i, n in enumerate(result.graph.node) if n.output[0] == add.output[0])] = []
     replace_nodes(result, replacements)
     # The MatMuls' weights and biases, now in the convolutions' layout: the old ones go.
-    replaced = {name for _, node, (*_, add) in found for name in [*node.input, *(add.input if add else [])]}
+    replaced = {name for _, node, (*_, add, _) in found for name in [*node.input, *(add.input if add else [])]}
     read = {name for node in result.graph.node for name in node.input}
     read |= {  # a subgraph may read an outer initializer
         name
