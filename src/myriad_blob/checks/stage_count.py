@@ -18,7 +18,9 @@ from ..markdown_text import code, text
 from ..rules.advice import module_path
 from .base import Check, CheckContext
 
-_ROW_COPY = re.compile(r"@batch=(\d+)/(\d+)")
+# Only the fully connected layers the plugin made convolutions of: a batched input's layers are copied
+# once per item too (`LAYER@batch=k/N`), which is how the plugin runs a batch, not a count exploding.
+_ROW_COPY = re.compile(r"@fc-to-conv@batch=(\d+)/(\d+)")
 # Executed IR layers: what a compile without copies makes about one stage of each (plus DMA copies).
 _NOT_EXECUTED = {"Const", "Parameter", "Result"}
 # A count is "exploded" when the copied stages are more than this share of all stages.
