@@ -90,10 +90,16 @@ def input_precisions(options: ConversionOptions, ir: IRModel) -> dict:
 
 
 def _channels_last_image(shape) -> bool:
-    """[N, H, W, 1 or 3] with H and W of 8 or more: an image as TensorFlow's exporters write it (tf2onnx),
-    U8 by default as every input was before non-image inputs became FP16."""
+    """[1, H, W, 1 or 3] with H and W of 8 or more: a camera frame as TensorFlow's exporters write it
+    (tf2onnx), U8 by default as every input was before non-image inputs became FP16. A batch of such
+    frames ([20, 64, 64, 3], case18's video) is no frame the camera gives: FP16."""
     shape = tuple(shape)
-    return len(shape) == 4 and shape[3] in (1, 3) and all(isinstance(d, int) and d >= 8 for d in shape[1:3])
+    return (
+        len(shape) == 4
+        and shape[0] == 1
+        and shape[3] in (1, 3)
+        and all(isinstance(d, int) and d >= 8 for d in shape[1:3])
+    )
 
 
 # The plugin's own batch rule (detectNetworkBatch in the 2021.4 Myriad plugin): the first dimension
