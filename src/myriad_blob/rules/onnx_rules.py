@@ -1694,12 +1694,10 @@ def row_split_matmuls(model) -> list[tuple[str, int]]:
 
 
 def _token_matmuls_why(model) -> str:
-    if not any(node.op_type in _TOKEN_PLANS for node in model.graph.node):
-        return ""
-    found = _token_matmuls(model)[1]
+    found = row_split_matmuls(model)
     if not found:
         return ""
-    named = ", ".join(f"{node.name or node.output[0]} ({plan[0]:,} rows)" for _, node, plan in found[:3])
+    named = ", ".join(f"{name} ({rows:,} rows)" for name, rows in found[:3])
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
     return (
         f"{len(found)} MatMul/Gemm node(s) of [.., M, C] by a constant [C, K] (a token-wise nn.Linear) whose M rows, "
